@@ -1,0 +1,124 @@
+//! Randomness for key generation and encryption: a ChaCha20 stream (seedable, so the `a`
+//! half of a seeded ciphertext is regenerated from 32 bytes), uniform residues, ternary
+//! secrets and discrete Gaussian errors.
+
+use rand::SeedableRng;
+pub use rand_chacha::ChaCha20Rng;
+use rand_core::RngCore;
+
+/// Standard deviation of the error distribution (the HE standard's value).
+pub const ERROR_STD_DEV: f64 = 3.2;
+/// Errors are cut at ~6σ; larger values have probability below 2^-26 each.
+const ERROR_BOUND: usize = 20;
+
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random number generator failed: {0}")]
+pub struct EntropyError(String);
+
+/// A fresh 32-byte seed from the operating system.
+pub fn os_seed() -> Result<[u8; 32], EntropyError> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| EntropyError(e.to_string()))?;
+    Ok(seed)
+}
+
+/// A ChaCha20 generator seeded from the operating system.
+pub fn os_rng() -> Result<ChaCha20Rng, EntropyError> {
+    Ok(ChaCha20Rng::from_seed(os_seed()?))
+}
+
+/// The deterministic stream for a public seed (both sides derive the same values).
+pub fn seeded_rng(seed: [u8; 32]) -> ChaCha20Rng {
+    ChaCha20Rng::from_seed(seed)
+}
+
+/// Uniform value in `[0, q)` by rejection (no modulo bias).
+#[inline]
+pub fn uniform_below<R: RngCore>(rng: &mut R, q: u64) -> u64 {
+    let mask = u64::MAX >> q.leading_zeros();
+    loop {
+        let v = rng.next_u64() & mask;
+        if v < q {
+            return v;
+        }
+    }
+}
+
+/// `n` coefficients uniform in {-1, 0, 1}.
+pub fn ternary<R: RngCore>(rng: &mut R, n: usize) -> Vec<i64> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let mut bytes = [0u8; 64];
+        rng.fill_bytes(&mut bytes);
+        // 255 = 3·85 values map evenly onto three classes; reject the last one.
+        out.extend(bytes.iter().filter(|&&b| b < 255).map(|&b| (b % 3) as i64 - 1).take(n - out.len()));
+    }
+    out
+}
+
+/// Cumulative distribution of |x| for the rounded Gaussian, scaled to 2^64.
+fn gaussian_cdt(sigma: f64) -> [u64; ERROR_BOUND + 1] {
+    let weight = |x: usize| (-((x * x) as f64) / (2.0 * sigma * sigma)).exp();
+    let total: f64 = weight(0) + 2.0 * (1..=ERROR_BOUND).map(weight).sum::<f64>();
+    let mut cdt = [0u64; ERROR_BOUND + 1];
+    let mut acc = 0.0;
+    for (x, slot) in cdt.iter_mut().enumerate() {
+        acc += if x == 0 { weight(0) } else { 2.0 * weight(x) } / total;
+        *slot = if x == ERROR_BOUND { u64::MAX } else { (acc * 2f64.powi(64)).min(u64::MAX as f64) as u64 };
+    }
+    cdt
+}
+
+/// `n` discrete Gaussian samples with standard deviation [`ERROR_STD_DEV`].
+pub fn gaussian<R: RngCore>(rng: &mut R, n: usize) -> Vec<i64> {
+    let cdt = gaussian_cdt(ERROR_STD_DEV);
+    (0..n)
+        .map(|_| {
+            let u = rng.next_u64();
+            let magnitude = cdt.iter().position(|&c| u < c).unwrap_or(ERROR_BOUND) as i64;
+            if magnitude != 0 && rng.next_u32() & 1 == 1 {
+                -magnitude
+            } else {
+                magnitude
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaussian_has_the_stated_moments() {
+        let mut rng = os_rng().unwrap();
+        let xs = gaussian(&mut rng, 200_000);
+        let mean = xs.iter().sum::<i64>() as f64 / xs.len() as f64;
+        let var = xs.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / xs.len() as f64;
+        assert!(mean.abs() < 0.05, "mean {mean}");
+        assert!((var.sqrt() - ERROR_STD_DEV).abs() < 0.05, "std {}", var.sqrt());
+        assert!(xs.iter().all(|x| x.unsigned_abs() as usize <= ERROR_BOUND));
+    }
+
+    #[test]
+    fn ternary_is_balanced() {
+        let mut rng = os_rng().unwrap();
+        let xs = ternary(&mut rng, 300_000);
+        for v in -1..=1 {
+            let share = xs.iter().filter(|&&x| x == v).count() as f64 / xs.len() as f64;
+            assert!((share - 1.0 / 3.0).abs() < 0.01, "share of {v}: {share}");
+        }
+    }
+
+    #[test]
+    fn uniform_is_in_range_and_seeded_streams_repeat() {
+        let q = (1u64 << 50) - 27;
+        let mut a = seeded_rng([7; 32]);
+        let mut b = seeded_rng([7; 32]);
+        for _ in 0..1000 {
+            let x = uniform_below(&mut a, q);
+            assert!(x < q);
+            assert_eq!(x, uniform_below(&mut b, q));
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! RNS polynomials over Z[X]/(X^N + 1): NTT, pointwise arithmetic, automorphisms,
+//! basis extension (ModUp/ModDown) and rescaling. CPU reference implementations; the
+//! backends call into these or reproduce them bit-exactly.
+
+mod context;
+mod ntt;
+mod poly;
+
+pub use context::{RingContext, MAX_LOG_N, MIN_LOG_N};
+pub use ntt::NttTable;
+pub(crate) use ntt::bit_reverse;
+pub use poly::{Basis, RnsPoly};
+
+use crate::math::MathError;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum RingError {
+    #[error("ring degree {0} is not a power of two in 2^10 … 2^17")]
+    Degree(usize),
+    #[error("a ring needs at least one ciphertext prime")]
+    NoPrimes,
+    #[error("the same prime appears twice in the modulus chain")]
+    DuplicatePrime,
+    #[error("{prime} is not a prime congruent to 1 mod 2·{n}")]
+    NotNttPrime { prime: u64, n: usize },
+    #[error(transparent)]
+    Math(#[from] MathError),
+}
