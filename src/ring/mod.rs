@@ -2,10 +2,14 @@
 //! basis extension (ModUp/ModDown) and rescaling. CPU reference implementations; the
 //! backends call into these or reproduce them bit-exactly.
 
+pub mod arith;
+pub mod automorphism;
+mod basis_extension;
 mod context;
 mod ntt;
 mod poly;
 
+pub use basis_extension::{rescale, BaseConverter, BasisExtender};
 pub use context::{RingContext, MAX_LOG_N, MIN_LOG_N};
 pub use ntt::NttTable;
 pub(crate) use ntt::bit_reverse;

@@ -1,0 +1,169 @@
+//! The CPU backend: the `ring` reference implementations over host memory.
+
+use super::{Backend, BackendError};
+use crate::ring::{arith, automorphism, rescale, Basis, BasisExtender, RingContext, RnsPoly};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+pub struct CpuBackend {
+    ctx: Arc<RingContext>,
+    extender: BasisExtender,
+    /// NTT-domain permutations per Galois element, built on first use.
+    permutations: RwLock<HashMap<u64, Arc<Vec<u32>>>>,
+}
+
+impl CpuBackend {
+    /// A backend for `ctx` with key-switching digits of `alpha` primes.
+    pub fn new(ctx: Arc<RingContext>, alpha: usize) -> Self {
+        let extender = BasisExtender::new(&ctx, alpha);
+        Self { ctx, extender, permutations: RwLock::new(HashMap::new()) }
+    }
+
+    fn permutation(&self, galois: u64) -> Arc<Vec<u32>> {
+        if let Some(p) = self.permutations.read().ok().and_then(|m| m.get(&galois).cloned()) {
+            return p;
+        }
+        let perm = Arc::new(automorphism::automorphism_ntt_permutation(self.ctx.n(), galois));
+        if let Ok(mut m) = self.permutations.write() {
+            m.insert(galois, perm.clone());
+        }
+        perm
+    }
+}
+
+impl Backend for CpuBackend {
+    type Poly = RnsPoly;
+
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn context(&self) -> &Arc<RingContext> {
+        &self.ctx
+    }
+
+    fn upload(&self, p: &RnsPoly) -> Result<RnsPoly, BackendError> {
+        if p.n() != self.ctx.n() || !self.ctx.contains(p.basis()) {
+            return Err(BackendError::Shape(format!("degree {} basis {:?}", p.n(), p.basis())));
+        }
+        Ok(p.clone())
+    }
+
+    fn download(&self, p: &RnsPoly) -> Result<RnsPoly, BackendError> {
+        Ok(p.clone())
+    }
+
+    fn basis(&self, p: &RnsPoly) -> Basis {
+        p.basis()
+    }
+
+    fn is_ntt(&self, p: &RnsPoly) -> bool {
+        p.ntt_form
+    }
+
+    fn zero(&self, basis: Basis, ntt_form: bool) -> RnsPoly {
+        RnsPoly::zero(self.ctx.n(), basis, ntt_form)
+    }
+
+    fn ntt_forward(&self, p: &mut RnsPoly) {
+        arith::ntt_forward(&self.ctx, p)
+    }
+
+    fn ntt_inverse(&self, p: &mut RnsPoly) {
+        arith::ntt_inverse(&self.ctx, p)
+    }
+
+    fn add_assign(&self, a: &mut RnsPoly, b: &RnsPoly) {
+        arith::add_assign(&self.ctx, a, b)
+    }
+
+    fn sub_assign(&self, a: &mut RnsPoly, b: &RnsPoly) {
+        arith::sub_assign(&self.ctx, a, b)
+    }
+
+    fn neg_assign(&self, a: &mut RnsPoly) {
+        arith::neg_assign(&self.ctx, a)
+    }
+
+    fn mul_assign(&self, a: &mut RnsPoly, b: &RnsPoly) {
+        arith::mul_assign(&self.ctx, a, b)
+    }
+
+    fn mul_add_assign(&self, acc: &mut RnsPoly, a: &RnsPoly, b: &RnsPoly) {
+        arith::mul_add_assign(&self.ctx, acc, a, b)
+    }
+
+    fn mul_scalar_assign(&self, a: &mut RnsPoly, residues: &[u64]) {
+        arith::mul_scalar_assign(&self.ctx, a, residues)
+    }
+
+    fn automorphism(&self, p: &RnsPoly, galois: u64) -> RnsPoly {
+        if p.ntt_form {
+            automorphism::automorphism_ntt(p, &self.permutation(galois))
+        } else {
+            automorphism::automorphism_coeff(&self.ctx, p, galois)
+        }
+    }
+
+    fn truncate_q(&self, p: &mut RnsPoly, q: usize) {
+        p.truncate_q(q)
+    }
+
+    fn rescale(&self, p: &RnsPoly) -> RnsPoly {
+        rescale(&self.ctx, p)
+    }
+
+    fn decompose(&self, c: &RnsPoly) -> Vec<RnsPoly> {
+        let level = c.basis().q - 1;
+        let mut coeff = c.clone();
+        arith::ntt_inverse(&self.ctx, &mut coeff);
+        (0..self.extender.digit_count(level)).map(|j| self.extender.mod_up(&self.ctx, &coeff, c, j)).collect()
+    }
+
+    fn key_switch_inner_product(&self, digits: &[RnsPoly], key: &[[RnsPoly; 2]], galois: Option<u64>) -> [RnsPoly; 2] {
+        let basis = digits[0].basis();
+        let n = self.ctx.n();
+        let key_q = key[0][0].basis().q;
+        let perm = galois.map(|g| self.permutation(g));
+        let mut acc = [vec![0u128; n * basis.len()], vec![0u128; n * basis.len()]];
+        // Accumulate unreduced 128-bit products; digits ≤ 64 keep the sum below 2^128
+        // for primes < 2^62 (each product < 2^124).
+        for (digit, k) in digits.iter().zip(key) {
+            for limb in 0..basis.len() {
+                // Key limbs: same ciphertext prime index, special primes after all of Q_L.
+                let key_limb = if basis.is_special(limb) { key_q + limb - basis.q } else { limb };
+                let d = digit.limb(limb);
+                for (half, acc_half) in acc.iter_mut().enumerate() {
+                    let kl = k[half].limb(key_limb);
+                    let out = &mut acc_half[limb * n..(limb + 1) * n];
+                    match &perm {
+                        Some(p) => {
+                            for ((o, &pi), &kv) in out.iter_mut().zip(p.iter()).zip(kl) {
+                                *o += d[pi as usize] as u128 * kv as u128;
+                            }
+                        }
+                        None => {
+                            for ((o, &dv), &kv) in out.iter_mut().zip(d).zip(kl) {
+                                *o += dv as u128 * kv as u128;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        acc.map(|a| {
+            let mut out = RnsPoly::zero(n, basis, true);
+            for (limb, chunk) in out.limbs_mut().enumerate() {
+                let m = self.ctx.modulus(basis, limb);
+                for (o, &v) in chunk.iter_mut().zip(&a[limb * n..(limb + 1) * n]) {
+                    *o = m.reduce_u128(v);
+                }
+            }
+            out
+        })
+    }
+
+    fn mod_down(&self, x: &RnsPoly) -> RnsPoly {
+        self.extender.mod_down(&self.ctx, x)
+    }
+}

@@ -1,0 +1,330 @@
+//! Homomorphic operations on ciphertexts, through a [`Backend`]: the server side.
+
+use super::ciphertext::{Ciphertext, Plaintext};
+use super::galois::{conjugation_element, rotation_element};
+use super::keys::{EvaluationKeys, SwitchingKey};
+use super::{CkksError, Params};
+use crate::backend::{Backend, CpuBackend};
+use crate::ring::Basis;
+use std::collections::HashMap;
+
+/// Relative tolerance when two scales must agree.
+const SCALE_TOLERANCE: f64 = 1e-9;
+
+type DeviceKey<B> = Vec<[<B as Backend>::Poly; 2]>;
+
+pub struct Evaluator<B: Backend = CpuBackend> {
+    params: Params,
+    backend: B,
+    relin: Option<DeviceKey<B>>,
+    galois: HashMap<u64, DeviceKey<B>>,
+}
+
+impl Evaluator<CpuBackend> {
+    /// An evaluator on the CPU backend.
+    pub fn cpu(params: &Params) -> Self {
+        let backend = CpuBackend::new(params.ring().clone(), params.alpha());
+        Self { params: params.clone(), backend, relin: None, galois: HashMap::new() }
+    }
+}
+
+impl<B: Backend> Evaluator<B> {
+    pub fn with_backend(params: &Params, backend: B) -> Result<Self, CkksError> {
+        if backend.context().n() != params.n() || backend.context().q().len() != params.q_primes().len() {
+            return Err(CkksError::InvalidParams("backend ring does not match the parameters".into()));
+        }
+        Ok(Self { params: params.clone(), backend, relin: None, galois: HashMap::new() })
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Loads a client's evaluation keys into backend memory.
+    pub fn set_keys(&mut self, keys: &EvaluationKeys) -> Result<(), CkksError> {
+        if keys.params_id != self.params.id() {
+            return Err(CkksError::ParamsMismatch { expected: self.params.id(), found: keys.params_id });
+        }
+        self.relin = keys.relin.as_ref().map(|k| self.upload_key(k)).transpose()?;
+        self.galois = keys.galois.iter().map(|(&g, k)| Ok((g, self.upload_key(k)?))).collect::<Result<_, CkksError>>()?;
+        Ok(())
+    }
+
+    fn upload_key(&self, key: &SwitchingKey) -> Result<DeviceKey<B>, CkksError> {
+        let ctx = self.params.ring();
+        let expected = ctx.full_basis().q.div_ceil(self.params.alpha());
+        if key.digits.len() != expected {
+            return Err(CkksError::Malformed(format!("switching key has {} digits, expected {expected}", key.digits.len())));
+        }
+        key.digits
+            .iter()
+            .map(|[b, a]| {
+                for p in [b, a] {
+                    if p.basis() != ctx.full_basis() || !p.ntt_form || p.n() != ctx.n() {
+                        return Err(CkksError::Malformed("switching key polynomial is not over Q_L ∪ P in NTT form".into()));
+                    }
+                }
+                Ok([self.backend.upload(b)?, self.backend.upload(a)?])
+            })
+            .collect()
+    }
+
+    /// Galois elements this evaluator holds keys for.
+    pub fn galois_elements(&self) -> impl Iterator<Item = u64> + '_ {
+        self.galois.keys().copied()
+    }
+
+    fn check(&self, ct: &Ciphertext<B::Poly>) -> Result<(), CkksError> {
+        let basis = Basis::level(ct.level);
+        if ct.level > self.params.max_level() || self.backend.basis(&ct.c0) != basis || self.backend.basis(&ct.c1) != basis {
+            return Err(CkksError::Malformed(format!("ciphertext limbs do not match its level {}", ct.level)));
+        }
+        Ok(())
+    }
+
+    pub fn upload(&self, ct: &Ciphertext) -> Result<Ciphertext<B::Poly>, CkksError> {
+        if ct.level > self.params.max_level() || ct.c0.basis() != Basis::level(ct.level) || ct.c1.basis() != Basis::level(ct.level) || !ct.c0.ntt_form || !ct.c1.ntt_form {
+            return Err(CkksError::Malformed("ciphertext does not match its level or is not in NTT form".into()));
+        }
+        Ok(Ciphertext { c0: self.backend.upload(&ct.c0)?, c1: self.backend.upload(&ct.c1)?, level: ct.level, scale: ct.scale })
+    }
+
+    pub fn download(&self, ct: &Ciphertext<B::Poly>) -> Result<Ciphertext, CkksError> {
+        Ok(Ciphertext { c0: self.backend.download(&ct.c0)?, c1: self.backend.download(&ct.c1)?, level: ct.level, scale: ct.scale })
+    }
+
+    pub fn upload_plaintext(&self, pt: &Plaintext) -> Result<Plaintext<B::Poly>, CkksError> {
+        if pt.level > self.params.max_level() || pt.poly.basis() != Basis::level(pt.level) || !pt.poly.ntt_form {
+            return Err(CkksError::Malformed("plaintext does not match its level or is not in NTT form".into()));
+        }
+        Ok(Plaintext { poly: self.backend.upload(&pt.poly)?, level: pt.level, scale: pt.scale })
+    }
+
+    fn same_scale(a: f64, b: f64) -> Result<(), CkksError> {
+        if (a - b).abs() > SCALE_TOLERANCE * a.abs().max(b.abs()) {
+            return Err(CkksError::ScaleMismatch { left: a, right: b });
+        }
+        Ok(())
+    }
+
+    /// Both operands at the lower of their levels.
+    fn aligned(&self, a: &Ciphertext<B::Poly>, b: &Ciphertext<B::Poly>) -> Result<(Ciphertext<B::Poly>, Ciphertext<B::Poly>), CkksError> {
+        self.check(a)?;
+        self.check(b)?;
+        Self::same_scale(a.scale, b.scale)?;
+        let level = a.level.min(b.level);
+        Ok((self.drop_to_level(a, level)?, self.drop_to_level(b, level)?))
+    }
+
+    pub fn add(&self, a: &Ciphertext<B::Poly>, b: &Ciphertext<B::Poly>) -> Result<Ciphertext<B::Poly>, CkksError> {
+        let (mut a, b) = self.aligned(a, b)?;
+        self.backend.add_assign(&mut a.c0, &b.c0);
+        self.backend.add_assign(&mut a.c1, &b.c1);
+        Ok(a)
+    }
+
+    pub fn sub(&self, a: &Ciphertext<B::Poly>, b: &Ciphertext<B::Poly>) -> Result<Ciphertext<B::Poly>, CkksError> {
+        let (mut a, b) = self.aligned(a, b)?;
+        self.backend.sub_assign(&mut a.c0, &b.c0);
+        self.backend.sub_assign(&mut a.c1, &b.c1);
+        Ok(a)
+    }
+
+    pub fn negate(&self, a: &Ciphertext<B::Poly>) -> Result<Ciphertext<B::Poly>, CkksError> {
+        self.check(a)?;
+        let mut out = a.clone();
+        self.backend.neg_assign(&mut out.c0);
+        self.backend.neg_assign(&mut out.c1);
+        Ok(out)
+    }
+
+    /// Adds a plaintext of the same scale.
+    pub fn add_plain(&self, a: &Ciphertext<B::Poly>, pt: &Plaintext<B::Poly>) -> Result<Ciphertext<B::Poly>, CkksError> {
+        self.check(a)?;
+        Self::same_scale(a.scale, pt.scale)?;
+        let poly = self.plaintext_at(pt, a.level)?;
+        let mut out = a.clone();
+        self.backend.add_assign(&mut out.c0, &poly);
+        Ok(out)
+    }
+
+    fn plaintext_at(&self, pt: &Plaintext<B::Poly>, level: usize) -> Result<B::Poly, CkksError> {
+        if pt.level < level {
+            return Err(CkksError::LevelMismatch { needed: level, found: pt.level });
+        }
+        let mut poly = pt.poly.clone();
+        self.backend.truncate_q(&mut poly, level + 1);
+        Ok(poly)
+    }
+
+    /// Ciphertext × plaintext; the scales multiply.
+    pub fn mul_plain(&self, a: &Ciphertext<B::Poly>, pt: &Plaintext<B::Poly>) -> Result<Ciphertext<B::Poly>, CkksError> {
+        self.check(a)?;
+        let poly = self.plaintext_at(pt, a.level)?;
+        let mut out = a.clone();
+        self.backend.mul_assign(&mut out.c0, &poly);
+        self.backend.mul_assign(&mut out.c1, &poly);
+        out.scale *= pt.scale;
+        Ok(out)
+    }
+
+    /// Multiplies by an integer; the scale is unchanged and no level is used.
+    pub fn mul_integer(&self, a: &Ciphertext<B::Poly>, k: i64) -> Result<Ciphertext<B::Poly>, CkksError> {
+        self.check(a)?;
+        let residues: Vec<u64> = self.params.ring().q()[..=a.level].iter().map(|m| m.from_i64(k)).collect();
+        Ok(self.mul_residues(a, &residues, 1.0))
+    }
+
+    /// Multiplies by a real constant, encoded as round(c·q_level) so that the next rescale
+    /// restores the ciphertext's scale exactly.
+    pub fn mul_scalar(&self, a: &Ciphertext<B::Poly>, c: f64) -> Result<Ciphertext<B::Poly>, CkksError> {
+        self.check(a)?;
+        let q_top = self.params.ring().q()[a.level].value() as f64;
+        let scaled = (c * q_top).round();
+        if !scaled.is_finite() || scaled.abs() >= 2f64.powi(126) {
+            return Err(CkksError::Malformed(format!("constant {c} cannot be encoded")));
+        }
+        let v = scaled as i128;
+        let residues: Vec<u64> = self.params.ring().q()[..=a.level]
+            .iter()
+            .map(|m| {
+                let r = m.reduce_u128(v.unsigned_abs());
+                if v < 0 {
+                    m.neg(r)
+                } else {
+                    r
+                }
+            })
+            .collect();
+        Ok(self.mul_residues(a, &residues, q_top))
+    }
+
+    fn mul_residues(&self, a: &Ciphertext<B::Poly>, residues: &[u64], scale_factor: f64) -> Ciphertext<B::Poly> {
+        let mut out = a.clone();
+        self.backend.mul_scalar_assign(&mut out.c0, residues);
+        self.backend.mul_scalar_assign(&mut out.c1, residues);
+        out.scale *= scale_factor;
+        out
+    }
+
+    /// Ciphertext × ciphertext with relinearisation; the scales multiply.
+    pub fn mul_relin(&self, a: &Ciphertext<B::Poly>, b: &Ciphertext<B::Poly>) -> Result<Ciphertext<B::Poly>, CkksError> {
+        self.check(a)?;
+        self.check(b)?;
+        let key = self.relin.as_ref().ok_or(CkksError::MissingRelinKey)?;
+        let level = a.level.min(b.level);
+        let (a, b) = (self.drop_to_level(a, level)?, self.drop_to_level(b, level)?);
+        let mut d0 = a.c0.clone();
+        self.backend.mul_assign(&mut d0, &b.c0);
+        let mut d1 = a.c0.clone();
+        self.backend.mul_assign(&mut d1, &b.c1);
+        self.backend.mul_add_assign(&mut d1, &a.c1, &b.c0);
+        let mut d2 = a.c1.clone();
+        self.backend.mul_assign(&mut d2, &b.c1);
+        let digits = self.backend.decompose(&d2);
+        let [k0, k1] = self.switch(&digits, key, None);
+        self.backend.add_assign(&mut d0, &k0);
+        self.backend.add_assign(&mut d1, &k1);
+        Ok(Ciphertext { c0: d0, c1: d1, level, scale: a.scale * b.scale })
+    }
+
+    /// Divides by the top prime: one level down, scale / q_level.
+    pub fn rescale(&self, a: &Ciphertext<B::Poly>) -> Result<Ciphertext<B::Poly>, CkksError> {
+        self.check(a)?;
+        if a.level == 0 {
+            return Err(CkksError::LevelTooLow { operation: "rescale", level: 0 });
+        }
+        let q_top = self.params.ring().q()[a.level].value() as f64;
+        Ok(Ciphertext { c0: self.backend.rescale(&a.c0), c1: self.backend.rescale(&a.c1), level: a.level - 1, scale: a.scale / q_top })
+    }
+
+    /// Drops limbs down to `level` without changing the message or scale.
+    pub fn drop_to_level(&self, a: &Ciphertext<B::Poly>, level: usize) -> Result<Ciphertext<B::Poly>, CkksError> {
+        self.check(a)?;
+        if level > a.level {
+            return Err(CkksError::LevelMismatch { needed: level, found: a.level });
+        }
+        let mut out = a.clone();
+        self.backend.truncate_q(&mut out.c0, level + 1);
+        self.backend.truncate_q(&mut out.c1, level + 1);
+        out.level = level;
+        Ok(out)
+    }
+
+    /// Rotates the slots left by `step` (right for negative steps).
+    pub fn rotate(&self, a: &Ciphertext<B::Poly>, step: i64) -> Result<Ciphertext<B::Poly>, CkksError> {
+        let g = rotation_element(step, self.params.n());
+        if g == 1 {
+            self.check(a)?;
+            return Ok(a.clone());
+        }
+        self.apply_galois(a, g)
+    }
+
+    /// Complex-conjugates every slot.
+    pub fn conjugate(&self, a: &Ciphertext<B::Poly>) -> Result<Ciphertext<B::Poly>, CkksError> {
+        self.apply_galois(a, conjugation_element(self.params.n()))
+    }
+
+    /// X → X^g followed by a key switch back to s. The automorphism is folded into the key
+    /// switch's inner product (σ_g commutes with the decomposition).
+    pub fn apply_galois(&self, a: &Ciphertext<B::Poly>, g: u64) -> Result<Ciphertext<B::Poly>, CkksError> {
+        self.check(a)?;
+        let digits = self.backend.decompose(&a.c1);
+        self.galois_from_digits(a, &digits, g)
+    }
+
+    /// Rotations by every step in `steps` sharing one decomposition of the input (hoisting):
+    /// each extra step costs an inner product and a ModDown, not a new decomposition.
+    pub fn rotate_hoisted(&self, a: &Ciphertext<B::Poly>, steps: &[i64]) -> Result<Vec<Ciphertext<B::Poly>>, CkksError> {
+        self.check(a)?;
+        let n = self.params.n();
+        // Check every key before any work.
+        for &s in steps {
+            let g = rotation_element(s, n);
+            if g != 1 && !self.galois.contains_key(&g) {
+                return Err(CkksError::MissingGaloisKey { galois: g, step: Some(s) });
+            }
+        }
+        let digits = if steps.iter().any(|&s| rotation_element(s, n) != 1) { self.backend.decompose(&a.c1) } else { Vec::new() };
+        steps
+            .iter()
+            .map(|&s| {
+                let g = rotation_element(s, n);
+                if g == 1 {
+                    Ok(a.clone())
+                } else {
+                    self.galois_from_digits(a, &digits, g)
+                }
+            })
+            .collect()
+    }
+
+    fn galois_from_digits(&self, a: &Ciphertext<B::Poly>, digits: &[B::Poly], g: u64) -> Result<Ciphertext<B::Poly>, CkksError> {
+        let key = self.galois.get(&g).ok_or(CkksError::MissingGaloisKey { galois: g, step: None })?;
+        let [mut c0, c1] = self.switch(digits, key, Some(g));
+        self.backend.add_assign(&mut c0, &self.backend.automorphism(&a.c0, g));
+        Ok(Ciphertext { c0, c1, level: a.level, scale: a.scale })
+    }
+
+    /// The textbook rotation (automorphism of both halves, then a key switch of σ_g(c1)),
+    /// kept as an independent reference for the hoisted path.
+    pub fn apply_galois_unhoisted(&self, a: &Ciphertext<B::Poly>, g: u64) -> Result<Ciphertext<B::Poly>, CkksError> {
+        self.check(a)?;
+        let key = self.galois.get(&g).ok_or(CkksError::MissingGaloisKey { galois: g, step: None })?;
+        let c1 = self.backend.automorphism(&a.c1, g);
+        let digits = self.backend.decompose(&c1);
+        let [mut c0, c1] = self.switch(&digits, key, None);
+        self.backend.add_assign(&mut c0, &self.backend.automorphism(&a.c0, g));
+        Ok(Ciphertext { c0, c1, level: a.level, scale: a.scale })
+    }
+
+    fn switch(&self, digits: &[B::Poly], key: &DeviceKey<B>, galois: Option<u64>) -> [B::Poly; 2] {
+        let [x0, x1] = self.backend.key_switch_inner_product(digits, key, galois);
+        [self.backend.mod_down(&x0), self.backend.mod_down(&x1)]
+    }
+}

@@ -1,0 +1,131 @@
+//! Key generation (client side): secret, public, relinearisation and Galois keys.
+
+use super::galois::{conjugation_element, rotation_element};
+use super::keys::{EvaluationKeys, PublicKey, SecretKey, SwitchingKey};
+use super::{CkksError, Params};
+use crate::math::sampling::{self, ChaCha20Rng};
+use crate::ring::{arith, automorphism, Basis, RingContext, RnsPoly};
+
+/// A uniformly random polynomial over `basis`, drawn directly in NTT form (the NTT of a
+/// uniform polynomial is uniform). Limb by limb, so a seeded stream is reproducible.
+pub(crate) fn uniform_ntt(ctx: &RingContext, basis: Basis, rng: &mut ChaCha20Rng) -> RnsPoly {
+    let mut p = RnsPoly::zero(ctx.n(), basis, true);
+    for (i, limb) in p.limbs_mut().enumerate() {
+        let q = ctx.modulus(basis, i).value();
+        limb.iter_mut().for_each(|x| *x = sampling::uniform_below(rng, q));
+    }
+    p
+}
+
+/// A fresh discrete Gaussian error over `basis`, in NTT form.
+pub(crate) fn gaussian_ntt(ctx: &RingContext, basis: Basis, rng: &mut ChaCha20Rng) -> RnsPoly {
+    let e = sampling::gaussian(rng, ctx.n());
+    let mut p = arith::from_signed(ctx, &e, basis);
+    arith::ntt_forward(ctx, &mut p);
+    p
+}
+
+/// A fresh ternary polynomial over `basis`, in NTT form.
+pub(crate) fn ternary_ntt(ctx: &RingContext, basis: Basis, rng: &mut ChaCha20Rng) -> RnsPoly {
+    let t = sampling::ternary(rng, ctx.n());
+    let mut p = arith::from_signed(ctx, &t, basis);
+    arith::ntt_forward(ctx, &mut p);
+    p
+}
+
+/// Generates a secret key and, from it, everything a server may hold.
+pub struct KeyGenerator {
+    params: Params,
+    secret: SecretKey,
+    rng: ChaCha20Rng,
+}
+
+impl KeyGenerator {
+    /// A new secret key from operating-system randomness.
+    pub fn new(params: &Params) -> Result<Self, CkksError> {
+        let mut rng = sampling::os_rng()?;
+        let ctx = params.ring();
+        let coeffs = sampling::ternary(&mut rng, ctx.n());
+        let mut ntt = arith::from_signed(ctx, &coeffs, ctx.full_basis());
+        arith::ntt_forward(ctx, &mut ntt);
+        let secret = SecretKey { ntt, params_id: params.id() };
+        Ok(Self { params: params.clone(), secret, rng })
+    }
+
+    pub fn secret_key(&self) -> &SecretKey {
+        &self.secret
+    }
+
+    pub fn public_key(&mut self) -> PublicKey {
+        let ctx = self.params.ring().clone();
+        let basis = Basis::level(self.params.max_level());
+        let a = uniform_ntt(&ctx, basis, &mut self.rng);
+        let mut b = gaussian_ntt(&ctx, basis, &mut self.rng);
+        let s = self.secret.ntt.restricted(basis);
+        let mut as_ = a.clone();
+        arith::mul_assign(&ctx, &mut as_, &s);
+        arith::sub_assign(&ctx, &mut b, &as_);
+        PublicKey { b, a, params_id: self.params.id() }
+    }
+
+    /// Key for s² → s (relinearisation after a ciphertext product).
+    pub fn relinearization_key(&mut self) -> SwitchingKey {
+        let ctx = self.params.ring().clone();
+        let mut s2 = self.secret.ntt.clone();
+        arith::mul_assign(&ctx, &mut s2, &self.secret.ntt);
+        self.switching_key(&s2)
+    }
+
+    /// Key for σ_g(s) → s.
+    pub fn galois_key(&mut self, galois: u64) -> Result<SwitchingKey, CkksError> {
+        if !automorphism::is_galois_element(galois, self.params.n()) {
+            return Err(CkksError::InvalidGaloisElement(galois));
+        }
+        let perm = automorphism::automorphism_ntt_permutation(self.params.n(), galois);
+        let s_g = automorphism::automorphism_ntt(&self.secret.ntt, &perm);
+        Ok(self.switching_key(&s_g))
+    }
+
+    /// Relinearisation key plus Galois keys for the given slot rotations (and
+    /// conjugation if asked): the whole server-side key set.
+    pub fn evaluation_keys(&mut self, rotations: &[i64], conjugation: bool) -> Result<EvaluationKeys, CkksError> {
+        let n = self.params.n();
+        let mut keys = EvaluationKeys { params_id: self.params.id(), relin: Some(self.relinearization_key()), ..Default::default() };
+        let elements = rotations.iter().map(|&k| rotation_element(k, n)).chain(conjugation.then(|| conjugation_element(n)));
+        for g in elements {
+            if g != 1 && !keys.galois.contains_key(&g) {
+                let key = self.galois_key(g)?;
+                keys.galois.insert(g, key);
+            }
+        }
+        Ok(keys)
+    }
+
+    fn switching_key(&mut self, s_from: &RnsPoly) -> SwitchingKey {
+        let ctx = self.params.ring().clone();
+        let basis = ctx.full_basis();
+        let alpha = self.params.alpha();
+        let digit_count = basis.q.div_ceil(alpha);
+        let digits = (0..digit_count)
+            .map(|j| {
+                let a = uniform_ntt(&ctx, basis, &mut self.rng);
+                let mut b = gaussian_ntt(&ctx, basis, &mut self.rng);
+                let mut as_ = a.clone();
+                arith::mul_assign(&ctx, &mut as_, &self.secret.ntt);
+                arith::sub_assign(&ctx, &mut b, &as_);
+                // + P·s' on the limbs of digit j (P ≡ 0 on the special limbs).
+                for i in j * alpha..((j + 1) * alpha).min(basis.q) {
+                    let m = ctx.modulus(basis, i);
+                    let p_mod = ctx.p().iter().fold(1u64, |acc, p| m.mul(acc, m.reduce(p.value())));
+                    let (w, ws) = (p_mod, m.shoup(p_mod));
+                    let src = s_from.limb(i).to_vec();
+                    for (x, &s) in b.limb_mut(i).iter_mut().zip(&src) {
+                        *x = m.add(*x, m.mul_shoup(s, w, ws));
+                    }
+                }
+                [b, a]
+            })
+            .collect();
+        SwitchingKey { digits }
+    }
+}

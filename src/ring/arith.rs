@@ -1,0 +1,101 @@
+//! Pointwise arithmetic on RNS polynomials, limb by limb with each limb's modulus.
+
+use super::{RingContext, RnsPoly};
+
+fn check_same(a: &RnsPoly, b: &RnsPoly) {
+    assert_eq!(a.basis(), b.basis(), "operands are over different bases");
+    assert_eq!(a.ntt_form, b.ntt_form, "operands are in different domains");
+}
+
+/// a += b
+pub fn add_assign(ctx: &RingContext, a: &mut RnsPoly, b: &RnsPoly) {
+    check_same(a, b);
+    let basis = a.basis();
+    for (i, (x, y)) in a.limbs_mut().zip(b.limbs()).enumerate() {
+        let m = ctx.modulus(basis, i);
+        x.iter_mut().zip(y).for_each(|(x, &y)| *x = m.add(*x, y));
+    }
+}
+
+/// a -= b
+pub fn sub_assign(ctx: &RingContext, a: &mut RnsPoly, b: &RnsPoly) {
+    check_same(a, b);
+    let basis = a.basis();
+    for (i, (x, y)) in a.limbs_mut().zip(b.limbs()).enumerate() {
+        let m = ctx.modulus(basis, i);
+        x.iter_mut().zip(y).for_each(|(x, &y)| *x = m.sub(*x, y));
+    }
+}
+
+/// a = -a
+pub fn neg_assign(ctx: &RingContext, a: &mut RnsPoly) {
+    let basis = a.basis();
+    for (i, x) in a.limbs_mut().enumerate() {
+        let m = ctx.modulus(basis, i);
+        x.iter_mut().for_each(|x| *x = m.neg(*x));
+    }
+}
+
+/// a *= b (pointwise; both in NTT form for a ring product).
+pub fn mul_assign(ctx: &RingContext, a: &mut RnsPoly, b: &RnsPoly) {
+    check_same(a, b);
+    let basis = a.basis();
+    for (i, (x, y)) in a.limbs_mut().zip(b.limbs()).enumerate() {
+        let m = ctx.modulus(basis, i);
+        x.iter_mut().zip(y).for_each(|(x, &y)| *x = m.mul(*x, y));
+    }
+}
+
+/// acc += a * b (pointwise).
+pub fn mul_add_assign(ctx: &RingContext, acc: &mut RnsPoly, a: &RnsPoly, b: &RnsPoly) {
+    check_same(acc, a);
+    check_same(a, b);
+    let basis = acc.basis();
+    for (i, ((z, x), y)) in acc.limbs_mut().zip(a.limbs()).zip(b.limbs()).enumerate() {
+        let m = ctx.modulus(basis, i);
+        for ((z, &x), &y) in z.iter_mut().zip(x).zip(y) {
+            *z = m.mul_add(x, y, *z);
+        }
+    }
+}
+
+/// a *= c_i on limb i (a constant given by its residues, already reduced).
+pub fn mul_scalar_assign(ctx: &RingContext, a: &mut RnsPoly, residues: &[u64]) {
+    let basis = a.basis();
+    assert_eq!(residues.len(), basis.len(), "one residue per limb");
+    for (i, x) in a.limbs_mut().enumerate() {
+        let m = ctx.modulus(basis, i);
+        let (c, cs) = (residues[i], m.shoup(residues[i]));
+        x.iter_mut().for_each(|x| *x = m.mul_shoup(*x, c, cs));
+    }
+}
+
+/// Forward NTT of every limb.
+pub fn ntt_forward(ctx: &RingContext, a: &mut RnsPoly) {
+    assert!(!a.ntt_form, "polynomial is already in NTT form");
+    let basis = a.basis();
+    for (i, x) in a.limbs_mut().enumerate() {
+        ctx.ntt_table(basis, i).forward(x);
+    }
+    a.ntt_form = true;
+}
+
+/// Inverse NTT of every limb.
+pub fn ntt_inverse(ctx: &RingContext, a: &mut RnsPoly) {
+    assert!(a.ntt_form, "polynomial is already in coefficient form");
+    let basis = a.basis();
+    for (i, x) in a.limbs_mut().enumerate() {
+        ctx.ntt_table(basis, i).inverse(x);
+    }
+    a.ntt_form = false;
+}
+
+/// A polynomial with small signed coefficients (secret, error) over `basis`, coefficient form.
+pub fn from_signed(ctx: &RingContext, coeffs: &[i64], basis: super::Basis) -> RnsPoly {
+    let mut p = RnsPoly::zero(ctx.n(), basis, false);
+    for (i, limb) in p.limbs_mut().enumerate() {
+        let m = ctx.modulus(basis, i);
+        limb.iter_mut().zip(coeffs).for_each(|(x, &c)| *x = m.from_i64(c));
+    }
+    p
+}

@@ -1,0 +1,226 @@
+//! Fast basis conversion between RNS bases, and the two key-switching steps built on it:
+//! ModUp (a digit of Q_l extended to Q_l ∪ P) and ModDown (divide by P, back to Q_l).
+//!
+//! The conversion is the approximate one (Halevi–Polyakov–Shoup "fast base conversion"
+//! without correction): it returns x + u·S for some 0 ≤ u < |S|, where S is the source
+//! basis product. Key switching absorbs that multiple, which is why no correction is done.
+
+use super::{Basis, RingContext, RnsPoly};
+use crate::math::Modulus;
+use std::ops::Range;
+
+/// Converts residues over `from` to residues over `to`.
+#[derive(Clone, Debug)]
+pub struct BaseConverter {
+    from: Vec<Modulus>,
+    to: Vec<Modulus>,
+    /// (S/s_i)^-1 mod s_i and its Shoup constant.
+    inv_hat: Vec<(u64, u64)>,
+    /// (S/s_i) mod t_j, row-major by target: `hat_mod_to[j * from.len() + i]`.
+    hat_mod_to: Vec<u64>,
+}
+
+/// Products of up to this many terms below 2^124 each fit a u128 accumulator.
+const TERMS_PER_REDUCTION: usize = 16;
+
+impl BaseConverter {
+    pub fn new(from: &[Modulus], to: &[Modulus]) -> Self {
+        let inv_hat = from
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let hat = from.iter().enumerate().filter(|&(k, _)| k != i).fold(1u64, |acc, (_, s)| m.mul(acc, m.reduce(s.value())));
+                // Distinct primes: S/s_i is invertible mod s_i.
+                let inv = m.inv(hat).unwrap_or(0);
+                (inv, m.shoup(inv))
+            })
+            .collect();
+        let mut hat_mod_to = Vec::with_capacity(to.len() * from.len());
+        for t in to {
+            for i in 0..from.len() {
+                let hat = from.iter().enumerate().filter(|&(k, _)| k != i).fold(1u64, |acc, (_, s)| t.mul(acc, t.reduce(s.value())));
+                hat_mod_to.push(hat);
+            }
+        }
+        Self { from: from.to_vec(), to: to.to_vec(), inv_hat, hat_mod_to }
+    }
+
+    /// `output[j] = Σ_i [x_i·(S/s_i)^-1]_{s_i} · (S/s_i) mod t_j` for every coefficient,
+    /// for the first `output.len()` targets. Inputs and outputs are in coefficient form.
+    pub fn convert(&self, input: &[&[u64]], output: &mut [&mut [u64]]) {
+        assert_eq!(input.len(), self.from.len());
+        assert!(output.len() <= self.to.len());
+        let n = input.first().map_or(0, |l| l.len());
+        let k = self.from.len();
+        // y_i = [x_i · inv_hat_i]_{s_i}, computed once per coefficient and source prime.
+        let mut y = vec![0u64; n * k];
+        for (i, (limb, m)) in input.iter().zip(&self.from).enumerate() {
+            let (w, ws) = self.inv_hat[i];
+            for (c, &x) in limb.iter().enumerate() {
+                y[c * k + i] = m.mul_shoup(x, w, ws);
+            }
+        }
+        for (j, (out, t)) in output.iter_mut().zip(&self.to).enumerate() {
+            let hats = &self.hat_mod_to[j * k..(j + 1) * k];
+            for (c, o) in out.iter_mut().enumerate() {
+                let ys = &y[c * k..(c + 1) * k];
+                let mut acc = 0u64;
+                for (yc, hc) in ys.chunks(TERMS_PER_REDUCTION).zip(hats.chunks(TERMS_PER_REDUCTION)) {
+                    let sum: u128 = yc.iter().zip(hc).map(|(&a, &b)| a as u128 * b as u128).sum();
+                    acc = t.add(acc, t.reduce_u128(sum));
+                }
+                *o = acc;
+            }
+        }
+    }
+}
+
+/// One digit of the hybrid key-switching decomposition at one level.
+#[derive(Clone, Debug)]
+struct Digit {
+    /// Limbs of Q_l that form this digit.
+    limbs: Range<usize>,
+    /// Digit primes → every other limb of Q_l ∪ P (in basis order).
+    converter: BaseConverter,
+    targets: Vec<usize>,
+}
+
+/// Precomputed ModUp / ModDown tables for every level, for digits of `alpha` primes.
+#[derive(Clone, Debug)]
+pub struct BasisExtender {
+    alpha: usize,
+    /// `digits[l]`: the decomposition of Q_l.
+    digits: Vec<Vec<Digit>>,
+    /// P → Q_L (a level uses the first l+1 targets).
+    p_to_q: BaseConverter,
+    /// P^-1 mod q_i, with Shoup constants.
+    p_inv: Vec<(u64, u64)>,
+}
+
+impl BasisExtender {
+    pub fn new(ctx: &RingContext, alpha: usize) -> Self {
+        assert!(alpha >= 1 && !ctx.p().is_empty(), "key switching needs digits and special primes");
+        let q_count = ctx.q().len();
+        let digits = (0..q_count)
+            .map(|level| {
+                let basis = Basis::new(level + 1, ctx.p().len());
+                (0..level + 1)
+                    .step_by(alpha)
+                    .map(|start| {
+                        let limbs = start..(start + alpha).min(level + 1);
+                        let targets: Vec<usize> = (0..basis.len()).filter(|i| !limbs.contains(i)).collect();
+                        let from: Vec<Modulus> = limbs.clone().map(|i| *ctx.modulus(basis, i)).collect();
+                        let to: Vec<Modulus> = targets.iter().map(|&i| *ctx.modulus(basis, i)).collect();
+                        Digit { limbs, converter: BaseConverter::new(&from, &to), targets }
+                    })
+                    .collect()
+            })
+            .collect();
+        let p_to_q = BaseConverter::new(ctx.p(), ctx.q());
+        let p_inv = ctx
+            .q()
+            .iter()
+            .map(|m| {
+                let p_mod = ctx.p().iter().fold(1u64, |acc, p| m.mul(acc, m.reduce(p.value())));
+                let inv = m.inv(p_mod).unwrap_or(0);
+                (inv, m.shoup(inv))
+            })
+            .collect();
+        Self { alpha, digits, p_to_q, p_inv }
+    }
+
+    pub fn alpha(&self) -> usize {
+        self.alpha
+    }
+
+    /// Number of digits at `level`.
+    pub fn digit_count(&self, level: usize) -> usize {
+        self.digits[level].len()
+    }
+
+    /// Extends digit `digit` of `c` (over Q_l) to Q_l ∪ P, output in NTT form.
+    /// `c_coeff` is `c` in coefficient form and `c_ntt` the same polynomial in NTT form
+    /// (the digit's own limbs are copied from it, saving their transforms).
+    pub fn mod_up(&self, ctx: &RingContext, c_coeff: &RnsPoly, c_ntt: &RnsPoly, digit: usize) -> RnsPoly {
+        let level = c_coeff.basis().q - 1;
+        assert_eq!(c_coeff.basis(), Basis::level(level));
+        assert!(!c_coeff.ntt_form && c_ntt.ntt_form);
+        let d = &self.digits[level][digit];
+        let basis = Basis::new(level + 1, ctx.p().len());
+        let mut out = RnsPoly::zero(ctx.n(), basis, true);
+        let input: Vec<&[u64]> = d.limbs.clone().map(|i| c_coeff.limb(i)).collect();
+        {
+            // Targets are exactly the limbs outside the digit, in basis order.
+            let mut targets: Vec<&mut [u64]> =
+                out.limbs_mut().enumerate().filter(|(i, _)| !d.limbs.contains(i)).map(|(_, l)| l).collect();
+            d.converter.convert(&input, &mut targets);
+        }
+        for &t in &d.targets {
+            ctx.ntt_table(basis, t).forward(out.limb_mut(t));
+        }
+        for i in d.limbs.clone() {
+            out.limb_mut(i).copy_from_slice(c_ntt.limb(i));
+        }
+        out
+    }
+
+    /// Returns ⌊x / P⌉ (up to a small additive error) over Q_l, NTT form, for x over
+    /// Q_l ∪ P in NTT form.
+    pub fn mod_down(&self, ctx: &RingContext, x: &RnsPoly) -> RnsPoly {
+        let basis = x.basis();
+        assert!(x.ntt_form && basis.p == ctx.p().len());
+        let q_count = basis.q;
+        // Coefficient form of the P limbs only.
+        let mut p_part = x.data()[q_count * ctx.n()..].to_vec();
+        for (k, limb) in p_part.chunks_exact_mut(ctx.n()).enumerate() {
+            ctx.ntt_table(basis, q_count + k).inverse(limb);
+        }
+        let mut conv = RnsPoly::zero(ctx.n(), Basis::level(q_count - 1), false);
+        {
+            let input: Vec<&[u64]> = p_part.chunks_exact(ctx.n()).collect();
+            let mut outs: Vec<&mut [u64]> = conv.limbs_mut().collect();
+            self.p_to_q.convert(&input, &mut outs);
+        }
+        let mut out = x.restricted(Basis::level(q_count - 1));
+        for i in 0..q_count {
+            let m = &ctx.q()[i];
+            let limb = conv.limb_mut(i);
+            ctx.ntt_table(Basis::level(q_count - 1), i).forward(limb);
+            let (w, ws) = self.p_inv[i];
+            for (o, &c) in out.limb_mut(i).iter_mut().zip(limb.iter()) {
+                *o = m.mul_shoup(m.sub(*o, c), w, ws);
+            }
+        }
+        out
+    }
+}
+
+/// Divides by the last prime of Q_l with rounding: ⌊x / q_l⌉ over Q_{l-1}. NTT form in/out.
+pub fn rescale(ctx: &RingContext, x: &RnsPoly) -> RnsPoly {
+    let basis = x.basis();
+    assert!(x.ntt_form && basis.p == 0 && basis.q >= 2, "rescale needs an NTT-form polynomial over Q_l, l ≥ 1");
+    let last = basis.q - 1;
+    let q_last = ctx.q()[last];
+    let half = q_last.value() / 2;
+    // r = [x + ⌊q_l/2⌋]_{q_l} in coefficient form; then ⌊(x + h)/q_l⌋ = (x - (r - h)) / q_l.
+    let mut r = x.limb(last).to_vec();
+    ctx.ntt_table(basis, last).inverse(&mut r);
+    r.iter_mut().for_each(|v| *v = q_last.add(*v, half));
+    let out_basis = Basis::level(last - 1);
+    let mut out = x.restricted(out_basis);
+    let mut tmp = vec![0u64; ctx.n()];
+    for i in 0..last {
+        let m = ctx.q()[i];
+        let h = m.reduce(half);
+        for (t, &v) in tmp.iter_mut().zip(&r) {
+            *t = m.sub(m.reduce(v), h);
+        }
+        ctx.ntt_table(out_basis, i).forward(&mut tmp);
+        let inv = m.inv(m.reduce(q_last.value())).unwrap_or(0);
+        let inv_s = m.shoup(inv);
+        for (o, &t) in out.limb_mut(i).iter_mut().zip(&tmp) {
+            *o = m.mul_shoup(m.sub(*o, t), inv, inv_s);
+        }
+    }
+    out
+}
