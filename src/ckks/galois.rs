@@ -36,7 +36,10 @@ mod tests {
         assert_eq!(rotation_element(0, n), 1);
         assert_eq!(rotation_element(1, n), 5);
         for (a, b) in [(3, 7), (-5, 5), (100, -37), (2047, 1)] {
-            assert_eq!(rotation_element(a, n) * rotation_element(b, n) % two_n, rotation_element(a + b, n));
+            assert_eq!(
+                rotation_element(a, n) * rotation_element(b, n) % two_n,
+                rotation_element(a + b, n)
+            );
         }
         assert_eq!(rotation_element(n as i64 / 2, n), 1);
     }

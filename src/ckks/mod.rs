@@ -27,7 +27,11 @@ pub enum CkksError {
     #[error("invalid parameters: {0}")]
     InvalidParams(String),
     #[error("insecure parameters: N = 2^{log_n} with a {modulus_bits}-bit modulus Q·P exceeds the 128-bit security bound of {max_bits} bits (HE standard, ternary secret){}", if *max_bits == 0 { " — no table entry for this degree" } else { "" })]
-    Insecure { log_n: u32, modulus_bits: u32, max_bits: u32 },
+    Insecure {
+        log_n: u32,
+        modulus_bits: u32,
+        max_bits: u32,
+    },
     #[error("object was made for parameter set {found:#018x}, expected {expected:#018x}")]
     ParamsMismatch { expected: u64, found: u64 },
     #[error("scales differ: {left} vs {right}")]
@@ -35,7 +39,10 @@ pub enum CkksError {
     #[error("operand is at level {found}, level {needed} is needed")]
     LevelMismatch { needed: usize, found: usize },
     #[error("cannot {operation} at level {level}")]
-    LevelTooLow { operation: &'static str, level: usize },
+    LevelTooLow {
+        operation: &'static str,
+        level: usize,
+    },
     #[error("no relinearisation key loaded")]
     MissingRelinKey,
     #[error("no Galois key for element {galois}{}", step.map(|s| format!(" (rotation by {s})")).unwrap_or_default())]

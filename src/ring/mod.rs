@@ -11,8 +11,8 @@ mod poly;
 
 pub use basis_extension::{rescale, BaseConverter, BasisExtender};
 pub use context::{RingContext, MAX_LOG_N, MIN_LOG_N};
-pub use ntt::NttTable;
 pub(crate) use ntt::bit_reverse;
+pub use ntt::NttTable;
 pub use poly::{Basis, RnsPoly};
 
 use crate::math::MathError;
