@@ -3,10 +3,12 @@
 //! backends call into these or reproduce them bit-exactly.
 
 mod context;
+mod crt;
 mod ntt;
 mod poly;
 
 pub use context::{RingContext, MAX_LOG_N, MIN_LOG_N};
+pub use crt::{centered_coefficients_f64, CrtError};
 pub use ntt::NttTable;
 pub(crate) use ntt::bit_reverse;
 pub use poly::{Basis, RnsPoly};
