@@ -66,8 +66,8 @@ pub fn centered_coefficients_f64(ctx: &RingContext, poly: &RnsPoly) -> Result<Ve
 /// v_i = (x − Σ_{j<i} v_j·P_j)·P_i^{−1} mod q_i.
 struct Garner {
     moduli: Vec<Modulus>,
-    /// Row i: (P_j mod q_i, Shoup constant) for j < i.
-    prefix_mod: Vec<Vec<(u64, u64)>>,
+    /// Row i: P_j mod q_i for j < i.
+    prefix_mod: Vec<Vec<u64>>,
     /// P_i^{−1} mod q_i with its Shoup constant.
     prefix_inv: Vec<(u64, u64)>,
     /// Q and (Q − 1)/2 as little-endian words (Q is odd: a product of odd primes).
@@ -96,7 +96,7 @@ impl Garner {
             let mut row = Vec::with_capacity(i);
             let mut p = 1 % m.value();
             for q_j in &moduli[..i] {
-                row.push((p, m.shoup(p)));
+                row.push(p);
                 p = m.mul(p, m.reduce(q_j.value()));
             }
             // Distinct primes are coprime, so the inverse exists.
@@ -116,9 +116,12 @@ impl Garner {
     fn centered_f64(&self, residues: &[u64], s: &mut Scratch) -> f64 {
         // Mixed-radix digits.
         for (i, m) in self.moduli.iter().enumerate() {
-            let mut acc = 0;
-            for (&v, &(w, ws)) in s.digits[..i].iter().zip(&self.prefix_mod[i]) {
-                acc = m.add(acc, m.mul_shoup(v, w, ws));
+            // Products are below 2^124, so 15 of them plus a residue fit a u128: reduce once
+            // per chunk instead of once per term.
+            let mut acc = 0u64;
+            for (vs, ps) in s.digits[..i].chunks(15).zip(self.prefix_mod[i].chunks(15)) {
+                let sum = vs.iter().zip(ps).fold(acc as u128, |sum, (&v, &p)| sum + v as u128 * p as u128);
+                acc = m.reduce_u128(sum);
             }
             let (inv, inv_s) = self.prefix_inv[i];
             s.digits[i] = m.mul_shoup(m.sub(residues[i], acc), inv, inv_s);
