@@ -11,7 +11,9 @@
 //! (The measured errors are far smaller: the rounding errors are not aligned, so they grow
 //! like √N, not N.)
 
-use helora::ckks::{conjugation_galois_element, rotation_galois_element, Complex, EncodeError, Encoder};
+use helora::ckks::{
+    conjugation_galois_element, rotation_galois_element, Complex, EncodeError, Encoder,
+};
 use helora::math::{ntt_primes, Modulus};
 use helora::ring::{centered_coefficients_f64, Basis, CrtError, RingContext, RnsPoly};
 use num_bigint::{BigInt, BigUint};
@@ -28,12 +30,18 @@ fn ring(n: usize, limbs: usize, bits: u32) -> RingContext {
 
 fn round_trip_bound(n: usize, scale: f64, max_abs: f64) -> f64 {
     let log_n = n.trailing_zeros() as f64;
-    n as f64 / (2.0 * 2f64.sqrt() * scale) + 8.0 * log_n * (n as f64).sqrt() * 2f64.powi(-53) * max_abs
+    n as f64 / (2.0 * 2f64.sqrt() * scale)
+        + 8.0 * log_n * (n as f64).sqrt() * 2f64.powi(-53) * max_abs
 }
 
 fn random_complex(rng: &mut ChaCha8Rng, len: usize, amplitude: f64) -> Vec<Complex> {
     (0..len)
-        .map(|_| Complex::new(rng.random_range(-amplitude..amplitude), rng.random_range(-amplitude..amplitude)))
+        .map(|_| {
+            Complex::new(
+                rng.random_range(-amplitude..amplitude),
+                rng.random_range(-amplitude..amplitude),
+            )
+        })
         .collect()
 }
 
@@ -42,7 +50,10 @@ fn max_abs(v: &[Complex]) -> f64 {
 }
 
 fn max_err(got: &[Complex], want: &[Complex]) -> f64 {
-    got.iter().zip(want).map(|(a, b)| (*a - *b).abs()).fold(0.0, f64::max)
+    got.iter()
+        .zip(want)
+        .map(|(a, b)| (*a - *b).abs())
+        .fold(0.0, f64::max)
 }
 
 fn to_coeff_form(ctx: &RingContext, poly: &RnsPoly) -> RnsPoly {
@@ -201,7 +212,10 @@ fn round_trip_grid() {
             let z = random_complex(&mut rng, n / 2, 1.0);
             let (err, bound) = round_trip(n, limbs, scale, &z);
             eprintln!("N = 2^{log_n}, {limbs} limbs, Δ = 2^{scale_bits}: error {err:.3e}, bound {bound:.3e}");
-            assert!(err <= bound, "N = 2^{log_n}, {limbs} limbs: {err} > {bound}");
+            assert!(
+                err <= bound,
+                "N = 2^{log_n}, {limbs} limbs: {err} > {bound}"
+            );
         }
     }
 }
@@ -256,9 +270,17 @@ fn wide_coefficients_round_trip() {
         let enc = Encoder::new(n).unwrap();
         let scale = 2f64.powi(80);
         let z = random_complex(&mut rng, n / 2, 1024.0);
-        let poly = enc.encode_complex(&ctx, &z, scale, Basis::level(limbs - 1)).unwrap();
-        let biggest = centered_coefficients_f64(&ctx, &poly).unwrap().iter().fold(0.0f64, |a, c| a.max(c.abs()));
-        assert!(biggest > 2f64.powi(63), "coefficients stayed below 2^63: {biggest:e}");
+        let poly = enc
+            .encode_complex(&ctx, &z, scale, Basis::level(limbs - 1))
+            .unwrap();
+        let biggest = centered_coefficients_f64(&ctx, &poly)
+            .unwrap()
+            .iter()
+            .fold(0.0f64, |a, c| a.max(c.abs()));
+        assert!(
+            biggest > 2f64.powi(63),
+            "coefficients stayed below 2^63: {biggest:e}"
+        );
         let got = enc.decode_complex(&ctx, &poly, scale).unwrap();
         let (err, bound) = (max_err(&got, &z), round_trip_bound(n, scale, max_abs(&z)));
         eprintln!("wide, {limbs} limbs: max coefficient {biggest:.3e}, error {err:.3e}, bound {bound:.3e}");
@@ -273,11 +295,15 @@ fn decode_accepts_both_domains() {
     let ctx = ring(n, 3, 50);
     let enc = Encoder::new(n).unwrap();
     let z = random_complex(&mut ChaCha8Rng::seed_from_u64(3), n / 2, 1.0);
-    let poly = enc.encode_complex(&ctx, &z, 2f64.powi(40), Basis::level(2)).unwrap();
+    let poly = enc
+        .encode_complex(&ctx, &z, 2f64.powi(40), Basis::level(2))
+        .unwrap();
     let copy = poly.clone();
     let from_ntt = enc.decode_complex(&ctx, &poly, 2f64.powi(40)).unwrap();
     assert_eq!(poly, copy);
-    let from_coeff = enc.decode_complex(&ctx, &to_coeff_form(&ctx, &poly), 2f64.powi(40)).unwrap();
+    let from_coeff = enc
+        .decode_complex(&ctx, &to_coeff_form(&ctx, &poly), 2f64.powi(40))
+        .unwrap();
     assert_eq!(from_ntt, from_coeff);
 }
 
@@ -291,12 +317,28 @@ fn galois_automorphisms_rotate_and_conjugate_slots() {
     let enc = Encoder::new(n).unwrap();
     let scale = 2f64.powi(40);
     let z = random_complex(&mut ChaCha8Rng::seed_from_u64(11), slots, 1.0);
-    let poly = to_coeff_form(&ctx, &enc.encode_complex(&ctx, &z, scale, Basis::level(2)).unwrap());
+    let poly = to_coeff_form(
+        &ctx,
+        &enc.encode_complex(&ctx, &z, scale, Basis::level(2))
+            .unwrap(),
+    );
     let bound = round_trip_bound(n, scale, max_abs(&z));
 
-    for step in [1i64, 2, 5, 100, slots as i64 - 1, slots as i64 + 3, -1, -7, -(slots as i64) - 2] {
+    for step in [
+        1i64,
+        2,
+        5,
+        100,
+        slots as i64 - 1,
+        slots as i64 + 3,
+        -1,
+        -7,
+        -(slots as i64) - 2,
+    ] {
         let g = rotation_galois_element(step, n);
-        let got = enc.decode_complex(&ctx, &automorphism(&ctx, &poly, g), scale).unwrap();
+        let got = enc
+            .decode_complex(&ctx, &automorphism(&ctx, &poly, g), scale)
+            .unwrap();
         let shift = step.rem_euclid(slots as i64) as usize;
         let want: Vec<Complex> = (0..slots).map(|j| z[(j + shift) % slots]).collect();
         let err = max_err(&got, &want);
@@ -304,7 +346,9 @@ fn galois_automorphisms_rotate_and_conjugate_slots() {
     }
 
     let g = conjugation_galois_element(n);
-    let got = enc.decode_complex(&ctx, &automorphism(&ctx, &poly, g), scale).unwrap();
+    let got = enc
+        .decode_complex(&ctx, &automorphism(&ctx, &poly, g), scale)
+        .unwrap();
     let want: Vec<Complex> = z.iter().map(|c| c.conj()).collect();
     assert!(max_err(&got, &want) <= bound);
 }
@@ -334,7 +378,11 @@ fn crt_reference(residues: &[u64], primes: &[u64]) -> BigInt {
 /// conversion, and independently within half an ulp of it, or ±∞ beyond the f64 range.
 fn assert_nearest(exact: &BigInt, got: f64) {
     let reference = exact.to_f64().unwrap();
-    assert_eq!(got.to_bits(), reference.to_bits(), "{exact}: got {got:e}, reference {reference:e}");
+    assert_eq!(
+        got.to_bits(),
+        reference.to_bits(),
+        "{exact}: got {got:e}, reference {reference:e}"
+    );
     if got.is_infinite() {
         assert!(exact.bits() >= 1024);
         assert_eq!(got > 0.0, exact.is_positive());
@@ -346,7 +394,10 @@ fn assert_nearest(exact: &BigInt, got: f64) {
     if e <= 53 {
         assert!(diff.is_zero(), "{exact} is not exact: {got}");
     } else {
-        assert!(diff << 1usize <= BigInt::one() << (e - 53) as usize, "{exact}: {got:e} is more than ½ ulp off");
+        assert!(
+            diff << 1usize <= BigInt::one() << (e - 53) as usize,
+            "{exact}: {got:e} is more than ½ ulp off"
+        );
     }
 }
 
@@ -430,9 +481,18 @@ proptest! {
 fn crt_rejects_foreign_polys() {
     let ctx = ring(1024, 2, 50);
     let too_many = RnsPoly::zero(1024, Basis::new(3, 0), false);
-    assert_eq!(centered_coefficients_f64(&ctx, &too_many), Err(CrtError::BasisNotInContext(Basis::new(3, 0))));
+    assert_eq!(
+        centered_coefficients_f64(&ctx, &too_many),
+        Err(CrtError::BasisNotInContext(Basis::new(3, 0)))
+    );
     let wrong_n = RnsPoly::zero(2048, Basis::new(1, 0), false);
-    assert_eq!(centered_coefficients_f64(&ctx, &wrong_n), Err(CrtError::DegreeMismatch { poly: 2048, ring: 1024 }));
+    assert_eq!(
+        centered_coefficients_f64(&ctx, &wrong_n),
+        Err(CrtError::DegreeMismatch {
+            poly: 2048,
+            ring: 1024
+        })
+    );
 }
 
 /// N = 2^16 with 25 limbs; run with `--release -- --ignored --nocapture` for the time.
@@ -450,7 +510,10 @@ fn crt_timing_2_16_25_limbs() {
     let poly = RnsPoly::from_data(n, basis, false, data.collect()).unwrap();
     let start = std::time::Instant::now();
     let out = centered_coefficients_f64(&ctx, &poly).unwrap();
-    eprintln!("centered_coefficients_f64, N = 2^16, 25 limbs: {:?}", start.elapsed());
+    eprintln!(
+        "centered_coefficients_f64, N = 2^16, 25 limbs: {:?}",
+        start.elapsed()
+    );
     assert_eq!(out.len(), n);
 }
 
@@ -465,44 +528,85 @@ fn bad_inputs_are_errors() {
     let scale = 2f64.powi(30);
 
     let with_nan = [1.0, f64::NAN, 2.0];
-    assert_eq!(enc.encode(&ctx, &with_nan, scale, basis).unwrap_err(), EncodeError::NonFiniteValue { index: 1 });
+    assert_eq!(
+        enc.encode(&ctx, &with_nan, scale, basis).unwrap_err(),
+        EncodeError::NonFiniteValue { index: 1 }
+    );
     let with_inf = [Complex::new(0.0, f64::INFINITY)];
-    assert_eq!(enc.encode_complex(&ctx, &with_inf, scale, basis).unwrap_err(), EncodeError::NonFiniteValue { index: 0 });
+    assert_eq!(
+        enc.encode_complex(&ctx, &with_inf, scale, basis)
+            .unwrap_err(),
+        EncodeError::NonFiniteValue { index: 0 }
+    );
     let too_many = vec![0.5; n / 2 + 1];
     assert_eq!(
         enc.encode(&ctx, &too_many, scale, basis).unwrap_err(),
-        EncodeError::TooManyValues { given: n / 2 + 1, slots: n / 2 }
+        EncodeError::TooManyValues {
+            given: n / 2 + 1,
+            slots: n / 2
+        }
     );
     for bad in [0.0, -1.0, -0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
-        assert!(matches!(enc.encode(&ctx, &[1.0], bad, basis), Err(EncodeError::InvalidScale(_))));
+        assert!(matches!(
+            enc.encode(&ctx, &[1.0], bad, basis),
+            Err(EncodeError::InvalidScale(_))
+        ));
     }
 
     // Coefficients too large for the i128 path, or ∞ after scaling.
-    assert_eq!(enc.encode(&ctx, &[1e6], 2f64.powi(126), basis).unwrap_err(), EncodeError::Overflow);
-    assert_eq!(enc.encode(&ctx, &[1e300], 1e300, basis).unwrap_err(), EncodeError::Overflow);
+    assert_eq!(
+        enc.encode(&ctx, &[1e6], 2f64.powi(126), basis).unwrap_err(),
+        EncodeError::Overflow
+    );
+    assert_eq!(
+        enc.encode(&ctx, &[1e300], 1e300, basis).unwrap_err(),
+        EncodeError::Overflow
+    );
     // Coefficients that fit i128 but wrap modulo Q ≈ 2^100.
     assert!(matches!(
         enc.encode(&ctx, &[1.0; 4], 2f64.powi(110), basis),
-        Err(EncodeError::ExceedsModulus { modulus_bits: 100, .. })
+        Err(EncodeError::ExceedsModulus {
+            modulus_bits: 100,
+            ..
+        })
     ));
 
     // Mismatched rings, bases and polys.
     assert_eq!(
-        Encoder::new(2 * n).unwrap().encode(&ctx, &[1.0], scale, basis).unwrap_err(),
-        EncodeError::RingMismatch { encoder: 2 * n, ring: n }
+        Encoder::new(2 * n)
+            .unwrap()
+            .encode(&ctx, &[1.0], scale, basis)
+            .unwrap_err(),
+        EncodeError::RingMismatch {
+            encoder: 2 * n,
+            ring: n
+        }
     );
     assert_eq!(
-        enc.encode(&ctx, &[1.0], scale, Basis::new(3, 0)).unwrap_err(),
+        enc.encode(&ctx, &[1.0], scale, Basis::new(3, 0))
+            .unwrap_err(),
         EncodeError::BasisNotInContext(Basis::new(3, 0))
     );
     let poly = enc.encode(&ctx, &[1.0], scale, basis).unwrap();
     for bad in [0.0, -2.0, f64::NAN, f64::INFINITY] {
-        assert!(matches!(enc.decode(&ctx, &poly, bad), Err(EncodeError::InvalidScale(_))));
+        assert!(matches!(
+            enc.decode(&ctx, &poly, bad),
+            Err(EncodeError::InvalidScale(_))
+        ));
     }
     let foreign = RnsPoly::zero(n, Basis::new(3, 0), true);
-    assert!(matches!(enc.decode(&ctx, &foreign, scale), Err(EncodeError::Crt(CrtError::BasisNotInContext(_)))));
+    assert!(matches!(
+        enc.decode(&ctx, &foreign, scale),
+        Err(EncodeError::Crt(CrtError::BasisNotInContext(_)))
+    ));
     let wrong_n = RnsPoly::zero(2 * n, basis, true);
-    assert_eq!(enc.decode(&ctx, &wrong_n, scale).unwrap_err(), EncodeError::PolyDegree { poly: 2 * n, encoder: n });
+    assert_eq!(
+        enc.decode(&ctx, &wrong_n, scale).unwrap_err(),
+        EncodeError::PolyDegree {
+            poly: 2 * n,
+            encoder: n
+        }
+    );
 
     // An empty input encodes the zero polynomial.
     let zero = enc.encode(&ctx, &[], scale, basis).unwrap();

@@ -10,7 +10,9 @@
 //! rotation-group root exp(2πi·(5^j mod 8h)/(8h)) in place of the usual ω^j.
 
 use super::Complex;
-use crate::ring::{bit_reverse, centered_coefficients_f64, Basis, CrtError, RingContext, RnsPoly, MAX_LOG_N};
+use crate::ring::{
+    bit_reverse, centered_coefficients_f64, Basis, CrtError, RingContext, RnsPoly, MAX_LOG_N,
+};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum EncodeError {
@@ -31,7 +33,10 @@ pub enum EncodeError {
     #[error("a scaled coefficient does not fit in 127 bits (or is not finite)")]
     Overflow,
     #[error("a scaled coefficient of {coefficient_bits} bits does not fit modulo Q of {modulus_bits} bits")]
-    ExceedsModulus { coefficient_bits: u32, modulus_bits: u32 },
+    ExceedsModulus {
+        coefficient_bits: u32,
+        modulus_bits: u32,
+    },
     #[error(transparent)]
     Crt(#[from] CrtError),
 }
@@ -42,7 +47,11 @@ pub enum EncodeError {
 pub fn rotation_galois_element(step: i64, n: usize) -> u64 {
     // 5 has order N/2 modulo 2N, so exponents are taken modulo N/2.
     let period = (n / 2).max(1) as i64;
-    pow_mod(5, step.rem_euclid(period) as u64, (n as u64).saturating_mul(2))
+    pow_mod(
+        5,
+        step.rem_euclid(period) as u64,
+        (n as u64).saturating_mul(2),
+    )
 }
 
 /// Galois element 2N − 1: X → X^(2N−1) conjugates every slot.
@@ -109,7 +118,13 @@ impl Encoder {
     }
 
     /// Encodes real values (zero-padded to N/2 slots) as round(Δ·m), in NTT form over `basis`.
-    pub fn encode(&self, ctx: &RingContext, values: &[f64], scale: f64, basis: Basis) -> Result<RnsPoly, EncodeError> {
+    pub fn encode(
+        &self,
+        ctx: &RingContext,
+        values: &[f64],
+        scale: f64,
+        basis: Basis,
+    ) -> Result<RnsPoly, EncodeError> {
         let values: Vec<Complex> = values.iter().map(|&v| Complex::from(v)).collect();
         self.encode_complex(ctx, &values, scale, basis)
     }
@@ -130,7 +145,10 @@ impl Encoder {
         check_scale(scale)?;
         let slots = self.slots();
         if values.len() > slots {
-            return Err(EncodeError::TooManyValues { given: values.len(), slots });
+            return Err(EncodeError::TooManyValues {
+                given: values.len(),
+                slots,
+            });
         }
         if let Some(index) = values.iter().position(|v| !v.is_finite()) {
             return Err(EncodeError::NonFiniteValue { index });
@@ -161,29 +179,50 @@ impl Encoder {
     }
 
     /// Decodes the real parts of the slots of `poly` (NTT or coefficient form) at `scale`.
-    pub fn decode(&self, ctx: &RingContext, poly: &RnsPoly, scale: f64) -> Result<Vec<f64>, EncodeError> {
-        Ok(self.decode_complex(ctx, poly, scale)?.into_iter().map(|z| z.re).collect())
+    pub fn decode(
+        &self,
+        ctx: &RingContext,
+        poly: &RnsPoly,
+        scale: f64,
+    ) -> Result<Vec<f64>, EncodeError> {
+        Ok(self
+            .decode_complex(ctx, poly, scale)?
+            .into_iter()
+            .map(|z| z.re)
+            .collect())
     }
 
     /// Decodes all N/2 slots of `poly` (NTT or coefficient form; not modified) at `scale`,
     /// from the exact centered coefficients modulo the poly's basis.
-    pub fn decode_complex(&self, ctx: &RingContext, poly: &RnsPoly, scale: f64) -> Result<Vec<Complex>, EncodeError> {
+    pub fn decode_complex(
+        &self,
+        ctx: &RingContext,
+        poly: &RnsPoly,
+        scale: f64,
+    ) -> Result<Vec<Complex>, EncodeError> {
         self.check_ring(ctx)?;
         if poly.n() != self.n {
-            return Err(EncodeError::PolyDegree { poly: poly.n(), encoder: self.n });
+            return Err(EncodeError::PolyDegree {
+                poly: poly.n(),
+                encoder: self.n,
+            });
         }
         check_scale(scale)?;
         let coeffs = centered_coefficients_f64(ctx, poly)?;
         let slots = self.slots();
-        let mut w: Vec<Complex> =
-            (0..slots).map(|i| Complex::new(coeffs[i] / scale, coeffs[i + slots] / scale)).collect();
+        let mut w: Vec<Complex> = (0..slots)
+            .map(|i| Complex::new(coeffs[i] / scale, coeffs[i + slots] / scale))
+            .collect();
         self.special_fft(&mut w);
         Ok(w)
     }
 
     fn check_ring(&self, ctx: &RingContext) -> Result<(), EncodeError> {
         if ctx.n() != self.n {
-            return Err(EncodeError::RingMismatch { encoder: self.n, ring: ctx.n() });
+            return Err(EncodeError::RingMismatch {
+                encoder: self.n,
+                ring: ctx.n(),
+            });
         }
         Ok(())
     }
@@ -255,7 +294,9 @@ fn round_to_integer(x: f64) -> Result<i128, EncodeError> {
 /// Every coefficient must lie in (−Q/2, Q/2] to decode back to itself. Coefficients are below
 /// 2^127, so only a Q below 2^128 can be too small; that Q is checked exactly.
 fn check_fits_modulus(ctx: &RingContext, basis: Basis, coeffs: &[i128]) -> Result<(), EncodeError> {
-    let q = ctx.moduli(basis).try_fold(1u128, |acc, m| acc.checked_mul(m.value() as u128));
+    let q = ctx
+        .moduli(basis)
+        .try_fold(1u128, |acc, m| acc.checked_mul(m.value() as u128));
     let Some(q) = q else {
         return Ok(());
     };
@@ -328,13 +369,18 @@ mod tests {
     }
 
     fn max_diff(a: &[Complex], b: &[Complex]) -> f64 {
-        a.iter().zip(b).map(|(x, y)| (*x - *y).abs()).fold(0.0, f64::max)
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (*x - *y).abs())
+            .fold(0.0, f64::max)
     }
 
     fn random_vec(seed: u64, len: usize) -> Vec<Complex> {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        (0..len).map(|_| Complex::new(rng.random_range(-1.0..1.0), rng.random_range(-1.0..1.0))).collect()
+        (0..len)
+            .map(|_| Complex::new(rng.random_range(-1.0..1.0), rng.random_range(-1.0..1.0)))
+            .collect()
     }
 
     proptest! {
@@ -362,7 +408,10 @@ mod tests {
         for k in 0..order {
             let direct = std::f64::consts::TAU * k as f64 / order as f64;
             let z = unit_root(k, order);
-            assert!((z.re - direct.cos()).abs() < 1e-15 && (z.im - direct.sin()).abs() < 1e-15, "k = {k}");
+            assert!(
+                (z.re - direct.cos()).abs() < 1e-15 && (z.im - direct.sin()).abs() < 1e-15,
+                "k = {k}"
+            );
             assert!((z.abs() - 1.0).abs() < 3e-16);
         }
         assert_eq!(unit_root(order / 4, order), Complex::I);

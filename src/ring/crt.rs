@@ -25,7 +25,10 @@ pub enum CrtError {
 pub fn centered_coefficients_f64(ctx: &RingContext, poly: &RnsPoly) -> Result<Vec<f64>, CrtError> {
     let basis = poly.basis();
     if poly.n() != ctx.n() {
-        return Err(CrtError::DegreeMismatch { poly: poly.n(), ring: ctx.n() });
+        return Err(CrtError::DegreeMismatch {
+            poly: poly.n(),
+            ring: ctx.n(),
+        });
     }
     if basis.is_empty() || basis.q > ctx.q().len() || basis.p > ctx.p().len() {
         return Err(CrtError::BasisNotInContext(basis));
@@ -84,7 +87,11 @@ struct Scratch {
 
 impl Scratch {
     fn new(limbs: usize) -> Self {
-        Self { digits: vec![0; limbs], value: Vec::with_capacity(limbs + 1), magnitude: vec![0; limbs + 1] }
+        Self {
+            digits: vec![0; limbs],
+            value: Vec::with_capacity(limbs + 1),
+            magnitude: vec![0; limbs + 1],
+        }
     }
 }
 
@@ -109,7 +116,13 @@ impl Garner {
             mul_add_small(&mut q_words, m.value(), 0);
         }
         let half_q_words = shr1(&q_words);
-        Self { moduli, prefix_mod, prefix_inv, q_words, half_q_words }
+        Self {
+            moduli,
+            prefix_mod,
+            prefix_inv,
+            q_words,
+            half_q_words,
+        }
     }
 
     /// Centered `f64` value of the integer with these residues (one per modulus).
@@ -120,7 +133,10 @@ impl Garner {
             // per chunk instead of once per term.
             let mut acc = 0u64;
             for (vs, ps) in s.digits[..i].chunks(15).zip(self.prefix_mod[i].chunks(15)) {
-                let sum = vs.iter().zip(ps).fold(acc as u128, |sum, (&v, &p)| sum + v as u128 * p as u128);
+                let sum = vs
+                    .iter()
+                    .zip(ps)
+                    .fold(acc as u128, |sum, (&v, &p)| sum + v as u128 * p as u128);
                 acc = m.reduce_u128(sum);
             }
             let (inv, inv_s) = self.prefix_inv[i];
@@ -158,7 +174,9 @@ fn mul_add_small(a: &mut Vec<u64>, b: u64, c: u64) {
 
 /// a >> 1.
 fn shr1(a: &[u64]) -> Vec<u64> {
-    let mut out: Vec<u64> = (0..a.len()).map(|i| (a[i] >> 1) | a.get(i + 1).map_or(0, |&hi| hi << 63)).collect();
+    let mut out: Vec<u64> = (0..a.len())
+        .map(|i| (a[i] >> 1) | a.get(i + 1).map_or(0, |&hi| hi << 63))
+        .collect();
     trim(&mut out);
     out
 }
@@ -173,7 +191,10 @@ fn trim(a: &mut Vec<u64>) {
 fn cmp_words(a: &[u64], b: &[u64]) -> std::cmp::Ordering {
     let len = a.len().max(b.len());
     for i in (0..len).rev() {
-        let (x, y) = (a.get(i).copied().unwrap_or(0), b.get(i).copied().unwrap_or(0));
+        let (x, y) = (
+            a.get(i).copied().unwrap_or(0),
+            b.get(i).copied().unwrap_or(0),
+        );
         if x != y {
             return x.cmp(&y);
         }
@@ -207,8 +228,11 @@ fn words_to_f64(a: &[u64]) -> f64 {
     // rounding to 53 bits only needs the round bit and whether anything below it is set,
     // so the u64 → f64 cast then rounds exactly as the full number would.
     let lz = a[top].leading_zeros();
-    let (hi, rest_of_next) =
-        if lz == 0 { (a[top], 0) } else { ((a[top] << lz) | (a[top - 1] >> (64 - lz)), a[top - 1] << lz) };
+    let (hi, rest_of_next) = if lz == 0 {
+        (a[top], 0)
+    } else {
+        ((a[top] << lz) | (a[top - 1] >> (64 - lz)), a[top - 1] << lz)
+    };
     let sticky = rest_of_next != 0 || a[..top - 1].iter().any(|&w| w != 0);
     let mantissa = (hi | sticky as u64) as f64;
     // value = hi · 2^shift with shift = (number of bits) − 64.
@@ -229,7 +253,10 @@ mod tests {
         assert_eq!(words_to_f64(&[1 << 11, 1]), 18446744073709551616.0);
         // One more bit anywhere below breaks the tie upward.
         assert_eq!(words_to_f64(&[(1 << 11) + 1, 1]), 18446744073709555712.0);
-        assert_eq!(words_to_f64(&[1, 1 << 11, 1]), 2f64.powi(128) + 2f64.powi(75) * 2.0);
+        assert_eq!(
+            words_to_f64(&[1, 1 << 11, 1]),
+            2f64.powi(128) + 2f64.powi(75) * 2.0
+        );
         assert_eq!(words_to_f64(&[0, 0, 0]), 0.0);
         assert_eq!(words_to_f64(&[u64::MAX]), 2f64.powi(64));
         let mut big = vec![0u64; 17];
