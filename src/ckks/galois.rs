@@ -42,5 +42,17 @@ mod tests {
             );
         }
         assert_eq!(rotation_element(n as i64 / 2, n), 1);
+        for log_n in 10..=17 {
+            let n = 1usize << log_n;
+            for step in [1i64, 3, 17] {
+                let g = rotation_element(step, n);
+                assert_eq!(
+                    g * rotation_element(-step, n) % (2 * n as u64),
+                    1,
+                    "inverse rotation"
+                );
+            }
+            assert_eq!(conjugation_element(n), 2 * n as u64 - 1);
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! RNS-CKKS: parameters, encoding, keys, encryption, evaluation and serialization.
 
 mod ciphertext;
+mod complex;
+mod encoder;
 mod encryptor;
 mod evaluator;
 mod galois;
@@ -10,6 +12,8 @@ mod params;
 mod security;
 
 pub use ciphertext::{Ciphertext, Plaintext, SeededCiphertext};
+pub use complex::Complex;
+pub use encoder::{EncodeError, Encoder};
 pub use encryptor::{expand_seeded, Decryptor, Encryptor, SymmetricEncryptor};
 pub use evaluator::Evaluator;
 pub use galois::{conjugation_element, rotation_element};
@@ -51,6 +55,8 @@ pub enum CkksError {
     InvalidGaloisElement(u64),
     #[error("malformed input: {0}")]
     Malformed(String),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
     #[error(transparent)]
     Ring(#[from] RingError),
     #[error(transparent)]

@@ -190,11 +190,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const PRIMES: [u64; 3] = [
-        0x3fff_ffff_ffc0_0001 >> 12,
-        (1 << 61) - 1,
-        1_152_921_504_606_584_833,
-    ];
+    /// 41-, 61- and 62-bit primes (checked by `primes_are_prime`).
+    const PRIMES: [u64; 3] = [1_099_511_922_689, (1 << 61) - 1, 4_611_686_018_326_724_609];
+
+    #[test]
+    fn primes_are_prime() {
+        assert!(PRIMES.iter().all(|&p| crate::math::is_prime(p)));
+    }
 
     proptest! {
         #[test]

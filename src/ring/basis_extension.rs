@@ -1,9 +1,11 @@
 //! Fast basis conversion between RNS bases, and the two key-switching steps built on it:
 //! ModUp (a digit of Q_l extended to Q_l ∪ P) and ModDown (divide by P, back to Q_l).
 //!
-//! The conversion is the approximate one (Halevi–Polyakov–Shoup "fast base conversion"
-//! without correction): it returns x + u·S for some 0 ≤ u < |S|, where S is the source
-//! basis product. Key switching absorbs that multiple, which is why no correction is done.
+//! The conversion is Halevi–Polyakov–Shoup's: with y_i = [x_i·(S/s_i)^-1]_{s_i}, the sum
+//! Σ y_i·(S/s_i) equals x + u·S for a small integer u, and u ≈ Σ y_i/s_i is estimated in
+//! floating point and subtracted. The result is the *centered* representative of x mod S
+//! (in (−S/2, S/2], or one S off when x sits within float rounding of ±S/2): small digits
+//! keep key-switching noise low, and ModDown becomes a rounding rather than a floor.
 
 use super::{Basis, RingContext, RnsPoly};
 use crate::math::Modulus;
@@ -19,6 +21,10 @@ pub struct BaseConverter {
     /// (S/s_i) mod t_j and its Shoup constant, row-major by target:
     /// `hat_mod_to[j * from.len() + i]`.
     hat_mod_to: Vec<(u64, u64)>,
+    /// S mod t_j and its Shoup constant.
+    product_mod_to: Vec<(u64, u64)>,
+    /// 1/s_i, for the estimate of u.
+    inv_from_f64: Vec<f64>,
 }
 
 impl BaseConverter {
@@ -48,16 +54,28 @@ impl BaseConverter {
                 hat_mod_to.push((hat, t.shoup(hat)));
             }
         }
+        let product_mod_to = to
+            .iter()
+            .map(|t| {
+                let p = from
+                    .iter()
+                    .fold(1u64, |acc, s| t.mul(acc, t.reduce(s.value())));
+                (p, t.shoup(p))
+            })
+            .collect();
+        let inv_from_f64 = from.iter().map(|s| 1.0 / s.value() as f64).collect();
         Self {
             from: from.to_vec(),
             to: to.to_vec(),
             inv_hat,
             hat_mod_to,
+            product_mod_to,
+            inv_from_f64,
         }
     }
 
-    /// `output[j] = Σ_i [x_i·(S/s_i)^-1]_{s_i} · (S/s_i) mod t_j` for every coefficient,
-    /// for the first `output.len()` targets. Inputs and outputs are in coefficient form.
+    /// `output[j] = Σ_i [x_i·(S/s_i)^-1]_{s_i} · (S/s_i) − u·S mod t_j` (the centered x) for
+    /// every coefficient, for the first `output.len()` targets. Coefficient form in and out.
     pub fn convert(&self, input: &[&[u64]], output: &mut [&mut [u64]]) {
         assert_eq!(input.len(), self.from.len());
         assert!(output.len() <= self.to.len());
@@ -74,9 +92,21 @@ impl BaseConverter {
                 *o = m.mul_shoup(x, w, ws);
             }
         }
+        // u = round(Σ y_i / s_i): how many S the plain sum overshoots the centered x by.
+        let mut overshoot = vec![0f64; n];
+        for (yi, &inv) in y.chunks_exact(n).zip(&self.inv_from_f64) {
+            for (acc, &v) in overshoot.iter_mut().zip(yi) {
+                *acc += v as f64 * inv;
+            }
+        }
+        let u: Vec<u64> = overshoot.iter().map(|v| v.round() as u64).collect();
         for (j, (out, t)) in output.iter_mut().zip(&self.to).enumerate() {
             let hats = &self.hat_mod_to[j * k..(j + 1) * k];
-            out.fill(0);
+            let (sp, sps) = self.product_mod_to[j];
+            // Start from −u·S; u ≤ k is tiny, so the Shoup product is exact.
+            for (o, &v) in out.iter_mut().zip(&u) {
+                *o = t.neg(t.mul_shoup(v, sp, sps));
+            }
             // Shoup products are exact for any 64-bit multiplicand, so y_i ≥ t_j is fine.
             for (yi, &(h, hs)) in y.chunks_exact(n).zip(hats) {
                 for (o, &v) in out.iter_mut().zip(yi) {
@@ -204,8 +234,8 @@ impl BasisExtender {
         out
     }
 
-    /// Returns ⌊x / P⌉ (up to a small additive error) over Q_l, NTT form, for x over
-    /// Q_l ∪ P in NTT form.
+    /// Returns ⌊x / P⌉ over Q_l (exact rounding unless x mod P sits within float error of
+    /// ±P/2), NTT form, for x over Q_l ∪ P in NTT form.
     pub fn mod_down(&self, ctx: &RingContext, x: &RnsPoly) -> RnsPoly {
         let basis = x.basis();
         assert!(x.ntt_form && basis.p == ctx.p().len());

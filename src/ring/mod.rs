@@ -6,11 +6,13 @@ pub mod arith;
 pub mod automorphism;
 mod basis_extension;
 mod context;
+mod crt;
 mod ntt;
 mod poly;
 
 pub use basis_extension::{rescale, BaseConverter, BasisExtender};
 pub use context::{RingContext, MAX_LOG_N, MIN_LOG_N};
+pub use crt::{centered_coefficients_f64, CrtError};
 pub(crate) use ntt::bit_reverse;
 pub use ntt::NttTable;
 pub use poly::{Basis, RnsPoly};
