@@ -79,6 +79,9 @@ impl BaseConverter {
     pub fn convert(&self, input: &[&[u64]], output: &mut [&mut [u64]]) {
         assert_eq!(input.len(), self.from.len());
         assert!(output.len() <= self.to.len());
+        if let [source] = self.from.as_slice() {
+            return Self::convert_single(source, input[0], &self.to, output);
+        }
         let n = input.first().map_or(0, |l| l.len());
         let k = self.from.len();
         // y_i = [x_i · inv_hat_i]_{s_i}, source-major so every loop below is a plain stream.
@@ -112,6 +115,24 @@ impl BaseConverter {
                 for (o, &v) in out.iter_mut().zip(yi) {
                     *o = t.add(*o, t.mul_shoup(v, h, hs));
                 }
+            }
+        }
+    }
+}
+
+impl BaseConverter {
+    /// One source prime: the centered residue, reduced modulo each target (the general
+    /// formula with S/s = 1, done without products).
+    fn convert_single(source: &Modulus, input: &[u64], to: &[Modulus], output: &mut [&mut [u64]]) {
+        let s = source.value();
+        let half = s / 2;
+        for (out, t) in output.iter_mut().zip(to) {
+            for (o, &x) in out.iter_mut().zip(input) {
+                *o = if x > half {
+                    t.neg(t.reduce(s - x))
+                } else {
+                    t.reduce(x)
+                };
             }
         }
     }
