@@ -104,14 +104,15 @@ fn put_count(out: &mut Vec<u8>, v: usize, what: &str) -> Result<(), CkksError> {
     Ok(())
 }
 
-fn put_level(out: &mut Vec<u8>, params: &Params, level: usize) -> Result<(), CkksError> {
+/// The basis of an object at `level`; checked before anything is sized from it.
+fn level_basis(params: &Params, level: usize) -> Result<Basis, CkksError> {
     if level > params.max_level() {
         return Err(err(format!(
             "cannot serialize: level {level} exceeds the maximum level {}",
             params.max_level()
         )));
     }
-    put_count(out, level, "level")
+    Ok(Basis::level(level))
 }
 
 fn put_scale(out: &mut Vec<u8>, scale: f64) -> Result<(), CkksError> {
@@ -538,9 +539,9 @@ impl Params {
 
 impl Serializable for Plaintext {
     fn to_bytes(&self, params: &Params) -> Result<Vec<u8>, CkksError> {
-        let basis = Basis::level(self.level);
+        let basis = level_basis(params, self.level)?;
         let mut out = header(Kind::Plaintext, params.id(), 10 + poly_len(params, basis));
-        put_level(&mut out, params, self.level)?;
+        put_count(&mut out, self.level, "level")?;
         put_scale(&mut out, self.scale)?;
         write_poly(&mut out, params, &self.poly, basis, "plaintext polynomial")?;
         Ok(out)
@@ -559,13 +560,13 @@ impl Serializable for Plaintext {
 
 impl Serializable for Ciphertext {
     fn to_bytes(&self, params: &Params) -> Result<Vec<u8>, CkksError> {
-        let basis = Basis::level(self.level);
+        let basis = level_basis(params, self.level)?;
         let mut out = header(
             Kind::Ciphertext,
             params.id(),
             10 + 2 * poly_len(params, basis),
         );
-        put_level(&mut out, params, self.level)?;
+        put_count(&mut out, self.level, "level")?;
         put_scale(&mut out, self.scale)?;
         write_poly(&mut out, params, &self.c0, basis, "c0")?;
         write_poly(&mut out, params, &self.c1, basis, "c1")?;
@@ -592,13 +593,13 @@ impl Serializable for Ciphertext {
 
 impl Serializable for SeededCiphertext {
     fn to_bytes(&self, params: &Params) -> Result<Vec<u8>, CkksError> {
-        let basis = Basis::level(self.level);
+        let basis = level_basis(params, self.level)?;
         let mut out = header(
             Kind::SeededCiphertext,
             params.id(),
             42 + poly_len(params, basis),
         );
-        put_level(&mut out, params, self.level)?;
+        put_count(&mut out, self.level, "level")?;
         put_scale(&mut out, self.scale)?;
         out.extend_from_slice(&self.seed);
         write_poly(&mut out, params, &self.c0, basis, "c0")?;
