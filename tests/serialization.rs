@@ -453,6 +453,25 @@ fn unreduced_coefficients_are_rejected() {
         ..pt.clone()
     };
     assert!(wrong_level.to_bytes(&params).is_err());
+    let too_high = Plaintext {
+        level: 5,
+        ..pt.clone()
+    };
+    assert!(message(too_high.to_bytes(&params).unwrap_err()).contains("level 5 exceeds"));
+    let too_high = Ciphertext {
+        c0: pt.poly.clone(),
+        c1: pt.poly.clone(),
+        level: 7,
+        scale: 1.0,
+    };
+    assert!(too_high.to_bytes(&params).is_err());
+    let too_high = SeededCiphertext {
+        c0: pt.poly.clone(),
+        seed: [0; 32],
+        level: 7,
+        scale: 1.0,
+    };
+    assert!(too_high.to_bytes(&params).is_err());
     let mut coeff_form = pt.clone();
     coeff_form.poly.ntt_form = false;
     assert!(coeff_form.to_bytes(&params).is_err());
