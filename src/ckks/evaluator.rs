@@ -178,12 +178,12 @@ impl<B: Backend> Evaluator<B> {
         &self,
         a: &Ciphertext<B::Poly>,
         b: &Ciphertext<B::Poly>,
-    ) -> Result<(Ciphertext<B::Poly>, Ciphertext<B::Poly>), CkksError> {
+    ) -> Result<[Ciphertext<B::Poly>; 2], CkksError> {
         self.check(a)?;
         self.check(b)?;
         Self::same_scale(a.scale, b.scale)?;
         let level = a.level.min(b.level);
-        Ok((self.drop_to_level(a, level)?, self.drop_to_level(b, level)?))
+        Ok([self.drop_to_level(a, level)?, self.drop_to_level(b, level)?])
     }
 
     pub fn add(
@@ -191,7 +191,7 @@ impl<B: Backend> Evaluator<B> {
         a: &Ciphertext<B::Poly>,
         b: &Ciphertext<B::Poly>,
     ) -> Result<Ciphertext<B::Poly>, CkksError> {
-        let (mut a, b) = self.aligned(a, b)?;
+        let [mut a, b] = self.aligned(a, b)?;
         self.backend.add_assign(&mut a.c0, &b.c0);
         self.backend.add_assign(&mut a.c1, &b.c1);
         Ok(a)
@@ -202,7 +202,7 @@ impl<B: Backend> Evaluator<B> {
         a: &Ciphertext<B::Poly>,
         b: &Ciphertext<B::Poly>,
     ) -> Result<Ciphertext<B::Poly>, CkksError> {
-        let (mut a, b) = self.aligned(a, b)?;
+        let [mut a, b] = self.aligned(a, b)?;
         self.backend.sub_assign(&mut a.c0, &b.c0);
         self.backend.sub_assign(&mut a.c1, &b.c1);
         Ok(a)
