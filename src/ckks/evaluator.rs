@@ -1,11 +1,11 @@
 //! Homomorphic operations on ciphertexts, through a [`Backend`]: the server side.
 
-use super::ciphertext::{Ciphertext, Plaintext};
+use super::ciphertext::{Ciphertext, ExtendedPlaintext, Plaintext};
 use super::galois::{conjugation_element, rotation_element};
 use super::keys::{EvaluationKeys, SwitchingKey};
 use super::{CkksError, Params};
 use crate::backend::{Backend, CpuBackend};
-use crate::ring::Basis;
+use crate::ring::{Basis, RnsPoly};
 use std::collections::HashMap;
 
 /// Relative tolerance when two scales must agree.
@@ -448,6 +448,125 @@ impl<B: Backend> Evaluator<B> {
                 }
             })
             .collect()
+    }
+
+    /// Prepares a plaintext for [`linear_combination_hoisted`](Self::linear_combination_hoisted):
+    /// `poly` holds the encoded values over Q_l ∪ P (NTT form), so that it can multiply the
+    /// key-switch accumulators before their ModDown.
+    pub fn extended_plaintext(
+        &self,
+        poly: &RnsPoly,
+        scale: f64,
+    ) -> Result<ExtendedPlaintext<B::Poly>, CkksError> {
+        let basis = poly.basis();
+        let p_count = self.params.ring().p().len();
+        if basis.q == 0
+            || basis.q > self.params.max_level() + 1
+            || basis.p != p_count
+            || !poly.ntt_form
+        {
+            return Err(CkksError::Malformed(
+                "extended plaintext must be over Q_l ∪ P in NTT form".into(),
+            ));
+        }
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(CkksError::Malformed(format!(
+                "plaintext scale {scale} is not positive"
+            )));
+        }
+        let mut q_part = poly.clone();
+        q_part.truncate_q(basis.q);
+        Ok(ExtendedPlaintext {
+            extended: self.backend.upload(poly)?,
+            q_part: self.backend.upload(&q_part)?,
+            level: basis.q - 1,
+            scale,
+        })
+    }
+
+    /// Σ_k pt_k ⊙ rot(a, step_k) with one decomposition of `a` and one ModDown per half
+    /// for the whole sum (double hoisting): each rotated term costs an inner product and
+    /// two plaintext products in the extended basis, no NTT. Plaintexts must be at `a`'s
+    /// level and share one scale; the result's scale is the product of the two.
+    pub fn linear_combination_hoisted(
+        &self,
+        a: &Ciphertext<B::Poly>,
+        terms: &[(i64, &ExtendedPlaintext<B::Poly>)],
+    ) -> Result<Ciphertext<B::Poly>, CkksError> {
+        self.check(a)?;
+        let n = self.params.n();
+        let Some((_, first)) = terms.first() else {
+            return Err(CkksError::Malformed(
+                "a linear combination needs at least one term".into(),
+            ));
+        };
+        let mut keys = Vec::with_capacity(terms.len());
+        for &(step, pt) in terms {
+            if pt.level != a.level {
+                return Err(CkksError::LevelMismatch {
+                    needed: a.level,
+                    found: pt.level,
+                });
+            }
+            Self::same_scale(pt.scale, first.scale)?;
+            let g = rotation_element(step, n);
+            keys.push(if g == 1 {
+                None
+            } else {
+                Some((
+                    g,
+                    self.galois.get(&g).ok_or(CkksError::MissingGaloisKey {
+                        galois: g,
+                        step: Some(step),
+                    })?,
+                ))
+            });
+        }
+        let q_basis = Basis::level(a.level);
+        let ext_basis = Basis::new(a.level + 1, self.params.ring().p().len());
+        let mut out0 = self.backend.zero(q_basis, true);
+        let mut out1 = self.backend.zero(q_basis, true);
+        let mut ext = [
+            self.backend.zero(ext_basis, true),
+            self.backend.zero(ext_basis, true),
+        ];
+        let digits = if keys.iter().any(Option::is_some) {
+            self.backend.decompose(&a.c1)
+        } else {
+            Vec::new()
+        };
+        for (&(_, pt), key) in terms.iter().zip(&keys) {
+            match key {
+                None => {
+                    self.backend.mul_add_assign(&mut out0, &a.c0, &pt.q_part);
+                    self.backend.mul_add_assign(&mut out1, &a.c1, &pt.q_part);
+                }
+                Some((g, key)) => {
+                    let [x0, x1] = self
+                        .backend
+                        .key_switch_inner_product(&digits, key, Some(*g));
+                    self.backend.mul_add_assign(&mut ext[0], &x0, &pt.extended);
+                    self.backend.mul_add_assign(&mut ext[1], &x1, &pt.extended);
+                    self.backend.mul_add_assign(
+                        &mut out0,
+                        &self.backend.automorphism(&a.c0, *g),
+                        &pt.q_part,
+                    );
+                }
+            }
+        }
+        if keys.iter().any(Option::is_some) {
+            self.backend
+                .add_assign(&mut out0, &self.backend.mod_down(&ext[0]));
+            self.backend
+                .add_assign(&mut out1, &self.backend.mod_down(&ext[1]));
+        }
+        Ok(Ciphertext {
+            c0: out0,
+            c1: out1,
+            level: a.level,
+            scale: a.scale * first.scale,
+        })
     }
 
     fn galois_from_digits(

@@ -12,7 +12,7 @@ mod params;
 mod security;
 mod serialization;
 
-pub use ciphertext::{Ciphertext, Plaintext, SeededCiphertext};
+pub use ciphertext::{Ciphertext, ExtendedPlaintext, Plaintext, SeededCiphertext};
 pub use complex::Complex;
 pub use encoder::{EncodeError, Encoder};
 pub use encryptor::{expand_seeded, Decryptor, Encryptor, SymmetricEncryptor};
