@@ -8,6 +8,12 @@ use crate::backend::{Backend, CpuBackend};
 use crate::ring::{Basis, RnsPoly};
 use std::collections::HashMap;
 
+/// The hybrid key-switching digits of one ciphertext's c1, extended to Q_l ∪ P.
+pub struct Decomposed<P> {
+    digits: Vec<P>,
+    level: usize,
+}
+
 /// Relative tolerance when two scales must agree.
 const SCALE_TOLERANCE: f64 = 1e-9;
 
@@ -484,89 +490,150 @@ impl<B: Backend> Evaluator<B> {
         })
     }
 
+    /// The hybrid key-switching decomposition of `a`'s c1, to share between several
+    /// hoisted operations on the same ciphertext.
+    pub fn decompose(&self, a: &Ciphertext<B::Poly>) -> Result<Decomposed<B::Poly>, CkksError> {
+        self.check(a)?;
+        Ok(Decomposed {
+            digits: self.backend.decompose(&a.c1),
+            level: a.level,
+        })
+    }
+
     /// Σ_k pt_k ⊙ rot(a, step_k) with one decomposition of `a` and one ModDown per half
-    /// for the whole sum (double hoisting): each rotated term costs an inner product and
-    /// two plaintext products in the extended basis, no NTT. Plaintexts must be at `a`'s
-    /// level and share one scale; the result's scale is the product of the two.
+    /// for the whole sum (double hoisting). See [`linear_combinations_hoisted`](Self::linear_combinations_hoisted).
     pub fn linear_combination_hoisted(
         &self,
         a: &Ciphertext<B::Poly>,
         terms: &[(i64, &ExtendedPlaintext<B::Poly>)],
     ) -> Result<Ciphertext<B::Poly>, CkksError> {
+        let decomposed = self.decompose(a)?;
+        let mut out = self.linear_combinations_hoisted(a, &decomposed, &[terms])?;
+        out.pop()
+            .ok_or(CkksError::Malformed("no combination computed".into()))
+    }
+
+    /// Several sums Σ_k pt_k ⊙ rot(a, step_k) of the same ciphertext. Each distinct step's
+    /// key-switch inner product (the expensive part) is computed once and shared by every
+    /// sum that uses it; each rotated term then costs two plaintext products in the extended
+    /// basis, and each sum one ModDown per half. Plaintexts must be at `a`'s level and share
+    /// one scale within a sum; a result's scale is `a.scale` times its plaintexts' scale.
+    pub fn linear_combinations_hoisted(
+        &self,
+        a: &Ciphertext<B::Poly>,
+        decomposed: &Decomposed<B::Poly>,
+        combinations: &[&[(i64, &ExtendedPlaintext<B::Poly>)]],
+    ) -> Result<Vec<Ciphertext<B::Poly>>, CkksError> {
         self.check(a)?;
-        let n = self.params.n();
-        let Some((_, first)) = terms.first() else {
-            return Err(CkksError::Malformed(
-                "a linear combination needs at least one term".into(),
-            ));
-        };
-        let mut keys = Vec::with_capacity(terms.len());
-        for &(step, pt) in terms {
-            if pt.level != a.level {
-                return Err(CkksError::LevelMismatch {
-                    needed: a.level,
-                    found: pt.level,
-                });
-            }
-            Self::same_scale(pt.scale, first.scale)?;
-            let g = rotation_element(step, n);
-            keys.push(if g == 1 {
-                None
-            } else {
-                Some((
-                    g,
-                    self.galois.get(&g).ok_or(CkksError::MissingGaloisKey {
-                        galois: g,
-                        step: Some(step),
-                    })?,
-                ))
+        if decomposed.level != a.level {
+            return Err(CkksError::LevelMismatch {
+                needed: a.level,
+                found: decomposed.level,
             });
+        }
+        let n = self.params.n();
+        // Validate everything first; collect the distinct rotation elements in order.
+        let mut elements: Vec<(u64, i64)> = Vec::new();
+        for terms in combinations {
+            let Some((_, first)) = terms.first() else {
+                return Err(CkksError::Malformed(
+                    "a linear combination needs at least one term".into(),
+                ));
+            };
+            for &(step, pt) in terms.iter() {
+                if pt.level != a.level {
+                    return Err(CkksError::LevelMismatch {
+                        needed: a.level,
+                        found: pt.level,
+                    });
+                }
+                Self::same_scale(pt.scale, first.scale)?;
+                let g = rotation_element(step, n);
+                if g != 1 && !elements.iter().any(|&(e, _)| e == g) {
+                    if !self.galois.contains_key(&g) {
+                        return Err(CkksError::MissingGaloisKey {
+                            galois: g,
+                            step: Some(step),
+                        });
+                    }
+                    elements.push((g, step));
+                }
+            }
         }
         let q_basis = Basis::level(a.level);
         let ext_basis = Basis::new(a.level + 1, self.params.ring().p().len());
-        let mut out0 = self.backend.zero(q_basis, true);
-        let mut out1 = self.backend.zero(q_basis, true);
-        let mut ext = [
-            self.backend.zero(ext_basis, true),
-            self.backend.zero(ext_basis, true),
-        ];
-        let digits = if keys.iter().any(Option::is_some) {
-            self.backend.decompose(&a.c1)
-        } else {
-            Vec::new()
-        };
-        for (&(_, pt), key) in terms.iter().zip(&keys) {
-            match key {
-                None => {
-                    self.backend.mul_add_assign(&mut out0, &a.c0, &pt.q_part);
-                    self.backend.mul_add_assign(&mut out1, &a.c1, &pt.q_part);
-                }
-                Some((g, key)) => {
-                    let [x0, x1] = self
-                        .backend
-                        .key_switch_inner_product(&digits, key, Some(*g));
-                    self.backend.mul_add_assign(&mut ext[0], &x0, &pt.extended);
-                    self.backend.mul_add_assign(&mut ext[1], &x1, &pt.extended);
-                    self.backend.mul_add_assign(
-                        &mut out0,
-                        &self.backend.automorphism(&a.c0, *g),
-                        &pt.q_part,
-                    );
+        struct Accumulator<P> {
+            out: [P; 2],
+            extended: Option<[P; 2]>,
+        }
+        let mut accs: Vec<Accumulator<B::Poly>> = combinations
+            .iter()
+            .map(|_| Accumulator {
+                out: [
+                    self.backend.zero(q_basis, true),
+                    self.backend.zero(q_basis, true),
+                ],
+                extended: None,
+            })
+            .collect();
+        // Unrotated terms multiply the ciphertext directly.
+        for (terms, acc) in combinations.iter().zip(&mut accs) {
+            for &(step, pt) in terms.iter() {
+                if rotation_element(step, n) == 1 {
+                    self.backend
+                        .mul_add_assign(&mut acc.out[0], &a.c0, &pt.q_part);
+                    self.backend
+                        .mul_add_assign(&mut acc.out[1], &a.c1, &pt.q_part);
                 }
             }
         }
-        if keys.iter().any(Option::is_some) {
-            self.backend
-                .add_assign(&mut out0, &self.backend.mod_down(&ext[0]));
-            self.backend
-                .add_assign(&mut out1, &self.backend.mod_down(&ext[1]));
+        for &(g, _) in &elements {
+            let key = self.galois.get(&g).ok_or(CkksError::MissingGaloisKey {
+                galois: g,
+                step: None,
+            })?;
+            let [x0, x1] = self
+                .backend
+                .key_switch_inner_product(&decomposed.digits, key, Some(g));
+            let c0_rotated = self.backend.automorphism(&a.c0, g);
+            for (terms, acc) in combinations.iter().zip(&mut accs) {
+                for &(_, pt) in terms
+                    .iter()
+                    .filter(|(step, _)| rotation_element(*step, n) == g)
+                {
+                    let ext = acc.extended.get_or_insert_with(|| {
+                        [
+                            self.backend.zero(ext_basis, true),
+                            self.backend.zero(ext_basis, true),
+                        ]
+                    });
+                    self.backend.mul_add_assign(&mut ext[0], &x0, &pt.extended);
+                    self.backend.mul_add_assign(&mut ext[1], &x1, &pt.extended);
+                    self.backend
+                        .mul_add_assign(&mut acc.out[0], &c0_rotated, &pt.q_part);
+                }
+            }
         }
-        Ok(Ciphertext {
-            c0: out0,
-            c1: out1,
-            level: a.level,
-            scale: a.scale * first.scale,
-        })
+        Ok(accs
+            .into_iter()
+            .zip(combinations)
+            .map(|(acc, terms)| {
+                let [mut c0, mut c1] = acc.out;
+                if let Some([e0, e1]) = acc.extended {
+                    self.backend
+                        .add_assign(&mut c0, &self.backend.mod_down(&e0));
+                    self.backend
+                        .add_assign(&mut c1, &self.backend.mod_down(&e1));
+                }
+                let pt_scale = terms.first().map_or(1.0, |(_, pt)| pt.scale);
+                Ciphertext {
+                    c0,
+                    c1,
+                    level: a.level,
+                    scale: a.scale * pt_scale,
+                }
+            })
+            .collect())
     }
 
     fn galois_from_digits(
