@@ -180,16 +180,50 @@ impl<B: Backend> Evaluator<B> {
     }
 
     /// Both operands at the lower of their levels.
-    fn aligned(
+    /// Brings `acc` and `b` to one level (the lower) and checks their scales; returns `b`'s
+    /// limbs at that level, copied only when `b` had to drop.
+    fn align_into<'b>(
         &self,
-        a: &Ciphertext<B::Poly>,
-        b: &Ciphertext<B::Poly>,
-    ) -> Result<[Ciphertext<B::Poly>; 2], CkksError> {
-        self.check(a)?;
+        acc: &mut Ciphertext<B::Poly>,
+        b: &'b Ciphertext<B::Poly>,
+    ) -> Result<std::borrow::Cow<'b, Ciphertext<B::Poly>>, CkksError> {
+        self.check(acc)?;
         self.check(b)?;
-        Self::same_scale(a.scale, b.scale)?;
-        let level = a.level.min(b.level);
-        Ok([self.drop_to_level(a, level)?, self.drop_to_level(b, level)?])
+        Self::same_scale(acc.scale, b.scale)?;
+        if acc.level > b.level {
+            self.backend.truncate_q(&mut acc.c0, b.level + 1);
+            self.backend.truncate_q(&mut acc.c1, b.level + 1);
+            acc.level = b.level;
+        }
+        Ok(if b.level > acc.level {
+            std::borrow::Cow::Owned(self.drop_to_level(b, acc.level)?)
+        } else {
+            std::borrow::Cow::Borrowed(b)
+        })
+    }
+
+    /// acc += b (at the lower of the two levels).
+    pub fn add_assign(
+        &self,
+        acc: &mut Ciphertext<B::Poly>,
+        b: &Ciphertext<B::Poly>,
+    ) -> Result<(), CkksError> {
+        let b = self.align_into(acc, b)?;
+        self.backend.add_assign(&mut acc.c0, &b.c0);
+        self.backend.add_assign(&mut acc.c1, &b.c1);
+        Ok(())
+    }
+
+    /// acc −= b (at the lower of the two levels).
+    pub fn sub_assign(
+        &self,
+        acc: &mut Ciphertext<B::Poly>,
+        b: &Ciphertext<B::Poly>,
+    ) -> Result<(), CkksError> {
+        let b = self.align_into(acc, b)?;
+        self.backend.sub_assign(&mut acc.c0, &b.c0);
+        self.backend.sub_assign(&mut acc.c1, &b.c1);
+        Ok(())
     }
 
     pub fn add(
@@ -197,10 +231,9 @@ impl<B: Backend> Evaluator<B> {
         a: &Ciphertext<B::Poly>,
         b: &Ciphertext<B::Poly>,
     ) -> Result<Ciphertext<B::Poly>, CkksError> {
-        let [mut a, b] = self.aligned(a, b)?;
-        self.backend.add_assign(&mut a.c0, &b.c0);
-        self.backend.add_assign(&mut a.c1, &b.c1);
-        Ok(a)
+        let mut out = a.clone();
+        self.add_assign(&mut out, b)?;
+        Ok(out)
     }
 
     pub fn sub(
@@ -208,10 +241,9 @@ impl<B: Backend> Evaluator<B> {
         a: &Ciphertext<B::Poly>,
         b: &Ciphertext<B::Poly>,
     ) -> Result<Ciphertext<B::Poly>, CkksError> {
-        let [mut a, b] = self.aligned(a, b)?;
-        self.backend.sub_assign(&mut a.c0, &b.c0);
-        self.backend.sub_assign(&mut a.c1, &b.c1);
-        Ok(a)
+        let mut out = a.clone();
+        self.sub_assign(&mut out, b)?;
+        Ok(out)
     }
 
     pub fn negate(&self, a: &Ciphertext<B::Poly>) -> Result<Ciphertext<B::Poly>, CkksError> {

@@ -200,7 +200,8 @@ impl<B: Backend> LoraPlan<B> {
     ) -> Result<Vec<Ciphertext<B::Poly>>, LinearError> {
         let mut u = z;
         for step in self.fold_steps() {
-            u = evaluator.add(&u, &evaluator.rotate(&u, step)?)?;
+            let rotated = evaluator.rotate(&u, step)?;
+            evaluator.add_assign(&mut u, &rotated)?;
         }
         let decomposed = evaluator.decompose(&u)?;
         let terms: Vec<Vec<(i64, &ExtendedPlaintext<B::Poly>)>> = self
@@ -316,10 +317,10 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
                 z.iter_mut()
                     .zip(evaluator.linear_combinations_hoisted(x, &decomposed, &refs)?)
             {
-                *acc = Some(match acc.take() {
-                    None => part,
-                    Some(sum) => evaluator.add(&sum, &part)?,
-                });
+                match acc {
+                    None => *acc = Some(part),
+                    Some(sum) => evaluator.add_assign(sum, &part)?,
+                }
             }
         }
         self.plans
