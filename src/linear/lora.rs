@@ -17,7 +17,7 @@
 use super::layout::{InputLayout, OutputLayout};
 use super::{LinearError, Matrix};
 use crate::backend::Backend;
-use crate::ckks::{Ciphertext, Encoder, Evaluator, ExtendedPlaintext};
+use crate::ckks::{Ciphertext, Complex, Encoder, Evaluator, ExtendedPlaintext};
 use crate::ring::Basis;
 
 /// Largest supported LoRA rank.
@@ -36,6 +36,42 @@ pub struct OpCounts {
     pub pt_muls: usize,
     /// Multiplicative depth (levels consumed).
     pub depth: usize,
+}
+
+/// Step-3 plaintexts (the diagonals of B, or of a stand-in for B), one vector of r' per
+/// output chunk, at the plan's level − 1. Made only by [`LoraPlan::encode_output_diagonals`],
+/// so their shape always matches the plan that encoded them.
+pub struct OutputDiagonals<B: Backend> {
+    diagonals: Vec<Vec<ExtendedPlaintext<B::Poly>>>,
+}
+
+/// Encodes diag_k[i] = entry((i+k) mod r', o·S + i) for every output chunk o and k < r'.
+/// Plaintext scale = q_at, the prime the following rescale removes.
+fn encode_output_diagonals<B: Backend>(
+    evaluator: &Evaluator<B>,
+    encoder: &Encoder,
+    output: &OutputLayout,
+    rank_padded: usize,
+    at: usize,
+    mut entry: impl FnMut(usize, usize) -> Complex,
+) -> Result<Vec<Vec<ExtendedPlaintext<B::Poly>>>, LinearError> {
+    let params = evaluator.params();
+    let slots = params.slots();
+    let scale = params.q_primes()[at] as f64;
+    let basis = Basis::new(at + 1, params.p_primes().len());
+    (0..output.chunks)
+        .map(|o| {
+            (0..rank_padded)
+                .map(|k| {
+                    let values: Vec<Complex> = (0..slots)
+                        .map(|i| entry((i + k) % rank_padded, o * slots + i))
+                        .collect();
+                    let poly = encoder.encode_complex(params.ring(), &values, scale, basis)?;
+                    Ok(evaluator.extended_plaintext(&poly, scale)?)
+                })
+                .collect::<Result<Vec<_>, LinearError>>()
+        })
+        .collect()
 }
 
 /// One projection's precomputed plaintexts.
@@ -110,20 +146,14 @@ impl<B: Backend> LoraPlan<B> {
                     .collect::<Result<Vec<_>, _>>()
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let step2 = (0..output.chunks)
-            .map(|o| {
-                (0..rank_padded)
-                    .map(|k| {
-                        encode(
-                            (0..slots)
-                                .map(|i| b.get_padded((i + k) % rank_padded, o * slots + i))
-                                .collect(),
-                            level - 1,
-                        )
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let step2 = encode_output_diagonals(
+            evaluator,
+            encoder,
+            &output,
+            rank_padded,
+            level - 1,
+            |row, col| Complex::from(b.get_padded(row, col)),
+        )?;
         Ok(Self {
             input,
             output,
@@ -150,6 +180,33 @@ impl<B: Backend> LoraPlan<B> {
     /// Level the input ciphertexts must be at.
     pub fn input_level(&self) -> usize {
         self.level
+    }
+
+    /// Rank rounded up to a power of two: the rows of B the output diagonals hold.
+    pub fn rank_padded(&self) -> usize {
+        self.rank_padded
+    }
+
+    /// Step-3 plaintexts with diag_k[i] = entry((i+k) mod r', o·S + i): `entry(row, col)`
+    /// stands for B[row][col] for every row < r' and every column of the output chunks
+    /// (col ≥ d_out are the slots outside the result). For callers that replace B per
+    /// application ([`LoraGroup::apply_with`]); the plan's own B is `entry = B.get_padded`.
+    pub fn encode_output_diagonals(
+        &self,
+        evaluator: &Evaluator<B>,
+        encoder: &Encoder,
+        entry: impl FnMut(usize, usize) -> Complex,
+    ) -> Result<OutputDiagonals<B>, LinearError> {
+        Ok(OutputDiagonals {
+            diagonals: encode_output_diagonals(
+                evaluator,
+                encoder,
+                &self.output,
+                self.rank_padded,
+                self.level - 1,
+                entry,
+            )?,
+        })
     }
 
     /// Fold steps r', 2r', … < D.
@@ -192,20 +249,38 @@ impl<B: Backend> LoraPlan<B> {
             .ok_or(LinearError::Shape("no output".into()))
     }
 
-    /// Steps 2 and 3 for one projection, from its (rescaled) step-1 result.
+    /// Steps 2 and 3 for one projection, from its (rescaled) step-1 result, with the plan's
+    /// own B diagonals or `step2` in their place.
     fn finish(
         &self,
         evaluator: &Evaluator<B>,
         z: Ciphertext<B::Poly>,
+        step2: Option<&OutputDiagonals<B>>,
     ) -> Result<Vec<Ciphertext<B::Poly>>, LinearError> {
+        let step2 = match step2 {
+            None => &self.step2,
+            Some(d) => {
+                if d.diagonals.len() != self.step2.len()
+                    || d.diagonals.iter().any(|v| v.len() != self.rank_padded)
+                    || d.diagonals
+                        .iter()
+                        .flatten()
+                        .any(|pt| pt.level + 1 != self.level)
+                {
+                    return Err(LinearError::Shape(
+                        "output diagonals were not encoded for this plan".into(),
+                    ));
+                }
+                &d.diagonals
+            }
+        };
         let mut u = z;
         for step in self.fold_steps() {
             let rotated = evaluator.rotate(&u, step)?;
             evaluator.add_assign(&mut u, &rotated)?;
         }
         let decomposed = evaluator.decompose(&u)?;
-        let terms: Vec<Vec<(i64, &ExtendedPlaintext<B::Poly>)>> = self
-            .step2
+        let terms: Vec<Vec<(i64, &ExtendedPlaintext<B::Poly>)>> = step2
             .iter()
             .map(|diags| {
                 diags
@@ -282,7 +357,25 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
         evaluator: &Evaluator<B>,
         inputs: &[Ciphertext<B::Poly>],
     ) -> Result<Vec<Vec<Ciphertext<B::Poly>>>, LinearError> {
+        self.apply_with(evaluator, inputs, &vec![None; self.plans.len()])
+    }
+
+    /// As [`apply`](Self::apply), with member p's B diagonals replaced by `step2[p]` where
+    /// given (each encoded by that member with [`LoraPlan::encode_output_diagonals`]).
+    pub fn apply_with(
+        &self,
+        evaluator: &Evaluator<B>,
+        inputs: &[Ciphertext<B::Poly>],
+        step2: &[Option<&OutputDiagonals<B>>],
+    ) -> Result<Vec<Vec<Ciphertext<B::Poly>>>, LinearError> {
         let first = self.plans[0];
+        if step2.len() != self.plans.len() {
+            return Err(LinearError::Shape(format!(
+                "{} output-diagonal sets for {} projections",
+                step2.len(),
+                self.plans.len()
+            )));
+        }
         if inputs.len() != first.input.chunks {
             return Err(LinearError::Shape(format!(
                 "{} input ciphertexts, the plan expects {}",
@@ -326,9 +419,10 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
         self.plans
             .iter()
             .zip(z)
-            .map(|(plan, z)| {
+            .zip(step2)
+            .map(|((plan, z), step2)| {
                 let z = z.ok_or(LinearError::Shape("no input".into()))?;
-                plan.finish(evaluator, evaluator.rescale(&z)?)
+                plan.finish(evaluator, evaluator.rescale(&z)?, *step2)
             })
             .collect()
     }
