@@ -14,6 +14,9 @@ pub struct Decomposed<P> {
     level: usize,
 }
 
+/// One term pt ⊙ rot(ct, step) of a hoisted linear combination.
+pub type Term<'a, P> = (i64, &'a ExtendedPlaintext<P>);
+
 /// Relative tolerance when two scales must agree.
 const SCALE_TOLERANCE: f64 = 1e-9;
 
@@ -554,7 +557,7 @@ impl<B: Backend> Evaluator<B> {
         &self,
         a: &Ciphertext<B::Poly>,
         decomposed: &Decomposed<B::Poly>,
-        combinations: &[&[(i64, &ExtendedPlaintext<B::Poly>)]],
+        combinations: &[&[Term<'_, B::Poly>]],
     ) -> Result<Vec<Ciphertext<B::Poly>>, CkksError> {
         self.check(a)?;
         if decomposed.level != a.level {

@@ -16,7 +16,7 @@ pub use ciphertext::{Ciphertext, ExtendedPlaintext, Plaintext, SeededCiphertext}
 pub use complex::Complex;
 pub use encoder::{EncodeError, Encoder};
 pub use encryptor::{expand_seeded, Decryptor, Encryptor, SymmetricEncryptor};
-pub use evaluator::{Decomposed, Evaluator};
+pub use evaluator::{Decomposed, Evaluator, Term};
 pub use galois::{conjugation_element, rotation_element};
 pub use keygen::KeyGenerator;
 pub use keys::{EvaluationKeys, PublicKey, SecretKey, SwitchingKey};

@@ -8,6 +8,7 @@
 //!    u = x·A;
 //! 3. y = Σ_{k<r'} diagB_k ⊙ rot(u, k), diagB_k[i] = B[(i+k) mod r'][i] — again one
 //!    decomposition, shared by every output ciphertext; rescale.
+//!
 //! Plaintext scales are the primes the rescales remove, so y comes out at x's scale.
 //! Projections that read the same input (q, k, v) share its upload, its decomposition and
 //! the inner product of every step 1 rotation ([`LoraGroup`]).
@@ -17,7 +18,7 @@
 use super::layout::{InputLayout, OutputLayout};
 use super::{LinearError, Matrix};
 use crate::backend::Backend;
-use crate::ckks::{Ciphertext, Complex, Encoder, Evaluator, ExtendedPlaintext};
+use crate::ckks::{Ciphertext, Complex, Encoder, Evaluator, ExtendedPlaintext, Term};
 use crate::ring::Basis;
 
 /// Largest supported LoRA rank.
@@ -280,7 +281,7 @@ impl<B: Backend> LoraPlan<B> {
             evaluator.add_assign(&mut u, &rotated)?;
         }
         let decomposed = evaluator.decompose(&u)?;
-        let terms: Vec<Vec<(i64, &ExtendedPlaintext<B::Poly>)>> = step2
+        let terms: Vec<Vec<Term<'_, B::Poly>>> = step2
             .iter()
             .map(|diags| {
                 diags
@@ -290,8 +291,7 @@ impl<B: Backend> LoraPlan<B> {
                     .collect()
             })
             .collect();
-        let refs: Vec<&[(i64, &ExtendedPlaintext<B::Poly>)]> =
-            terms.iter().map(Vec::as_slice).collect();
+        let refs: Vec<&[Term<'_, B::Poly>]> = terms.iter().map(Vec::as_slice).collect();
         evaluator
             .linear_combinations_hoisted(&u, &decomposed, &refs)?
             .iter()
@@ -393,7 +393,7 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
         let mut z: Vec<Option<Ciphertext<B::Poly>>> = vec![None; self.plans.len()];
         for (c, x) in inputs.iter().enumerate() {
             let decomposed = evaluator.decompose(x)?;
-            let terms: Vec<Vec<(i64, &ExtendedPlaintext<B::Poly>)>> = self
+            let terms: Vec<Vec<Term<'_, B::Poly>>> = self
                 .plans
                 .iter()
                 .map(|p| {
@@ -404,8 +404,7 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
                         .collect()
                 })
                 .collect();
-            let refs: Vec<&[(i64, &ExtendedPlaintext<B::Poly>)]> =
-                terms.iter().map(Vec::as_slice).collect();
+            let refs: Vec<&[Term<'_, B::Poly>]> = terms.iter().map(Vec::as_slice).collect();
             for (acc, part) in
                 z.iter_mut()
                     .zip(evaluator.linear_combinations_hoisted(x, &decomposed, &refs)?)

@@ -5,6 +5,9 @@
 
 use crate::math::{primitive_root_of_unity, MathError, Modulus};
 
+/// (ψ^bitrev, Shoup, ψ^-bitrev, Shoup, N^-1, Shoup), borrowed from an [`NttTable`].
+pub type Twiddles<'a> = (&'a [u64], &'a [u64], &'a [u64], &'a [u64], u64, u64);
+
 /// Precomputed twiddles for one (N, q).
 #[derive(Clone, Debug)]
 pub struct NttTable {
@@ -165,7 +168,7 @@ impl NttTable {
 
     /// Twiddle tables for SIMD and device implementations:
     /// (ψ^bitrev, Shoup, ψ^-bitrev, Shoup, N^-1, Shoup).
-    pub fn twiddles(&self) -> (&[u64], &[u64], &[u64], &[u64], u64, u64) {
+    pub fn twiddles(&self) -> Twiddles<'_> {
         (
             &self.psi_rev,
             &self.psi_rev_shoup,
