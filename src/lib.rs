@@ -9,4 +9,5 @@ pub mod backend;
 pub mod ckks;
 pub mod linear;
 pub mod math;
+pub mod pll;
 pub mod ring;

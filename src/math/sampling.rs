@@ -95,6 +95,14 @@ pub fn gaussian<R: RngCore>(rng: &mut R, n: usize) -> Vec<i64> {
         .collect()
 }
 
+/// A standard normal f64 (Box–Muller on two 53-bit uniforms), for noise that is not a
+/// lattice error: the LoRA perturbation and the flooding term.
+pub fn standard_normal<R: RngCore>(rng: &mut R) -> f64 {
+    let uniform = |rng: &mut R| ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    let (u1, u2) = (uniform(rng), uniform(rng));
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +120,16 @@ mod tests {
             var.sqrt()
         );
         assert!(xs.iter().all(|x| x.unsigned_abs() as usize <= ERROR_BOUND));
+    }
+
+    #[test]
+    fn standard_normal_has_unit_moments() {
+        let mut rng = os_rng().unwrap();
+        let xs: Vec<f64> = (0..200_000).map(|_| standard_normal(&mut rng)).collect();
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
+        assert!(mean.abs() < 0.01, "mean {mean}");
+        assert!((var - 1.0).abs() < 0.02, "variance {var}");
     }
 
     #[test]

@@ -1,0 +1,83 @@
+//! An adapter as the PLL server holds it: the plan, B itself (re-encoded with fresh noise
+//! per query), and the protection parameters derived once at registration.
+
+use super::flooding::{calibrate, check_flood_fits, flood_std};
+use super::noise::perturbation_std;
+use super::{shape_factor, ExtractionBound, PllError, PllSettings};
+use crate::backend::Backend;
+use crate::ckks::{Encoder, Evaluator};
+use crate::linear::{LoraPlan, Matrix};
+
+pub struct Adapter<B: Backend> {
+    pub(crate) plan: LoraPlan<B>,
+    pub(crate) b: Matrix,
+    /// σ_E, absolute (σ·rms(B)); 0 without noise.
+    pub(crate) noise_std: f64,
+    /// σ_f in coefficient units; 0 without flooding.
+    pub(crate) flood_std: f64,
+    circuit_error: f64,
+    bound: ExtractionBound,
+}
+
+impl<B: Backend> Adapter<B> {
+    /// Encodes the plan on `evaluator` and, when flooding, measures the plan's own error on
+    /// `calibration` (an evaluator whose keys it replaces).
+    pub(crate) fn new(
+        evaluator: &Evaluator<B>,
+        calibration: &mut Evaluator<B>,
+        encoder: &Encoder,
+        a: &Matrix,
+        b: &Matrix,
+        level: usize,
+        settings: &PllSettings,
+    ) -> Result<Self, PllError> {
+        let plan = LoraPlan::new(evaluator, encoder, a, b, level)?;
+        let params = evaluator.params();
+        let (circuit_error, flood) = if settings.flooding {
+            let rms = calibrate(calibration, encoder, &plan)?;
+            let std = flood_std(rms, settings.budget, params.n(), settings.flood_divergence);
+            check_flood_fits(params, level - 2, std)?;
+            (rms, std)
+        } else {
+            (0.0, 0.0)
+        };
+        Ok(Self {
+            noise_std: perturbation_std(settings.noise, b),
+            flood_std: flood,
+            circuit_error,
+            bound: ExtractionBound {
+                noise: settings.noise,
+                rank: a.cols(),
+                d_in: a.rows(),
+                d_out: b.cols(),
+                kappa: shape_factor(a, b),
+            },
+            plan,
+            b: b.clone(),
+        })
+    }
+
+    pub fn plan(&self) -> &LoraPlan<B> {
+        &self.plan
+    }
+
+    /// σ_E: std of each entry of the per-query perturbation E of B.
+    pub fn noise_std(&self) -> f64 {
+        self.noise_std
+    }
+
+    /// σ_f: std of the flooding term per coefficient (integer units at the output scale).
+    pub fn flood_std(&self) -> f64 {
+        self.flood_std
+    }
+
+    /// The bound on the plan's own error (rms per coefficient) the flooding was sized for.
+    pub fn circuit_error(&self) -> f64 {
+        self.circuit_error
+    }
+
+    /// What a client can extract from this adapter, by number of queries.
+    pub fn extraction_bound(&self) -> &ExtractionBound {
+        &self.bound
+    }
+}

@@ -1,0 +1,118 @@
+//! Circuit privacy: what the client decrypts must not depend on A and B beyond the
+//! (noisy) result. Two steps on every output ciphertext:
+//! - re-randomisation: + Enc_pk(0), fresh. c1 becomes an RLWE sample independent of the
+//!   circuit, so the ciphertext is simulatable from its decryption alone;
+//! - flooding: + round(N(0, σ_f²)) on every coefficient of c0. The client knows s and so
+//!   the exact decrypted error; the circuit's part of it (rescale roundings, key-switch
+//!   errors times the encoded A and B) is a function of A and B (Li–Micciancio). With
+//!   ‖e_c‖² = N·rms² per query, the order-2 Rényi divergence between the flooded outputs
+//!   with and without e_c is exp(Σ ‖e_c‖² / σ_f²) over a client's queries; σ_f is chosen to
+//!   keep its log below the settings' bound over the whole budget.
+//!
+//! rms is measured per adapter when it is registered (a server-side self-test with a
+//! throwaway key and an all-zero input, whose decryption is exactly the circuit's error).
+
+use super::PllError;
+use crate::backend::Backend;
+use crate::ckks::{
+    Ciphertext, Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, Params, Plaintext,
+    SymmetricEncryptor,
+};
+use crate::linear::LoraPlan;
+use crate::math::sampling::standard_normal;
+use crate::ring::{arith, centered_coefficients_f64, Basis, RnsPoly};
+use rand_core::RngCore;
+
+/// Self-test runs; the largest measured rms is kept.
+const CALIBRATION_RUNS: usize = 2;
+/// Margin over the measured rms (it concentrates tightly over N coefficients; the margin
+/// covers other inputs' rounding patterns).
+const CALIBRATION_MARGIN: f64 = 2.0;
+/// σ_f may use at most q_out / 2^16: 8σ_f tails stay 2^13 below q_out / 2 for the message.
+const FLOOD_HEADROOM_BITS: i32 = 16;
+
+/// σ_f = rms·√(budget·N / divergence): then budget·N·rms² / σ_f² = divergence.
+pub fn flood_std(circuit_error_rms: f64, budget: u64, n: usize, divergence: f64) -> f64 {
+    circuit_error_rms * (budget as f64 * n as f64 / divergence).sqrt()
+}
+
+/// Checks that σ_f leaves room for the message modulo the output's modulus.
+pub(crate) fn check_flood_fits(params: &Params, level: usize, std: f64) -> Result<(), PllError> {
+    let q_bits: f64 = params.q_primes()[..=level]
+        .iter()
+        .map(|&q| (q as f64).log2())
+        .sum();
+    if !std.is_finite() || std.log2() > q_bits - FLOOD_HEADROOM_BITS as f64 {
+        return Err(PllError::Settings(format!(
+            "flooding this budget needs σ_f = 2^{:.1}, more than the {q_bits:.0}-bit output \
+             modulus holds: lower the budget or raise flood_divergence",
+            std.log2()
+        )));
+    }
+    Ok(())
+}
+
+/// ct += Enc_pk(0) + (round(N(0, σ_f²)), 0), at ct's level and scale.
+pub(crate) fn sanitize<B: Backend>(
+    evaluator: &Evaluator<B>,
+    encryptor: &mut Encryptor,
+    ct: &mut Ciphertext<B::Poly>,
+    std: f64,
+    rng: &mut impl RngCore,
+) -> Result<(), PllError> {
+    let params = evaluator.params();
+    let ctx = params.ring();
+    let basis = Basis::level(ct.level);
+    let zero = Plaintext {
+        poly: RnsPoly::zero(params.n(), basis, true),
+        level: ct.level,
+        scale: ct.scale,
+    };
+    let mut fresh = encryptor.encrypt(&zero)?;
+    if std > 0.0 {
+        let flood: Vec<i64> = (0..params.n())
+            .map(|_| (std * standard_normal(rng)).round() as i64)
+            .collect();
+        let mut poly = arith::from_signed(ctx, &flood, basis);
+        arith::ntt_forward(ctx, &mut poly);
+        arith::add_assign(ctx, &mut fresh.c0, &poly);
+    }
+    evaluator.add_assign(ct, &evaluator.upload(&fresh)?)?;
+    Ok(())
+}
+
+/// rms (per coefficient) of the plan's input-independent error, with a margin: the plan
+/// runs on encryptions of zero under a throwaway key, on `evaluator`, which this replaces
+/// the keys of.
+pub(crate) fn calibrate<B: Backend>(
+    evaluator: &mut Evaluator<B>,
+    encoder: &Encoder,
+    plan: &LoraPlan<B>,
+) -> Result<f64, PllError> {
+    let params = evaluator.params().clone();
+    let mut keygen = KeyGenerator::new(&params)?;
+    evaluator.set_keys(&keygen.evaluation_keys(&plan.rotation_steps(), false)?)?;
+    let mut encryptor = SymmetricEncryptor::new(&params, keygen.secret_key())?;
+    let decryptor = Decryptor::new(&params, keygen.secret_key())?;
+    let level = plan.input_level();
+    let scale = params.default_scale();
+    let mut worst: f64 = 0.0;
+    for _ in 0..CALIBRATION_RUNS {
+        let zero = vec![0.0; params.slots()];
+        let inputs = (0..plan.input_layout().chunks)
+            .map(|_| {
+                let poly = encoder.encode(params.ring(), &zero, scale, Basis::level(level))?;
+                let ct = encryptor.encrypt(&Plaintext { poly, level, scale })?;
+                Ok(evaluator.upload(&ct)?)
+            })
+            .collect::<Result<Vec<_>, PllError>>()?;
+        for y in plan.apply(evaluator, &inputs)? {
+            let pt = decryptor.decrypt(&evaluator.download(&y)?)?;
+            let coeffs = centered_coefficients_f64(params.ring(), &pt.poly)
+                .map_err(|e| PllError::Malformed(e.to_string()))?;
+            let rms = (coeffs.iter().map(|c| c * c).sum::<f64>() / coeffs.len() as f64).sqrt();
+            worst = worst.max(rms);
+        }
+    }
+    Ok(worst * CALIBRATION_MARGIN)
+}
