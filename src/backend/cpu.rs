@@ -16,14 +16,26 @@ impl CpuBackend {
     /// A backend for `ctx` with key-switching digits of `alpha` primes.
     pub fn new(ctx: Arc<RingContext>, alpha: usize) -> Self {
         let extender = BasisExtender::new(&ctx, alpha);
-        Self { ctx, extender, permutations: RwLock::new(HashMap::new()) }
+        Self {
+            ctx,
+            extender,
+            permutations: RwLock::new(HashMap::new()),
+        }
     }
 
     fn permutation(&self, galois: u64) -> Arc<Vec<u32>> {
-        if let Some(p) = self.permutations.read().ok().and_then(|m| m.get(&galois).cloned()) {
+        if let Some(p) = self
+            .permutations
+            .read()
+            .ok()
+            .and_then(|m| m.get(&galois).cloned())
+        {
             return p;
         }
-        let perm = Arc::new(automorphism::automorphism_ntt_permutation(self.ctx.n(), galois));
+        let perm = Arc::new(automorphism::automorphism_ntt_permutation(
+            self.ctx.n(),
+            galois,
+        ));
         if let Ok(mut m) = self.permutations.write() {
             m.insert(galois, perm.clone());
         }
@@ -44,7 +56,11 @@ impl Backend for CpuBackend {
 
     fn upload(&self, p: &RnsPoly) -> Result<RnsPoly, BackendError> {
         if p.n() != self.ctx.n() || !self.ctx.contains(p.basis()) {
-            return Err(BackendError::Shape(format!("degree {} basis {:?}", p.n(), p.basis())));
+            return Err(BackendError::Shape(format!(
+                "degree {} basis {:?}",
+                p.n(),
+                p.basis()
+            )));
         }
         Ok(p.clone())
     }
@@ -117,50 +133,51 @@ impl Backend for CpuBackend {
         let level = c.basis().q - 1;
         let mut coeff = c.clone();
         arith::ntt_inverse(&self.ctx, &mut coeff);
-        (0..self.extender.digit_count(level)).map(|j| self.extender.mod_up(&self.ctx, &coeff, c, j)).collect()
+        (0..self.extender.digit_count(level))
+            .map(|j| self.extender.mod_up(&self.ctx, &coeff, c, j))
+            .collect()
     }
 
-    fn key_switch_inner_product(&self, digits: &[RnsPoly], key: &[[RnsPoly; 2]], galois: Option<u64>) -> [RnsPoly; 2] {
+    fn key_switch_inner_product(
+        &self,
+        digits: &[RnsPoly],
+        key: &[[RnsPoly; 2]],
+        galois: Option<u64>,
+    ) -> [RnsPoly; 2] {
         let basis = digits[0].basis();
-        let n = self.ctx.n();
         let key_q = key[0][0].basis().q;
         let perm = galois.map(|g| self.permutation(g));
-        let mut acc = [vec![0u128; n * basis.len()], vec![0u128; n * basis.len()]];
-        // Accumulate unreduced 128-bit products; digits ≤ 64 keep the sum below 2^128
-        // for primes < 2^62 (each product < 2^124).
-        for (digit, k) in digits.iter().zip(key) {
-            for limb in 0..basis.len() {
-                // Key limbs: same ciphertext prime index, special primes after all of Q_L.
-                let key_limb = if basis.is_special(limb) { key_q + limb - basis.q } else { limb };
-                let d = digit.limb(limb);
-                for (half, acc_half) in acc.iter_mut().enumerate() {
-                    let kl = k[half].limb(key_limb);
-                    let out = &mut acc_half[limb * n..(limb + 1) * n];
-                    match &perm {
-                        Some(p) => {
-                            for ((o, &pi), &kv) in out.iter_mut().zip(p.iter()).zip(kl) {
-                                *o += d[pi as usize] as u128 * kv as u128;
-                            }
-                        }
-                        None => {
-                            for ((o, &dv), &kv) in out.iter_mut().zip(d).zip(kl) {
-                                *o += dv as u128 * kv as u128;
-                            }
-                        }
-                    }
+        let mut out = [
+            RnsPoly::zero(self.ctx.n(), basis, true),
+            RnsPoly::zero(self.ctx.n(), basis, true),
+        ];
+        let [out0, out1] = &mut out;
+        for (limb, (o0, o1)) in out0.limbs_mut().zip(out1.limbs_mut()).enumerate() {
+            let m = self.ctx.modulus(basis, limb);
+            // Key limbs: same ciphertext prime index, special primes after all of Q_L.
+            let key_limb = if basis.is_special(limb) {
+                key_q + limb - basis.q
+            } else {
+                limb
+            };
+            let d: Vec<&[u64]> = digits.iter().map(|p| p.limb(limb)).collect();
+            let k0: Vec<&[u64]> = key.iter().map(|k| k[0].limb(key_limb)).collect();
+            let k1: Vec<&[u64]> = key.iter().map(|k| k[1].limb(key_limb)).collect();
+            // One pass per limb with the accumulators in registers; the parameter check
+            // guarantees `digits` products below 2^(2·62) fit in 128 bits.
+            for i in 0..o0.len() {
+                let src = perm.as_ref().map_or(i, |p| p[i] as usize);
+                let (mut a0, mut a1) = (0u128, 0u128);
+                for j in 0..d.len() {
+                    let x = d[j][src] as u128;
+                    a0 += x * k0[j][i] as u128;
+                    a1 += x * k1[j][i] as u128;
                 }
+                o0[i] = m.reduce_u128(a0);
+                o1[i] = m.reduce_u128(a1);
             }
         }
-        acc.map(|a| {
-            let mut out = RnsPoly::zero(n, basis, true);
-            for (limb, chunk) in out.limbs_mut().enumerate() {
-                let m = self.ctx.modulus(basis, limb);
-                for (o, &v) in chunk.iter_mut().zip(&a[limb * n..(limb + 1) * n]) {
-                    *o = m.reduce_u128(v);
-                }
-            }
-            out
-        })
+        out
     }
 
     fn mod_down(&self, x: &RnsPoly) -> RnsPoly {

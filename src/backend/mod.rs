@@ -60,7 +60,12 @@ pub trait Backend: Send + Sync {
     fn decompose(&self, c: &Self::Poly) -> Vec<Self::Poly>;
     /// Σ_j σ_g(digit_j) · key_j for both key halves, over Q_l ∪ P, where σ_g is the
     /// automorphism `galois` (None: identity) and `key` holds (b_j, a_j) over Q_L ∪ P.
-    fn key_switch_inner_product(&self, digits: &[Self::Poly], key: &[[Self::Poly; 2]], galois: Option<u64>) -> [Self::Poly; 2];
+    fn key_switch_inner_product(
+        &self,
+        digits: &[Self::Poly],
+        key: &[[Self::Poly; 2]],
+        galois: Option<u64>,
+    ) -> [Self::Poly; 2];
     /// ⌊x / P⌉ over Q_l (NTT form in and out).
     fn mod_down(&self, x: &Self::Poly) -> Self::Poly;
 }

@@ -8,8 +8,14 @@ use crate::math::sampling::{self, ChaCha20Rng};
 use crate::ring::{arith, Basis, RnsPoly};
 
 fn check_plaintext(params: &Params, pt: &Plaintext) -> Result<(), CkksError> {
-    if pt.level > params.max_level() || pt.poly.basis() != Basis::level(pt.level) || !pt.poly.ntt_form || pt.poly.n() != params.n() {
-        return Err(CkksError::Malformed("plaintext does not match its level or parameters".into()));
+    if pt.level > params.max_level()
+        || pt.poly.basis() != Basis::level(pt.level)
+        || !pt.poly.ntt_form
+        || pt.poly.n() != params.n()
+    {
+        return Err(CkksError::Malformed(
+            "plaintext does not match its level or parameters".into(),
+        ));
     }
     Ok(())
 }
@@ -24,9 +30,16 @@ pub struct Encryptor {
 impl Encryptor {
     pub fn new(params: &Params, key: PublicKey) -> Result<Self, CkksError> {
         if key.params_id != params.id() {
-            return Err(CkksError::ParamsMismatch { expected: params.id(), found: key.params_id });
+            return Err(CkksError::ParamsMismatch {
+                expected: params.id(),
+                found: key.params_id,
+            });
         }
-        Ok(Self { params: params.clone(), key, rng: sampling::os_rng()? })
+        Ok(Self {
+            params: params.clone(),
+            key,
+            rng: sampling::os_rng()?,
+        })
     }
 
     pub fn encrypt(&mut self, pt: &Plaintext) -> Result<Ciphertext, CkksError> {
@@ -39,7 +52,12 @@ impl Encryptor {
         arith::mul_add_assign(&ctx, &mut c0, &self.key.b.restricted(basis), &u);
         arith::mul_add_assign(&ctx, &mut c1, &self.key.a.restricted(basis), &u);
         arith::add_assign(&ctx, &mut c0, &pt.poly);
-        Ok(Ciphertext { c0, c1, level: pt.level, scale: pt.scale })
+        Ok(Ciphertext {
+            c0,
+            c1,
+            level: pt.level,
+            scale: pt.scale,
+        })
     }
 }
 
@@ -53,9 +71,16 @@ pub struct SymmetricEncryptor {
 impl SymmetricEncryptor {
     pub fn new(params: &Params, secret: &SecretKey) -> Result<Self, CkksError> {
         if secret.params_id != params.id() {
-            return Err(CkksError::ParamsMismatch { expected: params.id(), found: secret.params_id });
+            return Err(CkksError::ParamsMismatch {
+                expected: params.id(),
+                found: secret.params_id,
+            });
         }
-        Ok(Self { params: params.clone(), secret: secret.clone(), rng: sampling::os_rng()? })
+        Ok(Self {
+            params: params.clone(),
+            secret: secret.clone(),
+            rng: sampling::os_rng()?,
+        })
     }
 
     /// c0 = −a·s + e + m with a = expand(seed).
@@ -70,7 +95,12 @@ impl SymmetricEncryptor {
         arith::mul_assign(&ctx, &mut as_, &self.secret.ntt.restricted(basis));
         arith::sub_assign(&ctx, &mut c0, &as_);
         arith::add_assign(&ctx, &mut c0, &pt.poly);
-        Ok(SeededCiphertext { c0, seed, level: pt.level, scale: pt.scale })
+        Ok(SeededCiphertext {
+            c0,
+            seed,
+            level: pt.level,
+            scale: pt.scale,
+        })
     }
 
     /// A full ciphertext (the seeded one, expanded).
@@ -84,11 +114,22 @@ impl SymmetricEncryptor {
 pub fn expand_seeded(params: &Params, ct: &SeededCiphertext) -> Result<Ciphertext, CkksError> {
     let ctx = params.ring();
     let basis = Basis::level(ct.level);
-    if ct.level > params.max_level() || ct.c0.basis() != basis || !ct.c0.ntt_form || ct.c0.n() != params.n() {
-        return Err(CkksError::Malformed("seeded ciphertext does not match its level or parameters".into()));
+    if ct.level > params.max_level()
+        || ct.c0.basis() != basis
+        || !ct.c0.ntt_form
+        || ct.c0.n() != params.n()
+    {
+        return Err(CkksError::Malformed(
+            "seeded ciphertext does not match its level or parameters".into(),
+        ));
     }
     let c1 = uniform_ntt(ctx, basis, &mut sampling::seeded_rng(ct.seed));
-    Ok(Ciphertext { c0: ct.c0.clone(), c1, level: ct.level, scale: ct.scale })
+    Ok(Ciphertext {
+        c0: ct.c0.clone(),
+        c1,
+        level: ct.level,
+        scale: ct.scale,
+    })
 }
 
 /// Decryption: m = c0 + c1·s.
@@ -100,22 +141,38 @@ pub struct Decryptor {
 impl Decryptor {
     pub fn new(params: &Params, secret: &SecretKey) -> Result<Self, CkksError> {
         if secret.params_id != params.id() {
-            return Err(CkksError::ParamsMismatch { expected: params.id(), found: secret.params_id });
+            return Err(CkksError::ParamsMismatch {
+                expected: params.id(),
+                found: secret.params_id,
+            });
         }
-        Ok(Self { params: params.clone(), secret: secret.clone() })
+        Ok(Self {
+            params: params.clone(),
+            secret: secret.clone(),
+        })
     }
 
     pub fn decrypt(&self, ct: &Ciphertext) -> Result<Plaintext, CkksError> {
         let ctx = self.params.ring();
         let basis = Basis::level(ct.level);
         for c in [&ct.c0, &ct.c1] {
-            if ct.level > self.params.max_level() || c.basis() != basis || !c.ntt_form || c.n() != self.params.n() {
-                return Err(CkksError::Malformed("ciphertext does not match its level or parameters".into()));
+            if ct.level > self.params.max_level()
+                || c.basis() != basis
+                || !c.ntt_form
+                || c.n() != self.params.n()
+            {
+                return Err(CkksError::Malformed(
+                    "ciphertext does not match its level or parameters".into(),
+                ));
             }
         }
         let mut m: RnsPoly = ct.c1.clone();
         arith::mul_assign(ctx, &mut m, &self.secret.ntt.restricted(basis));
         arith::add_assign(ctx, &mut m, &ct.c0);
-        Ok(Plaintext { poly: m, level: ct.level, scale: ct.scale })
+        Ok(Plaintext {
+            poly: m,
+            level: ct.level,
+            scale: ct.scale,
+        })
     }
 }

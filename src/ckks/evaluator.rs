@@ -24,16 +24,30 @@ impl Evaluator<CpuBackend> {
     /// An evaluator on the CPU backend.
     pub fn cpu(params: &Params) -> Self {
         let backend = CpuBackend::new(params.ring().clone(), params.alpha());
-        Self { params: params.clone(), backend, relin: None, galois: HashMap::new() }
+        Self {
+            params: params.clone(),
+            backend,
+            relin: None,
+            galois: HashMap::new(),
+        }
     }
 }
 
 impl<B: Backend> Evaluator<B> {
     pub fn with_backend(params: &Params, backend: B) -> Result<Self, CkksError> {
-        if backend.context().n() != params.n() || backend.context().q().len() != params.q_primes().len() {
-            return Err(CkksError::InvalidParams("backend ring does not match the parameters".into()));
+        if backend.context().n() != params.n()
+            || backend.context().q().len() != params.q_primes().len()
+        {
+            return Err(CkksError::InvalidParams(
+                "backend ring does not match the parameters".into(),
+            ));
         }
-        Ok(Self { params: params.clone(), backend, relin: None, galois: HashMap::new() })
+        Ok(Self {
+            params: params.clone(),
+            backend,
+            relin: None,
+            galois: HashMap::new(),
+        })
     }
 
     pub fn params(&self) -> &Params {
@@ -47,10 +61,21 @@ impl<B: Backend> Evaluator<B> {
     /// Loads a client's evaluation keys into backend memory.
     pub fn set_keys(&mut self, keys: &EvaluationKeys) -> Result<(), CkksError> {
         if keys.params_id != self.params.id() {
-            return Err(CkksError::ParamsMismatch { expected: self.params.id(), found: keys.params_id });
+            return Err(CkksError::ParamsMismatch {
+                expected: self.params.id(),
+                found: keys.params_id,
+            });
         }
-        self.relin = keys.relin.as_ref().map(|k| self.upload_key(k)).transpose()?;
-        self.galois = keys.galois.iter().map(|(&g, k)| Ok((g, self.upload_key(k)?))).collect::<Result<_, CkksError>>()?;
+        self.relin = keys
+            .relin
+            .as_ref()
+            .map(|k| self.upload_key(k))
+            .transpose()?;
+        self.galois = keys
+            .galois
+            .iter()
+            .map(|(&g, k)| Ok((g, self.upload_key(k)?)))
+            .collect::<Result<_, CkksError>>()?;
         Ok(())
     }
 
@@ -58,14 +83,19 @@ impl<B: Backend> Evaluator<B> {
         let ctx = self.params.ring();
         let expected = ctx.full_basis().q.div_ceil(self.params.alpha());
         if key.digits.len() != expected {
-            return Err(CkksError::Malformed(format!("switching key has {} digits, expected {expected}", key.digits.len())));
+            return Err(CkksError::Malformed(format!(
+                "switching key has {} digits, expected {expected}",
+                key.digits.len()
+            )));
         }
         key.digits
             .iter()
             .map(|[b, a]| {
                 for p in [b, a] {
                     if p.basis() != ctx.full_basis() || !p.ntt_form || p.n() != ctx.n() {
-                        return Err(CkksError::Malformed("switching key polynomial is not over Q_L ∪ P in NTT form".into()));
+                        return Err(CkksError::Malformed(
+                            "switching key polynomial is not over Q_L ∪ P in NTT form".into(),
+                        ));
                     }
                 }
                 Ok([self.backend.upload(b)?, self.backend.upload(a)?])
@@ -80,28 +110,60 @@ impl<B: Backend> Evaluator<B> {
 
     fn check(&self, ct: &Ciphertext<B::Poly>) -> Result<(), CkksError> {
         let basis = Basis::level(ct.level);
-        if ct.level > self.params.max_level() || self.backend.basis(&ct.c0) != basis || self.backend.basis(&ct.c1) != basis {
-            return Err(CkksError::Malformed(format!("ciphertext limbs do not match its level {}", ct.level)));
+        if ct.level > self.params.max_level()
+            || self.backend.basis(&ct.c0) != basis
+            || self.backend.basis(&ct.c1) != basis
+        {
+            return Err(CkksError::Malformed(format!(
+                "ciphertext limbs do not match its level {}",
+                ct.level
+            )));
         }
         Ok(())
     }
 
     pub fn upload(&self, ct: &Ciphertext) -> Result<Ciphertext<B::Poly>, CkksError> {
-        if ct.level > self.params.max_level() || ct.c0.basis() != Basis::level(ct.level) || ct.c1.basis() != Basis::level(ct.level) || !ct.c0.ntt_form || !ct.c1.ntt_form {
-            return Err(CkksError::Malformed("ciphertext does not match its level or is not in NTT form".into()));
+        if ct.level > self.params.max_level()
+            || ct.c0.basis() != Basis::level(ct.level)
+            || ct.c1.basis() != Basis::level(ct.level)
+            || !ct.c0.ntt_form
+            || !ct.c1.ntt_form
+        {
+            return Err(CkksError::Malformed(
+                "ciphertext does not match its level or is not in NTT form".into(),
+            ));
         }
-        Ok(Ciphertext { c0: self.backend.upload(&ct.c0)?, c1: self.backend.upload(&ct.c1)?, level: ct.level, scale: ct.scale })
+        Ok(Ciphertext {
+            c0: self.backend.upload(&ct.c0)?,
+            c1: self.backend.upload(&ct.c1)?,
+            level: ct.level,
+            scale: ct.scale,
+        })
     }
 
     pub fn download(&self, ct: &Ciphertext<B::Poly>) -> Result<Ciphertext, CkksError> {
-        Ok(Ciphertext { c0: self.backend.download(&ct.c0)?, c1: self.backend.download(&ct.c1)?, level: ct.level, scale: ct.scale })
+        Ok(Ciphertext {
+            c0: self.backend.download(&ct.c0)?,
+            c1: self.backend.download(&ct.c1)?,
+            level: ct.level,
+            scale: ct.scale,
+        })
     }
 
     pub fn upload_plaintext(&self, pt: &Plaintext) -> Result<Plaintext<B::Poly>, CkksError> {
-        if pt.level > self.params.max_level() || pt.poly.basis() != Basis::level(pt.level) || !pt.poly.ntt_form {
-            return Err(CkksError::Malformed("plaintext does not match its level or is not in NTT form".into()));
+        if pt.level > self.params.max_level()
+            || pt.poly.basis() != Basis::level(pt.level)
+            || !pt.poly.ntt_form
+        {
+            return Err(CkksError::Malformed(
+                "plaintext does not match its level or is not in NTT form".into(),
+            ));
         }
-        Ok(Plaintext { poly: self.backend.upload(&pt.poly)?, level: pt.level, scale: pt.scale })
+        Ok(Plaintext {
+            poly: self.backend.upload(&pt.poly)?,
+            level: pt.level,
+            scale: pt.scale,
+        })
     }
 
     fn same_scale(a: f64, b: f64) -> Result<(), CkksError> {
@@ -112,7 +174,11 @@ impl<B: Backend> Evaluator<B> {
     }
 
     /// Both operands at the lower of their levels.
-    fn aligned(&self, a: &Ciphertext<B::Poly>, b: &Ciphertext<B::Poly>) -> Result<(Ciphertext<B::Poly>, Ciphertext<B::Poly>), CkksError> {
+    fn aligned(
+        &self,
+        a: &Ciphertext<B::Poly>,
+        b: &Ciphertext<B::Poly>,
+    ) -> Result<(Ciphertext<B::Poly>, Ciphertext<B::Poly>), CkksError> {
         self.check(a)?;
         self.check(b)?;
         Self::same_scale(a.scale, b.scale)?;
@@ -120,14 +186,22 @@ impl<B: Backend> Evaluator<B> {
         Ok((self.drop_to_level(a, level)?, self.drop_to_level(b, level)?))
     }
 
-    pub fn add(&self, a: &Ciphertext<B::Poly>, b: &Ciphertext<B::Poly>) -> Result<Ciphertext<B::Poly>, CkksError> {
+    pub fn add(
+        &self,
+        a: &Ciphertext<B::Poly>,
+        b: &Ciphertext<B::Poly>,
+    ) -> Result<Ciphertext<B::Poly>, CkksError> {
         let (mut a, b) = self.aligned(a, b)?;
         self.backend.add_assign(&mut a.c0, &b.c0);
         self.backend.add_assign(&mut a.c1, &b.c1);
         Ok(a)
     }
 
-    pub fn sub(&self, a: &Ciphertext<B::Poly>, b: &Ciphertext<B::Poly>) -> Result<Ciphertext<B::Poly>, CkksError> {
+    pub fn sub(
+        &self,
+        a: &Ciphertext<B::Poly>,
+        b: &Ciphertext<B::Poly>,
+    ) -> Result<Ciphertext<B::Poly>, CkksError> {
         let (mut a, b) = self.aligned(a, b)?;
         self.backend.sub_assign(&mut a.c0, &b.c0);
         self.backend.sub_assign(&mut a.c1, &b.c1);
@@ -143,7 +217,11 @@ impl<B: Backend> Evaluator<B> {
     }
 
     /// Adds a plaintext of the same scale.
-    pub fn add_plain(&self, a: &Ciphertext<B::Poly>, pt: &Plaintext<B::Poly>) -> Result<Ciphertext<B::Poly>, CkksError> {
+    pub fn add_plain(
+        &self,
+        a: &Ciphertext<B::Poly>,
+        pt: &Plaintext<B::Poly>,
+    ) -> Result<Ciphertext<B::Poly>, CkksError> {
         self.check(a)?;
         Self::same_scale(a.scale, pt.scale)?;
         let poly = self.plaintext_at(pt, a.level)?;
@@ -154,7 +232,10 @@ impl<B: Backend> Evaluator<B> {
 
     fn plaintext_at(&self, pt: &Plaintext<B::Poly>, level: usize) -> Result<B::Poly, CkksError> {
         if pt.level < level {
-            return Err(CkksError::LevelMismatch { needed: level, found: pt.level });
+            return Err(CkksError::LevelMismatch {
+                needed: level,
+                found: pt.level,
+            });
         }
         let mut poly = pt.poly.clone();
         self.backend.truncate_q(&mut poly, level + 1);
@@ -162,7 +243,11 @@ impl<B: Backend> Evaluator<B> {
     }
 
     /// Ciphertext × plaintext; the scales multiply.
-    pub fn mul_plain(&self, a: &Ciphertext<B::Poly>, pt: &Plaintext<B::Poly>) -> Result<Ciphertext<B::Poly>, CkksError> {
+    pub fn mul_plain(
+        &self,
+        a: &Ciphertext<B::Poly>,
+        pt: &Plaintext<B::Poly>,
+    ) -> Result<Ciphertext<B::Poly>, CkksError> {
         self.check(a)?;
         let poly = self.plaintext_at(pt, a.level)?;
         let mut out = a.clone();
@@ -173,20 +258,33 @@ impl<B: Backend> Evaluator<B> {
     }
 
     /// Multiplies by an integer; the scale is unchanged and no level is used.
-    pub fn mul_integer(&self, a: &Ciphertext<B::Poly>, k: i64) -> Result<Ciphertext<B::Poly>, CkksError> {
+    pub fn mul_integer(
+        &self,
+        a: &Ciphertext<B::Poly>,
+        k: i64,
+    ) -> Result<Ciphertext<B::Poly>, CkksError> {
         self.check(a)?;
-        let residues: Vec<u64> = self.params.ring().q()[..=a.level].iter().map(|m| m.from_i64(k)).collect();
+        let residues: Vec<u64> = self.params.ring().q()[..=a.level]
+            .iter()
+            .map(|m| m.from_i64(k))
+            .collect();
         Ok(self.mul_residues(a, &residues, 1.0))
     }
 
     /// Multiplies by a real constant, encoded as round(c·q_level) so that the next rescale
     /// restores the ciphertext's scale exactly.
-    pub fn mul_scalar(&self, a: &Ciphertext<B::Poly>, c: f64) -> Result<Ciphertext<B::Poly>, CkksError> {
+    pub fn mul_scalar(
+        &self,
+        a: &Ciphertext<B::Poly>,
+        c: f64,
+    ) -> Result<Ciphertext<B::Poly>, CkksError> {
         self.check(a)?;
         let q_top = self.params.ring().q()[a.level].value() as f64;
         let scaled = (c * q_top).round();
         if !scaled.is_finite() || scaled.abs() >= 2f64.powi(126) {
-            return Err(CkksError::Malformed(format!("constant {c} cannot be encoded")));
+            return Err(CkksError::Malformed(format!(
+                "constant {c} cannot be encoded"
+            )));
         }
         let v = scaled as i128;
         let residues: Vec<u64> = self.params.ring().q()[..=a.level]
@@ -203,7 +301,12 @@ impl<B: Backend> Evaluator<B> {
         Ok(self.mul_residues(a, &residues, q_top))
     }
 
-    fn mul_residues(&self, a: &Ciphertext<B::Poly>, residues: &[u64], scale_factor: f64) -> Ciphertext<B::Poly> {
+    fn mul_residues(
+        &self,
+        a: &Ciphertext<B::Poly>,
+        residues: &[u64],
+        scale_factor: f64,
+    ) -> Ciphertext<B::Poly> {
         let mut out = a.clone();
         self.backend.mul_scalar_assign(&mut out.c0, residues);
         self.backend.mul_scalar_assign(&mut out.c1, residues);
@@ -212,7 +315,11 @@ impl<B: Backend> Evaluator<B> {
     }
 
     /// Ciphertext × ciphertext with relinearisation; the scales multiply.
-    pub fn mul_relin(&self, a: &Ciphertext<B::Poly>, b: &Ciphertext<B::Poly>) -> Result<Ciphertext<B::Poly>, CkksError> {
+    pub fn mul_relin(
+        &self,
+        a: &Ciphertext<B::Poly>,
+        b: &Ciphertext<B::Poly>,
+    ) -> Result<Ciphertext<B::Poly>, CkksError> {
         self.check(a)?;
         self.check(b)?;
         let key = self.relin.as_ref().ok_or(CkksError::MissingRelinKey)?;
@@ -229,24 +336,44 @@ impl<B: Backend> Evaluator<B> {
         let [k0, k1] = self.switch(&digits, key, None);
         self.backend.add_assign(&mut d0, &k0);
         self.backend.add_assign(&mut d1, &k1);
-        Ok(Ciphertext { c0: d0, c1: d1, level, scale: a.scale * b.scale })
+        Ok(Ciphertext {
+            c0: d0,
+            c1: d1,
+            level,
+            scale: a.scale * b.scale,
+        })
     }
 
     /// Divides by the top prime: one level down, scale / q_level.
     pub fn rescale(&self, a: &Ciphertext<B::Poly>) -> Result<Ciphertext<B::Poly>, CkksError> {
         self.check(a)?;
         if a.level == 0 {
-            return Err(CkksError::LevelTooLow { operation: "rescale", level: 0 });
+            return Err(CkksError::LevelTooLow {
+                operation: "rescale",
+                level: 0,
+            });
         }
         let q_top = self.params.ring().q()[a.level].value() as f64;
-        Ok(Ciphertext { c0: self.backend.rescale(&a.c0), c1: self.backend.rescale(&a.c1), level: a.level - 1, scale: a.scale / q_top })
+        Ok(Ciphertext {
+            c0: self.backend.rescale(&a.c0),
+            c1: self.backend.rescale(&a.c1),
+            level: a.level - 1,
+            scale: a.scale / q_top,
+        })
     }
 
     /// Drops limbs down to `level` without changing the message or scale.
-    pub fn drop_to_level(&self, a: &Ciphertext<B::Poly>, level: usize) -> Result<Ciphertext<B::Poly>, CkksError> {
+    pub fn drop_to_level(
+        &self,
+        a: &Ciphertext<B::Poly>,
+        level: usize,
+    ) -> Result<Ciphertext<B::Poly>, CkksError> {
         self.check(a)?;
         if level > a.level {
-            return Err(CkksError::LevelMismatch { needed: level, found: a.level });
+            return Err(CkksError::LevelMismatch {
+                needed: level,
+                found: a.level,
+            });
         }
         let mut out = a.clone();
         self.backend.truncate_q(&mut out.c0, level + 1);
@@ -256,7 +383,11 @@ impl<B: Backend> Evaluator<B> {
     }
 
     /// Rotates the slots left by `step` (right for negative steps).
-    pub fn rotate(&self, a: &Ciphertext<B::Poly>, step: i64) -> Result<Ciphertext<B::Poly>, CkksError> {
+    pub fn rotate(
+        &self,
+        a: &Ciphertext<B::Poly>,
+        step: i64,
+    ) -> Result<Ciphertext<B::Poly>, CkksError> {
         let g = rotation_element(step, self.params.n());
         if g == 1 {
             self.check(a)?;
@@ -272,7 +403,11 @@ impl<B: Backend> Evaluator<B> {
 
     /// X → X^g followed by a key switch back to s. The automorphism is folded into the key
     /// switch's inner product (σ_g commutes with the decomposition).
-    pub fn apply_galois(&self, a: &Ciphertext<B::Poly>, g: u64) -> Result<Ciphertext<B::Poly>, CkksError> {
+    pub fn apply_galois(
+        &self,
+        a: &Ciphertext<B::Poly>,
+        g: u64,
+    ) -> Result<Ciphertext<B::Poly>, CkksError> {
         self.check(a)?;
         let digits = self.backend.decompose(&a.c1);
         self.galois_from_digits(a, &digits, g)
@@ -280,17 +415,28 @@ impl<B: Backend> Evaluator<B> {
 
     /// Rotations by every step in `steps` sharing one decomposition of the input (hoisting):
     /// each extra step costs an inner product and a ModDown, not a new decomposition.
-    pub fn rotate_hoisted(&self, a: &Ciphertext<B::Poly>, steps: &[i64]) -> Result<Vec<Ciphertext<B::Poly>>, CkksError> {
+    pub fn rotate_hoisted(
+        &self,
+        a: &Ciphertext<B::Poly>,
+        steps: &[i64],
+    ) -> Result<Vec<Ciphertext<B::Poly>>, CkksError> {
         self.check(a)?;
         let n = self.params.n();
         // Check every key before any work.
         for &s in steps {
             let g = rotation_element(s, n);
             if g != 1 && !self.galois.contains_key(&g) {
-                return Err(CkksError::MissingGaloisKey { galois: g, step: Some(s) });
+                return Err(CkksError::MissingGaloisKey {
+                    galois: g,
+                    step: Some(s),
+                });
             }
         }
-        let digits = if steps.iter().any(|&s| rotation_element(s, n) != 1) { self.backend.decompose(&a.c1) } else { Vec::new() };
+        let digits = if steps.iter().any(|&s| rotation_element(s, n) != 1) {
+            self.backend.decompose(&a.c1)
+        } else {
+            Vec::new()
+        };
         steps
             .iter()
             .map(|&s| {
@@ -304,23 +450,50 @@ impl<B: Backend> Evaluator<B> {
             .collect()
     }
 
-    fn galois_from_digits(&self, a: &Ciphertext<B::Poly>, digits: &[B::Poly], g: u64) -> Result<Ciphertext<B::Poly>, CkksError> {
-        let key = self.galois.get(&g).ok_or(CkksError::MissingGaloisKey { galois: g, step: None })?;
+    fn galois_from_digits(
+        &self,
+        a: &Ciphertext<B::Poly>,
+        digits: &[B::Poly],
+        g: u64,
+    ) -> Result<Ciphertext<B::Poly>, CkksError> {
+        let key = self.galois.get(&g).ok_or(CkksError::MissingGaloisKey {
+            galois: g,
+            step: None,
+        })?;
         let [mut c0, c1] = self.switch(digits, key, Some(g));
-        self.backend.add_assign(&mut c0, &self.backend.automorphism(&a.c0, g));
-        Ok(Ciphertext { c0, c1, level: a.level, scale: a.scale })
+        self.backend
+            .add_assign(&mut c0, &self.backend.automorphism(&a.c0, g));
+        Ok(Ciphertext {
+            c0,
+            c1,
+            level: a.level,
+            scale: a.scale,
+        })
     }
 
     /// The textbook rotation (automorphism of both halves, then a key switch of σ_g(c1)),
     /// kept as an independent reference for the hoisted path.
-    pub fn apply_galois_unhoisted(&self, a: &Ciphertext<B::Poly>, g: u64) -> Result<Ciphertext<B::Poly>, CkksError> {
+    pub fn apply_galois_unhoisted(
+        &self,
+        a: &Ciphertext<B::Poly>,
+        g: u64,
+    ) -> Result<Ciphertext<B::Poly>, CkksError> {
         self.check(a)?;
-        let key = self.galois.get(&g).ok_or(CkksError::MissingGaloisKey { galois: g, step: None })?;
+        let key = self.galois.get(&g).ok_or(CkksError::MissingGaloisKey {
+            galois: g,
+            step: None,
+        })?;
         let c1 = self.backend.automorphism(&a.c1, g);
         let digits = self.backend.decompose(&c1);
         let [mut c0, c1] = self.switch(&digits, key, None);
-        self.backend.add_assign(&mut c0, &self.backend.automorphism(&a.c0, g));
-        Ok(Ciphertext { c0, c1, level: a.level, scale: a.scale })
+        self.backend
+            .add_assign(&mut c0, &self.backend.automorphism(&a.c0, g));
+        Ok(Ciphertext {
+            c0,
+            c1,
+            level: a.level,
+            scale: a.scale,
+        })
     }
 
     fn switch(&self, digits: &[B::Poly], key: &DeviceKey<B>, galois: Option<u64>) -> [B::Poly; 2] {

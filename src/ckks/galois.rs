@@ -36,8 +36,23 @@ mod tests {
         assert_eq!(rotation_element(0, n), 1);
         assert_eq!(rotation_element(1, n), 5);
         for (a, b) in [(3, 7), (-5, 5), (100, -37), (2047, 1)] {
-            assert_eq!(rotation_element(a, n) * rotation_element(b, n) % two_n, rotation_element(a + b, n));
+            assert_eq!(
+                rotation_element(a, n) * rotation_element(b, n) % two_n,
+                rotation_element(a + b, n)
+            );
         }
         assert_eq!(rotation_element(n as i64 / 2, n), 1);
+        for log_n in 10..=17 {
+            let n = 1usize << log_n;
+            for step in [1i64, 3, 17] {
+                let g = rotation_element(step, n);
+                assert_eq!(
+                    g * rotation_element(-step, n) % (2 * n as u64),
+                    1,
+                    "inverse rotation"
+                );
+            }
+            assert_eq!(conjugation_element(n), 2 * n as u64 - 1);
+        }
     }
 }

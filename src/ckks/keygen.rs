@@ -12,7 +12,8 @@ pub(crate) fn uniform_ntt(ctx: &RingContext, basis: Basis, rng: &mut ChaCha20Rng
     let mut p = RnsPoly::zero(ctx.n(), basis, true);
     for (i, limb) in p.limbs_mut().enumerate() {
         let q = ctx.modulus(basis, i).value();
-        limb.iter_mut().for_each(|x| *x = sampling::uniform_below(rng, q));
+        limb.iter_mut()
+            .for_each(|x| *x = sampling::uniform_below(rng, q));
     }
     p
 }
@@ -48,8 +49,15 @@ impl KeyGenerator {
         let coeffs = sampling::ternary(&mut rng, ctx.n());
         let mut ntt = arith::from_signed(ctx, &coeffs, ctx.full_basis());
         arith::ntt_forward(ctx, &mut ntt);
-        let secret = SecretKey { ntt, params_id: params.id() };
-        Ok(Self { params: params.clone(), secret, rng })
+        let secret = SecretKey {
+            ntt,
+            params_id: params.id(),
+        };
+        Ok(Self {
+            params: params.clone(),
+            secret,
+            rng,
+        })
     }
 
     pub fn secret_key(&self) -> &SecretKey {
@@ -65,7 +73,11 @@ impl KeyGenerator {
         let mut as_ = a.clone();
         arith::mul_assign(&ctx, &mut as_, &s);
         arith::sub_assign(&ctx, &mut b, &as_);
-        PublicKey { b, a, params_id: self.params.id() }
+        PublicKey {
+            b,
+            a,
+            params_id: self.params.id(),
+        }
     }
 
     /// Key for s² → s (relinearisation after a ciphertext product).
@@ -88,10 +100,21 @@ impl KeyGenerator {
 
     /// Relinearisation key plus Galois keys for the given slot rotations (and
     /// conjugation if asked): the whole server-side key set.
-    pub fn evaluation_keys(&mut self, rotations: &[i64], conjugation: bool) -> Result<EvaluationKeys, CkksError> {
+    pub fn evaluation_keys(
+        &mut self,
+        rotations: &[i64],
+        conjugation: bool,
+    ) -> Result<EvaluationKeys, CkksError> {
         let n = self.params.n();
-        let mut keys = EvaluationKeys { params_id: self.params.id(), relin: Some(self.relinearization_key()), ..Default::default() };
-        let elements = rotations.iter().map(|&k| rotation_element(k, n)).chain(conjugation.then(|| conjugation_element(n)));
+        let mut keys = EvaluationKeys {
+            params_id: self.params.id(),
+            relin: Some(self.relinearization_key()),
+            ..Default::default()
+        };
+        let elements = rotations
+            .iter()
+            .map(|&k| rotation_element(k, n))
+            .chain(conjugation.then(|| conjugation_element(n)));
         for g in elements {
             if g != 1 && !keys.galois.contains_key(&g) {
                 let key = self.galois_key(g)?;
@@ -116,7 +139,10 @@ impl KeyGenerator {
                 // + P·s' on the limbs of digit j (P ≡ 0 on the special limbs).
                 for i in j * alpha..((j + 1) * alpha).min(basis.q) {
                     let m = ctx.modulus(basis, i);
-                    let p_mod = ctx.p().iter().fold(1u64, |acc, p| m.mul(acc, m.reduce(p.value())));
+                    let p_mod = ctx
+                        .p()
+                        .iter()
+                        .fold(1u64, |acc, p| m.mul(acc, m.reduce(p.value())));
                     let (w, ws) = (p_mod, m.shoup(p_mod));
                     let src = s_from.limb(i).to_vec();
                     for (x, &s) in b.limb_mut(i).iter_mut().zip(&src) {

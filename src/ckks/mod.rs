@@ -1,6 +1,8 @@
 //! RNS-CKKS: parameters, encoding, keys, encryption, evaluation and serialization.
 
 mod ciphertext;
+mod complex;
+mod encoder;
 mod encryptor;
 mod evaluator;
 mod galois;
@@ -10,6 +12,8 @@ mod params;
 mod security;
 
 pub use ciphertext::{Ciphertext, Plaintext, SeededCiphertext};
+pub use complex::Complex;
+pub use encoder::{EncodeError, Encoder};
 pub use encryptor::{expand_seeded, Decryptor, Encryptor, SymmetricEncryptor};
 pub use evaluator::Evaluator;
 pub use galois::{conjugation_element, rotation_element};
@@ -27,7 +31,11 @@ pub enum CkksError {
     #[error("invalid parameters: {0}")]
     InvalidParams(String),
     #[error("insecure parameters: N = 2^{log_n} with a {modulus_bits}-bit modulus Q·P exceeds the 128-bit security bound of {max_bits} bits (HE standard, ternary secret){}", if *max_bits == 0 { " — no table entry for this degree" } else { "" })]
-    Insecure { log_n: u32, modulus_bits: u32, max_bits: u32 },
+    Insecure {
+        log_n: u32,
+        modulus_bits: u32,
+        max_bits: u32,
+    },
     #[error("object was made for parameter set {found:#018x}, expected {expected:#018x}")]
     ParamsMismatch { expected: u64, found: u64 },
     #[error("scales differ: {left} vs {right}")]
@@ -35,7 +43,10 @@ pub enum CkksError {
     #[error("operand is at level {found}, level {needed} is needed")]
     LevelMismatch { needed: usize, found: usize },
     #[error("cannot {operation} at level {level}")]
-    LevelTooLow { operation: &'static str, level: usize },
+    LevelTooLow {
+        operation: &'static str,
+        level: usize,
+    },
     #[error("no relinearisation key loaded")]
     MissingRelinKey,
     #[error("no Galois key for element {galois}{}", step.map(|s| format!(" (rotation by {s})")).unwrap_or_default())]
@@ -44,6 +55,8 @@ pub enum CkksError {
     InvalidGaloisElement(u64),
     #[error("malformed input: {0}")]
     Malformed(String),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
     #[error(transparent)]
     Ring(#[from] RingError),
     #[error(transparent)]

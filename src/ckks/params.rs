@@ -25,7 +25,13 @@ impl ParamSpec {
     /// N = 2^13, three ciphertext primes (50, 40, 40 bits: two rescales of 2^40), one
     /// 50-bit special prime, three digits: 180 bits of the 218 allowed.
     pub fn n13_depth2() -> Self {
-        Self { log_n: 13, q_bits: vec![50, 40, 40], p_bits: vec![50], digits: 3, log_scale: 40 }
+        Self {
+            log_n: 13,
+            q_bits: vec![50, 40, 40],
+            p_bits: vec![50],
+            digits: 3,
+            log_scale: 40,
+        }
     }
 
     /// N = 2^16, 25 ciphertext primes (24 levels of 2^40), nine 50-bit special primes,
@@ -33,7 +39,13 @@ impl ParamSpec {
     pub fn n16_depth24() -> Self {
         let mut q_bits = vec![50];
         q_bits.extend(std::iter::repeat_n(40, 24));
-        Self { log_n: 16, q_bits, p_bits: vec![50; 9], digits: 3, log_scale: 40 }
+        Self {
+            log_n: 16,
+            q_bits,
+            p_bits: vec![50; 9],
+            digits: 3,
+            log_scale: 40,
+        }
     }
 
     /// The preset for a ring degree N (2^13 or 2^16), for benchmarks and the CLI.
@@ -65,33 +77,63 @@ impl Params {
     pub fn new(spec: ParamSpec) -> Result<Self, CkksError> {
         let invalid = |why: String| Err(CkksError::InvalidParams(why));
         if !(MIN_LOG_N..=MAX_LOG_N).contains(&spec.log_n) {
-            return invalid(format!("log N = {} is outside {MIN_LOG_N} … {MAX_LOG_N}", spec.log_n));
+            return invalid(format!(
+                "log N = {} is outside {MIN_LOG_N} … {MAX_LOG_N}",
+                spec.log_n
+            ));
         }
         if spec.q_bits.is_empty() || spec.p_bits.is_empty() {
-            return invalid("at least one ciphertext prime and one special prime are required".into());
+            return invalid(
+                "at least one ciphertext prime and one special prime are required".into(),
+            );
         }
-        if let Some(&b) = spec.q_bits.iter().chain(&spec.p_bits).find(|&&b| !(20..=MAX_MODULUS_BITS).contains(&b)) {
-            return invalid(format!("prime size {b} bits is outside 20 … {MAX_MODULUS_BITS}"));
+        if let Some(&b) = spec
+            .q_bits
+            .iter()
+            .chain(&spec.p_bits)
+            .find(|&&b| !(20..=MAX_MODULUS_BITS).contains(&b))
+        {
+            return invalid(format!(
+                "prime size {b} bits is outside 20 … {MAX_MODULUS_BITS}"
+            ));
         }
         if spec.digits == 0 || spec.digits > spec.q_bits.len() {
-            return invalid(format!("digit count {} must be in 1 … {} (the number of ciphertext primes)", spec.digits, spec.q_bits.len()));
+            return invalid(format!(
+                "digit count {} must be in 1 … {} (the number of ciphertext primes)",
+                spec.digits,
+                spec.q_bits.len()
+            ));
         }
         let max_bits = *spec.q_bits.iter().chain(&spec.p_bits).max().unwrap_or(&0);
         // The key-switch inner product accumulates `digits` products below 2^(2·bits) in 128 bits.
         if (spec.digits as u128) << (2 * max_bits) > u128::MAX >> 1 {
-            return invalid(format!("{} digits of {max_bits}-bit primes overflow the key-switch accumulator", spec.digits));
+            return invalid(format!(
+                "{} digits of {max_bits}-bit primes overflow the key-switch accumulator",
+                spec.digits
+            ));
         }
         if !(10..=60).contains(&spec.log_scale) {
-            return invalid(format!("scale 2^{} does not fit the ciphertext primes", spec.log_scale));
+            return invalid(format!(
+                "scale 2^{} does not fit the ciphertext primes",
+                spec.log_scale
+            ));
         }
         let alpha = spec.q_bits.len().div_ceil(spec.digits);
         let total = spec.total_modulus_bits();
         match max_modulus_bits_128(spec.log_n) {
             None => {
-                return Err(CkksError::Insecure { log_n: spec.log_n, modulus_bits: total, max_bits: 0 });
+                return Err(CkksError::Insecure {
+                    log_n: spec.log_n,
+                    modulus_bits: total,
+                    max_bits: 0,
+                });
             }
             Some(max) if total > max => {
-                return Err(CkksError::Insecure { log_n: spec.log_n, modulus_bits: total, max_bits: max });
+                return Err(CkksError::Insecure {
+                    log_n: spec.log_n,
+                    modulus_bits: total,
+                    max_bits: max,
+                });
             }
             Some(_) => {}
         }
@@ -104,11 +146,26 @@ impl Params {
             taken.push(p);
             Ok(p)
         };
-        let q = spec.q_bits.iter().map(|&b| pick(b)).collect::<Result<Vec<_>, _>>()?;
-        let p = spec.p_bits.iter().map(|&b| pick(b)).collect::<Result<Vec<_>, _>>()?;
+        let q = spec
+            .q_bits
+            .iter()
+            .map(|&b| pick(b))
+            .collect::<Result<Vec<_>, _>>()?;
+        let p = spec
+            .p_bits
+            .iter()
+            .map(|&b| pick(b))
+            .collect::<Result<Vec<_>, _>>()?;
         let ring = Arc::new(RingContext::new(n, &q, &p)?);
         let id = fingerprint(&spec, &q, &p);
-        Ok(Self { spec, q, p, alpha, ring, id })
+        Ok(Self {
+            spec,
+            q,
+            p,
+            alpha,
+            ring,
+            id,
+        })
     }
 
     pub fn spec(&self) -> &ParamSpec {

@@ -23,7 +23,11 @@ impl Modulus {
         // floor((2^128 - 1) / q) equals floor(2^128 / q) unless q divides 2^128 (q = 2^k); the
         // quotient estimate below tolerates that off-by-one anyway.
         let r = u128::MAX / value as u128;
-        Ok(Self { value, barrett_hi: (r >> 64) as u64, barrett_lo: r as u64 })
+        Ok(Self {
+            value,
+            barrett_hi: (r >> 64) as u64,
+            barrett_lo: r as u64,
+        })
     }
 
     #[inline(always)]
@@ -145,7 +149,8 @@ impl Modulus {
     #[inline(always)]
     pub fn mul_shoup_lazy(&self, a: u64, w: u64, w_shoup: u64) -> u64 {
         let quot = ((a as u128 * w_shoup as u128) >> 64) as u64;
-        a.wrapping_mul(w).wrapping_sub(quot.wrapping_mul(self.value))
+        a.wrapping_mul(w)
+            .wrapping_sub(quot.wrapping_mul(self.value))
     }
 
     /// `a * w mod q` in `[0, q)`, given `w_shoup = shoup(w)`.
@@ -185,7 +190,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const PRIMES: [u64; 3] = [0x3fff_ffff_ffc0_0001 >> 12, (1 << 61) - 1, 1_152_921_504_606_584_833];
+    /// 41-, 61- and 62-bit primes (checked by `primes_are_prime`).
+    const PRIMES: [u64; 3] = [1_099_511_922_689, (1 << 61) - 1, 4_611_686_018_326_724_609];
+
+    #[test]
+    fn primes_are_prime() {
+        assert!(PRIMES.iter().all(|&p| crate::math::is_prime(p)));
+    }
 
     proptest! {
         #[test]

@@ -48,7 +48,12 @@ pub fn is_prime(n: u64) -> bool {
 
 /// `count` distinct primes q ≡ 1 (mod 2n) with exactly `bits` bits, searched downward from
 /// 2^bits and skipping any in `exclude`. Deterministic, so both parties derive the same chain.
-pub fn ntt_primes(bits: u32, n: usize, count: usize, exclude: &[u64]) -> Result<Vec<u64>, MathError> {
+pub fn ntt_primes(
+    bits: u32,
+    n: usize,
+    count: usize,
+    exclude: &[u64],
+) -> Result<Vec<u64>, MathError> {
     if !(10..=super::MAX_MODULUS_BITS).contains(&bits) || !n.is_power_of_two() {
         return Err(MathError::NoPrimes { bits, n, count });
     }

@@ -51,7 +51,13 @@ pub fn ternary<R: RngCore>(rng: &mut R, n: usize) -> Vec<i64> {
         let mut bytes = [0u8; 64];
         rng.fill_bytes(&mut bytes);
         // 255 = 3·85 values map evenly onto three classes; reject the last one.
-        out.extend(bytes.iter().filter(|&&b| b < 255).map(|&b| (b % 3) as i64 - 1).take(n - out.len()));
+        out.extend(
+            bytes
+                .iter()
+                .filter(|&&b| b < 255)
+                .map(|&b| (b % 3) as i64 - 1)
+                .take(n - out.len()),
+        );
     }
     out
 }
@@ -64,7 +70,11 @@ fn gaussian_cdt(sigma: f64) -> [u64; ERROR_BOUND + 1] {
     let mut acc = 0.0;
     for (x, slot) in cdt.iter_mut().enumerate() {
         acc += if x == 0 { weight(0) } else { 2.0 * weight(x) } / total;
-        *slot = if x == ERROR_BOUND { u64::MAX } else { (acc * 2f64.powi(64)).min(u64::MAX as f64) as u64 };
+        *slot = if x == ERROR_BOUND {
+            u64::MAX
+        } else {
+            (acc * 2f64.powi(64)).min(u64::MAX as f64) as u64
+        };
     }
     cdt
 }
@@ -96,7 +106,11 @@ mod tests {
         let mean = xs.iter().sum::<i64>() as f64 / xs.len() as f64;
         let var = xs.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / xs.len() as f64;
         assert!(mean.abs() < 0.05, "mean {mean}");
-        assert!((var.sqrt() - ERROR_STD_DEV).abs() < 0.05, "std {}", var.sqrt());
+        assert!(
+            (var.sqrt() - ERROR_STD_DEV).abs() < 0.05,
+            "std {}",
+            var.sqrt()
+        );
         assert!(xs.iter().all(|x| x.unsigned_abs() as usize <= ERROR_BOUND));
     }
 

@@ -95,7 +95,9 @@ pub fn from_signed(ctx: &RingContext, coeffs: &[i64], basis: super::Basis) -> Rn
     let mut p = RnsPoly::zero(ctx.n(), basis, false);
     for (i, limb) in p.limbs_mut().enumerate() {
         let m = ctx.modulus(basis, i);
-        limb.iter_mut().zip(coeffs).for_each(|(x, &c)| *x = m.from_i64(c));
+        limb.iter_mut()
+            .zip(coeffs)
+            .for_each(|(x, &c)| *x = m.from_i64(c));
     }
     p
 }

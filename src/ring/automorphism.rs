@@ -12,7 +12,10 @@ pub fn is_galois_element(g: u64, n: usize) -> bool {
 
 /// Coefficient domain: coefficient i moves to i·g mod 2N, negated when it wraps past N.
 pub fn automorphism_coeff(ctx: &RingContext, input: &RnsPoly, g: u64) -> RnsPoly {
-    assert!(!input.ntt_form, "coefficient-domain automorphism on an NTT-form polynomial");
+    assert!(
+        !input.ntt_form,
+        "coefficient-domain automorphism on an NTT-form polynomial"
+    );
     let n = input.n();
     assert!(is_galois_element(g, n), "invalid Galois element {g}");
     let mask = 2 * n - 1;
@@ -50,7 +53,10 @@ pub fn automorphism_ntt_permutation(n: usize, g: u64) -> Vec<u32> {
 
 /// NTT domain: applies a permutation from [`automorphism_ntt_permutation`] to every limb.
 pub fn automorphism_ntt(input: &RnsPoly, perm: &[u32]) -> RnsPoly {
-    assert!(input.ntt_form, "NTT-domain automorphism on a coefficient-form polynomial");
+    assert!(
+        input.ntt_form,
+        "NTT-domain automorphism on a coefficient-form polynomial"
+    );
     let mut out = RnsPoly::zero(input.n(), input.basis(), true);
     for (dst, src) in out.limbs_mut().zip(input.limbs()) {
         for (d, &p) in dst.iter_mut().zip(perm) {

@@ -1,9 +1,11 @@
 //! Fast basis conversion between RNS bases, and the two key-switching steps built on it:
 //! ModUp (a digit of Q_l extended to Q_l ∪ P) and ModDown (divide by P, back to Q_l).
 //!
-//! The conversion is the approximate one (Halevi–Polyakov–Shoup "fast base conversion"
-//! without correction): it returns x + u·S for some 0 ≤ u < |S|, where S is the source
-//! basis product. Key switching absorbs that multiple, which is why no correction is done.
+//! The conversion is Halevi–Polyakov–Shoup's: with y_i = [x_i·(S/s_i)^-1]_{s_i}, the sum
+//! Σ y_i·(S/s_i) equals x + u·S for a small integer u, and u ≈ Σ y_i/s_i is estimated in
+//! floating point and subtracted. The result is the *centered* representative of x mod S
+//! (in (−S/2, S/2], or one S off when x sits within float rounding of ±S/2): small digits
+//! keep key-switching noise low, and ModDown becomes a rounding rather than a floor.
 
 use super::{Basis, RingContext, RnsPoly};
 use crate::math::Modulus;
@@ -16,12 +18,14 @@ pub struct BaseConverter {
     to: Vec<Modulus>,
     /// (S/s_i)^-1 mod s_i and its Shoup constant.
     inv_hat: Vec<(u64, u64)>,
-    /// (S/s_i) mod t_j, row-major by target: `hat_mod_to[j * from.len() + i]`.
-    hat_mod_to: Vec<u64>,
+    /// (S/s_i) mod t_j and its Shoup constant, row-major by target:
+    /// `hat_mod_to[j * from.len() + i]`.
+    hat_mod_to: Vec<(u64, u64)>,
+    /// S mod t_j and its Shoup constant.
+    product_mod_to: Vec<(u64, u64)>,
+    /// 1/s_i, for the estimate of u.
+    inv_from_f64: Vec<f64>,
 }
-
-/// Products of up to this many terms below 2^124 each fit a u128 accumulator.
-const TERMS_PER_REDUCTION: usize = 16;
 
 impl BaseConverter {
     pub fn new(from: &[Modulus], to: &[Modulus]) -> Self {
@@ -29,7 +33,11 @@ impl BaseConverter {
             .iter()
             .enumerate()
             .map(|(i, m)| {
-                let hat = from.iter().enumerate().filter(|&(k, _)| k != i).fold(1u64, |acc, (_, s)| m.mul(acc, m.reduce(s.value())));
+                let hat = from
+                    .iter()
+                    .enumerate()
+                    .filter(|&(k, _)| k != i)
+                    .fold(1u64, |acc, (_, s)| m.mul(acc, m.reduce(s.value())));
                 // Distinct primes: S/s_i is invertible mod s_i.
                 let inv = m.inv(hat).unwrap_or(0);
                 (inv, m.shoup(inv))
@@ -38,38 +46,93 @@ impl BaseConverter {
         let mut hat_mod_to = Vec::with_capacity(to.len() * from.len());
         for t in to {
             for i in 0..from.len() {
-                let hat = from.iter().enumerate().filter(|&(k, _)| k != i).fold(1u64, |acc, (_, s)| t.mul(acc, t.reduce(s.value())));
-                hat_mod_to.push(hat);
+                let hat = from
+                    .iter()
+                    .enumerate()
+                    .filter(|&(k, _)| k != i)
+                    .fold(1u64, |acc, (_, s)| t.mul(acc, t.reduce(s.value())));
+                hat_mod_to.push((hat, t.shoup(hat)));
             }
         }
-        Self { from: from.to_vec(), to: to.to_vec(), inv_hat, hat_mod_to }
+        let product_mod_to = to
+            .iter()
+            .map(|t| {
+                let p = from
+                    .iter()
+                    .fold(1u64, |acc, s| t.mul(acc, t.reduce(s.value())));
+                (p, t.shoup(p))
+            })
+            .collect();
+        let inv_from_f64 = from.iter().map(|s| 1.0 / s.value() as f64).collect();
+        Self {
+            from: from.to_vec(),
+            to: to.to_vec(),
+            inv_hat,
+            hat_mod_to,
+            product_mod_to,
+            inv_from_f64,
+        }
     }
 
-    /// `output[j] = Σ_i [x_i·(S/s_i)^-1]_{s_i} · (S/s_i) mod t_j` for every coefficient,
-    /// for the first `output.len()` targets. Inputs and outputs are in coefficient form.
+    /// `output[j] = Σ_i [x_i·(S/s_i)^-1]_{s_i} · (S/s_i) − u·S mod t_j` (the centered x) for
+    /// every coefficient, for the first `output.len()` targets. Coefficient form in and out.
     pub fn convert(&self, input: &[&[u64]], output: &mut [&mut [u64]]) {
         assert_eq!(input.len(), self.from.len());
         assert!(output.len() <= self.to.len());
+        if let [source] = self.from.as_slice() {
+            return Self::convert_single(source, input[0], &self.to, output);
+        }
         let n = input.first().map_or(0, |l| l.len());
         let k = self.from.len();
-        // y_i = [x_i · inv_hat_i]_{s_i}, computed once per coefficient and source prime.
+        // y_i = [x_i · inv_hat_i]_{s_i}, source-major so every loop below is a plain stream.
         let mut y = vec![0u64; n * k];
-        for (i, (limb, m)) in input.iter().zip(&self.from).enumerate() {
-            let (w, ws) = self.inv_hat[i];
-            for (c, &x) in limb.iter().enumerate() {
-                y[c * k + i] = m.mul_shoup(x, w, ws);
+        for ((limb, m), (yi, &(w, ws))) in input
+            .iter()
+            .zip(&self.from)
+            .zip(y.chunks_exact_mut(n).zip(&self.inv_hat))
+        {
+            for (o, &x) in yi.iter_mut().zip(limb.iter()) {
+                *o = m.mul_shoup(x, w, ws);
             }
         }
+        // u = round(Σ y_i / s_i): how many S the plain sum overshoots the centered x by.
+        let mut overshoot = vec![0f64; n];
+        for (yi, &inv) in y.chunks_exact(n).zip(&self.inv_from_f64) {
+            for (acc, &v) in overshoot.iter_mut().zip(yi) {
+                *acc += v as f64 * inv;
+            }
+        }
+        let u: Vec<u64> = overshoot.iter().map(|v| v.round() as u64).collect();
         for (j, (out, t)) in output.iter_mut().zip(&self.to).enumerate() {
             let hats = &self.hat_mod_to[j * k..(j + 1) * k];
-            for (c, o) in out.iter_mut().enumerate() {
-                let ys = &y[c * k..(c + 1) * k];
-                let mut acc = 0u64;
-                for (yc, hc) in ys.chunks(TERMS_PER_REDUCTION).zip(hats.chunks(TERMS_PER_REDUCTION)) {
-                    let sum: u128 = yc.iter().zip(hc).map(|(&a, &b)| a as u128 * b as u128).sum();
-                    acc = t.add(acc, t.reduce_u128(sum));
+            let (sp, sps) = self.product_mod_to[j];
+            // Start from −u·S; u ≤ k is tiny, so the Shoup product is exact.
+            for (o, &v) in out.iter_mut().zip(&u) {
+                *o = t.neg(t.mul_shoup(v, sp, sps));
+            }
+            // Shoup products are exact for any 64-bit multiplicand, so y_i ≥ t_j is fine.
+            for (yi, &(h, hs)) in y.chunks_exact(n).zip(hats) {
+                for (o, &v) in out.iter_mut().zip(yi) {
+                    *o = t.add(*o, t.mul_shoup(v, h, hs));
                 }
-                *o = acc;
+            }
+        }
+    }
+}
+
+impl BaseConverter {
+    /// One source prime: the centered residue, reduced modulo each target (the general
+    /// formula with S/s = 1, done without products).
+    fn convert_single(source: &Modulus, input: &[u64], to: &[Modulus], output: &mut [&mut [u64]]) {
+        let s = source.value();
+        let half = s / 2;
+        for (out, t) in output.iter_mut().zip(to) {
+            for (o, &x) in out.iter_mut().zip(input) {
+                *o = if x > half {
+                    t.neg(t.reduce(s - x))
+                } else {
+                    t.reduce(x)
+                };
             }
         }
     }
@@ -99,7 +162,10 @@ pub struct BasisExtender {
 
 impl BasisExtender {
     pub fn new(ctx: &RingContext, alpha: usize) -> Self {
-        assert!(alpha >= 1 && !ctx.p().is_empty(), "key switching needs digits and special primes");
+        assert!(
+            alpha >= 1 && !ctx.p().is_empty(),
+            "key switching needs digits and special primes"
+        );
         let q_count = ctx.q().len();
         let digits = (0..q_count)
             .map(|level| {
@@ -108,10 +174,17 @@ impl BasisExtender {
                     .step_by(alpha)
                     .map(|start| {
                         let limbs = start..(start + alpha).min(level + 1);
-                        let targets: Vec<usize> = (0..basis.len()).filter(|i| !limbs.contains(i)).collect();
-                        let from: Vec<Modulus> = limbs.clone().map(|i| *ctx.modulus(basis, i)).collect();
-                        let to: Vec<Modulus> = targets.iter().map(|&i| *ctx.modulus(basis, i)).collect();
-                        Digit { limbs, converter: BaseConverter::new(&from, &to), targets }
+                        let targets: Vec<usize> =
+                            (0..basis.len()).filter(|i| !limbs.contains(i)).collect();
+                        let from: Vec<Modulus> =
+                            limbs.clone().map(|i| *ctx.modulus(basis, i)).collect();
+                        let to: Vec<Modulus> =
+                            targets.iter().map(|&i| *ctx.modulus(basis, i)).collect();
+                        Digit {
+                            limbs,
+                            converter: BaseConverter::new(&from, &to),
+                            targets,
+                        }
                     })
                     .collect()
             })
@@ -121,12 +194,20 @@ impl BasisExtender {
             .q()
             .iter()
             .map(|m| {
-                let p_mod = ctx.p().iter().fold(1u64, |acc, p| m.mul(acc, m.reduce(p.value())));
+                let p_mod = ctx
+                    .p()
+                    .iter()
+                    .fold(1u64, |acc, p| m.mul(acc, m.reduce(p.value())));
                 let inv = m.inv(p_mod).unwrap_or(0);
                 (inv, m.shoup(inv))
             })
             .collect();
-        Self { alpha, digits, p_to_q, p_inv }
+        Self {
+            alpha,
+            digits,
+            p_to_q,
+            p_inv,
+        }
     }
 
     pub fn alpha(&self) -> usize {
@@ -141,7 +222,13 @@ impl BasisExtender {
     /// Extends digit `digit` of `c` (over Q_l) to Q_l ∪ P, output in NTT form.
     /// `c_coeff` is `c` in coefficient form and `c_ntt` the same polynomial in NTT form
     /// (the digit's own limbs are copied from it, saving their transforms).
-    pub fn mod_up(&self, ctx: &RingContext, c_coeff: &RnsPoly, c_ntt: &RnsPoly, digit: usize) -> RnsPoly {
+    pub fn mod_up(
+        &self,
+        ctx: &RingContext,
+        c_coeff: &RnsPoly,
+        c_ntt: &RnsPoly,
+        digit: usize,
+    ) -> RnsPoly {
         let level = c_coeff.basis().q - 1;
         assert_eq!(c_coeff.basis(), Basis::level(level));
         assert!(!c_coeff.ntt_form && c_ntt.ntt_form);
@@ -151,8 +238,12 @@ impl BasisExtender {
         let input: Vec<&[u64]> = d.limbs.clone().map(|i| c_coeff.limb(i)).collect();
         {
             // Targets are exactly the limbs outside the digit, in basis order.
-            let mut targets: Vec<&mut [u64]> =
-                out.limbs_mut().enumerate().filter(|(i, _)| !d.limbs.contains(i)).map(|(_, l)| l).collect();
+            let mut targets: Vec<&mut [u64]> = out
+                .limbs_mut()
+                .enumerate()
+                .filter(|(i, _)| !d.limbs.contains(i))
+                .map(|(_, l)| l)
+                .collect();
             d.converter.convert(&input, &mut targets);
         }
         for &t in &d.targets {
@@ -164,8 +255,8 @@ impl BasisExtender {
         out
     }
 
-    /// Returns ⌊x / P⌉ (up to a small additive error) over Q_l, NTT form, for x over
-    /// Q_l ∪ P in NTT form.
+    /// Returns ⌊x / P⌉ over Q_l (exact rounding unless x mod P sits within float error of
+    /// ±P/2), NTT form, for x over Q_l ∪ P in NTT form.
     pub fn mod_down(&self, ctx: &RingContext, x: &RnsPoly) -> RnsPoly {
         let basis = x.basis();
         assert!(x.ntt_form && basis.p == ctx.p().len());
@@ -198,7 +289,10 @@ impl BasisExtender {
 /// Divides by the last prime of Q_l with rounding: ⌊x / q_l⌉ over Q_{l-1}. NTT form in/out.
 pub fn rescale(ctx: &RingContext, x: &RnsPoly) -> RnsPoly {
     let basis = x.basis();
-    assert!(x.ntt_form && basis.p == 0 && basis.q >= 2, "rescale needs an NTT-form polynomial over Q_l, l ≥ 1");
+    assert!(
+        x.ntt_form && basis.p == 0 && basis.q >= 2,
+        "rescale needs an NTT-form polynomial over Q_l, l ≥ 1"
+    );
     let last = basis.q - 1;
     let q_last = ctx.q()[last];
     let half = q_last.value() / 2;

@@ -43,8 +43,18 @@ impl RingContext {
         };
         let q = make(q_primes)?;
         let p = make(p_primes)?;
-        let ntt = q.iter().chain(&p).map(|&m| NttTable::new(m, n)).collect::<Result<_, _>>()?;
-        Ok(Self { n, log_n: n.trailing_zeros(), q, p, ntt })
+        let ntt = q
+            .iter()
+            .chain(&p)
+            .map(|&m| NttTable::new(m, n))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            n,
+            log_n: n.trailing_zeros(),
+            q,
+            p,
+            ntt,
+        })
     }
 
     pub fn n(&self) -> usize {

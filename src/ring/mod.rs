@@ -6,13 +6,15 @@ pub mod arith;
 pub mod automorphism;
 mod basis_extension;
 mod context;
+mod crt;
 mod ntt;
 mod poly;
 
 pub use basis_extension::{rescale, BaseConverter, BasisExtender};
 pub use context::{RingContext, MAX_LOG_N, MIN_LOG_N};
-pub use ntt::NttTable;
+pub use crt::{centered_coefficients_f64, CrtError};
 pub(crate) use ntt::bit_reverse;
+pub use ntt::NttTable;
 pub use poly::{Basis, RnsPoly};
 
 use crate::math::MathError;

@@ -34,7 +34,10 @@ impl NttTable {
     pub fn new(modulus: Modulus, n: usize) -> Result<Self, MathError> {
         let log_n = n.trailing_zeros();
         let psi = primitive_root_of_unity(&modulus, 2 * n as u64)?;
-        let psi_inv = modulus.inv(psi).ok_or(MathError::NoRootOfUnity { q: modulus.value(), order: 2 * n as u64 })?;
+        let psi_inv = modulus.inv(psi).ok_or(MathError::NoRootOfUnity {
+            q: modulus.value(),
+            order: 2 * n as u64,
+        })?;
         let mut psi_rev = vec![0; n];
         let mut psi_inv_rev = vec![0; n];
         let (mut pw, mut ipw) = (1u64, 1u64);
@@ -46,7 +49,10 @@ impl NttTable {
             ipw = modulus.mul(ipw, psi_inv);
         }
         let shoup = |v: &Vec<u64>| v.iter().map(|&w| modulus.shoup(w)).collect::<Vec<_>>();
-        let n_inv = modulus.inv(n as u64).ok_or(MathError::NoRootOfUnity { q: modulus.value(), order: 2 * n as u64 })?;
+        let n_inv = modulus.inv(n as u64).ok_or(MathError::NoRootOfUnity {
+            q: modulus.value(),
+            order: 2 * n as u64,
+        })?;
         Ok(Self {
             modulus,
             n,
@@ -160,6 +166,13 @@ impl NttTable {
     /// Twiddle tables for SIMD and device implementations:
     /// (ψ^bitrev, Shoup, ψ^-bitrev, Shoup, N^-1, Shoup).
     pub fn twiddles(&self) -> (&[u64], &[u64], &[u64], &[u64], u64, u64) {
-        (&self.psi_rev, &self.psi_rev_shoup, &self.psi_inv_rev, &self.psi_inv_rev_shoup, self.n_inv, self.n_inv_shoup)
+        (
+            &self.psi_rev,
+            &self.psi_rev_shoup,
+            &self.psi_inv_rev,
+            &self.psi_inv_rev_shoup,
+            self.n_inv,
+            self.n_inv_shoup,
+        )
     }
 }

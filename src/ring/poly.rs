@@ -45,12 +45,22 @@ pub struct RnsPoly {
 
 impl RnsPoly {
     pub fn zero(n: usize, basis: Basis, ntt_form: bool) -> Self {
-        Self { n, basis, ntt_form, data: vec![0; n * basis.len()] }
+        Self {
+            n,
+            basis,
+            ntt_form,
+            data: vec![0; n * basis.len()],
+        }
     }
 
     /// Wraps limb-major data; `None` if the length does not match.
     pub fn from_data(n: usize, basis: Basis, ntt_form: bool, data: Vec<u64>) -> Option<Self> {
-        (data.len() == n * basis.len()).then_some(Self { n, basis, ntt_form, data })
+        (data.len() == n * basis.len()).then_some(Self {
+            n,
+            basis,
+            ntt_form,
+            data,
+        })
     }
 
     pub fn n(&self) -> usize {
@@ -104,11 +114,19 @@ impl RnsPoly {
     /// Copy of the limbs of `basis`, taken from `self` whose basis contains it
     /// (same ciphertext prefix, same or more special primes).
     pub fn restricted(&self, basis: Basis) -> Self {
-        assert!(basis.q <= self.basis.q && basis.p <= self.basis.p, "basis is not a sub-basis");
+        assert!(
+            basis.q <= self.basis.q && basis.p <= self.basis.p,
+            "basis is not a sub-basis"
+        );
         let mut data = Vec::with_capacity(self.n * basis.len());
         data.extend_from_slice(&self.data[..basis.q * self.n]);
         let p_start = self.basis.q * self.n;
         data.extend_from_slice(&self.data[p_start..p_start + basis.p * self.n]);
-        Self { n: self.n, basis, ntt_form: self.ntt_form, data }
+        Self {
+            n: self.n,
+            basis,
+            ntt_form: self.ntt_form,
+            data,
+        }
     }
 }
