@@ -8,11 +8,11 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use helora::ckks::{
-    rotation_element, Ciphertext, EvaluationKeys, Evaluator, KeyGenerator, ParamSpec, Params,
-    Plaintext, SecretKey, SymmetricEncryptor,
+    rotation_element, Ciphertext, Encoder, EvaluationKeys, Evaluator, KeyGenerator, ParamSpec,
+    Params, Plaintext, SecretKey, SymmetricEncryptor,
 };
 use helora::math::sampling;
-use helora::ring::{Basis, RnsPoly};
+use helora::ring::Basis;
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -30,22 +30,19 @@ struct Fixture {
     ct_b: Ciphertext,
 }
 
-/// A uniformly random NTT-form plaintext: timings do not depend on the values.
-fn random_plaintext(params: &Params, level: usize) -> Plaintext {
-    let ctx = params.ring();
-    let basis = Basis::level(level);
+/// Random real values in [-1, 1) in every slot, encoded at `level` with the default scale.
+fn random_plaintext(encoder: &Encoder, params: &Params, level: usize) -> Plaintext {
     let mut rng = sampling::os_rng().expect("OS randomness");
-    let mut poly = RnsPoly::zero(ctx.n(), basis, true);
-    for (i, limb) in poly.limbs_mut().enumerate() {
-        let q = ctx.modulus(basis, i).value();
-        limb.iter_mut()
-            .for_each(|x| *x = sampling::uniform_below(&mut rng, q));
-    }
-    Plaintext {
-        poly,
-        level,
-        scale: params.default_scale(),
-    }
+    let values: Vec<f64> = (0..params.slots())
+        .map(|_| {
+            2.0 * sampling::uniform_below(&mut rng, 1 << 53) as f64 / (1u64 << 53) as f64 - 1.0
+        })
+        .collect();
+    let scale = params.default_scale();
+    let poly = encoder
+        .encode(params.ring(), &values, scale, Basis::level(level))
+        .expect("encoding");
+    Plaintext { poly, level, scale }
 }
 
 fn fixture(spec: ParamSpec) -> Fixture {
@@ -69,10 +66,11 @@ fn fixture(spec: ParamSpec) -> Fixture {
     let secret = keygen.secret_key().clone();
     let top = params.max_level();
     let mut enc = SymmetricEncryptor::new(&params, &secret).expect("encryptor");
-    let pt = random_plaintext(&params, top);
+    let encoder = Encoder::new(params.n()).expect("encoder");
+    let pt = random_plaintext(&encoder, &params, top);
     let ct_a = enc.encrypt(&pt).expect("encryption");
     let ct_b = enc
-        .encrypt(&random_plaintext(&params, top))
+        .encrypt(&random_plaintext(&encoder, &params, top))
         .expect("encryption");
     Fixture {
         params,

@@ -7,7 +7,8 @@ use super::{keys, machine, plaintext};
 use crate::progress::Progress;
 use anyhow::{anyhow, Context, Result};
 use helora::ckks::{
-    max_modulus_bits_128, Decryptor, Encryptor, Evaluator, ParamSpec, Params, SymmetricEncryptor,
+    max_modulus_bits_128, Decryptor, Encoder, Encryptor, Evaluator, ParamSpec, Params,
+    SymmetricEncryptor,
 };
 use helora::ring::{arith, Basis};
 use std::convert::Infallible;
@@ -90,13 +91,15 @@ fn time_ops(params: &Params, keys: &keys::BenchKeys, iters: Iterations) -> Resul
     let mut public = Encryptor::new(params, keys.public.clone())?;
     let decryptor = Decryptor::new(params, &keys.secret)?;
 
-    let pt = plaintext::random(params, top)?;
+    let encoder = Encoder::new(params.n()).context("building the encoder")?;
+    let values = plaintext::random_values(params.slots())?;
+    let pt = plaintext::encode(&encoder, params, &values, top)?;
     let pt_dev = evaluator.upload_plaintext(&pt)?;
     let ct_host = symmetric.encrypt(&pt)?;
     let ct_a = evaluator.upload(&ct_host)?;
-    let ct_b = evaluator.upload(&symmetric.encrypt(&plaintext::random(params, top)?)?)?;
+    let ct_b = evaluator.upload(&symmetric.encrypt(&plaintext::random(&encoder, params, top)?)?)?;
 
-    const COUNT: u64 = 12;
+    const COUNT: u64 = 14;
     let progress = Progress::start(
         &format!("timing {COUNT} operations at N = {}", params.n()),
         COUNT,
@@ -151,16 +154,30 @@ fn time_ops(params: &Params, keys: &keys::BenchKeys, iters: Iterations) -> Resul
         t,
     );
 
+    let t = measure(iters, || {
+        encoder.encode(ctx, &values, pt.scale, Basis::level(top))
+    })?;
+    record(
+        "encode_us",
+        "encoding N/2 real values into a plaintext at the top level (FFT, NTT of every limb)",
+        t,
+    );
+    let t = measure(iters, || encoder.decode(ctx, &pt.poly, pt.scale))?;
+    record(
+        "decode_us",
+        "decoding a top-level plaintext to N/2 real values (exact CRT, FFT)",
+        t,
+    );
     let t = measure(iters, || symmetric.encrypt_seeded(&pt))?;
     record(
         "encrypt_us",
-        "seeded symmetric encryption of a plaintext at the top level",
+        "seeded symmetric encryption of an encoded plaintext at the top level",
         t,
     );
     let t = measure(iters, || public.encrypt(&pt))?;
     record(
         "encrypt_pk_us",
-        "public-key encryption of a plaintext at the top level",
+        "public-key encryption of an encoded plaintext at the top level",
         t,
     );
     let t = measure(iters, || decryptor.decrypt(&ct_host))?;

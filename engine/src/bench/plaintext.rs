@@ -1,26 +1,49 @@
-//! Plaintexts for the benchmarks. Timings do not depend on the values, so until the CKKS
-//! encoder lands this is a uniformly random NTT-form polynomial over Q_level.
-//! TODO(encoder): encode a random real vector with `helora::ckks::Encoder` instead.
+//! Plaintexts for the benchmarks: random real slot values in [-1, 1), encoded with the CKKS
+//! encoder at the default scale. Timings do not depend on the values, but real encodings
+//! keep the operands in the range the operations are built for.
 
-use anyhow::Result;
-use helora::ckks::{Params, Plaintext};
+use anyhow::{Context, Result};
+use helora::ckks::{Encoder, Params, Plaintext};
 use helora::math::sampling;
-use helora::ring::{Basis, RnsPoly};
+use helora::ring::Basis;
 
-/// A plaintext at `level` with the default scale.
-pub fn random(params: &Params, level: usize) -> Result<Plaintext> {
-    let ctx = params.ring();
-    let basis = Basis::level(level);
+/// `count` values uniform in [-1, 1).
+pub fn random_values(count: usize) -> Result<Vec<f64>> {
     let mut rng = sampling::os_rng()?;
-    let mut poly = RnsPoly::zero(ctx.n(), basis, true);
-    for (i, limb) in poly.limbs_mut().enumerate() {
-        let q = ctx.modulus(basis, i).value();
-        limb.iter_mut()
-            .for_each(|x| *x = sampling::uniform_below(&mut rng, q));
+    let unit = (1u64 << 53) as f64;
+    Ok((0..count)
+        .map(|_| 2.0 * sampling::uniform_below(&mut rng, 1 << 53) as f64 / unit - 1.0)
+        .collect())
+}
+
+/// `values` encoded at `level` with the default scale.
+pub fn encode(
+    encoder: &Encoder,
+    params: &Params,
+    values: &[f64],
+    level: usize,
+) -> Result<Plaintext> {
+    let scale = params.default_scale();
+    let poly = encoder
+        .encode(params.ring(), values, scale, Basis::level(level))
+        .context("encoding the benchmark values")?;
+    Ok(Plaintext { poly, level, scale })
+}
+
+/// A plaintext of random values filling every slot, at `level`.
+pub fn random(encoder: &Encoder, params: &Params, level: usize) -> Result<Plaintext> {
+    encode(encoder, params, &random_values(params.slots())?, level)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_in_range() {
+        let v = random_values(1000).unwrap();
+        assert_eq!(v.len(), 1000);
+        assert!(v.iter().all(|x| (-1.0..1.0).contains(x)));
+        assert!(v.iter().any(|&x| x < -0.5) && v.iter().any(|&x| x > 0.5));
     }
-    Ok(Plaintext {
-        poly,
-        level,
-        scale: params.default_scale(),
-    })
 }
