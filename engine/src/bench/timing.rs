@@ -74,6 +74,14 @@ pub fn measure<T, E>(iters: Iterations, mut op: impl FnMut() -> Result<T, E>) ->
 }
 
 /// The median (mean of the two middle values for an even count); zero for no samples.
+///
+/// ```
+/// use helora_engine::bench::timing::median;
+/// use std::time::Duration;
+///
+/// let mut samples = [3, 1, 2].map(Duration::from_millis);
+/// assert_eq!(median(&mut samples), Duration::from_millis(2));
+/// ```
 pub fn median(samples: &mut [Duration]) -> Duration {
     samples.sort_unstable();
     match samples.len() {
