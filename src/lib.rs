@@ -7,5 +7,6 @@
 
 pub mod backend;
 pub mod ckks;
+pub mod linear;
 pub mod math;
 pub mod ring;

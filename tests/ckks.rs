@@ -438,3 +438,67 @@ fn objects_of_other_parameter_sets_are_refused() {
         Err(CkksError::ParamsMismatch { .. })
     ));
 }
+
+#[test]
+fn double_hoisted_linear_combination_matches_f64() {
+    let steps = [0i64, 1, 2, 3, 5, 8, -4];
+    let mut s = setup(ParamSpec::n13_depth2(), &steps);
+    let slots = s.params.slots();
+    let v = random_values(slots);
+    let ct = s.encrypt(&v);
+    let level = ct.level;
+    let ext_basis = Basis::new(level + 1, s.params.p_primes().len());
+    let diagonals: Vec<Vec<f64>> = steps.iter().map(|_| random_values(slots)).collect();
+    let plaintexts: Vec<ExtendedPlaintext> = diagonals
+        .iter()
+        .map(|d| {
+            let poly = s
+                .encoder
+                .encode(s.params.ring(), d, s.params.default_scale(), ext_basis)
+                .unwrap();
+            s.evaluator
+                .extended_plaintext(&poly, s.params.default_scale())
+                .unwrap()
+        })
+        .collect();
+    let terms: Vec<(i64, &ExtendedPlaintext)> = steps.iter().copied().zip(&plaintexts).collect();
+    let out = s.evaluator.linear_combination_hoisted(&ct, &terms).unwrap();
+    let out = s.evaluator.rescale(&out).unwrap();
+    let mut want = vec![0.0; slots];
+    for (&step, d) in steps.iter().zip(&diagonals) {
+        for (i, w) in want.iter_mut().enumerate() {
+            *w += d[i] * v[(i as i64 + step).rem_euclid(slots as i64) as usize];
+        }
+    }
+    check(
+        "Σ diag ⊙ rot, double hoisted",
+        &s.decrypt(&out),
+        &want,
+        PRODUCT,
+    );
+    // The same sum from single rotations agrees.
+    let mut reference: Option<Ciphertext> = None;
+    for (&step, d) in steps.iter().zip(&diagonals) {
+        let pt = s.plaintext(d, level, s.params.default_scale());
+        let term = s
+            .evaluator
+            .mul_plain(&s.evaluator.rotate(&ct, step).unwrap(), &pt)
+            .unwrap();
+        reference = Some(match reference {
+            None => term,
+            Some(acc) => s.evaluator.add(&acc, &term).unwrap(),
+        });
+    }
+    let reference = s.evaluator.rescale(&reference.unwrap()).unwrap();
+    check(
+        "Σ diag ⊙ rot, single rotations",
+        &s.decrypt(&reference),
+        &want,
+        PRODUCT,
+    );
+    assert!(matches!(
+        s.evaluator
+            .linear_combination_hoisted(&ct, &[(6, &plaintexts[0])]),
+        Err(CkksError::MissingGaloisKey { step: Some(6), .. })
+    ));
+}

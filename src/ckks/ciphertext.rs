@@ -11,6 +11,15 @@ pub struct Plaintext<P = RnsPoly> {
     pub scale: f64,
 }
 
+/// A plaintext kept over Q_l ∪ P as well as Q_l, for products inside a hoisted key switch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExtendedPlaintext<P = RnsPoly> {
+    pub extended: P,
+    pub q_part: P,
+    pub level: usize,
+    pub scale: f64,
+}
+
 /// (c0, c1) with c0 + c1·s ≈ m.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ciphertext<P = RnsPoly> {

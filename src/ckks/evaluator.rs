@@ -1,12 +1,18 @@
 //! Homomorphic operations on ciphertexts, through a [`Backend`]: the server side.
 
-use super::ciphertext::{Ciphertext, Plaintext};
+use super::ciphertext::{Ciphertext, ExtendedPlaintext, Plaintext};
 use super::galois::{conjugation_element, rotation_element};
 use super::keys::{EvaluationKeys, SwitchingKey};
 use super::{CkksError, Params};
 use crate::backend::{Backend, CpuBackend};
-use crate::ring::Basis;
+use crate::ring::{Basis, RnsPoly};
 use std::collections::HashMap;
+
+/// The hybrid key-switching digits of one ciphertext's c1, extended to Q_l ∪ P.
+pub struct Decomposed<P> {
+    digits: Vec<P>,
+    level: usize,
+}
 
 /// Relative tolerance when two scales must agree.
 const SCALE_TOLERANCE: f64 = 1e-9;
@@ -174,16 +180,50 @@ impl<B: Backend> Evaluator<B> {
     }
 
     /// Both operands at the lower of their levels.
-    fn aligned(
+    /// Brings `acc` and `b` to one level (the lower) and checks their scales; returns `b`'s
+    /// limbs at that level, copied only when `b` had to drop.
+    fn align_into<'b>(
         &self,
-        a: &Ciphertext<B::Poly>,
-        b: &Ciphertext<B::Poly>,
-    ) -> Result<(Ciphertext<B::Poly>, Ciphertext<B::Poly>), CkksError> {
-        self.check(a)?;
+        acc: &mut Ciphertext<B::Poly>,
+        b: &'b Ciphertext<B::Poly>,
+    ) -> Result<std::borrow::Cow<'b, Ciphertext<B::Poly>>, CkksError> {
+        self.check(acc)?;
         self.check(b)?;
-        Self::same_scale(a.scale, b.scale)?;
-        let level = a.level.min(b.level);
-        Ok((self.drop_to_level(a, level)?, self.drop_to_level(b, level)?))
+        Self::same_scale(acc.scale, b.scale)?;
+        if acc.level > b.level {
+            self.backend.truncate_q(&mut acc.c0, b.level + 1);
+            self.backend.truncate_q(&mut acc.c1, b.level + 1);
+            acc.level = b.level;
+        }
+        Ok(if b.level > acc.level {
+            std::borrow::Cow::Owned(self.drop_to_level(b, acc.level)?)
+        } else {
+            std::borrow::Cow::Borrowed(b)
+        })
+    }
+
+    /// acc += b (at the lower of the two levels).
+    pub fn add_assign(
+        &self,
+        acc: &mut Ciphertext<B::Poly>,
+        b: &Ciphertext<B::Poly>,
+    ) -> Result<(), CkksError> {
+        let b = self.align_into(acc, b)?;
+        self.backend.add_assign(&mut acc.c0, &b.c0);
+        self.backend.add_assign(&mut acc.c1, &b.c1);
+        Ok(())
+    }
+
+    /// acc −= b (at the lower of the two levels).
+    pub fn sub_assign(
+        &self,
+        acc: &mut Ciphertext<B::Poly>,
+        b: &Ciphertext<B::Poly>,
+    ) -> Result<(), CkksError> {
+        let b = self.align_into(acc, b)?;
+        self.backend.sub_assign(&mut acc.c0, &b.c0);
+        self.backend.sub_assign(&mut acc.c1, &b.c1);
+        Ok(())
     }
 
     pub fn add(
@@ -191,10 +231,9 @@ impl<B: Backend> Evaluator<B> {
         a: &Ciphertext<B::Poly>,
         b: &Ciphertext<B::Poly>,
     ) -> Result<Ciphertext<B::Poly>, CkksError> {
-        let (mut a, b) = self.aligned(a, b)?;
-        self.backend.add_assign(&mut a.c0, &b.c0);
-        self.backend.add_assign(&mut a.c1, &b.c1);
-        Ok(a)
+        let mut out = a.clone();
+        self.add_assign(&mut out, b)?;
+        Ok(out)
     }
 
     pub fn sub(
@@ -202,10 +241,9 @@ impl<B: Backend> Evaluator<B> {
         a: &Ciphertext<B::Poly>,
         b: &Ciphertext<B::Poly>,
     ) -> Result<Ciphertext<B::Poly>, CkksError> {
-        let (mut a, b) = self.aligned(a, b)?;
-        self.backend.sub_assign(&mut a.c0, &b.c0);
-        self.backend.sub_assign(&mut a.c1, &b.c1);
-        Ok(a)
+        let mut out = a.clone();
+        self.sub_assign(&mut out, b)?;
+        Ok(out)
     }
 
     pub fn negate(&self, a: &Ciphertext<B::Poly>) -> Result<Ciphertext<B::Poly>, CkksError> {
@@ -448,6 +486,186 @@ impl<B: Backend> Evaluator<B> {
                 }
             })
             .collect()
+    }
+
+    /// Prepares a plaintext for [`linear_combination_hoisted`](Self::linear_combination_hoisted):
+    /// `poly` holds the encoded values over Q_l ∪ P (NTT form), so that it can multiply the
+    /// key-switch accumulators before their ModDown.
+    pub fn extended_plaintext(
+        &self,
+        poly: &RnsPoly,
+        scale: f64,
+    ) -> Result<ExtendedPlaintext<B::Poly>, CkksError> {
+        let basis = poly.basis();
+        let p_count = self.params.ring().p().len();
+        if basis.q == 0
+            || basis.q > self.params.max_level() + 1
+            || basis.p != p_count
+            || !poly.ntt_form
+        {
+            return Err(CkksError::Malformed(
+                "extended plaintext must be over Q_l ∪ P in NTT form".into(),
+            ));
+        }
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(CkksError::Malformed(format!(
+                "plaintext scale {scale} is not positive"
+            )));
+        }
+        let mut q_part = poly.clone();
+        q_part.truncate_q(basis.q);
+        Ok(ExtendedPlaintext {
+            extended: self.backend.upload(poly)?,
+            q_part: self.backend.upload(&q_part)?,
+            level: basis.q - 1,
+            scale,
+        })
+    }
+
+    /// The hybrid key-switching decomposition of `a`'s c1, to share between several
+    /// hoisted operations on the same ciphertext.
+    pub fn decompose(&self, a: &Ciphertext<B::Poly>) -> Result<Decomposed<B::Poly>, CkksError> {
+        self.check(a)?;
+        Ok(Decomposed {
+            digits: self.backend.decompose(&a.c1),
+            level: a.level,
+        })
+    }
+
+    /// Σ_k pt_k ⊙ rot(a, step_k) with one decomposition of `a` and one ModDown per half
+    /// for the whole sum (double hoisting). See [`linear_combinations_hoisted`](Self::linear_combinations_hoisted).
+    pub fn linear_combination_hoisted(
+        &self,
+        a: &Ciphertext<B::Poly>,
+        terms: &[(i64, &ExtendedPlaintext<B::Poly>)],
+    ) -> Result<Ciphertext<B::Poly>, CkksError> {
+        let decomposed = self.decompose(a)?;
+        let mut out = self.linear_combinations_hoisted(a, &decomposed, &[terms])?;
+        out.pop()
+            .ok_or(CkksError::Malformed("no combination computed".into()))
+    }
+
+    /// Several sums Σ_k pt_k ⊙ rot(a, step_k) of the same ciphertext. Each distinct step's
+    /// key-switch inner product (the expensive part) is computed once and shared by every
+    /// sum that uses it; each rotated term then costs two plaintext products in the extended
+    /// basis, and each sum one ModDown per half. Plaintexts must be at `a`'s level and share
+    /// one scale within a sum; a result's scale is `a.scale` times its plaintexts' scale.
+    pub fn linear_combinations_hoisted(
+        &self,
+        a: &Ciphertext<B::Poly>,
+        decomposed: &Decomposed<B::Poly>,
+        combinations: &[&[(i64, &ExtendedPlaintext<B::Poly>)]],
+    ) -> Result<Vec<Ciphertext<B::Poly>>, CkksError> {
+        self.check(a)?;
+        if decomposed.level != a.level {
+            return Err(CkksError::LevelMismatch {
+                needed: a.level,
+                found: decomposed.level,
+            });
+        }
+        let n = self.params.n();
+        // Validate everything first; collect the distinct rotation elements in order.
+        let mut elements: Vec<(u64, i64)> = Vec::new();
+        for terms in combinations {
+            let Some((_, first)) = terms.first() else {
+                return Err(CkksError::Malformed(
+                    "a linear combination needs at least one term".into(),
+                ));
+            };
+            for &(step, pt) in terms.iter() {
+                if pt.level != a.level {
+                    return Err(CkksError::LevelMismatch {
+                        needed: a.level,
+                        found: pt.level,
+                    });
+                }
+                Self::same_scale(pt.scale, first.scale)?;
+                let g = rotation_element(step, n);
+                if g != 1 && !elements.iter().any(|&(e, _)| e == g) {
+                    if !self.galois.contains_key(&g) {
+                        return Err(CkksError::MissingGaloisKey {
+                            galois: g,
+                            step: Some(step),
+                        });
+                    }
+                    elements.push((g, step));
+                }
+            }
+        }
+        let q_basis = Basis::level(a.level);
+        let ext_basis = Basis::new(a.level + 1, self.params.ring().p().len());
+        struct Accumulator<P> {
+            out: [P; 2],
+            extended: Option<[P; 2]>,
+        }
+        let mut accs: Vec<Accumulator<B::Poly>> = combinations
+            .iter()
+            .map(|_| Accumulator {
+                out: [
+                    self.backend.zero(q_basis, true),
+                    self.backend.zero(q_basis, true),
+                ],
+                extended: None,
+            })
+            .collect();
+        // Unrotated terms multiply the ciphertext directly.
+        for (terms, acc) in combinations.iter().zip(&mut accs) {
+            for &(step, pt) in terms.iter() {
+                if rotation_element(step, n) == 1 {
+                    self.backend
+                        .mul_add_assign(&mut acc.out[0], &a.c0, &pt.q_part);
+                    self.backend
+                        .mul_add_assign(&mut acc.out[1], &a.c1, &pt.q_part);
+                }
+            }
+        }
+        for &(g, _) in &elements {
+            let key = self.galois.get(&g).ok_or(CkksError::MissingGaloisKey {
+                galois: g,
+                step: None,
+            })?;
+            let [x0, x1] = self
+                .backend
+                .key_switch_inner_product(&decomposed.digits, key, Some(g));
+            let c0_rotated = self.backend.automorphism(&a.c0, g);
+            for (terms, acc) in combinations.iter().zip(&mut accs) {
+                for &(_, pt) in terms
+                    .iter()
+                    .filter(|(step, _)| rotation_element(*step, n) == g)
+                {
+                    let ext = acc.extended.get_or_insert_with(|| {
+                        [
+                            self.backend.zero(ext_basis, true),
+                            self.backend.zero(ext_basis, true),
+                        ]
+                    });
+                    self.backend.mul_add_assign(&mut ext[0], &x0, &pt.extended);
+                    self.backend.mul_add_assign(&mut ext[1], &x1, &pt.extended);
+                    self.backend
+                        .mul_add_assign(&mut acc.out[0], &c0_rotated, &pt.q_part);
+                }
+            }
+        }
+        Ok(accs
+            .into_iter()
+            .zip(combinations)
+            .map(|(acc, terms)| {
+                let [mut c0, mut c1] = acc.out;
+                if let Some([e0, e1]) = acc.extended {
+                    self.backend
+                        .add_assign(&mut c0, &self.backend.mod_down(&e0));
+                    self.backend
+                        .add_assign(&mut c1, &self.backend.mod_down(&e1));
+                }
+                let pt_scale = terms.first().map_or(1.0, |(_, pt)| pt.scale);
+                Ciphertext {
+                    c0,
+                    c1,
+                    level: a.level,
+                    scale: a.scale * pt_scale,
+                }
+            })
+            .collect())
     }
 
     fn galois_from_digits(

@@ -10,17 +10,19 @@ mod keygen;
 mod keys;
 mod params;
 mod security;
+mod serialization;
 
-pub use ciphertext::{Ciphertext, Plaintext, SeededCiphertext};
+pub use ciphertext::{Ciphertext, ExtendedPlaintext, Plaintext, SeededCiphertext};
 pub use complex::Complex;
 pub use encoder::{EncodeError, Encoder};
 pub use encryptor::{expand_seeded, Decryptor, Encryptor, SymmetricEncryptor};
-pub use evaluator::Evaluator;
+pub use evaluator::{Decomposed, Evaluator};
 pub use galois::{conjugation_element, rotation_element};
 pub use keygen::KeyGenerator;
 pub use keys::{EvaluationKeys, PublicKey, SecretKey, SwitchingKey};
 pub use params::{ParamSpec, Params};
 pub use security::max_modulus_bits_128;
+pub use serialization::{Serializable, FORMAT_VERSION, MAGIC};
 
 use crate::backend::BackendError;
 use crate::math::sampling::EntropyError;
@@ -55,6 +57,8 @@ pub enum CkksError {
     InvalidGaloisElement(u64),
     #[error("malformed input: {0}")]
     Malformed(String),
+    #[error("serialization: {0}")]
+    Serialization(String),
     #[error(transparent)]
     Encode(#[from] EncodeError),
     #[error(transparent)]

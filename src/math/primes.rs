@@ -8,7 +8,7 @@ pub fn is_prime(n: u64) -> bool {
         return false;
     }
     for p in [2u64, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37] {
-        if n % p == 0 {
+        if n.is_multiple_of(p) {
             return n == p;
         }
     }
@@ -79,7 +79,7 @@ pub fn ntt_primes(
 /// Returns the smallest one, so the choice is deterministic.
 pub fn primitive_root_of_unity(q: &Modulus, order: u64) -> Result<u64, MathError> {
     let qv = q.value();
-    if !order.is_power_of_two() || (qv - 1) % order != 0 {
+    if !order.is_power_of_two() || !(qv - 1).is_multiple_of(order) {
         return Err(MathError::NoRootOfUnity { q: qv, order });
     }
     let cofactor = (qv - 1) / order;

@@ -1,0 +1,23 @@
+//! Ciphertext × plaintext products for low-rank layers: LoRA plans.
+
+mod layout;
+mod lora;
+mod matrix;
+
+pub use layout::{InputLayout, OutputLayout};
+pub use lora::{LoraGroup, LoraPlan, OpCounts, MAX_RANK};
+pub use matrix::Matrix;
+
+use crate::ckks::{CkksError, EncodeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinearError {
+    #[error("shape: {0}")]
+    Shape(String),
+    #[error("level {level} is not usable here (plan levels go up to {max}, and a plan needs 2)")]
+    Level { level: usize, max: usize },
+    #[error(transparent)]
+    Ckks(#[from] CkksError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}

@@ -1,0 +1,235 @@
+//! LoRA plans on ciphertexts against an f64 reference, on fresh inputs shaped like real
+//! LoRA: x with unit variance, A Kaiming-uniform (PEFT's init: bound 1/√d_in), B ~ N(0, 0.02²).
+//! Accuracy bound: relative L2 error of y ≤ 1e-4.
+
+use helora::ckks::*;
+use helora::linear::{LinearError, LoraGroup, LoraPlan, Matrix};
+use helora::math::sampling;
+use rand_core::RngCore;
+
+const MAX_RELATIVE_ERROR: f64 = 1e-4;
+
+fn uniform(rng: &mut impl RngCore) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn gaussian(rng: &mut impl RngCore) -> f64 {
+    let (u1, u2) = (uniform(rng).max(1e-300), uniform(rng));
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+fn lora_factors(d_in: usize, d_out: usize, r: usize) -> (Matrix, Matrix) {
+    let mut rng = sampling::os_rng().unwrap();
+    let bound = 1.0 / (d_in as f64).sqrt();
+    let a = (0..d_in * r)
+        .map(|_| (2.0 * uniform(&mut rng) - 1.0) * bound)
+        .collect();
+    let b = (0..r * d_out).map(|_| 0.02 * gaussian(&mut rng)).collect();
+    (
+        Matrix::new(d_in, r, a).unwrap(),
+        Matrix::new(r, d_out, b).unwrap(),
+    )
+}
+
+fn input(d: usize) -> Vec<f64> {
+    let mut rng = sampling::os_rng().unwrap();
+    (0..d).map(|_| gaussian(&mut rng)).collect()
+}
+
+struct Client {
+    params: Params,
+    encoder: Encoder,
+    encryptor: SymmetricEncryptor,
+    decryptor: Decryptor,
+    keygen: KeyGenerator,
+}
+
+impl Client {
+    fn new() -> Self {
+        let params = Params::new(ParamSpec::n13_depth2()).unwrap();
+        let keygen = KeyGenerator::new(&params).unwrap();
+        Self {
+            encoder: Encoder::new(params.n()).unwrap(),
+            encryptor: SymmetricEncryptor::new(&params, keygen.secret_key()).unwrap(),
+            decryptor: Decryptor::new(&params, keygen.secret_key()).unwrap(),
+            params,
+            keygen,
+        }
+    }
+
+    fn encrypt(
+        &mut self,
+        plan: &LoraPlan<helora::backend::CpuBackend>,
+        x: &[f64],
+    ) -> Vec<Ciphertext> {
+        let level = plan.input_level();
+        plan.input_layout()
+            .pack(x)
+            .unwrap()
+            .iter()
+            .map(|slots| {
+                let scale = self.params.default_scale();
+                let poly = self
+                    .encoder
+                    .encode(
+                        self.params.ring(),
+                        slots,
+                        scale,
+                        helora::ring::Basis::level(level),
+                    )
+                    .unwrap();
+                self.encryptor
+                    .encrypt(&Plaintext { poly, level, scale })
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    fn decrypt(&self, plan: &LoraPlan<helora::backend::CpuBackend>, y: &[Ciphertext]) -> Vec<f64> {
+        let decoded: Vec<Vec<f64>> = y
+            .iter()
+            .map(|ct| {
+                let pt = self.decryptor.decrypt(ct).unwrap();
+                self.encoder
+                    .decode(self.params.ring(), &pt.poly, pt.scale)
+                    .unwrap()
+            })
+            .collect();
+        plan.output_layout().unpack(&decoded).unwrap()
+    }
+}
+
+fn relative_error(got: &[f64], want: &[f64]) -> f64 {
+    let num: f64 = got.iter().zip(want).map(|(g, w)| (g - w).powi(2)).sum();
+    let den: f64 = want.iter().map(|w| w * w).sum();
+    (num / den).sqrt()
+}
+
+fn run(d_in: usize, d_out: usize, r: usize) -> (f64, LoraPlan<helora::backend::CpuBackend>) {
+    let mut client = Client::new();
+    let mut server = Evaluator::cpu(&client.params);
+    let (a, b) = lora_factors(d_in, d_out, r);
+    let plan = LoraPlan::new(&server, &client.encoder, &a, &b, 2).unwrap();
+    let keys = client
+        .keygen
+        .evaluation_keys(&plan.rotation_steps(), false)
+        .unwrap();
+    server.set_keys(&keys).unwrap();
+    let x = input(d_in);
+    let y = plan.apply(&server, &client.encrypt(&plan, &x)).unwrap();
+    assert!(
+        y.iter().all(|ct| ct.level == 0),
+        "output at the lowest level"
+    );
+    let got = client.decrypt(&plan, &y);
+    let want = b.left_multiply(&a.left_multiply(&x));
+    let err = relative_error(&got, &want);
+    println!(
+        "d_in {d_in} d_out {d_out} r {r}: relative L2 error {err:.3e}, counts {:?}",
+        plan.op_counts()
+    );
+    assert!(
+        err <= MAX_RELATIVE_ERROR,
+        "relative error {err:e} above {MAX_RELATIVE_ERROR:e}"
+    );
+    (err, plan)
+}
+
+#[test]
+fn reference_shape_is_accurate_and_within_the_operation_budget() {
+    let (_, plan) = run(4096, 4096, 8);
+    let counts = plan.op_counts();
+    assert!(counts.keyswitches <= 23, "{counts:?}");
+    assert_eq!(counts.depth, 2);
+    assert_eq!(counts.pt_muls, 16);
+    assert_eq!(counts.hoisted_keyswitches, 14);
+    assert_eq!(plan.rotation_steps().len(), 7 + 9);
+}
+
+#[test]
+fn shapes_beyond_one_ciphertext_and_odd_ranks() {
+    // ChatGLM2's fused query_key_value: two output ciphertexts.
+    run(4096, 4608, 8);
+    // SmolLM2's hidden size, a rank that is not a power of two.
+    run(576, 576, 6);
+    // Input longer than the slots (three chunks), small output.
+    run(9000, 100, 3);
+    // The largest rank.
+    run(1024, 1024, 64);
+    run(64, 4096, 1);
+}
+
+#[test]
+fn projections_sharing_an_input_share_its_decomposition() {
+    let mut client = Client::new();
+    let mut server = Evaluator::cpu(&client.params);
+    let shapes = [(576, 576, 8), (576, 192, 8), (576, 192, 4)];
+    let factors: Vec<(Matrix, Matrix)> = shapes
+        .iter()
+        .map(|&(i, o, r)| lora_factors(i, o, r))
+        .collect();
+    let plans: Vec<LoraPlan<_>> = factors
+        .iter()
+        .map(|(a, b)| LoraPlan::new(&server, &client.encoder, a, b, 2).unwrap())
+        .collect();
+    let group = LoraGroup::new(plans.iter().collect()).unwrap();
+    server
+        .set_keys(
+            &client
+                .keygen
+                .evaluation_keys(&group.rotation_steps(), false)
+                .unwrap(),
+        )
+        .unwrap();
+    let x = input(576);
+    let cts = client.encrypt(&plans[0], &x);
+    let outputs = group.apply(&server, &cts).unwrap();
+    for ((plan, (a, b)), y) in plans.iter().zip(&factors).zip(&outputs) {
+        let err = relative_error(
+            &client.decrypt(plan, y),
+            &b.left_multiply(&a.left_multiply(&x)),
+        );
+        println!("group member: relative error {err:.3e}");
+        assert!(err <= MAX_RELATIVE_ERROR);
+    }
+    let shared = group.op_counts();
+    let separate: usize = plans.iter().map(|p| p.op_counts().decompositions).sum();
+    assert!(
+        shared.decompositions < separate,
+        "one decomposition of the shared input"
+    );
+    assert!(
+        shared.keyswitches
+            < plans
+                .iter()
+                .map(|p| p.op_counts().keyswitches)
+                .sum::<usize>()
+    );
+}
+
+#[test]
+fn bad_shapes_and_inputs_are_errors() {
+    let client = Client::new();
+    let server = Evaluator::cpu(&client.params);
+    let (a, _) = lora_factors(64, 64, 8);
+    let (_, b4) = lora_factors(64, 64, 4);
+    assert!(matches!(
+        LoraPlan::new(&server, &client.encoder, &a, &b4, 2),
+        Err(LinearError::Shape(_))
+    ));
+    let (a65, b65) = lora_factors(128, 128, 65);
+    assert!(matches!(
+        LoraPlan::new(&server, &client.encoder, &a65, &b65, 2),
+        Err(LinearError::Shape(_))
+    ));
+    let (a, b) = lora_factors(64, 64, 8);
+    assert!(matches!(
+        LoraPlan::new(&server, &client.encoder, &a, &b, 1),
+        Err(LinearError::Level { .. })
+    ));
+    let plan = LoraPlan::new(&server, &client.encoder, &a, &b, 2).unwrap();
+    assert!(plan.apply(&server, &[]).is_err());
+    assert!(plan.input_layout().pack(&[1.0; 63]).is_err());
+    assert!(Matrix::new(2, 2, vec![1.0, f64::NAN, 0.0, 0.0]).is_err());
+    assert!(Matrix::new(2, 3, vec![1.0; 5]).is_err());
+}
