@@ -19,7 +19,7 @@ impl Progress {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             // The template is a constant; fall back to the default style if it is ever rejected.
             if let Ok(style) =
-                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({elapsed})")
+                ProgressStyle::with_template("{msg} [{bar:20}] {pos}/{len} ({elapsed})")
             {
                 bar.set_style(style.progress_chars("=> "));
             }
@@ -27,7 +27,7 @@ impl Progress {
             bar
         });
         if bar.is_none() {
-            eprintln!("{what} ({total} steps) ...");
+            eprintln!("{what} ...");
         }
         Self {
             bar,

@@ -23,9 +23,9 @@ pub fn generate(params: &Params, rotations: &[i64]) -> Result<BenchKeys> {
     let start = Instant::now();
     let progress = Progress::start(
         &format!(
-            "generating keys for N = {} (relinearisation + {} rotations)",
-            params.n(),
-            rotations.len()
+            "generating {} switching keys (N = {})",
+            1 + rotations.len(),
+            params.n()
         ),
         1 + rotations.len() as u64,
     );

@@ -101,7 +101,7 @@ fn time_ops(params: &Params, keys: &keys::BenchKeys, iters: Iterations) -> Resul
 
     const COUNT: u64 = 14;
     let progress = Progress::start(
-        &format!("timing {COUNT} operations at N = {}", params.n()),
+        &format!("timing {COUNT} operations (N = {})", params.n()),
         COUNT,
     );
     let mut ops = Vec::new();
