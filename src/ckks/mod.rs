@@ -18,7 +18,7 @@ pub use compact::{CompactCiphertext, MIN_COMPACT_BITS};
 pub use complex::Complex;
 pub use encoder::{EncodeError, Encoder};
 pub use encryptor::{expand_seeded, Decryptor, Encryptor, SymmetricEncryptor};
-pub use evaluator::{Decomposed, Evaluator};
+pub use evaluator::{Decomposed, Evaluator, Terms};
 pub use galois::{conjugation_element, rotation_element};
 pub use keygen::KeyGenerator;
 pub use keys::{EvaluationKeys, PublicKey, SecretKey, SwitchingKey};
