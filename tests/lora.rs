@@ -298,3 +298,36 @@ fn compact_reply_meets_the_download_budget_and_the_accuracy_bound() {
     assert!(server.compact(&y[0], 36, 50).is_err());
     assert!(server.compact(&y[0], 41, 40).is_err());
 }
+
+#[test]
+fn a_batch_of_tokens_matches_token_by_token() {
+    let mut client = Client::new();
+    let mut server = Evaluator::cpu(&client.params);
+    let (a, b) = lora_factors(576, 576, 8);
+    let plan = LoraPlan::new(&server, &client.encoder, &a, &b, 2).unwrap();
+    server
+        .set_keys(
+            &client
+                .keygen
+                .evaluation_keys(&plan.rotation_steps(), false)
+                .unwrap(),
+        )
+        .unwrap();
+    let xs: Vec<Vec<f64>> = (0..5).map(|_| input(576)).collect();
+    let tokens: Vec<Vec<Ciphertext>> = xs.iter().map(|x| client.encrypt(&plan, x)).collect();
+    let group = LoraGroup::new(vec![&plan]).unwrap();
+    let batch = group.apply_batch(&server, &tokens, 2).unwrap();
+    assert_eq!(batch.len(), tokens.len());
+    for ((x, token), out) in xs.iter().zip(&tokens).zip(&batch) {
+        assert_eq!(
+            out[0],
+            plan.apply(&server, token).unwrap(),
+            "same result as one token at a time"
+        );
+        let err = relative_error(
+            &client.decrypt(&plan, &out[0]),
+            &b.left_multiply(&a.left_multiply(x)),
+        );
+        assert!(err <= MAX_RELATIVE_ERROR);
+    }
+}

@@ -280,6 +280,41 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
     }
 
     /// y_p = x·A_p·B_p for every member p, from one token's input ciphertexts.
+    /// Applies the group to a batch of tokens (a prompt): the plaintexts are shared and the
+    /// tokens are spread over `threads` worker threads (the CPU backend computes one token
+    /// per thread). Results keep the tokens' order.
+    pub fn apply_batch(
+        &self,
+        evaluator: &Evaluator<B>,
+        tokens: &[Vec<Ciphertext<B::Poly>>],
+        threads: usize,
+    ) -> Result<Vec<Vec<Vec<Ciphertext<B::Poly>>>>, LinearError> {
+        let threads = threads.clamp(1, tokens.len().max(1));
+        let per_thread = tokens.len().div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = tokens
+                .chunks(per_thread)
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|t| self.apply(evaluator, t))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                })
+                .collect();
+            let mut out = Vec::with_capacity(tokens.len());
+            for worker in workers {
+                out.extend(
+                    worker
+                        .join()
+                        .map_err(|_| LinearError::Shape("a worker thread panicked".into()))??,
+                );
+            }
+            Ok(out)
+        })
+    }
+
     pub fn apply(
         &self,
         evaluator: &Evaluator<B>,
