@@ -8,6 +8,9 @@ use crate::backend::{Backend, CpuBackend};
 use crate::ring::{Basis, RnsPoly};
 use std::collections::HashMap;
 
+/// The terms (rotation step, plaintext) of one hoisted linear combination.
+pub type Terms<'a, P> = [(i64, &'a ExtendedPlaintext<P>)];
+
 /// The hybrid key-switching digits of one ciphertext's c1, extended to Q_l ∪ P.
 pub struct Decomposed<P> {
     digits: Vec<P>,
@@ -554,7 +557,7 @@ impl<B: Backend> Evaluator<B> {
         &self,
         a: &Ciphertext<B::Poly>,
         decomposed: &Decomposed<B::Poly>,
-        combinations: &[&[(i64, &ExtendedPlaintext<B::Poly>)]],
+        combinations: &[&Terms<B::Poly>],
     ) -> Result<Vec<Ciphertext<B::Poly>>, CkksError> {
         self.check(a)?;
         if decomposed.level != a.level {
