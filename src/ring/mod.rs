@@ -4,6 +4,8 @@
 
 mod context;
 mod ntt;
+#[cfg(target_arch = "x86_64")]
+mod ntt_avx512;
 mod poly;
 
 pub use context::{RingContext, MAX_LOG_N, MIN_LOG_N};

@@ -2,6 +2,10 @@
 //!
 //! Forward output order: `out[i] = a(ψ^(2·bitrev(i)+1))` where ψ is the table's primitive
 //! 2N-th root; every automorphism and backend relies on this order.
+//!
+//! `forward`/`inverse` run a vectorised kernel picked once per table from the CPU's features
+//! (AVX-512 IFMA for q < 2^50, AVX-512F/DQ otherwise) and fall back to the scalar reference
+//! `forward_scalar`/`inverse_scalar`; all paths return identical, fully reduced results.
 
 use crate::math::{primitive_root_of_unity, MathError, Modulus};
 
@@ -20,6 +24,9 @@ pub struct NttTable {
     psi_inv_rev_shoup: Vec<u64>,
     n_inv: u64,
     n_inv_shoup: u64,
+    /// Vectorised kernel for this CPU and modulus, chosen at construction.
+    #[cfg(target_arch = "x86_64")]
+    avx512: Option<super::ntt_avx512::Avx512Ntt>,
 }
 
 pub(crate) fn bit_reverse(x: usize, bits: u32) -> usize {
@@ -47,7 +54,11 @@ impl NttTable {
         }
         let shoup = |v: &Vec<u64>| v.iter().map(|&w| modulus.shoup(w)).collect::<Vec<_>>();
         let n_inv = modulus.inv(n as u64).ok_or(MathError::NoRootOfUnity { q: modulus.value(), order: 2 * n as u64 })?;
+        #[cfg(target_arch = "x86_64")]
+        let avx512 = super::ntt_avx512::Avx512Ntt::new(&modulus, &psi_rev, &psi_inv_rev, n_inv);
         Ok(Self {
+            #[cfg(target_arch = "x86_64")]
+            avx512,
             modulus,
             n,
             log_n,
@@ -74,15 +85,36 @@ impl NttTable {
         self.psi
     }
 
+    /// Which implementation `forward`/`inverse` use on this machine: `"avx512-ifma"`,
+    /// `"avx512"` or `"scalar"`.
+    pub fn kernel(&self) -> &'static str {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(k) = &self.avx512 {
+            return match k.flavor() {
+                super::ntt_avx512::Flavor::Ifma => "avx512-ifma",
+                super::ntt_avx512::Flavor::Wide => "avx512",
+            };
+        }
+        "scalar"
+    }
+
     /// In-place forward transform; input and output in `[0, q)`.
     pub fn forward(&self, a: &mut [u64]) {
-        debug_assert_eq!(a.len(), self.n);
+        assert_eq!(a.len(), self.n, "NTT input length must equal N");
+        #[cfg(target_arch = "x86_64")]
+        if let Some(k) = &self.avx512 {
+            return k.forward(a);
+        }
         self.forward_scalar(a);
     }
 
     /// In-place inverse transform (including the 1/N factor); input and output in `[0, q)`.
     pub fn inverse(&self, a: &mut [u64]) {
-        debug_assert_eq!(a.len(), self.n);
+        assert_eq!(a.len(), self.n, "NTT input length must equal N");
+        #[cfg(target_arch = "x86_64")]
+        if let Some(k) = &self.avx512 {
+            return k.inverse(a);
+        }
         self.inverse_scalar(a);
     }
 
