@@ -240,10 +240,17 @@ unsafe trait Arith: Copy {
         (x, self.mul_lazy(d, w, wp))
     }
 
-    /// `[0, 4q)` → `[0, q)`.
+    /// The forward butterfly with fully reduced outputs in `[0, q)` (inputs in `[0, 4q)`).
     #[inline(always)]
-    fn reduce_4q(self, x: __m512i) -> __m512i {
-        self.reduce(self.reduce(x, self.two_q()), self.q())
+    fn fwd_last(self, z0: __m512i, z1: __m512i, w: __m512i, ws: __m512i) -> (__m512i, __m512i) {
+        let z0 = self.reduce(self.reduce(z0, self.two_q()), self.q());
+        let t = self.reduce(self.mul_lazy(z1, w, ws), self.q());
+        let x = self.reduce(self.add(z0, t), self.q());
+        // z0 − t, plus q where that wrapped: min picks the non-wrapped candidate.
+        let d = self.sub(z0, t);
+        // SAFETY: see the trait's contract.
+        let y = unsafe { _mm512_min_epu64(d, _mm512_add_epi64(d, self.q())) };
+        (x, y)
     }
 }
 
@@ -553,61 +560,112 @@ fn transpose<A: Arith>(_ar: A, x: [__m512i; 8]) -> [__m512i; 8] {
     }
 }
 
+/// Blocks processed together by the block kernels: independent work to hide the latency of
+/// the six dependent stages and two transposes in each block.
+const BLOCKS: usize = 2;
+
+/// One twiddle pair (value, Shoup constant) per sub-block slot of a block stage.
+type StageTwiddles<const B: usize> = [[(__m512i, __m512i); 4]; B];
+
+/// Twiddles of a block stage with register distance `h` (4, 2, 1): `4/h` slots per block.
+/// Natural layout (t = 8h): broadcast from `((n/64 + g)·4/h + slot)`; transposed layout
+/// (t = h): vectors at `((n/8 + 8g)·4/h + 8·slot)`, see [`kernel_order`].
+///
+/// # Safety
+/// `w`, `ws` must be valid for the table length n, and g < n/64.
+#[inline(always)]
+unsafe fn stage_twiddles<A: Arith, const B: usize>(
+    ar: A,
+    (w, ws): (*const u64, *const u64),
+    n: usize,
+    g0: usize,
+    h: usize,
+    transposed: bool,
+) -> StageTwiddles<B> {
+    let zero = ar.splat(0);
+    let mut tw = [[(zero, zero); 4]; B];
+    for (b, tw) in tw.iter_mut().enumerate() {
+        let g = g0 + b;
+        for (slot, tw) in tw.iter_mut().enumerate().take(4 / h) {
+            // SAFETY: indices below n by the caller's guarantee (see the formulas above).
+            *tw = unsafe {
+                if transposed {
+                    let i = (n / 8 + 8 * g) * (4 / h) + 8 * slot;
+                    (ar.load(w.add(i)), ar.load(ws.add(i)))
+                } else {
+                    let i = (n / 64 + g) * (4 / h) + slot;
+                    (ar.splat(*w.add(i)), ar.splat(*ws.add(i)))
+                }
+            };
+        }
+    }
+    tw
+}
+
+/// Which butterfly a block stage applies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bfly {
+    Fwd,
+    /// Forward with fully reduced outputs.
+    FwdLast,
+    Inv,
+}
+
+/// Butterflies between registers r and r + H (r & H = 0) of every block, twiddle slot r/(2H).
+#[inline(always)]
+fn block_stage<A: Arith, const B: usize, const H: usize>(
+    ar: A,
+    x: &mut [[__m512i; 8]; B],
+    tw: &StageTwiddles<B>,
+    bfly: Bfly,
+) {
+    // The four pairs of the stage, each applied to every block before the next.
+    for i in 0..4 {
+        let (r, slot) = ((i / H) * 2 * H + i % H, i / H);
+        for (x, tw) in x.iter_mut().zip(tw) {
+            let (w, ws) = tw[slot];
+            let (u, v) = (x[r], x[r + H]);
+            (x[r], x[r + H]) = match bfly {
+                Bfly::Fwd => ar.fwd(u, v, w, ws),
+                Bfly::FwdLast => ar.fwd_last(u, v, w, ws),
+                Bfly::Inv => ar.inv(u, v, w, ws),
+            };
+        }
+    }
+}
+
 /// The last six forward stages (t = 32 … 1) on 64-element blocks, then the final reduction.
 #[inline(always)]
 fn fwd_blocks<A: Arith>(ar: A, t: &Avx512Ntt, a: &mut [u64]) {
     let n = a.len();
-    let (w, ws) = (t.fwd_w.as_ptr(), t.fwd_ws.as_ptr());
+    let tw = (t.fwd_w.as_ptr(), t.fwd_ws.as_ptr());
     let ptr = a.as_mut_ptr();
-    for g in 0..n / 64 {
-        // SAFETY: block g is a[64g .. 64g + 64] ⊂ a. Twiddle reads: broadcasts at
-        // n/64 + g, n/32 + 2g + 1, n/16 + 4g + 3 < n/8, vectors at n/8 + 8g … n/2 + 32g + 32
-        // ≤ n; the tables have length n.
+    for g in (0..n / 64).step_by(BLOCKS) {
+        // SAFETY: blocks g … g + BLOCKS − 1 are a[64g .. 64(g + BLOCKS)] ⊂ a (n/64 is a
+        // multiple of BLOCKS); the twiddle indices are < n for g < n/64 (`stage_twiddles`).
         unsafe {
             let p = ptr.add(64 * g);
-            let mut x = [ar.splat(0); 8];
-            for (k, x) in x.iter_mut().enumerate() {
-                *x = ar.load(p.add(8 * k));
+            let mut x = [[ar.splat(0); 8]; BLOCKS];
+            for (b, x) in x.iter_mut().enumerate() {
+                for (k, x) in x.iter_mut().enumerate() {
+                    *x = ar.load(p.add(64 * b + 8 * k));
+                }
             }
-            let bc = |i: usize| (ar.splat(*w.add(i)), ar.splat(*ws.add(i)));
-            let vec = |i: usize| (ar.load(w.add(i)), ar.load(ws.add(i)));
             // t = 32, 16, 8: whole registers, broadcast twiddles.
-            let (w0, p0) = bc(n / 64 + g);
-            for r in 0..4 {
-                (x[r], x[r + 4]) = ar.fwd(x[r], x[r + 4], w0, p0);
-            }
-            for b in 0..2 {
-                let (w1, p1) = bc(n / 32 + 2 * g + b);
-                for r in 4 * b..4 * b + 2 {
-                    (x[r], x[r + 2]) = ar.fwd(x[r], x[r + 2], w1, p1);
-                }
-            }
-            for b in 0..4 {
-                let (w2, p2) = bc(n / 16 + 4 * g + b);
-                (x[2 * b], x[2 * b + 1]) = ar.fwd(x[2 * b], x[2 * b + 1], w2, p2);
-            }
+            block_stage::<A, BLOCKS, 4>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 4, false), Bfly::Fwd);
+            block_stage::<A, BLOCKS, 2>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 2, false), Bfly::Fwd);
+            block_stage::<A, BLOCKS, 1>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 1, false), Bfly::Fwd);
             // t = 4, 2, 1 after transposing: register l holds element 8k + l in lane k.
-            let mut x = transpose(ar, x);
-            let (w3, p3) = vec(n / 8 + 8 * g);
-            for r in 0..4 {
-                (x[r], x[r + 4]) = ar.fwd(x[r], x[r + 4], w3, p3);
-            }
-            for b in 0..2 {
-                let (w4, p4) = vec(n / 4 + 16 * g + 8 * b);
-                for r in 4 * b..4 * b + 2 {
-                    (x[r], x[r + 2]) = ar.fwd(x[r], x[r + 2], w4, p4);
-                }
-            }
-            for b in 0..4 {
-                let (w5, p5) = vec(n / 2 + 32 * g + 8 * b);
-                (x[2 * b], x[2 * b + 1]) = ar.fwd(x[2 * b], x[2 * b + 1], w5, p5);
-            }
             for x in x.iter_mut() {
-                *x = ar.reduce_4q(*x);
+                *x = transpose(ar, *x);
             }
-            let x = transpose(ar, x);
-            for (k, &x) in x.iter().enumerate() {
-                ar.store(p.add(8 * k), x);
+            block_stage::<A, BLOCKS, 4>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 4, true), Bfly::Fwd);
+            block_stage::<A, BLOCKS, 2>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 2, true), Bfly::Fwd);
+            block_stage::<A, BLOCKS, 1>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 1, true), Bfly::FwdLast);
+            for (b, x) in x.iter().enumerate() {
+                for (k, &x) in transpose(ar, *x).iter().enumerate() {
+                    ar.store(p.add(64 * b + 8 * k), x);
+                }
             }
         }
     }
@@ -617,50 +675,32 @@ fn fwd_blocks<A: Arith>(ar: A, t: &Avx512Ntt, a: &mut [u64]) {
 #[inline(always)]
 fn inv_blocks<A: Arith>(ar: A, t: &Avx512Ntt, a: &mut [u64]) {
     let n = a.len();
-    let (w, ws) = (t.inv_w.as_ptr(), t.inv_ws.as_ptr());
+    let tw = (t.inv_w.as_ptr(), t.inv_ws.as_ptr());
     let ptr = a.as_mut_ptr();
-    for g in 0..n / 64 {
+    for g in (0..n / 64).step_by(BLOCKS) {
         // SAFETY: as in `fwd_blocks` (same index sets).
         unsafe {
             let p = ptr.add(64 * g);
-            let mut x = [ar.splat(0); 8];
-            for (k, x) in x.iter_mut().enumerate() {
-                *x = ar.load(p.add(8 * k));
-            }
-            let bc = |i: usize| (ar.splat(*w.add(i)), ar.splat(*ws.add(i)));
-            let vec = |i: usize| (ar.load(w.add(i)), ar.load(ws.add(i)));
-            let mut x = transpose(ar, x);
-            for b in 0..4 {
-                let (w5, p5) = vec(n / 2 + 32 * g + 8 * b);
-                (x[2 * b], x[2 * b + 1]) = ar.inv(x[2 * b], x[2 * b + 1], w5, p5);
-            }
-            for b in 0..2 {
-                let (w4, p4) = vec(n / 4 + 16 * g + 8 * b);
-                for r in 4 * b..4 * b + 2 {
-                    (x[r], x[r + 2]) = ar.inv(x[r], x[r + 2], w4, p4);
+            let mut x = [[ar.splat(0); 8]; BLOCKS];
+            for (b, x) in x.iter_mut().enumerate() {
+                for (k, x) in x.iter_mut().enumerate() {
+                    *x = ar.load(p.add(64 * b + 8 * k));
                 }
+                *x = transpose(ar, *x);
             }
-            let (w3, p3) = vec(n / 8 + 8 * g);
-            for r in 0..4 {
-                (x[r], x[r + 4]) = ar.inv(x[r], x[r + 4], w3, p3);
+            block_stage::<A, BLOCKS, 1>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 1, true), Bfly::Inv);
+            block_stage::<A, BLOCKS, 2>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 2, true), Bfly::Inv);
+            block_stage::<A, BLOCKS, 4>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 4, true), Bfly::Inv);
+            for x in x.iter_mut() {
+                *x = transpose(ar, *x);
             }
-            let mut x = transpose(ar, x);
-            for b in 0..4 {
-                let (w2, p2) = bc(n / 16 + 4 * g + b);
-                (x[2 * b], x[2 * b + 1]) = ar.inv(x[2 * b], x[2 * b + 1], w2, p2);
-            }
-            for b in 0..2 {
-                let (w1, p1) = bc(n / 32 + 2 * g + b);
-                for r in 4 * b..4 * b + 2 {
-                    (x[r], x[r + 2]) = ar.inv(x[r], x[r + 2], w1, p1);
+            block_stage::<A, BLOCKS, 1>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 1, false), Bfly::Inv);
+            block_stage::<A, BLOCKS, 2>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 2, false), Bfly::Inv);
+            block_stage::<A, BLOCKS, 4>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 4, false), Bfly::Inv);
+            for (b, x) in x.iter().enumerate() {
+                for (k, &x) in x.iter().enumerate() {
+                    ar.store(p.add(64 * b + 8 * k), x);
                 }
-            }
-            let (w0, p0) = bc(n / 64 + g);
-            for r in 0..4 {
-                (x[r], x[r + 4]) = ar.inv(x[r], x[r + 4], w0, p0);
-            }
-            for (k, &x) in x.iter().enumerate() {
-                ar.store(p.add(8 * k), x);
             }
         }
     }
