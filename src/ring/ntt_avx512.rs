@@ -33,6 +33,11 @@ pub(super) enum Flavor {
 const MIN_N: usize = 128;
 /// Stages handled by the in-register block kernel.
 const BLOCK_STAGES: u32 = 6;
+/// Columns of 8 lanes processed together by the radix-2/4/8 passes: more independent butterflies
+/// per step to cover the multiply latency.
+const U2: usize = 4;
+const U4: usize = 2;
+const U8: usize = 2;
 
 /// Twiddles in kernel order with Shoup constants for the chosen flavour.
 #[derive(Clone, Debug)]
@@ -360,8 +365,8 @@ unsafe impl Arith for Wide {
 // ---------------------------------------------------------------------------------------------
 // Loop structure.
 
-/// Stages per pass for the `stages` stages before the block kernel (threes, then twos or a one),
-/// as a fixed array and its length; at most 11 stages (N = 2^17) give at most 4 passes.
+/// Stages per pass for the `stages` stages before the block kernel, as a fixed array and its
+/// length.
 fn pass_sizes(stages: u32) -> ([u32; 8], usize) {
     let (threes, rest): (u32, &[u32]) = match stages % 3 {
         0 => (stages / 3, &[]),
@@ -386,9 +391,9 @@ fn forward_with<A: Arith>(ar: A, t: &Avx512Ntt, a: &mut [u64]) {
     let mut s = 0;
     for &k in &sizes[..len] {
         match k {
-            1 => fwd_pass::<A, 2>(ar, t, a, s),
-            2 => fwd_pass::<A, 4>(ar, t, a, s),
-            _ => fwd_pass::<A, 8>(ar, t, a, s),
+            1 => fwd_pass::<A, 2, U2>(ar, t, a, s),
+            2 => fwd_pass::<A, 4, U4>(ar, t, a, s),
+            _ => fwd_pass::<A, 8, U8>(ar, t, a, s),
         }
         s += k;
     }
@@ -404,12 +409,12 @@ fn inverse_with<A: Arith>(ar: A, t: &Avx512Ntt, a: &mut [u64]) {
     let mut half = 1usize << BLOCK_STAGES;
     for (i, &k) in sizes[..len].iter().rev().enumerate() {
         match (k, i + 1 == len) {
-            (1, false) => inv_pass::<A, 2, false>(ar, t, a, half),
-            (1, true) => inv_pass::<A, 2, true>(ar, t, a, half),
-            (2, false) => inv_pass::<A, 4, false>(ar, t, a, half),
-            (2, true) => inv_pass::<A, 4, true>(ar, t, a, half),
-            (_, false) => inv_pass::<A, 8, false>(ar, t, a, half),
-            (_, true) => inv_pass::<A, 8, true>(ar, t, a, half),
+            (1, false) => inv_pass::<A, 2, U2, false>(ar, t, a, half),
+            (1, true) => inv_pass::<A, 2, U2, true>(ar, t, a, half),
+            (2, false) => inv_pass::<A, 4, U4, false>(ar, t, a, half),
+            (2, true) => inv_pass::<A, 4, U4, true>(ar, t, a, half),
+            (_, false) => inv_pass::<A, 8, U8, false>(ar, t, a, half),
+            (_, true) => inv_pass::<A, 8, U8, true>(ar, t, a, half),
         }
         half <<= k;
     }
@@ -417,7 +422,7 @@ fn inverse_with<A: Arith>(ar: A, t: &Avx512Ntt, a: &mut [u64]) {
 
 /// Forward stages s … s + log2(R) − 1 in one sweep: rows at stride t/R·2 form a radix-R unit.
 #[inline(always)]
-fn fwd_pass<A: Arith, const R: usize>(ar: A, t: &Avx512Ntt, a: &mut [u64], s: u32) {
+fn fwd_pass<A: Arith, const R: usize, const U: usize>(ar: A, t: &Avx512Ntt, a: &mut [u64], s: u32) {
     let k = R.trailing_zeros();
     let n = a.len();
     let m = 1usize << s;
@@ -436,25 +441,32 @@ fn fwd_pass<A: Arith, const R: usize>(ar: A, t: &Avx512Ntt, a: &mut [u64], s: u3
                 wp[(1 << d) + b] = ar.splat(t.fwd_ws[idx]);
             }
         }
-        for j in (0..stride).step_by(8) {
-            // SAFETY: i·span + j + r·stride + 8 ≤ (i + 1)·span ≤ n for r < R, j + 8 ≤ stride.
+        for j in (0..stride).step_by(8 * U) {
+            // SAFETY: i·span + j + r·stride + 8U ≤ (i + 1)·span ≤ n for r < R, j + 8U ≤ stride
+            // (stride ≥ 64 is a multiple of 8U).
             unsafe {
                 let p = ptr.add(i * span + j);
-                let mut x = [zero; R];
-                for (r, x) in x.iter_mut().enumerate() {
-                    *x = ar.load(p.add(r * stride));
+                let mut x = [[zero; R]; U];
+                for (u, x) in x.iter_mut().enumerate() {
+                    for (r, x) in x.iter_mut().enumerate() {
+                        *x = ar.load(p.add(r * stride + 8 * u));
+                    }
                 }
                 for d in 0..k {
                     let h = R >> (d + 1);
                     for r in 0..R {
                         if r & h == 0 {
                             let slot = (1 << d) + (r >> (k - d));
-                            (x[r], x[r + h]) = ar.fwd(x[r], x[r + h], w[slot], wp[slot]);
+                            for x in x.iter_mut() {
+                                (x[r], x[r + h]) = ar.fwd(x[r], x[r + h], w[slot], wp[slot]);
+                            }
                         }
                     }
                 }
-                for (r, &x) in x.iter().enumerate() {
-                    ar.store(p.add(r * stride), x);
+                for (u, x) in x.iter().enumerate() {
+                    for (r, &x) in x.iter().enumerate() {
+                        ar.store(p.add(r * stride + 8 * u), x);
+                    }
                 }
             }
         }
@@ -464,34 +476,42 @@ fn fwd_pass<A: Arith, const R: usize>(ar: A, t: &Avx512Ntt, a: &mut [u64], s: u3
 /// Inverse stages with half-spans `half` … `half`·R/2 in one sweep; `LAST` folds in 1/N and
 /// fully reduces (then `half`·R = N).
 #[inline(always)]
-fn inv_pass<A: Arith, const R: usize, const LAST: bool>(ar: A, t: &Avx512Ntt, a: &mut [u64], half: usize) {
+fn inv_pass<A: Arith, const R: usize, const U: usize, const LAST: bool>(
+    ar: A,
+    t: &Avx512Ntt,
+    a: &mut [u64],
+    half: usize,
+) {
     let k = R.trailing_zeros();
     let n = a.len();
     let span = half * R;
     let zero = ar.splat(0);
     let ptr = a.as_mut_ptr();
-    let (n_inv, n_inv_p) = (ar.splat(t.n_inv.0), ar.splat(t.n_inv.1));
-    let (last_w, last_p) = (ar.splat(t.last_w.0), ar.splat(t.last_w.1));
+    let (n_inv, n_inv_s) = (ar.splat(t.n_inv.0), ar.splat(t.n_inv.1));
+    let (last_w, last_s) = (ar.splat(t.last_w.0), ar.splat(t.last_w.1));
     for blk in 0..n / span {
         // Stage d has R/2^(d+1) sub-blocks per unit; slot R/2^(d+1) + b.
         let mut w = [zero; R];
-        let mut wp = [zero; R];
+        let mut ws = [zero; R];
         for d in 0..k {
             let cnt = R >> (d + 1);
             let m_d = n / (2 * half) >> d;
             for b in 0..cnt {
                 let idx = m_d + blk * cnt + b;
                 w[cnt + b] = ar.splat(t.inv_w[idx]);
-                wp[cnt + b] = ar.splat(t.inv_ws[idx]);
+                ws[cnt + b] = ar.splat(t.inv_ws[idx]);
             }
         }
-        for j in (0..half).step_by(8) {
-            // SAFETY: blk·span + j + r·half + 8 ≤ (blk + 1)·span ≤ n for r < R, j + 8 ≤ half.
+        for j in (0..half).step_by(8 * U) {
+            // SAFETY: blk·span + j + r·half + 8U ≤ (blk + 1)·span ≤ n for r < R, j + 8U ≤ half
+            // (half ≥ 64 is a multiple of 8U).
             unsafe {
                 let p = ptr.add(blk * span + j);
-                let mut x = [zero; R];
-                for (r, x) in x.iter_mut().enumerate() {
-                    *x = ar.load(p.add(r * half));
+                let mut x = [[zero; R]; U];
+                for (u, x) in x.iter_mut().enumerate() {
+                    for (r, x) in x.iter_mut().enumerate() {
+                        *x = ar.load(p.add(r * half + 8 * u));
+                    }
                 }
                 let stages = if LAST { k - 1 } else { k };
                 for d in 0..stages {
@@ -499,7 +519,9 @@ fn inv_pass<A: Arith, const R: usize, const LAST: bool>(ar: A, t: &Avx512Ntt, a:
                     for r in 0..R {
                         if r & h == 0 {
                             let slot = (R >> (d + 1)) + (r >> (d + 1));
-                            (x[r], x[r + h]) = ar.inv(x[r], x[r + h], w[slot], wp[slot]);
+                            for x in x.iter_mut() {
+                                (x[r], x[r + h]) = ar.inv(x[r], x[r + h], w[slot], ws[slot]);
+                            }
                         }
                     }
                 }
@@ -507,15 +529,19 @@ fn inv_pass<A: Arith, const R: usize, const LAST: bool>(ar: A, t: &Avx512Ntt, a:
                     // Last stage (m = 1) with N⁻¹ folded in, then full reduction.
                     let h = R / 2;
                     for r in 0..h {
-                        let (u, v) = (x[r], x[r + h]);
-                        let s = ar.add(u, v);
-                        let d = ar.sub(ar.add(u, ar.two_q()), v);
-                        x[r] = ar.reduce(ar.mul_lazy(s, n_inv, n_inv_p), ar.q());
-                        x[r + h] = ar.reduce(ar.mul_lazy(d, last_w, last_p), ar.q());
+                        for x in x.iter_mut() {
+                            let (u, v) = (x[r], x[r + h]);
+                            let s = ar.add(u, v);
+                            let d = ar.sub(ar.add(u, ar.two_q()), v);
+                            x[r] = ar.reduce(ar.mul_lazy(s, n_inv, n_inv_s), ar.q());
+                            x[r + h] = ar.reduce(ar.mul_lazy(d, last_w, last_s), ar.q());
+                        }
                     }
                 }
-                for (r, &x) in x.iter().enumerate() {
-                    ar.store(p.add(r * half), x);
+                for (u, x) in x.iter().enumerate() {
+                    for (r, &x) in x.iter().enumerate() {
+                        ar.store(p.add(r * half + 8 * u), x);
+                    }
                 }
             }
         }
