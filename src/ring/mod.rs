@@ -5,6 +5,8 @@
 mod context;
 mod ntt;
 #[cfg(target_arch = "x86_64")]
+mod ntt_avx2;
+#[cfg(target_arch = "x86_64")]
 mod ntt_avx512;
 mod poly;
 

@@ -13,7 +13,7 @@
 //!   (radix 2/4/8, twiddles broadcast), so the array is swept about (n − 6)/3 times;
 //! - the six stages with t ≤ 32 run on 64-element blocks held in eight registers: t = 32, 16, 8
 //!   pair whole registers; an 8×8 transpose turns t = 4, 2, 1 into whole-register pairs too,
-//!   with per-lane twiddles stored in matching order by [`kernel_order`].
+//!   with per-lane twiddles stored in matching order (`lane_major_twiddles` in `ntt.rs`).
 //!
 //! The forward transform fuses the final reduction into its last block; the inverse fuses the
 //! 1/N scaling into its last stage (x = (u+v)·N⁻¹, y = (u−v)·(w·N⁻¹)).
@@ -54,54 +54,38 @@ pub(super) struct Avx512Ntt {
     last_w: (u64, u64),
 }
 
-/// Runtime choice of flavour for modulus `q`, or `None` if this CPU has neither.
-fn detect(q: u64) -> Option<Flavor> {
-    if q < 1 << 50 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512ifma") {
-        Some(Flavor::Ifma)
-    } else if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq") {
-        Some(Flavor::Wide)
-    } else {
-        None
-    }
-}
-
-/// Reorders the twiddles of the three last forward stages (first three inverse stages) so that
-/// the transposed block kernel loads each per-lane twiddle vector contiguously.
-///
-/// Stage with half-span t = 4 >> s occupies `[N/8 << s, N/4 << s)`; a 64-element block uses
-/// `8 << s` consecutive entries, lane k (block row k) needing entries `k·2^s + j`, j < 2^s.
-/// We store them as 2^s vectors of 8: position `8j + k` ← `k·2^s + j`.
-fn kernel_order(tw: &[u64]) -> Vec<u64> {
-    let n = tw.len();
-    let mut out = tw.to_vec();
-    for s in 0..3 {
-        let (start, per) = ((n / 8) << s, 1usize << s);
-        for g in (start..2 * start).step_by(8 * per) {
-            for j in 0..per {
-                for k in 0..8 {
-                    out[g + 8 * j + k] = tw[g + k * per + j];
-                }
+impl Flavor {
+    /// Whether this CPU runs this flavour for modulus `q` and degree `n`.
+    pub(super) fn supported(self, q: u64, n: usize) -> bool {
+        n >= MIN_N
+            && n.is_power_of_two()
+            && is_x86_feature_detected!("avx512f")
+            && match self {
+                Flavor::Ifma => q < 1 << 50 && is_x86_feature_detected!("avx512ifma"),
+                Flavor::Wide => q < 1 << 62 && is_x86_feature_detected!("avx512dq"),
             }
-        }
     }
-    out
 }
 
 impl Avx512Ntt {
-    /// Tables for this CPU, or `None` if it lacks AVX-512 or `n` is too small.
-    pub(super) fn new(modulus: &Modulus, psi_rev: &[u64], psi_inv_rev: &[u64], n_inv: u64) -> Option<Self> {
-        let n = psi_rev.len();
-        if n < MIN_N || !n.is_power_of_two() {
+    /// Tables for `flavor`, or `None` if this CPU or (q, n) does not support it.
+    pub(super) fn new(
+        modulus: &Modulus,
+        psi_rev: &[u64],
+        psi_inv_rev: &[u64],
+        n_inv: u64,
+        flavor: Flavor,
+    ) -> Option<Self> {
+        let q = modulus.value();
+        if !flavor.supported(q, psi_rev.len()) {
             return None;
         }
-        let q = modulus.value();
-        let flavor = detect(q)?;
         let shoup = |w: u64| match flavor {
             Flavor::Ifma => (((w as u128) << 52) / q as u128) as u64,
             Flavor::Wide => modulus.shoup(w),
         };
         let with_shoup = |tw: &[u64]| {
-            let w = kernel_order(tw);
+            let w = super::ntt::lane_major_twiddles(tw, 8);
             let ws = w.iter().map(|&x| shoup(x)).collect();
             (w, ws)
         };
@@ -127,7 +111,7 @@ impl Avx512Ntt {
     /// Forward transform, same contract as [`NttTable::forward`](super::NttTable::forward).
     pub(super) fn forward(&self, a: &mut [u64]) {
         assert_eq!(a.len(), self.fwd_w.len());
-        // SAFETY: `flavor` was chosen by `detect`, which checked the features each entry needs.
+        // SAFETY: `new` checked `flavor.supported`, i.e. the features each entry needs.
         unsafe {
             match self.flavor {
                 Flavor::Ifma => forward_ifma(self, a),
@@ -595,7 +579,7 @@ type StageTwiddles<const B: usize> = [[(__m512i, __m512i); 4]; B];
 
 /// Twiddles of a block stage with register distance `h` (4, 2, 1): `4/h` slots per block.
 /// Natural layout (t = 8h): broadcast from `((n/64 + g)·4/h + slot)`; transposed layout
-/// (t = h): vectors at `((n/8 + 8g)·4/h + 8·slot)`, see [`kernel_order`].
+/// (t = h): vectors at `((n/8 + 8g)·4/h + 8·slot)`, see `lane_major_twiddles`.
 ///
 /// # Safety
 /// `w`, `ws` must be valid for the table length n, and g < n/64.
