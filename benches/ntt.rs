@@ -36,28 +36,38 @@ fn bench_ntt(c: &mut Criterion) {
     let modulus = Modulus::new(q).expect("valid modulus");
 
     let mut fwd = c.benchmark_group("ntt-forward");
-    fwd.measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500)).sample_size(30);
+    fwd.measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(30);
     for log_n in LOG_NS {
         let n = 1usize << log_n;
         let table = NttTable::new(modulus, n).expect("NTT table");
         let plan = tfhe_ntt::prime64::Plan::try_new(n, q).expect("tfhe-ntt plan");
         let mut buf = random_poly(n, q, 1);
-        fwd.bench_with_input(BenchmarkId::new("helora", n), &n, |b, _| b.iter(|| table.forward(black_box(&mut buf))));
+        fwd.bench_with_input(BenchmarkId::new("helora", n), &n, |b, _| {
+            b.iter(|| table.forward(black_box(&mut buf)))
+        });
         fwd.bench_with_input(BenchmarkId::new("helora-scalar", n), &n, |b, _| {
             b.iter(|| table.forward_scalar(black_box(&mut buf)))
         });
-        fwd.bench_with_input(BenchmarkId::new("tfhe-ntt", n), &n, |b, _| b.iter(|| plan.fwd(black_box(&mut buf))));
+        fwd.bench_with_input(BenchmarkId::new("tfhe-ntt", n), &n, |b, _| {
+            b.iter(|| plan.fwd(black_box(&mut buf)))
+        });
     }
     fwd.finish();
 
     let mut inv = c.benchmark_group("ntt-inverse");
-    inv.measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500)).sample_size(30);
+    inv.measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(30);
     for log_n in LOG_NS {
         let n = 1usize << log_n;
         let table = NttTable::new(modulus, n).expect("NTT table");
         let plan = tfhe_ntt::prime64::Plan::try_new(n, q).expect("tfhe-ntt plan");
         let mut buf = random_poly(n, q, 2);
-        inv.bench_with_input(BenchmarkId::new("helora", n), &n, |b, _| b.iter(|| table.inverse(black_box(&mut buf))));
+        inv.bench_with_input(BenchmarkId::new("helora", n), &n, |b, _| {
+            b.iter(|| table.inverse(black_box(&mut buf)))
+        });
         inv.bench_with_input(BenchmarkId::new("helora-scalar", n), &n, |b, _| {
             b.iter(|| table.inverse_scalar(black_box(&mut buf)))
         });

@@ -24,7 +24,9 @@ fn seed() -> u64 {
 
 /// One prime per width, valid for every N ≤ 2^17.
 fn primes() -> Vec<u64> {
-    BITS.iter().map(|&b| ntt_primes(b, 1 << 17, 1, &[]).unwrap()[0]).collect()
+    BITS.iter()
+        .map(|&b| ntt_primes(b, 1 << 17, 1, &[]).unwrap()[0])
+        .collect()
 }
 
 fn table(q: u64, n: usize) -> NttTable {
@@ -102,7 +104,11 @@ fn forward_then_inverse_is_identity() {
                 let mut b = a.clone();
                 t.forward(&mut b);
                 t.inverse(&mut b);
-                assert!(a == b, "roundtrip failed: q = {q}, N = {n}, kernel {}, seed {seed}", t.kernel());
+                assert!(
+                    a == b,
+                    "roundtrip failed: q = {q}, N = {n}, kernel {}, seed {seed}",
+                    t.kernel()
+                );
             }
         }
     }
@@ -118,7 +124,11 @@ fn simd_matches_scalar() {
             // Random inputs plus the extremes of the input range.
             let inputs = [random_poly(&mut rng, n, q), vec![q - 1; n], vec![0; n]];
             for t in tables(q, n) {
-                let ctx = format!("q = {q} ({} bits), N = {n}, kernel {}, seed {seed}", 64 - q.leading_zeros(), t.kernel());
+                let ctx = format!(
+                    "q = {q} ({} bits), N = {n}, kernel {}, seed {seed}",
+                    64 - q.leading_zeros(),
+                    t.kernel()
+                );
                 for a in &inputs {
                     let (mut simd, mut scalar) = (a.clone(), a.clone());
                     t.forward(&mut simd);
@@ -144,16 +154,29 @@ fn ntt_product_matches_naive_negacyclic_product() {
             let a = random_poly(&mut rng, n, q);
             let b = random_poly(&mut rng, n, q);
             // Every coefficient up to 2^13, a random sample of 32 above (each costs O(N)).
-            let ks: Vec<usize> = if log_n <= 13 { (0..n).collect() } else { (0..32).map(|_| rng.random_range(0..n)).collect() };
+            let ks: Vec<usize> = if log_n <= 13 {
+                (0..n).collect()
+            } else {
+                (0..32).map(|_| rng.random_range(0..n)).collect()
+            };
             let expected: Vec<u64> = ks.iter().map(|&k| naive_coeff(&a, &b, k, q)).collect();
             for t in tables(q, n) {
                 let (mut fa, mut fb) = (a.clone(), b.clone());
                 t.forward(&mut fa);
                 t.forward(&mut fb);
-                let mut c: Vec<u64> = fa.iter().zip(&fb).map(|(&x, &y)| mul_mod(x, y, q)).collect();
+                let mut c: Vec<u64> = fa
+                    .iter()
+                    .zip(&fb)
+                    .map(|(&x, &y)| mul_mod(x, y, q))
+                    .collect();
                 t.inverse(&mut c);
                 for (&k, &e) in ks.iter().zip(&expected) {
-                    assert_eq!(c[k], e, "coefficient {k}: q = {q}, N = {n}, kernel {}, seed {seed}", t.kernel());
+                    assert_eq!(
+                        c[k],
+                        e,
+                        "coefficient {k}: q = {q}, N = {n}, kernel {}, seed {seed}",
+                        t.kernel()
+                    );
                 }
             }
         }
@@ -169,18 +192,34 @@ fn forward_output_order_is_bit_reversed_odd_powers() {
             let n = 1 << log_n;
             let t = table(q, n);
             let psi = t.psi();
-            assert_eq!(pow_mod(psi, n as u64, q), q - 1, "ψ must be a primitive 2N-th root");
+            assert_eq!(
+                pow_mod(psi, n as u64, q),
+                q - 1,
+                "ψ must be a primitive 2N-th root"
+            );
             let a = random_poly(&mut rng, n, q);
             let mut idx: Vec<usize> = (0..6).map(|_| rng.random_range(0..n)).collect();
             idx.extend([0, 1, n - 1]);
             // Horner: a(x) mod q.
-            let eval = |x: u64| a.iter().rev().fold(0u64, |acc, &c| ((mul_mod(acc, x, q) as u128 + c as u128) % q as u128) as u64);
-            let expected: Vec<u64> = idx.iter().map(|&i| eval(pow_mod(psi, 2 * bit_reverse(i, log_n) as u64 + 1, q))).collect();
+            let eval = |x: u64| {
+                a.iter().rev().fold(0u64, |acc, &c| {
+                    ((mul_mod(acc, x, q) as u128 + c as u128) % q as u128) as u64
+                })
+            };
+            let expected: Vec<u64> = idx
+                .iter()
+                .map(|&i| eval(pow_mod(psi, 2 * bit_reverse(i, log_n) as u64 + 1, q)))
+                .collect();
             for t in tables(q, n) {
                 let mut fa = a.clone();
                 t.forward(&mut fa);
                 for (&i, &e) in idx.iter().zip(&expected) {
-                    assert_eq!(fa[i], e, "out[{i}] ≠ a(ψ^(2·bitrev(i)+1)): q = {q}, N = {n}, kernel {}, seed {seed}", t.kernel());
+                    assert_eq!(
+                        fa[i],
+                        e,
+                        "out[{i}] ≠ a(ψ^(2·bitrev(i)+1)): q = {q}, N = {n}, kernel {}, seed {seed}",
+                        t.kernel()
+                    );
                 }
             }
         }
@@ -204,7 +243,11 @@ fn kernel_follows_cpu_and_modulus_width() {
         } else {
             "scalar"
         };
-        println!("q = {q}: kernel {}, available {:?}", t.kernel(), t.available_kernels());
+        println!(
+            "q = {q}: kernel {}, available {:?}",
+            t.kernel(),
+            t.available_kernels()
+        );
         assert_eq!(t.kernel(), expected, "q = {q}");
         assert_eq!(t.available_kernels().first(), Some(&expected));
         assert_eq!(t.available_kernels().last(), Some(&"scalar"));

@@ -81,7 +81,10 @@ impl NttTable {
     pub fn new(modulus: Modulus, n: usize) -> Result<Self, MathError> {
         let log_n = n.trailing_zeros();
         let psi = primitive_root_of_unity(&modulus, 2 * n as u64)?;
-        let psi_inv = modulus.inv(psi).ok_or(MathError::NoRootOfUnity { q: modulus.value(), order: 2 * n as u64 })?;
+        let psi_inv = modulus.inv(psi).ok_or(MathError::NoRootOfUnity {
+            q: modulus.value(),
+            order: 2 * n as u64,
+        })?;
         let mut psi_rev = vec![0; n];
         let mut psi_inv_rev = vec![0; n];
         let (mut pw, mut ipw) = (1u64, 1u64);
@@ -93,7 +96,10 @@ impl NttTable {
             ipw = modulus.mul(ipw, psi_inv);
         }
         let shoup = |v: &Vec<u64>| v.iter().map(|&w| modulus.shoup(w)).collect::<Vec<_>>();
-        let n_inv = modulus.inv(n as u64).ok_or(MathError::NoRootOfUnity { q: modulus.value(), order: 2 * n as u64 })?;
+        let n_inv = modulus.inv(n as u64).ok_or(MathError::NoRootOfUnity {
+            q: modulus.value(),
+            order: 2 * n as u64,
+        })?;
         let mut table = Self {
             kernel: Kernel::Scalar,
             modulus,
@@ -107,7 +113,10 @@ impl NttTable {
             n_inv,
             n_inv_shoup: modulus.shoup(n_inv),
         };
-        table.kernel = KERNELS.iter().find_map(|name| table.build_kernel(name)).unwrap_or(Kernel::Scalar);
+        table.kernel = KERNELS
+            .iter()
+            .find_map(|name| table.build_kernel(name))
+            .unwrap_or(Kernel::Scalar);
         Ok(table)
     }
 
@@ -116,7 +125,12 @@ impl NttTable {
         #[cfg(target_arch = "x86_64")]
         {
             use super::ntt_avx512::{Avx512Ntt, Flavor};
-            let args = (&self.modulus, &self.psi_rev[..], &self.psi_inv_rev[..], self.n_inv);
+            let args = (
+                &self.modulus,
+                &self.psi_rev[..],
+                &self.psi_inv_rev[..],
+                self.n_inv,
+            );
             let avx512 = |flavor| Avx512Ntt::new(args.0, args.1, args.2, args.3, flavor);
             match name {
                 "avx512-ifma" => return avx512(Flavor::Ifma).map(|k| Kernel::Avx512(Box::new(k))),
@@ -161,7 +175,10 @@ impl NttTable {
     /// Kernels this CPU can run for this table's (q, N), fastest first (always ends with
     /// `"scalar"`). For tests and benchmarks.
     pub fn available_kernels(&self) -> Vec<&'static str> {
-        KERNELS.into_iter().filter(|name| self.build_kernel(name).is_some()).collect()
+        KERNELS
+            .into_iter()
+            .filter(|name| self.build_kernel(name).is_some())
+            .collect()
     }
 
     /// Switches to kernel `name` (one of [`Self::available_kernels`]); returns false and keeps
@@ -273,7 +290,15 @@ impl NttTable {
 
     /// Twiddle tables for SIMD and device implementations:
     /// (ψ^bitrev, Shoup, ψ^-bitrev, Shoup, N^-1, Shoup).
+    #[allow(clippy::type_complexity)] // a plain tuple keeps this existing API unchanged
     pub fn twiddles(&self) -> (&[u64], &[u64], &[u64], &[u64], u64, u64) {
-        (&self.psi_rev, &self.psi_rev_shoup, &self.psi_inv_rev, &self.psi_inv_rev_shoup, self.n_inv, self.n_inv_shoup)
+        (
+            &self.psi_rev,
+            &self.psi_rev_shoup,
+            &self.psi_inv_rev,
+            &self.psi_inv_rev_shoup,
+            self.n_inv,
+            self.n_inv_shoup,
+        )
     }
 }

@@ -44,7 +44,12 @@ pub(super) struct Avx2Ntt {
 
 impl Avx2Ntt {
     /// Tables for this CPU, or `None` if it lacks AVX2 or `n` is too small.
-    pub(super) fn new(modulus: &Modulus, psi_rev: &[u64], psi_inv_rev: &[u64], n_inv: u64) -> Option<Self> {
+    pub(super) fn new(
+        modulus: &Modulus,
+        psi_rev: &[u64],
+        psi_inv_rev: &[u64],
+        n_inv: u64,
+    ) -> Option<Self> {
         let n = psi_rev.len();
         if n < MIN_N || !n.is_power_of_two() || !is_x86_feature_detected!("avx2") {
             return None;
@@ -170,7 +175,14 @@ impl Ops {
     #[inline(always)]
     fn tw(self, w: __m256i, ws: __m256i) -> Tw {
         // SAFETY: AVX2 (`Ops` exists only after detection).
-        unsafe { Tw { w, w_hi: _mm256_srli_epi64::<32>(w), ws, ws_hi: _mm256_srli_epi64::<32>(ws) } }
+        unsafe {
+            Tw {
+                w,
+                w_hi: _mm256_srli_epi64::<32>(w),
+                ws,
+                ws_hi: _mm256_srli_epi64::<32>(ws),
+            }
+        }
     }
 
     #[inline(always)]
@@ -197,7 +209,11 @@ impl Ops {
         // SAFETY: AVX2 (`Ops` exists only after detection).
         unsafe {
             // blendv picks by each lane's sign bit.
-            let r = _mm256_blendv_pd(_mm256_castsi256_pd(d), _mm256_castsi256_pd(_mm256_add_epi64(d, m)), _mm256_castsi256_pd(d));
+            let r = _mm256_blendv_pd(
+                _mm256_castsi256_pd(d),
+                _mm256_castsi256_pd(_mm256_add_epi64(d, m)),
+                _mm256_castsi256_pd(d),
+            );
             _mm256_castpd_si256(r)
         }
     }
@@ -208,7 +224,11 @@ impl Ops {
         // SAFETY: AVX2 (`Ops` exists only after detection).
         unsafe {
             let d = _mm256_sub_epi64(x, m);
-            let r = _mm256_blendv_pd(_mm256_castsi256_pd(d), _mm256_castsi256_pd(x), _mm256_castsi256_pd(d));
+            let r = _mm256_blendv_pd(
+                _mm256_castsi256_pd(d),
+                _mm256_castsi256_pd(x),
+                _mm256_castsi256_pd(d),
+            );
             _mm256_castpd_si256(r)
         }
     }
@@ -234,7 +254,10 @@ impl Ops {
             let lo = _mm256_sub_epi64(_mm256_mul_epu32(x, w), _mm256_mul_epu32(qh, self.q));
             let cross = _mm256_sub_epi64(
                 _mm256_add_epi64(_mm256_mul_epu32(x, w_hi), _mm256_mul_epu32(x_hi, w)),
-                _mm256_add_epi64(_mm256_mul_epu32(qh, self.q_hi), _mm256_mul_epu32(qh_hi, self.q)),
+                _mm256_add_epi64(
+                    _mm256_mul_epu32(qh, self.q_hi),
+                    _mm256_mul_epu32(qh_hi, self.q),
+                ),
             );
             let r = _mm256_add_epi64(lo, _mm256_slli_epi64::<32>(cross));
             self.reduce(r, self.two_q)
@@ -254,7 +277,10 @@ impl Ops {
     fn fwd_last(self, z0: __m256i, z1: __m256i, tw: Tw) -> (__m256i, __m256i) {
         let z0 = self.reduce(self.reduce(z0, self.two_q), self.q);
         let t = self.reduce(self.mul_lazy(z1, tw), self.q);
-        (self.reduce(self.add(z0, t), self.q), self.add_if_negative(self.sub(z0, t), self.q))
+        (
+            self.reduce(self.add(z0, t), self.q),
+            self.add_if_negative(self.sub(z0, t), self.q),
+        )
     }
 
     /// Gentleman–Sande butterfly, inputs and outputs in `[0, 2q)`.
@@ -355,7 +381,12 @@ fn fwd_pass<const R: usize, const U: usize>(ops: Ops, t: &Avx2Ntt, a: &mut [u64]
 /// Inverse stages with half-spans `half` … `half`·R/2 in one sweep; `LAST` folds in 1/N and
 /// fully reduces (then `half`·R = N).
 #[inline(always)]
-fn inv_pass<const R: usize, const U: usize, const LAST: bool>(ops: Ops, t: &Avx2Ntt, a: &mut [u64], half: usize) {
+fn inv_pass<const R: usize, const U: usize, const LAST: bool>(
+    ops: Ops,
+    t: &Avx2Ntt,
+    a: &mut [u64],
+    half: usize,
+) {
     debug_assert!(R == 2 || R == 4);
     let k = R.trailing_zeros();
     let n = a.len();
@@ -369,7 +400,7 @@ fn inv_pass<const R: usize, const U: usize, const LAST: bool>(ops: Ops, t: &Avx2
         let mut w = [ops.tw(zero, zero); R];
         for d in 0..k {
             let cnt = R >> (d + 1);
-            let m_d = n / (2 * half) >> d;
+            let m_d = (n / (2 * half)) >> d;
             for b in 0..cnt {
                 let idx = m_d + blk * cnt + b;
                 w[cnt + b] = ops.tw(ops.splat(t.inv_w[idx]), ops.splat(t.inv_ws[idx]));
@@ -434,7 +465,14 @@ type StageTwiddles = [[Tw; 2]; BLOCKS];
 /// # Safety
 /// `w`, `ws` must be valid for the table length n, and g + BLOCKS ≤ n/16.
 #[inline(always)]
-unsafe fn stage_twiddles(ops: Ops, (w, ws): (*const u64, *const u64), n: usize, g0: usize, h: usize, transposed: bool) -> StageTwiddles {
+unsafe fn stage_twiddles(
+    ops: Ops,
+    (w, ws): (*const u64, *const u64),
+    n: usize,
+    g0: usize,
+    h: usize,
+    transposed: bool,
+) -> StageTwiddles {
     let zero = ops.splat(0);
     let mut tw = [[ops.tw(zero, zero); 2]; BLOCKS];
     for (b, tw) in tw.iter_mut().enumerate() {
@@ -465,7 +503,12 @@ enum Bfly {
 
 /// Butterflies between registers r and r + H (r & H = 0) of every block, twiddle slot r/(2H).
 #[inline(always)]
-fn block_stage<const H: usize>(ops: Ops, x: &mut [[__m256i; 4]; BLOCKS], tw: &StageTwiddles, bfly: Bfly) {
+fn block_stage<const H: usize>(
+    ops: Ops,
+    x: &mut [[__m256i; 4]; BLOCKS],
+    tw: &StageTwiddles,
+    bfly: Bfly,
+) {
     for i in 0..2 {
         let (r, slot) = ((i / H) * 2 * H + i % H, i / H);
         for (x, tw) in x.iter_mut().zip(tw) {
@@ -496,13 +539,33 @@ fn fwd_blocks(ops: Ops, t: &Avx2Ntt, a: &mut [u64]) {
                     *x = ops.load(p.add(16 * b + 4 * k));
                 }
             }
-            block_stage::<2>(ops, &mut x, &stage_twiddles(ops, tw, n, g, 2, false), Bfly::Fwd);
-            block_stage::<1>(ops, &mut x, &stage_twiddles(ops, tw, n, g, 1, false), Bfly::Fwd);
+            block_stage::<2>(
+                ops,
+                &mut x,
+                &stage_twiddles(ops, tw, n, g, 2, false),
+                Bfly::Fwd,
+            );
+            block_stage::<1>(
+                ops,
+                &mut x,
+                &stage_twiddles(ops, tw, n, g, 1, false),
+                Bfly::Fwd,
+            );
             for x in x.iter_mut() {
                 *x = ops.transpose(*x);
             }
-            block_stage::<2>(ops, &mut x, &stage_twiddles(ops, tw, n, g, 2, true), Bfly::Fwd);
-            block_stage::<1>(ops, &mut x, &stage_twiddles(ops, tw, n, g, 1, true), Bfly::FwdLast);
+            block_stage::<2>(
+                ops,
+                &mut x,
+                &stage_twiddles(ops, tw, n, g, 2, true),
+                Bfly::Fwd,
+            );
+            block_stage::<1>(
+                ops,
+                &mut x,
+                &stage_twiddles(ops, tw, n, g, 1, true),
+                Bfly::FwdLast,
+            );
             for (b, x) in x.iter().enumerate() {
                 for (k, &x) in ops.transpose(*x).iter().enumerate() {
                     ops.store(p.add(16 * b + 4 * k), x);
@@ -529,13 +592,33 @@ fn inv_blocks(ops: Ops, t: &Avx2Ntt, a: &mut [u64]) {
                 }
                 *x = ops.transpose(*x);
             }
-            block_stage::<1>(ops, &mut x, &stage_twiddles(ops, tw, n, g, 1, true), Bfly::Inv);
-            block_stage::<2>(ops, &mut x, &stage_twiddles(ops, tw, n, g, 2, true), Bfly::Inv);
+            block_stage::<1>(
+                ops,
+                &mut x,
+                &stage_twiddles(ops, tw, n, g, 1, true),
+                Bfly::Inv,
+            );
+            block_stage::<2>(
+                ops,
+                &mut x,
+                &stage_twiddles(ops, tw, n, g, 2, true),
+                Bfly::Inv,
+            );
             for x in x.iter_mut() {
                 *x = ops.transpose(*x);
             }
-            block_stage::<1>(ops, &mut x, &stage_twiddles(ops, tw, n, g, 1, false), Bfly::Inv);
-            block_stage::<2>(ops, &mut x, &stage_twiddles(ops, tw, n, g, 2, false), Bfly::Inv);
+            block_stage::<1>(
+                ops,
+                &mut x,
+                &stage_twiddles(ops, tw, n, g, 1, false),
+                Bfly::Inv,
+            );
+            block_stage::<2>(
+                ops,
+                &mut x,
+                &stage_twiddles(ops, tw, n, g, 2, false),
+                Bfly::Inv,
+            );
             for (b, x) in x.iter().enumerate() {
                 for (k, &x) in x.iter().enumerate() {
                     ops.store(p.add(16 * b + 4 * k), x);

@@ -309,7 +309,12 @@ impl Wide {
     #[inline(always)]
     unsafe fn new(q: u64) -> Self {
         // SAFETY: AVX-512F by the caller's guarantee.
-        unsafe { Self { q: _mm512_set1_epi64(q as i64), two_q: _mm512_set1_epi64((2 * q) as i64) } }
+        unsafe {
+            Self {
+                q: _mm512_set1_epi64(q as i64),
+                two_q: _mm512_set1_epi64((2 * q) as i64),
+            }
+        }
     }
 }
 
@@ -479,7 +484,7 @@ fn inv_pass<A: Arith, const R: usize, const U: usize, const LAST: bool>(
         let mut ws = [zero; R];
         for d in 0..k {
             let cnt = R >> (d + 1);
-            let m_d = n / (2 * half) >> d;
+            let m_d = (n / (2 * half)) >> d;
             for b in 0..cnt {
                 let idx = m_d + blk * cnt + b;
                 w[cnt + b] = ar.splat(t.inv_w[idx]);
@@ -662,16 +667,46 @@ fn fwd_blocks<A: Arith>(ar: A, t: &Avx512Ntt, a: &mut [u64]) {
                 }
             }
             // t = 32, 16, 8: whole registers, broadcast twiddles.
-            block_stage::<A, BLOCKS, 4>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 4, false), Bfly::Fwd);
-            block_stage::<A, BLOCKS, 2>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 2, false), Bfly::Fwd);
-            block_stage::<A, BLOCKS, 1>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 1, false), Bfly::Fwd);
+            block_stage::<A, BLOCKS, 4>(
+                ar,
+                &mut x,
+                &stage_twiddles(ar, tw, n, g, 4, false),
+                Bfly::Fwd,
+            );
+            block_stage::<A, BLOCKS, 2>(
+                ar,
+                &mut x,
+                &stage_twiddles(ar, tw, n, g, 2, false),
+                Bfly::Fwd,
+            );
+            block_stage::<A, BLOCKS, 1>(
+                ar,
+                &mut x,
+                &stage_twiddles(ar, tw, n, g, 1, false),
+                Bfly::Fwd,
+            );
             // t = 4, 2, 1 after transposing: register l holds element 8k + l in lane k.
             for x in x.iter_mut() {
                 *x = transpose(ar, *x);
             }
-            block_stage::<A, BLOCKS, 4>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 4, true), Bfly::Fwd);
-            block_stage::<A, BLOCKS, 2>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 2, true), Bfly::Fwd);
-            block_stage::<A, BLOCKS, 1>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 1, true), Bfly::FwdLast);
+            block_stage::<A, BLOCKS, 4>(
+                ar,
+                &mut x,
+                &stage_twiddles(ar, tw, n, g, 4, true),
+                Bfly::Fwd,
+            );
+            block_stage::<A, BLOCKS, 2>(
+                ar,
+                &mut x,
+                &stage_twiddles(ar, tw, n, g, 2, true),
+                Bfly::Fwd,
+            );
+            block_stage::<A, BLOCKS, 1>(
+                ar,
+                &mut x,
+                &stage_twiddles(ar, tw, n, g, 1, true),
+                Bfly::FwdLast,
+            );
             for (b, x) in x.iter().enumerate() {
                 for (k, &x) in transpose(ar, *x).iter().enumerate() {
                     ar.store(p.add(64 * b + 8 * k), x);
@@ -698,15 +733,45 @@ fn inv_blocks<A: Arith>(ar: A, t: &Avx512Ntt, a: &mut [u64]) {
                 }
                 *x = transpose(ar, *x);
             }
-            block_stage::<A, BLOCKS, 1>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 1, true), Bfly::Inv);
-            block_stage::<A, BLOCKS, 2>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 2, true), Bfly::Inv);
-            block_stage::<A, BLOCKS, 4>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 4, true), Bfly::Inv);
+            block_stage::<A, BLOCKS, 1>(
+                ar,
+                &mut x,
+                &stage_twiddles(ar, tw, n, g, 1, true),
+                Bfly::Inv,
+            );
+            block_stage::<A, BLOCKS, 2>(
+                ar,
+                &mut x,
+                &stage_twiddles(ar, tw, n, g, 2, true),
+                Bfly::Inv,
+            );
+            block_stage::<A, BLOCKS, 4>(
+                ar,
+                &mut x,
+                &stage_twiddles(ar, tw, n, g, 4, true),
+                Bfly::Inv,
+            );
             for x in x.iter_mut() {
                 *x = transpose(ar, *x);
             }
-            block_stage::<A, BLOCKS, 1>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 1, false), Bfly::Inv);
-            block_stage::<A, BLOCKS, 2>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 2, false), Bfly::Inv);
-            block_stage::<A, BLOCKS, 4>(ar, &mut x, &stage_twiddles(ar, tw, n, g, 4, false), Bfly::Inv);
+            block_stage::<A, BLOCKS, 1>(
+                ar,
+                &mut x,
+                &stage_twiddles(ar, tw, n, g, 1, false),
+                Bfly::Inv,
+            );
+            block_stage::<A, BLOCKS, 2>(
+                ar,
+                &mut x,
+                &stage_twiddles(ar, tw, n, g, 2, false),
+                Bfly::Inv,
+            );
+            block_stage::<A, BLOCKS, 4>(
+                ar,
+                &mut x,
+                &stage_twiddles(ar, tw, n, g, 4, false),
+                Bfly::Inv,
+            );
             for (b, x) in x.iter().enumerate() {
                 for (k, &x) in x.iter().enumerate() {
                     ar.store(p.add(64 * b + 8 * k), x);
