@@ -215,18 +215,18 @@ unsafe trait Arith: Copy {
 
     /// Cooley–Tukey butterfly, inputs and outputs in `[0, 4q)`: (z0 + w·z1, z0 − w·z1).
     #[inline(always)]
-    fn fwd(self, z0: __m512i, z1: __m512i, w: __m512i, wp: __m512i) -> (__m512i, __m512i) {
+    fn fwd(self, z0: __m512i, z1: __m512i, w: __m512i, ws: __m512i) -> (__m512i, __m512i) {
         let z0 = self.reduce(z0, self.two_q());
-        let t = self.mul_lazy(z1, w, wp);
+        let t = self.mul_lazy(z1, w, ws);
         (self.add(z0, t), self.sub(self.add(z0, self.two_q()), t))
     }
 
     /// Gentleman–Sande butterfly, inputs and outputs in `[0, 2q)`: (u + v, w·(u − v)).
     #[inline(always)]
-    fn inv(self, u: __m512i, v: __m512i, w: __m512i, wp: __m512i) -> (__m512i, __m512i) {
+    fn inv(self, u: __m512i, v: __m512i, w: __m512i, ws: __m512i) -> (__m512i, __m512i) {
         let x = self.reduce(self.add(u, v), self.two_q());
         let d = self.sub(self.add(u, self.two_q()), v);
-        (x, self.mul_lazy(d, w, wp))
+        (x, self.mul_lazy(d, w, ws))
     }
 
     /// The forward butterfly with fully reduced outputs in `[0, q)` (inputs in `[0, 4q)`).
@@ -330,14 +330,13 @@ unsafe impl Arith for Wide {
         self.two_q
     }
 
-    /// Keeps `ws` but needs its high half too; we pass `ws` and shift on use (hoisted by LLVM
-    /// for broadcast twiddles).
     #[inline(always)]
     fn mul_lazy(self, x: __m512i, w: __m512i, ws: __m512i) -> __m512i {
         // SAFETY: AVX-512F + DQ by construction of `self`.
         unsafe {
             // qh ≈ floor(x·ws / 2^64) from the three partial products that reach the high word;
             // dropping lo·lo and the carries underestimates by at most 2, so x·w − qh·q < 4q.
+            // (ws_hi is loop-invariant for broadcast twiddles; LLVM hoists it.)
             let x_hi = _mm512_srli_epi64::<32>(x);
             let ws_hi = _mm512_srli_epi64::<32>(ws);
             let hh = _mm512_mul_epu32(x_hi, ws_hi);
@@ -409,6 +408,105 @@ fn inverse_with<A: Arith>(ar: A, t: &Avx512Ntt, a: &mut [u64]) {
     }
 }
 
+/// The butterflies of U radix-R forward units side by side (R rows, log2(R) stages; each
+/// butterfly is applied to all U columns before the next, for independent work); twiddles in
+/// heap order (stage d, sub-block b at slot 2^d + b). Written out per radix so that it is always
+/// fully unrolled into registers.
+#[inline(always)]
+fn fwd_unit<A: Arith, const R: usize, const U: usize>(
+    ar: A,
+    x: &mut [[__m512i; R]; U],
+    w: &[__m512i; R],
+    ws: &[__m512i; R],
+) {
+    // Butterfly on rows (r, p) with twiddle slot s (a macro, not a closure: closures are not
+    // reliably inlined into the target-feature caller).
+    macro_rules! bf {
+        ($r:expr, $p:expr, $s:expr) => {
+            for x in x.iter_mut() {
+                (x[$r], x[$p]) = ar.fwd(x[$r], x[$p], w[$s], ws[$s]);
+            }
+        };
+    }
+    match R {
+        2 => bf!(0, 1, 1),
+        4 => {
+            bf!(0, 2, 1);
+            bf!(1, 3, 1);
+            bf!(0, 1, 2);
+            bf!(2, 3, 3);
+        }
+        8 => {
+            bf!(0, 4, 1);
+            bf!(1, 5, 1);
+            bf!(2, 6, 1);
+            bf!(3, 7, 1);
+            bf!(0, 2, 2);
+            bf!(1, 3, 2);
+            bf!(4, 6, 3);
+            bf!(5, 7, 3);
+            bf!(0, 1, 4);
+            bf!(2, 3, 5);
+            bf!(4, 5, 6);
+            bf!(6, 7, 7);
+        }
+        _ => unreachable!("radix {R}"),
+    }
+}
+
+/// The butterflies of U radix-R inverse units side by side, except the last stage when
+/// `SKIP_LAST` (the caller fuses it with the 1/N scaling); stage d, sub-block b at slot
+/// R/2^(d+1) + b.
+#[inline(always)]
+fn inv_unit<A: Arith, const R: usize, const U: usize, const SKIP_LAST: bool>(
+    ar: A,
+    x: &mut [[__m512i; R]; U],
+    w: &[__m512i; R],
+    ws: &[__m512i; R],
+) {
+    // Butterfly on rows (r, p) with twiddle slot s (a macro, not a closure: closures are not
+    // reliably inlined into the target-feature caller).
+    macro_rules! bf {
+        ($r:expr, $p:expr, $s:expr) => {
+            for x in x.iter_mut() {
+                (x[$r], x[$p]) = ar.inv(x[$r], x[$p], w[$s], ws[$s]);
+            }
+        };
+    }
+    match R {
+        2 => {
+            if !SKIP_LAST {
+                bf!(0, 1, 1);
+            }
+        }
+        4 => {
+            bf!(0, 1, 2);
+            bf!(2, 3, 3);
+            if !SKIP_LAST {
+                bf!(0, 2, 1);
+                bf!(1, 3, 1);
+            }
+        }
+        8 => {
+            bf!(0, 1, 4);
+            bf!(2, 3, 5);
+            bf!(4, 5, 6);
+            bf!(6, 7, 7);
+            bf!(0, 2, 2);
+            bf!(1, 3, 2);
+            bf!(4, 6, 3);
+            bf!(5, 7, 3);
+            if !SKIP_LAST {
+                bf!(0, 4, 1);
+                bf!(1, 5, 1);
+                bf!(2, 6, 1);
+                bf!(3, 7, 1);
+            }
+        }
+        _ => unreachable!("radix {R}"),
+    }
+}
+
 /// Forward stages s … s + log2(R) − 1 in one sweep: rows at stride t/R·2 form a radix-R unit.
 #[inline(always)]
 fn fwd_pass<A: Arith, const R: usize, const U: usize>(ar: A, t: &Avx512Ntt, a: &mut [u64], s: u32) {
@@ -422,12 +520,12 @@ fn fwd_pass<A: Arith, const R: usize, const U: usize>(ar: A, t: &Avx512Ntt, a: &
     for i in 0..m {
         // Heap order: stage d, sub-block b → slot 2^d + b.
         let mut w = [zero; R];
-        let mut wp = [zero; R];
+        let mut ws = [zero; R];
         for d in 0..k {
             for b in 0..1usize << d {
                 let idx = ((m + i) << d) + b;
                 w[(1 << d) + b] = ar.splat(t.fwd_w[idx]);
-                wp[(1 << d) + b] = ar.splat(t.fwd_ws[idx]);
+                ws[(1 << d) + b] = ar.splat(t.fwd_ws[idx]);
             }
         }
         for j in (0..stride).step_by(8 * U) {
@@ -441,17 +539,7 @@ fn fwd_pass<A: Arith, const R: usize, const U: usize>(ar: A, t: &Avx512Ntt, a: &
                         *x = ar.load(p.add(r * stride + 8 * u));
                     }
                 }
-                for d in 0..k {
-                    let h = R >> (d + 1);
-                    for r in 0..R {
-                        if r & h == 0 {
-                            let slot = (1 << d) + (r >> (k - d));
-                            for x in x.iter_mut() {
-                                (x[r], x[r + h]) = ar.fwd(x[r], x[r + h], w[slot], wp[slot]);
-                            }
-                        }
-                    }
-                }
+                fwd_unit(ar, &mut x, &w, &ws);
                 for (u, x) in x.iter().enumerate() {
                     for (r, &x) in x.iter().enumerate() {
                         ar.store(p.add(r * stride + 8 * u), x);
@@ -502,18 +590,7 @@ fn inv_pass<A: Arith, const R: usize, const U: usize, const LAST: bool>(
                         *x = ar.load(p.add(r * half + 8 * u));
                     }
                 }
-                let stages = if LAST { k - 1 } else { k };
-                for d in 0..stages {
-                    let h = 1 << d;
-                    for r in 0..R {
-                        if r & h == 0 {
-                            let slot = (R >> (d + 1)) + (r >> (d + 1));
-                            for x in x.iter_mut() {
-                                (x[r], x[r + h]) = ar.inv(x[r], x[r + h], w[slot], ws[slot]);
-                            }
-                        }
-                    }
-                }
+                inv_unit::<A, R, U, LAST>(ar, &mut x, &w, &ws);
                 if LAST {
                     // Last stage (m = 1) with N⁻¹ folded in, then full reduction.
                     let h = R / 2;
