@@ -6,8 +6,8 @@
 //! the quotient `floor(x·w'/2^64)` from the three partial products that reach the high word
 //! (an underestimate by at most 2), the remainder `x·w − qh·q` from low 64-bit halves, then one
 //! conditional subtraction brings it back to `[0, 2q)`. About 25 vector operations per four
-//! products; on Zen 5 this still runs about 3–4× faster than the scalar path (see the comment in
-//! `ntt.rs` on kernel choice).
+//! products, yet measured on Zen 5 it still beats the scalar path (N = 2^16: about 2.2× faster
+//! forward, 1.8× inverse; see `ntt.rs`), so it is dispatched to where AVX-512 is missing.
 //!
 //! Loop structure mirrors `ntt_avx512.rs` with four lanes: the stages with half-span t ≥ 16 run
 //! in radix-2/4 passes with broadcast twiddles, the four stages t = 8 … 1 on 16-element blocks
