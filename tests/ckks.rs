@@ -10,6 +10,7 @@
 //!   fresh noise → bound [`LINEAR`] = 1e-6 (measured ≈ 3e-8);
 //! - ×plaintext, ×scalar or ×ciphertext, then rescale: noise·value terms shrink by the
 //!   rescale, plus rounding ≈ √N/Δ → bound [`PRODUCT`] = 1e-5 (measured ≈ 1e-8).
+//!
 //! Each test prints its measured errors (run with --nocapture).
 
 use helora::ckks::*;

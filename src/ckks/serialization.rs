@@ -764,32 +764,6 @@ impl Serializable for EvaluationKeys {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pack_unpack_round_trip_at_every_width() {
-        let n = 64;
-        for width in 1..=62u32 {
-            let q = if width == 62 {
-                (1u64 << 62) - 57
-            } else {
-                1u64 << width
-            };
-            let values: Vec<u64> = (0..n as u64)
-                .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) % q)
-                .collect();
-            let mut bytes = Vec::new();
-            pack(&values, width, &mut bytes);
-            assert_eq!(bytes.len(), packed_len(n, width));
-            let mut back = Vec::new();
-            unpack(&bytes, width, n, q, &mut back, 0, "test").unwrap();
-            assert_eq!(back, values, "width {width}");
-        }
-    }
-}
-
 /// Compact replies: c0 and c1 widths (u8 each), scale f64, then c0 and c1 packed at
 /// their widths.
 impl Serializable for CompactCiphertext {
@@ -857,5 +831,31 @@ impl Serializable for CompactCiphertext {
             c1,
             scale,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_unpack_round_trip_at_every_width() {
+        let n = 64;
+        for width in 1..=62u32 {
+            let q = if width == 62 {
+                (1u64 << 62) - 57
+            } else {
+                1u64 << width
+            };
+            let values: Vec<u64> = (0..n as u64)
+                .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) % q)
+                .collect();
+            let mut bytes = Vec::new();
+            pack(&values, width, &mut bytes);
+            assert_eq!(bytes.len(), packed_len(n, width));
+            let mut back = Vec::new();
+            unpack(&bytes, width, n, q, &mut back, 0, "test").unwrap();
+            assert_eq!(back, values, "width {width}");
+        }
     }
 }

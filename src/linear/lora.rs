@@ -219,6 +219,9 @@ impl<B: Backend> LoraPlan<B> {
     }
 }
 
+/// One token's outputs of a group: per projection, its output ciphertexts.
+pub type GroupOutput<P> = Vec<Vec<Ciphertext<P>>>;
+
 /// The terms Σ_k diag_k ⊙ rot(·, k) of a diagonal product.
 fn diagonal_terms<P>(diagonals: &[ExtendedPlaintext<P>]) -> Vec<(i64, &ExtendedPlaintext<P>)> {
     diagonals
@@ -288,7 +291,7 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
         evaluator: &Evaluator<B>,
         tokens: &[Vec<Ciphertext<B::Poly>>],
         threads: usize,
-    ) -> Result<Vec<Vec<Vec<Ciphertext<B::Poly>>>>, LinearError> {
+    ) -> Result<Vec<GroupOutput<B::Poly>>, LinearError> {
         let threads = threads.clamp(1, tokens.len().max(1));
         let per_thread = tokens.len().div_ceil(threads).max(1);
         std::thread::scope(|scope| {
@@ -319,7 +322,7 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
         &self,
         evaluator: &Evaluator<B>,
         inputs: &[Ciphertext<B::Poly>],
-    ) -> Result<Vec<Vec<Ciphertext<B::Poly>>>, LinearError> {
+    ) -> Result<GroupOutput<B::Poly>, LinearError> {
         let first = self.plans[0];
         if inputs.len() != first.input.chunks {
             return Err(LinearError::Shape(format!(

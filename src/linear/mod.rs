@@ -5,7 +5,7 @@ mod lora;
 mod matrix;
 
 pub use layout::{InputLayout, OutputLayout};
-pub use lora::{LoraGroup, LoraPlan, OpCounts, MAX_RANK};
+pub use lora::{GroupOutput, LoraGroup, LoraPlan, OpCounts, MAX_RANK};
 pub use matrix::Matrix;
 
 use crate::ckks::{CkksError, EncodeError};
