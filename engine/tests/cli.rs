@@ -50,7 +50,7 @@ fn bench_ops_json_is_one_object_on_stdout() {
     assert!(v["definitions"]["ntt_us"]
         .as_str()
         .is_some_and(|d| d.contains("one limb")));
-    assert!(v["cpu"].is_string() && v["simd"].is_string());
+    assert!(v["cpu"].is_string() && v["simd"].is_string() && v["simd_cpu"].is_string());
 }
 
 #[test]

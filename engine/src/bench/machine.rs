@@ -1,4 +1,6 @@
-//! What machine a benchmark ran on: CPU model and SIMD capability, best effort.
+//! What machine a benchmark ran on: CPU model, SIMD capability and the NTT kernel in use.
+
+use helora::ring::RingContext;
 
 /// The CPU model from /proc/cpuinfo, or the architecture name where that is not readable.
 pub fn cpu_model() -> String {
@@ -16,6 +18,20 @@ pub fn model_from_cpuinfo(info: &str) -> Option<String> {
             (k.trim() == *key && !v.trim().is_empty()).then(|| v.trim().to_string())
         })
     })
+}
+
+/// The NTT kernel(s) the ring's per-prime tables use, e.g. `avx512-ifma`; distinct kernels
+/// are joined with `+` (a kernel may not support every prime size).
+pub fn ntt_kernels(ctx: &RingContext) -> String {
+    let basis = ctx.full_basis();
+    let mut kernels: Vec<&str> = Vec::new();
+    for i in 0..basis.len() {
+        let k = ctx.ntt_table(basis, i).kernel();
+        if !kernels.contains(&k) {
+            kernels.push(k);
+        }
+    }
+    kernels.join("+")
 }
 
 /// The widest SIMD level useful to the NTT that this CPU supports: `avx512ifma`, `avx2`
@@ -50,6 +66,22 @@ mod tests {
             Some("Raspberry Pi 4 Model B")
         );
         assert_eq!(model_from_cpuinfo("flags : fpu\n"), None);
+    }
+
+    #[test]
+    fn ntt_kernels_are_named() {
+        let ctx = helora::ckks::Params::new(helora::ckks::ParamSpec::n13_depth2())
+            .unwrap()
+            .ring()
+            .clone();
+        let kernels = ntt_kernels(&ctx);
+        assert!(!kernels.is_empty());
+        for k in kernels.split('+') {
+            assert!(
+                ["avx512-ifma", "avx512", "avx2", "scalar"].contains(&k),
+                "{k}"
+            );
+        }
     }
 
     #[test]

@@ -60,8 +60,8 @@ pub fn run(options: &OpsOptions) -> Result<OpsReport> {
     };
     let machine = Machine {
         cpu: machine::cpu_model(),
-        simd: machine::simd_capability(),
-        simd_source: "cpu_capability",
+        simd: machine::ntt_kernels(params.ring()),
+        simd_cpu: machine::simd_capability(),
         threads: 1,
     };
     let iters_mode = if options.iters.is_some() {

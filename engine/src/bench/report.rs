@@ -30,9 +30,10 @@ pub struct Setup {
 #[derive(Clone, Debug)]
 pub struct Machine {
     pub cpu: String,
-    pub simd: &'static str,
-    /// What `simd` says: the CPU's capability, or the path the NTT actually takes.
-    pub simd_source: &'static str,
+    /// The NTT kernel the ring's tables use (several joined by `+` if primes differ).
+    pub simd: String,
+    /// The widest SIMD level the CPU supports.
+    pub simd_cpu: &'static str,
     pub threads: usize,
 }
 
@@ -99,15 +100,10 @@ impl OpsReport {
             "fixed" => format!("median of {} iterations per operation after one warm-up", self.min_iters()),
             _ => format!("median of adaptive iterations (about 0.5 s and at least 10 per operation; fewest here: {})", self.min_iters()),
         };
-        let simd_note = if m.simd_source == "cpu_capability" {
-            " (CPU capability; the NTT does not report its path yet)"
-        } else {
-            " (NTT path)"
-        };
         let lines = [
             ("ring", format!("N = {} ({} slots), top level {}: {} ciphertext primes + {} special prime(s), {} key-switching digits", s.n, s.slots, s.level, s.limbs, s.special_primes, s.digits)),
             ("modulus", format!("log QP = {} bits (128-bit security allows {}), scale 2^{}", s.log_qp, s.log_qp_max_128, s.log_scale)),
-            ("cpu", format!("{}, SIMD {}{}, {} thread", m.cpu, m.simd, simd_note, m.threads)),
+            ("cpu", format!("{}, NTT kernel {} (CPU supports {}), {} thread", m.cpu, m.simd, m.simd_cpu, m.threads)),
             ("keygen", format!("{:.1} ms (secret, public, relinearisation and rotation keys: {} switching keys)", self.keygen_ms(), self.switching_keys)),
             ("timing", iters),
         ];
@@ -170,8 +166,8 @@ impl Serialize for OpsReport {
         map.serialize_entry("log_qp_max_128", &s.log_qp_max_128)?;
         map.serialize_entry("log_scale", &s.log_scale)?;
         map.serialize_entry("cpu", &m.cpu)?;
-        map.serialize_entry("simd", m.simd)?;
-        map.serialize_entry("simd_source", m.simd_source)?;
+        map.serialize_entry("simd", &m.simd)?;
+        map.serialize_entry("simd_cpu", m.simd_cpu)?;
         map.serialize_entry("threads", &m.threads)?;
         map.serialize_entry("iters", &self.min_iters())?;
         map.serialize_entry("iters_mode", self.iters_mode)?;
@@ -240,8 +236,8 @@ mod tests {
             },
             machine: Machine {
                 cpu: "Test CPU".into(),
-                simd: "avx2",
-                simd_source: "cpu_capability",
+                simd: "avx2".into(),
+                simd_cpu: "avx2",
                 threads: 1,
             },
             iters_mode: "adaptive",
