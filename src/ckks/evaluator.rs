@@ -75,6 +75,14 @@ impl<B: Backend> Evaluator<B> {
                 found: keys.params_id,
             });
         }
+        let n = self.params.n();
+        if let Some(&g) = keys
+            .galois
+            .keys()
+            .find(|&&g| g == 1 || !crate::ring::automorphism::is_galois_element(g, n))
+        {
+            return Err(CkksError::InvalidGaloisElement(g));
+        }
         self.relin = keys
             .relin
             .as_ref()
