@@ -276,6 +276,7 @@ fn compact_reply_meets_the_download_budget_and_the_accuracy_bound() {
     let y = plan.apply(&server, &inputs).unwrap();
     let want = b.left_multiply(&a.left_multiply(&x));
     // c1 at 40 bits, c0 at 36: 8192·76/8 = 77,824 bytes of coefficients.
+    assert_eq!(helora::linear::reply_widths(&client.params), (36, 40));
     let reply = server.compact(&y[0], 36, 40).unwrap();
     let bytes = reply.to_bytes(&client.params).unwrap();
     assert!(bytes.len() <= 80_000, "download {} bytes", bytes.len());

@@ -96,3 +96,57 @@ fn bad_arguments_are_usage_errors() {
         assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
     }
 }
+
+#[test]
+fn bench_lora_json_reports_counts_accuracy_and_bytes() {
+    let out = helora(&[
+        "bench", "lora", "--d-in", "576", "--d-out", "576", "--r", "8", "--tokens", "2", "--iters",
+        "1", "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is exactly one JSON value");
+    assert_eq!(v["d_in"], 576);
+    assert_eq!(v["rank"], 8);
+    assert_eq!(v["depth"], 2);
+    // r' − 1 = 7 hoisted rotations per diagonal product, log2(1024/8) = 7 fold rotations.
+    assert_eq!(v["keyswitches"], 7 + 7 + 7);
+    assert_eq!(v["hoisted_keyswitches"], 14);
+    assert_eq!(v["pt_muls"], 16);
+    for key in [
+        "ms_per_apply",
+        "ms_per_token_batch",
+        "tokens_per_s",
+        "upload_bytes",
+        "download_bytes",
+    ] {
+        assert!(
+            v[key].as_f64().is_some_and(|x| x > 0.0),
+            "{key}: {}",
+            v[key]
+        );
+    }
+    assert!(
+        v["relative_error"].as_f64().is_some_and(|e| e < 1e-4),
+        "{}",
+        v["relative_error"]
+    );
+    assert!(v["upload_bytes"].as_u64().is_some_and(|b| b <= 140_000));
+    assert!(v["download_bytes"].as_u64().is_some_and(|b| b <= 80_000));
+}
+
+#[test]
+fn bench_lora_rejects_bad_shapes_with_a_message() {
+    let out = helora(&["bench", "lora", "--r", "65"]);
+    assert_eq!(out.status.code(), Some(2), "clap rejects a rank above 64");
+    let out = helora(&[
+        "bench", "lora", "--n", "4096", "--d-in", "64", "--d-out", "64",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported ring degree"));
+    assert!(out.stdout.is_empty());
+}

@@ -1,6 +1,7 @@
 //! `helora bench`: timings of the HE core on this machine.
 
 pub mod keys;
+pub mod lora;
 pub mod machine;
 pub mod ops;
 pub mod plaintext;
