@@ -438,6 +438,15 @@ fn objects_of_other_parameter_sets_are_refused() {
         ev.set_keys(&kg.evaluation_keys(&[1], false).unwrap()),
         Err(CkksError::ParamsMismatch { .. })
     ));
+    // A key under an even (invalid) Galois element is refused, not used.
+    let mut keys = kg.evaluation_keys(&[1], false).unwrap();
+    let key = keys.galois.values().next().unwrap().clone();
+    keys.galois.insert(6, key);
+    let mut ev = Evaluator::cpu(&s.params);
+    assert!(matches!(
+        ev.set_keys(&keys),
+        Err(CkksError::InvalidGaloisElement(6))
+    ));
 }
 
 #[test]

@@ -233,3 +233,102 @@ fn bad_shapes_and_inputs_are_errors() {
     assert!(Matrix::new(2, 2, vec![1.0, f64::NAN, 0.0, 0.0]).is_err());
     assert!(Matrix::new(2, 3, vec![1.0; 5]).is_err());
 }
+
+#[test]
+fn compact_reply_meets_the_download_budget_and_the_accuracy_bound() {
+    let mut client = Client::new();
+    let mut server = Evaluator::cpu(&client.params);
+    let (a, b) = lora_factors(4096, 4096, 8);
+    let plan = LoraPlan::new(&server, &client.encoder, &a, &b, 2).unwrap();
+    server
+        .set_keys(
+            &client
+                .keygen
+                .evaluation_keys(&plan.rotation_steps(), false)
+                .unwrap(),
+        )
+        .unwrap();
+    let x = input(4096);
+    let inputs = client.encrypt(&plan, &x);
+    // Upload: seeded, bit-packed (≤ 140 KB).
+    let level = plan.input_level();
+    let slots = &plan.input_layout().pack(&x).unwrap()[0];
+    let pt = Plaintext {
+        poly: client
+            .encoder
+            .encode(
+                client.params.ring(),
+                slots,
+                client.params.default_scale(),
+                helora::ring::Basis::level(level),
+            )
+            .unwrap(),
+        level,
+        scale: client.params.default_scale(),
+    };
+    let upload = client
+        .encryptor
+        .encrypt_seeded(&pt)
+        .unwrap()
+        .to_bytes(&client.params)
+        .unwrap();
+    assert!(upload.len() <= 140_000, "upload {} bytes", upload.len());
+    let y = plan.apply(&server, &inputs).unwrap();
+    let want = b.left_multiply(&a.left_multiply(&x));
+    // c1 at 40 bits, c0 at 36: 8192·76/8 = 77,824 bytes of coefficients.
+    assert_eq!(helora::linear::reply_widths(&client.params), (36, 40));
+    let reply = server.compact(&y[0], 36, 40).unwrap();
+    let bytes = reply.to_bytes(&client.params).unwrap();
+    assert!(bytes.len() <= 80_000, "download {} bytes", bytes.len());
+    let back = CompactCiphertext::from_bytes(&client.params, &bytes).unwrap();
+    assert_eq!(back, reply);
+    let pt = client.decryptor.decrypt_compact(&back).unwrap();
+    let got = client
+        .encoder
+        .decode(client.params.ring(), &pt.poly, pt.scale)
+        .unwrap();
+    let err = relative_error(&got[..4096], &want);
+    println!(
+        "upload {} B, download {} B, relative error {err:.3e}",
+        upload.len(),
+        bytes.len()
+    );
+    assert!(err <= MAX_RELATIVE_ERROR);
+    // Truncated or foreign input is an error, not a panic.
+    assert!(CompactCiphertext::from_bytes(&client.params, &bytes[..bytes.len() - 1]).is_err());
+    assert!(server.compact(&y[0], 36, 50).is_err());
+    assert!(server.compact(&y[0], 41, 40).is_err());
+}
+
+#[test]
+fn a_batch_of_tokens_matches_token_by_token() {
+    let mut client = Client::new();
+    let mut server = Evaluator::cpu(&client.params);
+    let (a, b) = lora_factors(576, 576, 8);
+    let plan = LoraPlan::new(&server, &client.encoder, &a, &b, 2).unwrap();
+    server
+        .set_keys(
+            &client
+                .keygen
+                .evaluation_keys(&plan.rotation_steps(), false)
+                .unwrap(),
+        )
+        .unwrap();
+    let xs: Vec<Vec<f64>> = (0..5).map(|_| input(576)).collect();
+    let tokens: Vec<Vec<Ciphertext>> = xs.iter().map(|x| client.encrypt(&plan, x)).collect();
+    let group = LoraGroup::new(vec![&plan]).unwrap();
+    let batch = group.apply_batch(&server, &tokens, 2).unwrap();
+    assert_eq!(batch.len(), tokens.len());
+    for ((x, token), out) in xs.iter().zip(&tokens).zip(&batch) {
+        assert_eq!(
+            out[0],
+            plan.apply(&server, token).unwrap(),
+            "same result as one token at a time"
+        );
+        let err = relative_error(
+            &client.decrypt(&plan, &out[0]),
+            &b.left_multiply(&a.left_multiply(x)),
+        );
+        assert!(err <= MAX_RELATIVE_ERROR);
+    }
+}

@@ -152,6 +152,14 @@ impl Decryptor {
         })
     }
 
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub(crate) fn secret_key(&self) -> &SecretKey {
+        &self.secret
+    }
+
     pub fn decrypt(&self, ct: &Ciphertext) -> Result<Plaintext, CkksError> {
         let ctx = self.params.ring();
         let basis = Basis::level(ct.level);

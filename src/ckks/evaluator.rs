@@ -8,14 +8,14 @@ use crate::backend::{Backend, CpuBackend};
 use crate::ring::{Basis, RnsPoly};
 use std::collections::HashMap;
 
+/// The terms (rotation step, plaintext) of one hoisted linear combination.
+pub type Terms<'a, P> = [(i64, &'a ExtendedPlaintext<P>)];
+
 /// The hybrid key-switching digits of one ciphertext's c1, extended to Q_l ∪ P.
 pub struct Decomposed<P> {
     digits: Vec<P>,
     level: usize,
 }
-
-/// One term pt ⊙ rot(ct, step) of a hoisted linear combination.
-pub type Term<'a, P> = (i64, &'a ExtendedPlaintext<P>);
 
 /// Relative tolerance when two scales must agree.
 const SCALE_TOLERANCE: f64 = 1e-9;
@@ -74,6 +74,14 @@ impl<B: Backend> Evaluator<B> {
                 expected: self.params.id(),
                 found: keys.params_id,
             });
+        }
+        let n = self.params.n();
+        if let Some(&g) = keys
+            .galois
+            .keys()
+            .find(|&&g| g == 1 || !crate::ring::automorphism::is_galois_element(g, n))
+        {
+            return Err(CkksError::InvalidGaloisElement(g));
         }
         self.relin = keys
             .relin
@@ -557,7 +565,7 @@ impl<B: Backend> Evaluator<B> {
         &self,
         a: &Ciphertext<B::Poly>,
         decomposed: &Decomposed<B::Poly>,
-        combinations: &[&[Term<'_, B::Poly>]],
+        combinations: &[&Terms<B::Poly>],
     ) -> Result<Vec<Ciphertext<B::Poly>>, CkksError> {
         self.check(a)?;
         if decomposed.level != a.level {

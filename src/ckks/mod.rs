@@ -1,6 +1,7 @@
 //! RNS-CKKS: parameters, encoding, keys, encryption, evaluation and serialization.
 
 mod ciphertext;
+mod compact;
 mod complex;
 mod encoder;
 mod encryptor;
@@ -13,10 +14,11 @@ mod security;
 mod serialization;
 
 pub use ciphertext::{Ciphertext, ExtendedPlaintext, Plaintext, SeededCiphertext};
+pub use compact::{CompactCiphertext, MIN_COMPACT_BITS};
 pub use complex::Complex;
 pub use encoder::{EncodeError, Encoder};
 pub use encryptor::{expand_seeded, Decryptor, Encryptor, SymmetricEncryptor};
-pub use evaluator::{Decomposed, Evaluator, Term};
+pub use evaluator::{Decomposed, Evaluator, Terms};
 pub use galois::{conjugation_element, rotation_element};
 pub use keygen::KeyGenerator;
 pub use keys::{EvaluationKeys, PublicKey, SecretKey, SwitchingKey};

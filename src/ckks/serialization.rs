@@ -8,8 +8,8 @@
 //! error, never a panic. Byte layout: `docs/format.md`.
 
 use super::{
-    Ciphertext, CkksError, EvaluationKeys, ParamSpec, Params, Plaintext, PublicKey,
-    SeededCiphertext, SwitchingKey,
+    Ciphertext, CkksError, CompactCiphertext, EvaluationKeys, ParamSpec, Params, Plaintext,
+    PublicKey, SeededCiphertext, SwitchingKey,
 };
 use crate::ring::{automorphism, Basis, RnsPoly};
 use std::collections::BTreeMap;
@@ -34,10 +34,11 @@ enum Kind {
     PublicKey = 5,
     SwitchingKey = 6,
     EvaluationKeys = 7,
+    CompactCiphertext = 8,
 }
 
 impl Kind {
-    const ALL: [Kind; 7] = [
+    const ALL: [Kind; 8] = [
         Kind::Params,
         Kind::Plaintext,
         Kind::Ciphertext,
@@ -45,6 +46,7 @@ impl Kind {
         Kind::PublicKey,
         Kind::SwitchingKey,
         Kind::EvaluationKeys,
+        Kind::CompactCiphertext,
     ];
 
     fn name(self) -> &'static str {
@@ -56,6 +58,7 @@ impl Kind {
             Kind::PublicKey => "public key",
             Kind::SwitchingKey => "switching key",
             Kind::EvaluationKeys => "evaluation key set",
+            Kind::CompactCiphertext => "compact ciphertext",
         }
     }
 }
@@ -757,6 +760,76 @@ impl Serializable for EvaluationKeys {
             params_id: params.id(),
             relin,
             galois,
+        })
+    }
+}
+
+/// Compact replies: c0 and c1 widths (u8 each), scale f64, then c0 and c1 packed at
+/// their widths.
+impl Serializable for CompactCiphertext {
+    fn to_bytes(&self, params: &Params) -> Result<Vec<u8>, CkksError> {
+        let n = params.n();
+        let (w0, w1) = (self.c0_bits, self.c1_bits);
+        if !CompactCiphertext::widths_valid(w0, w1, params.ring().q()[0].bits())
+            || self.c0.len() != n
+            || self.c1.len() != n
+        {
+            return Err(err("compact ciphertext does not match the parameters"));
+        }
+        if self.c0.iter().any(|&c| c >> w0 != 0) || self.c1.iter().any(|&c| c >> w1 != 0) {
+            return Err(err("a compact coefficient exceeds its width"));
+        }
+        let mut out = header(
+            Kind::CompactCiphertext,
+            params.id(),
+            10 + packed_len(n, w0) + packed_len(n, w1),
+        );
+        out.push(w0 as u8);
+        out.push(w1 as u8);
+        put_scale(&mut out, self.scale)?;
+        pack(&self.c0, w0, &mut out);
+        pack(&self.c1, w1, &mut out);
+        Ok(out)
+    }
+
+    fn from_bytes(params: &Params, bytes: &[u8]) -> Result<Self, CkksError> {
+        let mut r = Reader::new(bytes);
+        read_header_for(&mut r, Kind::CompactCiphertext, params)?;
+        let w0 = r.u8("c0 width")? as u32;
+        let w1 = r.u8("c1 width")? as u32;
+        if !CompactCiphertext::widths_valid(w0, w1, params.ring().q()[0].bits()) {
+            return Err(err(format!(
+                "compact widths {w0}/{w1} are not usable with these parameters"
+            )));
+        }
+        let scale = read_scale(&mut r)?;
+        let n = params.n();
+        let (mut c0, mut c1) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        unpack(
+            r.take(packed_len(n, w0), "compact c0")?,
+            w0,
+            n,
+            1u64 << w0,
+            &mut c0,
+            0,
+            "compact c0",
+        )?;
+        unpack(
+            r.take(packed_len(n, w1), "compact c1")?,
+            w1,
+            n,
+            1u64 << w1,
+            &mut c1,
+            0,
+            "compact c1",
+        )?;
+        r.finish(Kind::CompactCiphertext)?;
+        Ok(CompactCiphertext {
+            c0_bits: w0,
+            c1_bits: w1,
+            c0,
+            c1,
+            scale,
         })
     }
 }

@@ -18,7 +18,7 @@
 use super::layout::{InputLayout, OutputLayout};
 use super::{LinearError, Matrix};
 use crate::backend::Backend;
-use crate::ckks::{Ciphertext, Complex, Encoder, Evaluator, ExtendedPlaintext, Term};
+use crate::ckks::{Ciphertext, Complex, Encoder, Evaluator, ExtendedPlaintext, Terms};
 use crate::ring::Basis;
 
 /// Largest supported LoRA rank.
@@ -281,23 +281,26 @@ impl<B: Backend> LoraPlan<B> {
             evaluator.add_assign(&mut u, &rotated)?;
         }
         let decomposed = evaluator.decompose(&u)?;
-        let terms: Vec<Vec<Term<'_, B::Poly>>> = step2
-            .iter()
-            .map(|diags| {
-                diags
-                    .iter()
-                    .enumerate()
-                    .map(|(k, pt)| (k as i64, pt))
-                    .collect()
-            })
-            .collect();
-        let refs: Vec<&[Term<'_, B::Poly>]> = terms.iter().map(Vec::as_slice).collect();
+        let terms: Vec<_> = step2.iter().map(|diags| diagonal_terms(diags)).collect();
+        let refs: Vec<&Terms<B::Poly>> = terms.iter().map(Vec::as_slice).collect();
         evaluator
             .linear_combinations_hoisted(&u, &decomposed, &refs)?
             .iter()
             .map(|y| Ok(evaluator.rescale(y)?))
             .collect()
     }
+}
+
+/// One token's outputs of a group: per projection, its output ciphertexts.
+pub type GroupOutput<P> = Vec<Vec<Ciphertext<P>>>;
+
+/// The terms Σ_k diag_k ⊙ rot(·, k) of a diagonal product.
+fn diagonal_terms<P>(diagonals: &[ExtendedPlaintext<P>]) -> Vec<(i64, &ExtendedPlaintext<P>)> {
+    diagonals
+        .iter()
+        .enumerate()
+        .map(|(k, pt)| (k as i64, pt))
+        .collect()
 }
 
 /// Projections that read the same input: one upload, one decomposition per input chunk,
@@ -351,12 +354,47 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
         counts
     }
 
+    /// Applies the group to a batch of tokens (a prompt): the plaintexts are shared and the
+    /// tokens are spread over `threads` worker threads (the CPU backend computes one token
+    /// per thread). Results keep the tokens' order.
+    pub fn apply_batch(
+        &self,
+        evaluator: &Evaluator<B>,
+        tokens: &[Vec<Ciphertext<B::Poly>>],
+        threads: usize,
+    ) -> Result<Vec<GroupOutput<B::Poly>>, LinearError> {
+        let threads = threads.clamp(1, tokens.len().max(1));
+        let per_thread = tokens.len().div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = tokens
+                .chunks(per_thread)
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|t| self.apply(evaluator, t))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                })
+                .collect();
+            let mut out = Vec::with_capacity(tokens.len());
+            for worker in workers {
+                out.extend(
+                    worker
+                        .join()
+                        .map_err(|_| LinearError::Shape("a worker thread panicked".into()))??,
+                );
+            }
+            Ok(out)
+        })
+    }
+
     /// y_p = x·A_p·B_p for every member p, from one token's input ciphertexts.
     pub fn apply(
         &self,
         evaluator: &Evaluator<B>,
         inputs: &[Ciphertext<B::Poly>],
-    ) -> Result<Vec<Vec<Ciphertext<B::Poly>>>, LinearError> {
+    ) -> Result<GroupOutput<B::Poly>, LinearError> {
         self.apply_with(evaluator, inputs, &vec![None; self.plans.len()])
     }
 
@@ -367,7 +405,7 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
         evaluator: &Evaluator<B>,
         inputs: &[Ciphertext<B::Poly>],
         step2: &[Option<&OutputDiagonals<B>>],
-    ) -> Result<Vec<Vec<Ciphertext<B::Poly>>>, LinearError> {
+    ) -> Result<GroupOutput<B::Poly>, LinearError> {
         let first = self.plans[0];
         if step2.len() != self.plans.len() {
             return Err(LinearError::Shape(format!(
@@ -393,18 +431,12 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
         let mut z: Vec<Option<Ciphertext<B::Poly>>> = vec![None; self.plans.len()];
         for (c, x) in inputs.iter().enumerate() {
             let decomposed = evaluator.decompose(x)?;
-            let terms: Vec<Vec<Term<'_, B::Poly>>> = self
+            let terms: Vec<_> = self
                 .plans
                 .iter()
-                .map(|p| {
-                    p.step1[c]
-                        .iter()
-                        .enumerate()
-                        .map(|(k, pt)| (k as i64, pt))
-                        .collect()
-                })
+                .map(|p| diagonal_terms(&p.step1[c]))
                 .collect();
-            let refs: Vec<&[Term<'_, B::Poly>]> = terms.iter().map(Vec::as_slice).collect();
+            let refs: Vec<&Terms<B::Poly>> = terms.iter().map(Vec::as_slice).collect();
             for (acc, part) in
                 z.iter_mut()
                     .zip(evaluator.linear_combinations_hoisted(x, &decomposed, &refs)?)

@@ -3,10 +3,12 @@
 mod layout;
 mod lora;
 mod matrix;
+mod reply;
 
 pub use layout::{InputLayout, OutputLayout};
-pub use lora::{LoraGroup, LoraPlan, OpCounts, OutputDiagonals, MAX_RANK};
+pub use lora::{GroupOutput, LoraGroup, LoraPlan, OpCounts, OutputDiagonals, MAX_RANK};
 pub use matrix::Matrix;
+pub use reply::reply_widths;
 
 use crate::ckks::{CkksError, EncodeError};
 

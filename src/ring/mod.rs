@@ -8,6 +8,10 @@ mod basis_extension;
 mod context;
 mod crt;
 mod ntt;
+#[cfg(target_arch = "x86_64")]
+mod ntt_avx2;
+#[cfg(target_arch = "x86_64")]
+mod ntt_avx512;
 mod poly;
 
 pub use basis_extension::{rescale, BaseConverter, BasisExtender};

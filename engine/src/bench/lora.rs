@@ -1,0 +1,270 @@
+//! `helora bench lora`: one LoRA plan applied to encrypted inputs on the CPU, as a client
+//! and a server in one process, with random factors shaped like real LoRA (A Kaiming-
+//! uniform, B ~ N(0, 0.02²)) and unit-variance inputs. Reports operation counts, the
+//! median time of one apply (one thread), the batch throughput over T tokens, the
+//! accuracy of the decrypted reply and the bytes each way per token.
+
+use super::keys;
+use super::machine;
+use super::ops::params_for;
+use super::timing::{measure, Iterations};
+use anyhow::{bail, Context, Result};
+use helora::ckks::{
+    CompactCiphertext, Decryptor, Encoder, Evaluator, Plaintext, SeededCiphertext, Serializable,
+    SymmetricEncryptor,
+};
+use helora::linear::{reply_widths, LoraGroup, LoraPlan, Matrix};
+use helora::math::sampling;
+use helora::ring::Basis;
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(Clone, Debug)]
+pub struct LoraOptions {
+    pub d_in: usize,
+    pub d_out: usize,
+    pub rank: usize,
+    pub n: usize,
+    pub tokens: usize,
+    pub iters: Option<usize>,
+    pub threads: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LoraReport {
+    pub n: usize,
+    pub d_in: usize,
+    pub d_out: usize,
+    pub rank: usize,
+    pub tokens: usize,
+    pub input_ciphertexts: usize,
+    pub output_ciphertexts: usize,
+    pub keyswitches: usize,
+    pub hoisted_keyswitches: usize,
+    pub decompositions: usize,
+    pub pt_muls: usize,
+    pub depth: usize,
+    pub rotation_keys: usize,
+    /// Median of one token's apply, one thread.
+    pub ms_per_apply: f64,
+    pub apply_iterations: usize,
+    /// Wall time of the T-token batch over `threads` threads, divided by T.
+    pub ms_per_token_batch: f64,
+    pub tokens_per_s: f64,
+    pub threads: usize,
+    /// ‖ŷ − y‖₂ / ‖y‖₂ of the decrypted compact reply against f64, over all tokens.
+    pub relative_error: f64,
+    pub upload_bytes: usize,
+    pub download_bytes: usize,
+    pub reply_bits: [u32; 2],
+    pub keygen_ms: f64,
+    pub plan_build_ms: f64,
+    pub cpu: String,
+    pub simd: String,
+}
+
+fn random_unit(rng: &mut sampling::ChaCha20Rng) -> f64 {
+    sampling::uniform_below(rng, 1 << 53) as f64 / (1u64 << 53) as f64
+}
+
+fn gaussian(rng: &mut sampling::ChaCha20Rng) -> f64 {
+    let (u1, u2) = (random_unit(rng).max(f64::MIN_POSITIVE), random_unit(rng));
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+pub fn run(options: &LoraOptions) -> Result<LoraReport> {
+    let LoraOptions {
+        d_in,
+        d_out,
+        rank,
+        tokens,
+        ..
+    } = *options;
+    if d_in == 0 || d_out == 0 || rank == 0 || tokens == 0 {
+        bail!("--d-in, --d-out, --r and --tokens must be positive");
+    }
+    let params = params_for(options.n)?;
+    let mut rng = sampling::os_rng()?;
+    let bound = 1.0 / (d_in as f64).sqrt();
+    let a = Matrix::new(
+        d_in,
+        rank,
+        (0..d_in * rank)
+            .map(|_| (2.0 * random_unit(&mut rng) - 1.0) * bound)
+            .collect(),
+    )?;
+    let b = Matrix::new(
+        rank,
+        d_out,
+        (0..rank * d_out)
+            .map(|_| 0.02 * gaussian(&mut rng))
+            .collect(),
+    )?;
+    let encoder = Encoder::new(params.n())?;
+    let mut server = Evaluator::cpu(&params);
+
+    let start = Instant::now();
+    let plan = LoraPlan::new(&server, &encoder, &a, &b, 2).context("building the LoRA plan")?;
+    let plan_build_ms = start.elapsed().as_secs_f64() * 1e3;
+    let steps = plan.rotation_steps();
+    let keys = keys::generate(&params, &steps)?;
+    server.set_keys(&keys.eval)?;
+
+    // Client: seeded uploads, one per input chunk and token.
+    let mut encryptor = SymmetricEncryptor::new(&params, &keys.secret)?;
+    let decryptor = Decryptor::new(&params, &keys.secret)?;
+    let level = plan.input_level();
+    let xs: Vec<Vec<f64>> = (0..tokens)
+        .map(|_| (0..d_in).map(|_| gaussian(&mut rng)).collect())
+        .collect();
+    let mut upload_bytes = 0;
+    let mut inputs = Vec::with_capacity(tokens);
+    for x in &xs {
+        let mut token = Vec::new();
+        for slots in plan.input_layout().pack(x)? {
+            let poly = encoder.encode(
+                params.ring(),
+                &slots,
+                params.default_scale(),
+                Basis::level(level),
+            )?;
+            let seeded = encryptor.encrypt_seeded(&Plaintext {
+                poly,
+                level,
+                scale: params.default_scale(),
+            })?;
+            let bytes = seeded.to_bytes(&params)?;
+            upload_bytes = bytes.len() * plan.input_layout().chunks;
+            // The server's view: bytes in, ciphertext out.
+            token.push(helora::ckks::expand_seeded(
+                &params,
+                &SeededCiphertext::from_bytes(&params, &bytes)?,
+            )?);
+        }
+        inputs.push(token);
+    }
+
+    let iters = options
+        .iters
+        .map_or(Iterations::DEFAULT_ADAPTIVE, Iterations::Fixed);
+    let single = measure(iters, || plan.apply(&server, &inputs[0]))?;
+    let group = LoraGroup::new(vec![&plan])?;
+    let threads = options.threads.max(1);
+    let start = Instant::now();
+    let outputs = group.apply_batch(&server, &inputs, threads)?;
+    let batch_seconds = start.elapsed().as_secs_f64();
+
+    // Replies: compact, serialized, decrypted by the client.
+    let (c0_bits, c1_bits) = reply_widths(&params);
+    let (mut err2, mut norm2, mut download_bytes) = (0.0, 0.0, 0);
+    for (x, out) in xs.iter().zip(&outputs) {
+        let mut decoded = Vec::new();
+        let mut bytes_this_token = 0;
+        for ct in &out[0] {
+            let bytes = server.compact(ct, c0_bits, c1_bits)?.to_bytes(&params)?;
+            bytes_this_token += bytes.len();
+            let pt = decryptor.decrypt_compact(&CompactCiphertext::from_bytes(&params, &bytes)?)?;
+            decoded.push(encoder.decode(params.ring(), &pt.poly, pt.scale)?);
+        }
+        download_bytes = bytes_this_token;
+        let got = plan.output_layout().unpack(&decoded)?;
+        let want = b.left_multiply(&a.left_multiply(x));
+        err2 += got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (g - w).powi(2))
+            .sum::<f64>();
+        norm2 += want.iter().map(|w| w * w).sum::<f64>();
+    }
+    let counts = plan.op_counts();
+    Ok(LoraReport {
+        n: params.n(),
+        d_in,
+        d_out,
+        rank,
+        tokens,
+        input_ciphertexts: plan.input_layout().chunks,
+        output_ciphertexts: plan.output_layout().chunks,
+        keyswitches: counts.keyswitches,
+        hoisted_keyswitches: counts.hoisted_keyswitches,
+        decompositions: counts.decompositions,
+        pt_muls: counts.pt_muls,
+        depth: counts.depth,
+        rotation_keys: steps.len(),
+        ms_per_apply: single.micros() / 1e3,
+        apply_iterations: single.iters,
+        ms_per_token_batch: batch_seconds * 1e3 / tokens as f64,
+        tokens_per_s: tokens as f64 / batch_seconds,
+        threads,
+        relative_error: (err2 / norm2.max(f64::MIN_POSITIVE)).sqrt(),
+        upload_bytes,
+        download_bytes,
+        reply_bits: [c0_bits, c1_bits],
+        keygen_ms: keys.elapsed.as_secs_f64() * 1e3,
+        plan_build_ms,
+        cpu: machine::cpu_model(),
+        simd: machine::ntt_kernels(params.ring()),
+    })
+}
+
+impl LoraReport {
+    /// Aligned `name  value` lines for people.
+    pub fn table(&self) -> String {
+        let rows: Vec<(&str, String)> = vec![
+            (
+                "shape",
+                format!(
+                    "x[{}] · A[{}×{}] · B[{}×{}], N = {}",
+                    self.d_in, self.d_in, self.rank, self.rank, self.d_out, self.n
+                ),
+            ),
+            (
+                "ciphertexts in / out",
+                format!("{} / {}", self.input_ciphertexts, self.output_ciphertexts),
+            ),
+            (
+                "key switches (hoisted)",
+                format!("{} ({})", self.keyswitches, self.hoisted_keyswitches),
+            ),
+            ("decompositions", self.decompositions.to_string()),
+            ("plaintext products", self.pt_muls.to_string()),
+            ("depth", self.depth.to_string()),
+            (
+                "ms per apply (1 thread)",
+                format!(
+                    "{:.2} (median of {})",
+                    self.ms_per_apply, self.apply_iterations
+                ),
+            ),
+            (
+                "ms per token, batch",
+                format!(
+                    "{:.2} ({} tokens, {} threads, {:.1} tokens/s)",
+                    self.ms_per_token_batch, self.tokens, self.threads, self.tokens_per_s
+                ),
+            ),
+            ("relative error", format!("{:.2e}", self.relative_error)),
+            ("upload bytes / token", self.upload_bytes.to_string()),
+            (
+                "download bytes / token",
+                format!(
+                    "{} (c0 {} bits, c1 {} bits)",
+                    self.download_bytes, self.reply_bits[0], self.reply_bits[1]
+                ),
+            ),
+            (
+                "key generation",
+                format!(
+                    "{:.1} ms, {} rotation keys",
+                    self.keygen_ms, self.rotation_keys
+                ),
+            ),
+            ("plan build", format!("{:.1} ms", self.plan_build_ms)),
+            ("cpu / NTT kernel", format!("{} / {}", self.cpu, self.simd)),
+        ];
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        rows.iter()
+            .map(|(k, v)| format!("{k:<width$}  {v}\n"))
+            .collect()
+    }
+}

@@ -1,0 +1,283 @@
+//! The result of `helora bench ops`: one flat JSON object, or an aligned table. Both are
+//! written from the same rows, so the two outputs always agree.
+
+use super::timing::Timing;
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use std::fmt::Write;
+use std::time::Duration;
+
+/// The parameter set that was measured.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    pub n: usize,
+    pub slots: usize,
+    /// The level every operation runs at (the top one).
+    pub level: usize,
+    /// Ciphertext primes at that level.
+    pub limbs: usize,
+    pub special_primes: usize,
+    /// Key-switching digits (dnum).
+    pub digits: usize,
+    /// Bits of Q·P (nominal prime sizes, as the security check counts them).
+    pub log_qp: u32,
+    /// The largest log Q·P with 128-bit security at this N.
+    pub log_qp_max_128: u32,
+    pub log_scale: u32,
+}
+
+/// Where it ran.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    pub cpu: String,
+    /// The NTT kernel the ring's tables use (several joined by `+` if primes differ).
+    pub simd: String,
+    /// The widest SIMD level the CPU supports.
+    pub simd_cpu: &'static str,
+    pub threads: usize,
+}
+
+/// One timed operation.
+#[derive(Clone, Debug)]
+pub struct OpTiming {
+    /// JSON key, ending in `_us`.
+    pub key: &'static str,
+    /// What exactly one iteration does.
+    pub what: &'static str,
+    pub timing: Timing,
+}
+
+#[derive(Clone, Debug)]
+pub struct OpsReport {
+    pub setup: Setup,
+    pub machine: Machine,
+    /// "fixed" (`--iters`) or "adaptive".
+    pub iters_mode: &'static str,
+    pub keygen: Duration,
+    pub switching_keys: usize,
+    pub ops: Vec<OpTiming>,
+}
+
+pub const HOISTED_RATIO_KEY: &str = "hoisted_extra_step_ratio";
+const HOISTED_RATIO_WHAT: &str = "(hoisted_rotate_8 − rotate) / (7 · rotate): cost of one extra hoisted step relative to a rotation";
+
+/// Microseconds rounded to 0.1 µs: finer digits are noise.
+fn round_us(us: f64) -> f64 {
+    (us * 10.0).round() / 10.0
+}
+
+impl OpsReport {
+    /// The median of `key` in microseconds.
+    pub fn op_us(&self, key: &str) -> Option<f64> {
+        self.ops
+            .iter()
+            .find(|op| op.key == key)
+            .map(|op| op.timing.micros())
+    }
+
+    /// (hoisted_8 − rotate) / (7 · rotate): 1 means hoisting saves nothing, 0 means the
+    /// extra steps are free.
+    pub fn hoisted_extra_step_ratio(&self) -> Option<f64> {
+        let rotate = self.op_us("rotate_us")?;
+        let hoisted = self.op_us("hoisted_rotate_8_us")?;
+        (rotate > 0.0).then(|| (hoisted - rotate) / (7.0 * rotate))
+    }
+
+    /// The fewest timed iterations of any operation.
+    pub fn min_iters(&self) -> usize {
+        self.ops.iter().map(|op| op.timing.iters).min().unwrap_or(0)
+    }
+
+    fn keygen_ms(&self) -> f64 {
+        (self.keygen.as_secs_f64() * 1e4).round() / 10.0
+    }
+
+    /// The human-readable report.
+    pub fn table(&self) -> String {
+        let (s, m) = (&self.setup, &self.machine);
+        let mut out = String::new();
+        let iters = match self.iters_mode {
+            "fixed" => format!("median of {} iterations per operation after one warm-up", self.min_iters()),
+            _ => format!("median of adaptive iterations (about 0.5 s and at least 10 per operation; fewest here: {})", self.min_iters()),
+        };
+        let lines = [
+            ("ring", format!("N = {} ({} slots), top level {}: {} ciphertext primes + {} special prime(s), {} key-switching digits", s.n, s.slots, s.level, s.limbs, s.special_primes, s.digits)),
+            ("modulus", format!("log QP = {} bits (128-bit security allows {}), scale 2^{}", s.log_qp, s.log_qp_max_128, s.log_scale)),
+            ("cpu", format!("{}, NTT kernel {} (CPU supports {}), {} thread", m.cpu, m.simd, m.simd_cpu, m.threads)),
+            ("keygen", format!("{:.1} ms (secret, public, relinearisation and rotation keys: {} switching keys)", self.keygen_ms(), self.switching_keys)),
+            ("timing", iters),
+        ];
+        let _ = writeln!(
+            out,
+            "helora bench ops (helora {})",
+            env!("CARGO_PKG_VERSION")
+        );
+        for (k, v) in lines {
+            let _ = writeln!(out, "  {k:<8} {v}");
+        }
+        let width = self
+            .ops
+            .iter()
+            .map(|op| op.key.len())
+            .chain([HOISTED_RATIO_KEY.len(), "operation".len()])
+            .max()
+            .unwrap_or(0);
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "  {:<width$} {:>12} {:>7}  what",
+            "operation", "median µs", "iters"
+        );
+        for op in &self.ops {
+            let _ = writeln!(
+                out,
+                "  {:<width$} {:>12.1} {:>7}  {}",
+                op.key,
+                op.timing.micros(),
+                op.timing.iters,
+                op.what
+            );
+        }
+        if let Some(ratio) = self.hoisted_extra_step_ratio() {
+            let _ = writeln!(
+                out,
+                "  {:<width$} {:>12.3} {:>7}  {}",
+                HOISTED_RATIO_KEY, ratio, "", HOISTED_RATIO_WHAT
+            );
+        }
+        out
+    }
+}
+
+/// Serialized flat: parameters, machine, then one `<op>_us` key per operation, so that
+/// scripts read `report["rotate_us"]`; `definitions` says what each timed key measures.
+impl Serialize for OpsReport {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (s, m) = (&self.setup, &self.machine);
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("helora_version", env!("CARGO_PKG_VERSION"))?;
+        map.serialize_entry("n", &s.n)?;
+        map.serialize_entry("slots", &s.slots)?;
+        map.serialize_entry("level", &s.level)?;
+        map.serialize_entry("limbs", &s.limbs)?;
+        map.serialize_entry("special_primes", &s.special_primes)?;
+        map.serialize_entry("digits", &s.digits)?;
+        map.serialize_entry("log_qp", &s.log_qp)?;
+        map.serialize_entry("log_qp_max_128", &s.log_qp_max_128)?;
+        map.serialize_entry("log_scale", &s.log_scale)?;
+        map.serialize_entry("cpu", &m.cpu)?;
+        map.serialize_entry("simd", &m.simd)?;
+        map.serialize_entry("simd_cpu", m.simd_cpu)?;
+        map.serialize_entry("threads", &m.threads)?;
+        map.serialize_entry("iters", &self.min_iters())?;
+        map.serialize_entry("iters_mode", self.iters_mode)?;
+        map.serialize_entry("keygen_ms", &self.keygen_ms())?;
+        map.serialize_entry("switching_keys", &self.switching_keys)?;
+        for op in &self.ops {
+            map.serialize_entry(op.key, &round_us(op.timing.micros()))?;
+        }
+        if let Some(ratio) = self.hoisted_extra_step_ratio() {
+            map.serialize_entry(HOISTED_RATIO_KEY, &((ratio * 1000.0).round() / 1000.0))?;
+        }
+        map.serialize_entry(
+            "iterations",
+            &Entries(
+                self.ops
+                    .iter()
+                    .map(|op| (op.key, op.timing.iters))
+                    .collect(),
+            ),
+        )?;
+        let mut definitions: Vec<(&str, &str)> =
+            self.ops.iter().map(|op| (op.key, op.what)).collect();
+        definitions.push((HOISTED_RATIO_KEY, HOISTED_RATIO_WHAT));
+        map.serialize_entry("definitions", &Entries(definitions))?;
+        map.end()
+    }
+}
+
+/// An ordered JSON object from key–value pairs.
+struct Entries<V>(Vec<(&'static str, V)>);
+
+impl<V: Serialize> Serialize for Entries<V> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> OpsReport {
+        let op = |key, us| OpTiming {
+            key,
+            what: "test op",
+            timing: Timing {
+                median: Duration::from_micros(us),
+                iters: 12,
+            },
+        };
+        OpsReport {
+            setup: Setup {
+                n: 8192,
+                slots: 4096,
+                level: 2,
+                limbs: 3,
+                special_primes: 1,
+                digits: 3,
+                log_qp: 180,
+                log_qp_max_128: 218,
+                log_scale: 40,
+            },
+            machine: Machine {
+                cpu: "Test CPU".into(),
+                simd: "avx2".into(),
+                simd_cpu: "avx2",
+                threads: 1,
+            },
+            iters_mode: "adaptive",
+            keygen: Duration::from_millis(1234),
+            switching_keys: 9,
+            ops: vec![
+                op("ntt_us", 50),
+                op("rotate_us", 1000),
+                op("hoisted_rotate_8_us", 3100),
+            ],
+        }
+    }
+
+    #[test]
+    fn ratio_is_the_extra_step_cost() {
+        let r = report();
+        let ratio = r.hoisted_extra_step_ratio().unwrap();
+        assert!((ratio - 0.3).abs() < 1e-12, "{ratio}");
+    }
+
+    #[test]
+    fn json_is_flat_ordered_and_complete() {
+        let json = serde_json::to_string(&report()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["n"], 8192);
+        assert_eq!(v["rotate_us"], 1000.0);
+        assert_eq!(v["keygen_ms"], 1234.0);
+        assert_eq!(v["iters"], 12);
+        assert_eq!(v["hoisted_extra_step_ratio"], 0.3);
+        assert_eq!(v["definitions"]["ntt_us"], "test op");
+        assert!(json.find("\"n\"").unwrap() < json.find("\"ntt_us\"").unwrap());
+    }
+
+    #[test]
+    fn table_rows_are_aligned() {
+        let table = report().table();
+        let rows: Vec<&str> = table.lines().filter(|l| l.contains("test op")).collect();
+        assert_eq!(rows.len(), 3);
+        let col = |l: &str| l.find("test op");
+        assert!(rows.iter().all(|l| col(l) == col(rows[0])), "{table}");
+        assert!(table.contains("hoisted_extra_step_ratio"));
+    }
+}

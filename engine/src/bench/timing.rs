@@ -1,0 +1,159 @@
+//! Median timing of one operation: a warm-up, then either a fixed number of iterations or
+//! as many as fit a time budget (with a floor), each timed on its own.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// How many timed iterations to run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Iterations {
+    /// Exactly this many, after one warm-up run.
+    Fixed(usize),
+    /// Until `budget` has passed and at least `min` ran, at most `max`; warm-up for a
+    /// tenth of the budget (and at least one run) first.
+    Adaptive {
+        budget: Duration,
+        min: usize,
+        max: usize,
+    },
+}
+
+impl Iterations {
+    /// The default: about half a second per operation, at least 10 iterations.
+    pub const DEFAULT_ADAPTIVE: Self = Self::Adaptive {
+        budget: Duration::from_millis(500),
+        min: 10,
+        max: 100_000,
+    };
+}
+
+/// The outcome of timing one operation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timing {
+    pub median: Duration,
+    pub iters: usize,
+}
+
+impl Timing {
+    pub fn micros(&self) -> f64 {
+        self.median.as_secs_f64() * 1e6
+    }
+}
+
+/// Times `op`; the first error stops the measurement and is returned.
+pub fn measure<T, E>(iters: Iterations, mut op: impl FnMut() -> Result<T, E>) -> Result<Timing, E> {
+    let mut run = || -> Result<Duration, E> {
+        let start = Instant::now();
+        black_box(op()?);
+        Ok(start.elapsed())
+    };
+    let mut samples = Vec::new();
+    match iters {
+        Iterations::Fixed(k) => {
+            run()?;
+            for _ in 0..k.max(1) {
+                samples.push(run()?);
+            }
+        }
+        Iterations::Adaptive { budget, min, max } => {
+            let warm = Instant::now();
+            run()?;
+            while warm.elapsed() < budget / 10 {
+                run()?;
+            }
+            let start = Instant::now();
+            while samples.len() < max.max(1) && (samples.len() < min || start.elapsed() < budget) {
+                samples.push(run()?);
+            }
+        }
+    }
+    Ok(Timing {
+        median: median(&mut samples),
+        iters: samples.len(),
+    })
+}
+
+/// The median (mean of the two middle values for an even count); zero for no samples.
+///
+/// ```
+/// use helora_engine::bench::timing::median;
+/// use std::time::Duration;
+///
+/// let mut samples = [3, 1, 2].map(Duration::from_millis);
+/// assert_eq!(median(&mut samples), Duration::from_millis(2));
+/// ```
+pub fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort_unstable();
+    match samples.len() {
+        0 => Duration::ZERO,
+        len if len % 2 == 1 => samples[len / 2],
+        len => (samples[len / 2 - 1] + samples[len / 2]) / 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn us(v: &[u64]) -> Vec<Duration> {
+        v.iter().map(|&x| Duration::from_micros(x)).collect()
+    }
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&mut us(&[5, 1, 3])), Duration::from_micros(3));
+        assert_eq!(
+            median(&mut us(&[4, 1, 3, 2])),
+            Duration::from_micros(2) + Duration::from_nanos(500)
+        );
+        assert_eq!(median(&mut []), Duration::ZERO);
+    }
+
+    #[test]
+    fn fixed_runs_warm_up_plus_k() {
+        let mut calls = 0;
+        let t = measure(Iterations::Fixed(7), || -> Result<(), ()> {
+            calls += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((t.iters, calls), (7, 8));
+    }
+
+    #[test]
+    fn adaptive_respects_floor_and_cap() {
+        let slow = Iterations::Adaptive {
+            budget: Duration::from_millis(1),
+            min: 5,
+            max: 100,
+        };
+        let t = measure(slow, || -> Result<(), ()> {
+            std::thread::sleep(Duration::from_millis(1));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(t.iters, 5);
+        assert!(t.median >= Duration::from_millis(1));
+        let fast = Iterations::Adaptive {
+            budget: Duration::from_secs(5),
+            min: 1,
+            max: 50,
+        };
+        assert_eq!(measure(fast, || Ok::<_, ()>(())).unwrap().iters, 50);
+    }
+
+    #[test]
+    fn errors_stop_the_measurement() {
+        let mut calls = 0;
+        let r = measure(Iterations::Fixed(10), || {
+            calls += 1;
+            if calls == 3 {
+                Err("boom")
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(r, Err("boom"));
+        assert_eq!(calls, 3);
+    }
+}

@@ -1,0 +1,6 @@
+//! helora-engine: the `helora` command and, later, models, client/server roles and the
+//! scheduler on top of the `helora` HE core.
+
+pub mod bench;
+pub mod cli;
+pub mod progress;

@@ -1,0 +1,152 @@
+//! The `helora` binary as a user runs it: exit codes, stdout/stderr separation, JSON shape.
+
+use std::process::{Command, Output};
+
+fn helora(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_helora"))
+        .args(args)
+        .output()
+        .expect("the helora binary runs")
+}
+
+#[test]
+fn bench_ops_json_is_one_object_on_stdout() {
+    let out = helora(&["bench", "ops", "--n", "8192", "--iters", "2", "--json"]);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout).expect("stdout is exactly one JSON value");
+    assert!(v.is_object());
+    assert_eq!(v["n"], 8192);
+    assert_eq!(v["limbs"], 3);
+    assert_eq!(v["special_primes"], 1);
+    assert_eq!(v["threads"], 1);
+    assert_eq!(v["iters"], 2);
+    assert_eq!(v["iters_mode"], "fixed");
+    for key in [
+        "ntt_us",
+        "intt_us",
+        "encrypt_us",
+        "decrypt_us",
+        "ct_pt_mul_us",
+        "ct_ct_mul_relin_us",
+        "rescale_us",
+        "rotate_us",
+        "hoisted_rotate_8_us",
+        "keygen_ms",
+        "hoisted_extra_step_ratio",
+        "log_qp",
+    ] {
+        assert!(
+            v[key].as_f64().is_some_and(|x| x > 0.0),
+            "{key}: {}",
+            v[key]
+        );
+    }
+    assert!(v["definitions"]["ntt_us"]
+        .as_str()
+        .is_some_and(|d| d.contains("one limb")));
+    assert!(v["cpu"].is_string() && v["simd"].is_string() && v["simd_cpu"].is_string());
+}
+
+#[test]
+fn bench_ops_table_lists_every_operation() {
+    let out = helora(&["bench", "ops", "--iters", "1"]);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).expect("UTF-8 output");
+    for key in [
+        "ntt_us",
+        "rotate_us",
+        "hoisted_rotate_8_us",
+        "hoisted_extra_step_ratio",
+    ] {
+        assert!(table.contains(key), "{key} missing from:\n{table}");
+    }
+}
+
+#[test]
+fn unsupported_n_fails_cleanly() {
+    let out = helora(&["bench", "ops", "--n", "4096"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("8192") && stderr.contains("65536") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    for args in [
+        &["bench", "ops", "--iters", "0"][..],
+        &["bench", "ops", "--n", "lots"],
+        &["bench", "nothing"],
+    ] {
+        let out = helora(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    }
+}
+
+#[test]
+fn bench_lora_json_reports_counts_accuracy_and_bytes() {
+    let out = helora(&[
+        "bench", "lora", "--d-in", "576", "--d-out", "576", "--r", "8", "--tokens", "2", "--iters",
+        "1", "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is exactly one JSON value");
+    assert_eq!(v["d_in"], 576);
+    assert_eq!(v["rank"], 8);
+    assert_eq!(v["depth"], 2);
+    // r' − 1 = 7 hoisted rotations per diagonal product, log2(1024/8) = 7 fold rotations.
+    assert_eq!(v["keyswitches"], 7 + 7 + 7);
+    assert_eq!(v["hoisted_keyswitches"], 14);
+    assert_eq!(v["pt_muls"], 16);
+    for key in [
+        "ms_per_apply",
+        "ms_per_token_batch",
+        "tokens_per_s",
+        "upload_bytes",
+        "download_bytes",
+    ] {
+        assert!(
+            v[key].as_f64().is_some_and(|x| x > 0.0),
+            "{key}: {}",
+            v[key]
+        );
+    }
+    assert!(
+        v["relative_error"].as_f64().is_some_and(|e| e < 1e-4),
+        "{}",
+        v["relative_error"]
+    );
+    assert!(v["upload_bytes"].as_u64().is_some_and(|b| b <= 140_000));
+    assert!(v["download_bytes"].as_u64().is_some_and(|b| b <= 80_000));
+}
+
+#[test]
+fn bench_lora_rejects_bad_shapes_with_a_message() {
+    let out = helora(&["bench", "lora", "--r", "65"]);
+    assert_eq!(out.status.code(), Some(2), "clap rejects a rank above 64");
+    let out = helora(&[
+        "bench", "lora", "--n", "4096", "--d-in", "64", "--d-out", "64",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported ring degree"));
+    assert!(out.stdout.is_empty());
+}

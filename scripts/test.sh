@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The one test command for a fresh machine: installs what the tests need (today nothing
+# beyond a Rust toolchain), runs every test of the workspace, and ends with one summary
+# line over all test binaries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo not found; install Rust first (https://rustup.rs)" >&2
+    exit 1
+fi
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+# Tests run HE workloads up to N = 2^16; the dev profile is optimised for that.
+status=0
+cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+
+# Totals of cargo's per-binary `test result:` lines.
+awk '/^test result:/ {
+        for (i = 2; i <= NF; i++) {
+            if ($i == "passed;") p += $(i - 1)
+            if ($i == "failed;") f += $(i - 1)
+            if ($i == "ignored;") s += $(i - 1)
+        }
+    }
+    END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"
