@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and dispatch to the subcommands.
 
+use crate::attack::{self, AttackCommand};
 use crate::bench::{self, lora::LoraOptions, ops::OpsOptions};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -21,6 +22,9 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Attacks on the server's protection (extraction of the LoRA weights).
+    #[command(subcommand)]
+    Attack(AttackCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +81,10 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Bench(BenchCommand::Ops(args)) => bench_ops(&args),
         Command::Bench(BenchCommand::Lora(args)) => bench_lora(&args),
+        Command::Attack(AttackCommand::Extract(args)) => {
+            let report = attack::extract(&args)?;
+            write_report(&report, args.json, || report.table())
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! helora-engine: the `helora` command and, later, models, client/server roles and the
 //! scheduler on top of the `helora` HE core.
 
+pub mod attack;
 pub mod bench;
 pub mod cli;
 pub mod progress;

@@ -19,7 +19,7 @@ use std::time::Instant;
 /// How the attacker picks its inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Design {
-    /// x = scale·e_(q mod d): each answer is a row of W; averaging is least squares.
+    /// x = scale·√d·e_(q mod d): each answer is a row of W; averaging is least squares.
     Basis,
     /// x = scale·g, g standard normal: least squares by normal equations.
     Random,
@@ -43,7 +43,8 @@ pub struct AttackConfig {
     /// The server's protection; its budget is set to `queries` when protection is on.
     pub settings: PllSettings,
     pub design: Design,
-    /// Every input is multiplied by this (a client trying to outgrow the noise).
+    /// Every input is multiplied by this (a client trying to outgrow the noise). At 1 the
+    /// inputs of both designs have norm ≈ √d, like a unit-variance hidden state.
     pub input_scale: f64,
 }
 
@@ -289,7 +290,7 @@ impl Answers {
             Answers::Basis { counts, .. } => {
                 let d = counts.len();
                 let mut x = vec![0.0; d];
-                x[(q % d as u64) as usize] = scale;
+                x[(q % d as u64) as usize] = scale * (d as f64).sqrt();
                 x
             }
             Answers::Random { inputs, .. } => (0..inputs.cols)
