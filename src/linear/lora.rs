@@ -18,8 +18,8 @@
 use super::layout::{InputLayout, OutputLayout};
 use super::{LinearError, Matrix};
 use crate::backend::Backend;
-use crate::ckks::{Ciphertext, Complex, Encoder, Evaluator, ExtendedPlaintext, Terms};
-use crate::ring::Basis;
+use crate::ckks::{Ciphertext, Encoder, Evaluator, ExtendedPlaintext, Terms};
+use crate::ring::{Basis, RnsPoly};
 
 /// Largest supported LoRA rank.
 pub const MAX_RANK: usize = 64;
@@ -39,40 +39,11 @@ pub struct OpCounts {
     pub depth: usize,
 }
 
-/// Step-3 plaintexts (the diagonals of B, or of a stand-in for B), one vector of r' per
-/// output chunk, at the plan's level − 1. Made only by [`LoraPlan::encode_output_diagonals`],
-/// so their shape always matches the plan that encoded them.
+/// Step-3 plaintexts standing in for the plan's B diagonals in one application, one
+/// vector of r' per output chunk, at the plan's level − 1. Made only by
+/// [`LoraPlan::output_diagonals_plus`], so their shape matches the plan that made them.
 pub struct OutputDiagonals<B: Backend> {
     diagonals: Vec<Vec<ExtendedPlaintext<B::Poly>>>,
-}
-
-/// Encodes diag_k[i] = entry((i+k) mod r', o·S + i) for every output chunk o and k < r'.
-/// Plaintext scale = q_at, the prime the following rescale removes.
-fn encode_output_diagonals<B: Backend>(
-    evaluator: &Evaluator<B>,
-    encoder: &Encoder,
-    output: &OutputLayout,
-    rank_padded: usize,
-    at: usize,
-    mut entry: impl FnMut(usize, usize) -> Complex,
-) -> Result<Vec<Vec<ExtendedPlaintext<B::Poly>>>, LinearError> {
-    let params = evaluator.params();
-    let slots = params.slots();
-    let scale = params.q_primes()[at] as f64;
-    let basis = Basis::new(at + 1, params.p_primes().len());
-    (0..output.chunks)
-        .map(|o| {
-            (0..rank_padded)
-                .map(|k| {
-                    let values: Vec<Complex> = (0..slots)
-                        .map(|i| entry((i + k) % rank_padded, o * slots + i))
-                        .collect();
-                    let poly = encoder.encode_complex(params.ring(), &values, scale, basis)?;
-                    Ok(evaluator.extended_plaintext(&poly, scale)?)
-                })
-                .collect::<Result<Vec<_>, LinearError>>()
-        })
-        .collect()
 }
 
 /// One projection's precomputed plaintexts.
@@ -147,14 +118,20 @@ impl<B: Backend> LoraPlan<B> {
                     .collect::<Result<Vec<_>, _>>()
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let step2 = encode_output_diagonals(
-            evaluator,
-            encoder,
-            &output,
-            rank_padded,
-            level - 1,
-            |row, col| Complex::from(b.get_padded(row, col)),
-        )?;
+        let step2 = (0..output.chunks)
+            .map(|o| {
+                (0..rank_padded)
+                    .map(|k| {
+                        encode(
+                            (0..slots)
+                                .map(|i| b.get_padded((i + k) % rank_padded, o * slots + i))
+                                .collect(),
+                            level - 1,
+                        )
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             input,
             output,
@@ -183,31 +160,47 @@ impl<B: Backend> LoraPlan<B> {
         self.level
     }
 
-    /// Rank rounded up to a power of two: the rows of B the output diagonals hold.
-    pub fn rank_padded(&self) -> usize {
-        self.rank_padded
+    /// Level of the step-3 plaintexts (the input level − 1); their scale is that prime.
+    pub fn output_diagonal_level(&self) -> usize {
+        self.level - 1
     }
 
-    /// Step-3 plaintexts with diag_k[i] = entry((i+k) mod r', o·S + i): `entry(row, col)`
-    /// stands for B[row][col] for every row < r' and every column of the output chunks
-    /// (col ≥ d_out are the slots outside the result). For callers that replace B per
-    /// application ([`LoraGroup::apply_with`]); the plan's own B is `entry = B.get_padded`.
-    pub fn encode_output_diagonals(
+    /// The plan's B diagonals with `delta(o, k)` added to diagonal k of output chunk o:
+    /// a polynomial over Q_(l−1) ∪ P (l − 1 = [`output_diagonal_level`](Self::output_diagonal_level))
+    /// in NTT form, in integer units at the diagonals' scale. For callers that perturb B
+    /// per application ([`LoraGroup::apply_with`]); the slots of a delta follow the
+    /// layout diag_k[i] ↔ B[(i+k) mod r'][o·S + i].
+    pub fn output_diagonals_plus(
         &self,
         evaluator: &Evaluator<B>,
-        encoder: &Encoder,
-        entry: impl FnMut(usize, usize) -> Complex,
+        mut delta: impl FnMut(usize, usize) -> RnsPoly,
     ) -> Result<OutputDiagonals<B>, LinearError> {
-        Ok(OutputDiagonals {
-            diagonals: encode_output_diagonals(
-                evaluator,
-                encoder,
-                &self.output,
-                self.rank_padded,
-                self.level - 1,
-                entry,
-            )?,
-        })
+        let backend = evaluator.backend();
+        let diagonals = self
+            .step2
+            .iter()
+            .enumerate()
+            .map(|(o, diags)| {
+                diags
+                    .iter()
+                    .enumerate()
+                    .map(|(k, pt)| {
+                        let extra = evaluator.extended_plaintext(&delta(o, k), pt.scale)?;
+                        if extra.level != pt.level {
+                            return Err(LinearError::Level {
+                                level: extra.level,
+                                max: pt.level,
+                            });
+                        }
+                        let mut sum = pt.clone();
+                        backend.add_assign(&mut sum.extended, &extra.extended);
+                        backend.add_assign(&mut sum.q_part, &extra.q_part);
+                        Ok(sum)
+                    })
+                    .collect::<Result<Vec<_>, LinearError>>()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(OutputDiagonals { diagonals })
     }
 
     /// Fold steps r', 2r', … < D.
@@ -399,7 +392,7 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
     }
 
     /// As [`apply`](Self::apply), with member p's B diagonals replaced by `step2[p]` where
-    /// given (each encoded by that member with [`LoraPlan::encode_output_diagonals`]).
+    /// given (each made by that member with [`LoraPlan::output_diagonals_plus`]).
     pub fn apply_with(
         &self,
         evaluator: &Evaluator<B>,

@@ -95,12 +95,31 @@ pub fn gaussian<R: RngCore>(rng: &mut R, n: usize) -> Vec<i64> {
         .collect()
 }
 
-/// A standard normal f64 (Box–Muller on two 53-bit uniforms), for noise that is not a
-/// lattice error: the LoRA perturbation and the flooding term.
-pub fn standard_normal<R: RngCore>(rng: &mut R) -> f64 {
+/// Two independent standard normal f64s (Box–Muller: one logarithm, one sine and cosine),
+/// for noise that is not a lattice error: the LoRA perturbation and the flooding term.
+pub fn standard_normal_pair<R: RngCore>(rng: &mut R) -> (f64, f64) {
     let uniform = |rng: &mut R| ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-    let (u1, u2) = (uniform(rng), uniform(rng));
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    let radius = (-2.0 * uniform(rng).ln()).sqrt();
+    let (sin, cos) = (2.0 * std::f64::consts::PI * uniform(rng)).sin_cos();
+    (radius * cos, radius * sin)
+}
+
+/// One standard normal f64.
+pub fn standard_normal<R: RngCore>(rng: &mut R) -> f64 {
+    standard_normal_pair(rng).0
+}
+
+/// `n` samples of round(N(0, std²)): wide Gaussian noise for smudging (std up to ~2^50;
+/// the f64 draw cuts the tails at ≈ 8.6 std).
+pub fn rounded_gaussian<R: RngCore>(rng: &mut R, std: f64, n: usize) -> Vec<i64> {
+    let mut out = Vec::with_capacity(n + 1);
+    while out.len() < n {
+        let (a, b) = standard_normal_pair(rng);
+        out.push((std * a).round() as i64);
+        out.push((std * b).round() as i64);
+    }
+    out.truncate(n);
+    out
 }
 
 #[cfg(test)]
@@ -130,6 +149,15 @@ mod tests {
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
         assert!(mean.abs() < 0.01, "mean {mean}");
         assert!((var - 1.0).abs() < 0.02, "variance {var}");
+    }
+
+    #[test]
+    fn rounded_gaussian_has_the_asked_std() {
+        let mut rng = os_rng().unwrap();
+        let xs = rounded_gaussian(&mut rng, 1e6, 100_001);
+        assert_eq!(xs.len(), 100_001);
+        let var = xs.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / xs.len() as f64;
+        assert!((var.sqrt() / 1e6 - 1.0).abs() < 0.02, "std {}", var.sqrt());
     }
 
     #[test]

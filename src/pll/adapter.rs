@@ -1,5 +1,5 @@
-//! An adapter as the PLL server holds it: the plan, B itself (re-encoded with fresh noise
-//! per query), and the protection parameters derived once at registration.
+//! An adapter as the PLL server holds it: the plan and the protection parameters derived
+//! once at registration (noise std from B, flooding std from a self-test).
 
 use super::flooding::{calibrate, check_flood_fits, flood_std};
 use super::noise::perturbation_std;
@@ -10,7 +10,6 @@ use crate::linear::{LoraPlan, Matrix};
 
 pub struct Adapter<B: Backend> {
     pub(crate) plan: LoraPlan<B>,
-    pub(crate) b: Matrix,
     /// σ_E, absolute (σ·rms(B)); 0 without noise.
     pub(crate) noise_std: f64,
     /// σ_f in coefficient units; 0 without flooding.
@@ -53,7 +52,6 @@ impl<B: Backend> Adapter<B> {
                 kappa: shape_factor(a, b),
             },
             plan,
-            b: b.clone(),
         })
     }
 

@@ -5,14 +5,13 @@ use super::flooding::sanitize;
 use super::noise::perturbed_diagonals;
 use super::{Adapter, PllError, PllSettings};
 use crate::backend::Backend;
-use crate::ckks::{Ciphertext, Encoder, Encryptor, Evaluator};
+use crate::ckks::{Ciphertext, Encryptor, Evaluator};
 use crate::linear::{LoraGroup, OutputDiagonals};
 use rand_core::RngCore;
 
 /// y_p = x·A_p·(B_p + E_p) for adapters sharing one input, protected per `settings`.
 pub(crate) fn apply_protected<B: Backend>(
     evaluator: &Evaluator<B>,
-    encoder: &Encoder,
     encryptor: &mut Encryptor,
     adapters: &[&Adapter<B>],
     inputs: &[Ciphertext<B::Poly>],
@@ -27,7 +26,7 @@ pub(crate) fn apply_protected<B: Backend>(
         .iter()
         .map(|a| {
             (a.noise_std > 0.0)
-                .then(|| perturbed_diagonals(&a.plan, &a.b, a.noise_std, evaluator, encoder, rng))
+                .then(|| perturbed_diagonals(&a.plan, a.noise_std, evaluator, rng))
                 .transpose()
         })
         .collect::<Result<Vec<Option<OutputDiagonals<B>>>, _>>()?;

@@ -19,7 +19,7 @@ use crate::ckks::{
     SymmetricEncryptor,
 };
 use crate::linear::LoraPlan;
-use crate::math::sampling::standard_normal;
+use crate::math::sampling::rounded_gaussian;
 use crate::ring::{arith, centered_coefficients_f64, Basis, RnsPoly};
 use rand_core::RngCore;
 
@@ -70,10 +70,7 @@ pub(crate) fn sanitize<B: Backend>(
     };
     let mut fresh = encryptor.encrypt(&zero)?;
     if std > 0.0 {
-        let flood: Vec<i64> = (0..params.n())
-            .map(|_| (std * standard_normal(rng)).round() as i64)
-            .collect();
-        let mut poly = arith::from_signed(ctx, &flood, basis);
+        let mut poly = arith::from_signed(ctx, &rounded_gaussian(rng, std, params.n()), basis);
         arith::ntt_forward(ctx, &mut poly);
         arith::add_assign(ctx, &mut fresh.c0, &poly);
     }

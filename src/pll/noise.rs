@@ -5,13 +5,23 @@
 //! output gets noise of std σ_E·‖u‖, proportional to the signal's own factor u = x·A, so a
 //! client that scales x scales the noise with it; the imaginary parts and the slots beyond
 //! d_out get the same-size mask, which drowns the parts of the circuit's error that grow
-//! with u. Cost: r' encodings per output ciphertext, no key switch.
+//! with u.
+//!
+//! iid complex Gaussian slots are exactly iid real Gaussian coefficients (the canonical
+//! embedding is a scaled orthogonal map: N/2 slots' real and imaginary parts have variance
+//! N/2 times a coefficient's), so E is sampled directly as a polynomial per diagonal, std
+//! σ_E·Δ_B·√(2/N), and added to the plan's encoded B: no encoding, no key switch.
 
+use super::PllError;
 use crate::backend::Backend;
-use crate::ckks::{Complex, Encoder, Evaluator};
-use crate::linear::{LinearError, LoraPlan, Matrix, OutputDiagonals};
-use crate::math::sampling::standard_normal;
+use crate::ckks::Evaluator;
+use crate::linear::{LoraPlan, Matrix, OutputDiagonals};
+use crate::math::sampling::rounded_gaussian;
+use crate::ring::{arith, Basis};
 use rand_core::RngCore;
+
+/// Largest coefficient std accepted (keeps round() and the i64 conversion exact enough).
+const MAX_COEFFICIENT_STD: f64 = (1u64 << 56) as f64;
 
 /// σ_E for a relative noise σ: σ·rms(B), so that E‖u·E‖² / ‖u·B‖² = σ² for an isotropic u.
 pub(crate) fn perturbation_std(noise: f64, b: &Matrix) -> f64 {
@@ -23,17 +33,28 @@ pub(crate) fn perturbation_std(noise: f64, b: &Matrix) -> f64 {
     noise * (sum / count).sqrt()
 }
 
-/// Step-3 plaintexts of diag(B + E) for one application, E fresh from `rng`.
+/// The plan's step-3 plaintexts for diag(B + E), E fresh from `rng` with std `std` per
+/// real component of every slot.
 pub(crate) fn perturbed_diagonals<B: Backend>(
     plan: &LoraPlan<B>,
-    b: &Matrix,
     std: f64,
     evaluator: &Evaluator<B>,
-    encoder: &Encoder,
     rng: &mut impl RngCore,
-) -> Result<OutputDiagonals<B>, LinearError> {
-    plan.encode_output_diagonals(evaluator, encoder, |row, col| {
-        let e = Complex::new(standard_normal(rng), standard_normal(rng)).scale(std);
-        Complex::from(b.get_padded(row, col)) + e
-    })
+) -> Result<OutputDiagonals<B>, PllError> {
+    let params = evaluator.params();
+    let ctx = params.ring();
+    let n = params.n();
+    let level = plan.output_diagonal_level();
+    let basis = Basis::new(level + 1, params.p_primes().len());
+    let coefficient_std = std * params.q_primes()[level] as f64 * (2.0 / n as f64).sqrt();
+    if !(coefficient_std.is_finite() && coefficient_std < MAX_COEFFICIENT_STD) {
+        return Err(PllError::Settings(format!(
+            "a perturbation of std {std} does not fit the plaintexts"
+        )));
+    }
+    Ok(plan.output_diagonals_plus(evaluator, |_, _| {
+        let mut poly = arith::from_signed(ctx, &rounded_gaussian(rng, coefficient_std, n), basis);
+        arith::ntt_forward(ctx, &mut poly);
+        poly
+    })?)
 }

@@ -266,7 +266,6 @@ impl<B: Backend> PllServer<B> {
             .collect::<Result<Vec<_>, _>>()?;
         let outputs = apply_protected(
             &state.evaluator,
-            &self.encoder,
             &mut state.encryptor,
             &members,
             &uploaded,
