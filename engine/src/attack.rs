@@ -6,7 +6,7 @@ use crate::progress::Progress;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use helora::pll::attack::{self, AttackConfig, AttackReport, Design};
-use helora::pll::{least_squares_error, low_rank_error, PllSettings};
+use helora::pll::PllSettings;
 use serde::Serialize;
 
 #[derive(Debug, Subcommand)]
@@ -78,9 +78,9 @@ pub struct ExtractReport {
     pub low_rank_error: f64,
     /// Lower bound σ·√(κ·r/Q) of docs/security.md (0 with the PLL off).
     pub bound: f64,
-    /// What the analysis predicts for the two estimates (isotropic factors, basis inputs).
-    pub predicted_least_squares_error: f64,
-    pub predicted_low_rank_error: f64,
+    /// What docs/security.md predicts for the two estimates (null while Q < d).
+    pub predicted_least_squares_error: Option<f64>,
+    pub predicted_low_rank_error: Option<f64>,
     pub protocol_seconds: f64,
     pub solve_seconds: f64,
     pub seconds: f64,
@@ -102,18 +102,8 @@ impl ExtractReport {
             least_squares_error: report.least_squares_error,
             low_rank_error: report.low_rank_error,
             bound: report.bound,
-            predicted_least_squares_error: least_squares_error(
-                report.noise,
-                report.d,
-                report.queries,
-            ),
-            predicted_low_rank_error: low_rank_error(
-                report.noise,
-                report.r,
-                report.d,
-                report.d,
-                report.queries,
-            ),
+            predicted_least_squares_error: report.predicted_least_squares_error,
+            predicted_low_rank_error: report.predicted_low_rank_error,
             protocol_seconds: report.protocol_seconds,
             solve_seconds: report.solve_seconds,
             seconds: report.seconds,
@@ -121,6 +111,7 @@ impl ExtractReport {
     }
 
     pub fn table(&self) -> String {
+        let predicted = |p: Option<f64>| p.map_or("—".into(), |p| format!("{p:.4e}"));
         let rows = [
             ("d × r", format!("{} × {}", self.d, self.r)),
             ("queries", self.queries.to_string()),
@@ -136,15 +127,17 @@ impl ExtractReport {
             (
                 "least squares",
                 format!(
-                    "{:.4e} (predicted {:.4e})",
-                    self.least_squares_error, self.predicted_least_squares_error
+                    "{:.4e} (predicted {})",
+                    self.least_squares_error,
+                    predicted(self.predicted_least_squares_error)
                 ),
             ),
             (
                 "rank-r projection",
                 format!(
-                    "{:.4e} (predicted {:.4e})",
-                    self.low_rank_error, self.predicted_low_rank_error
+                    "{:.4e} (predicted {})",
+                    self.low_rank_error,
+                    predicted(self.predicted_low_rank_error)
                 ),
             ),
             ("relative error", format!("{:.4e}", self.relative_error)),

@@ -18,7 +18,7 @@
 use super::layout::{InputLayout, OutputLayout};
 use super::{LinearError, Matrix};
 use crate::backend::Backend;
-use crate::ckks::{Ciphertext, Encoder, Evaluator, ExtendedPlaintext, Terms};
+use crate::ckks::{Ciphertext, CkksError, Encoder, Evaluator, ExtendedPlaintext, Terms};
 use crate::ring::{Basis, RnsPoly};
 
 /// Largest supported LoRA rank.
@@ -185,17 +185,24 @@ impl<B: Backend> LoraPlan<B> {
                     .iter()
                     .enumerate()
                     .map(|(k, pt)| {
-                        let extra = evaluator.extended_plaintext(&delta(o, k), pt.scale)?;
-                        if extra.level != pt.level {
-                            return Err(LinearError::Level {
-                                level: extra.level,
-                                max: pt.level,
-                            });
+                        let d = delta(o, k);
+                        let basis = backend.basis(&pt.extended);
+                        if d.basis() != basis || !d.ntt_form || d.n() != evaluator.params().n() {
+                            return Err(LinearError::Shape(format!(
+                                "a delta must be over {basis:?} in NTT form"
+                            )));
                         }
-                        let mut sum = pt.clone();
-                        backend.add_assign(&mut sum.extended, &extra.extended);
-                        backend.add_assign(&mut sum.q_part, &extra.q_part);
-                        Ok(sum)
+                        // The q part of a diagonal is its extended form's first limbs.
+                        let mut extended = backend.upload(&d).map_err(CkksError::from)?;
+                        backend.add_assign(&mut extended, &pt.extended);
+                        let mut q_part = extended.clone();
+                        backend.truncate_q(&mut q_part, pt.level + 1);
+                        Ok(ExtendedPlaintext {
+                            extended,
+                            q_part,
+                            level: pt.level,
+                            scale: pt.scale,
+                        })
                     })
                     .collect::<Result<Vec<_>, LinearError>>()
             })

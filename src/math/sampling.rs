@@ -95,13 +95,20 @@ pub fn gaussian<R: RngCore>(rng: &mut R, n: usize) -> Vec<i64> {
         .collect()
 }
 
-/// Two independent standard normal f64s (Box–Muller: one logarithm, one sine and cosine),
-/// for noise that is not a lattice error: the LoRA perturbation and the flooding term.
+/// Two independent standard normal f64s (Marsaglia's polar method: a point uniform in the
+/// unit disc, one logarithm and one square root per pair), for noise that is not a lattice
+/// error: the LoRA perturbation and the flooding term.
 pub fn standard_normal_pair<R: RngCore>(rng: &mut R) -> (f64, f64) {
-    let uniform = |rng: &mut R| ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-    let radius = (-2.0 * uniform(rng).ln()).sqrt();
-    let (sin, cos) = (2.0 * std::f64::consts::PI * uniform(rng)).sin_cos();
-    (radius * cos, radius * sin)
+    // 53-bit uniforms in (−1, 1).
+    let uniform = |rng: &mut R| ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 52) as f64 - 1.0;
+    loop {
+        let (u, v) = (uniform(rng), uniform(rng));
+        let s = u * u + v * v;
+        if s < 1.0 && s > 0.0 {
+            let f = (-2.0 * s.ln() / s).sqrt();
+            return (u * f, v * f);
+        }
+    }
 }
 
 /// One standard normal f64.

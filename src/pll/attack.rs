@@ -6,7 +6,7 @@
 //! ‖Ŵ − W‖_F / ‖W‖_F for both, and the lower bound of docs/security.md.
 
 use super::dense::{cholesky, cholesky_solve, low_rank_approximation, Mat};
-use super::{ClientId, PllError, PllServer, PllSettings};
+use super::{bound, ClientId, PllError, PllServer, PllSettings};
 use crate::ckks::{
     Decryptor, Encoder, KeyGenerator, ParamSpec, Params, Plaintext, SymmetricEncryptor,
 };
@@ -87,6 +87,10 @@ pub struct AttackReport {
     pub relative_error: f64,
     /// The lower bound σ·√(κ·r/Q) (0 without noise).
     pub bound: f64,
+    /// What the analysis predicts for the two estimates (isotropic factors), once the
+    /// queries determine W (Q ≥ d for basis inputs, Q > d + 1 for random ones).
+    pub predicted_least_squares_error: Option<f64>,
+    pub predicted_low_rank_error: Option<f64>,
     /// Time spent in the protocol (encrypt, server, decrypt), and in the solve.
     pub protocol_seconds: f64,
     pub solve_seconds: f64,
@@ -195,6 +199,16 @@ pub fn run_with_progress(
 
     let held = server.adapter(adapter)?;
     let bound = held.extraction_bound();
+    let predicted = match config.design {
+        Design::Basis => (config.queries >= d as u64)
+            .then(|| bound::least_squares_error(settings.noise, d, config.queries)),
+        Design::Random => Some(bound::random_least_squares_error(
+            settings.noise,
+            d,
+            config.queries,
+        ))
+        .filter(|e| e.is_finite()),
+    };
     Ok(AttackReport {
         d,
         r,
@@ -209,6 +223,8 @@ pub fn run_with_progress(
         low_rank_error,
         relative_error: least_squares_error.min(low_rank_error),
         bound: bound.relative_error(config.queries),
+        predicted_least_squares_error: predicted,
+        predicted_low_rank_error: predicted.map(|e| bound::low_rank_error(e, r, d, d)),
         protocol_seconds,
         solve_seconds,
         seconds: start.elapsed().as_secs_f64(),

@@ -83,10 +83,20 @@ pub fn least_squares_error(noise: f64, d_in: usize, queries: u64) -> f64 {
     noise * (d_in as f64 / queries.max(1) as f64).sqrt()
 }
 
-/// Expected error of least squares followed by the best rank-r approximation (isotropic
-/// factors, strong signal): the noise left is its share in the tangent space of rank-r
-/// matrices, r·(d_in + d_out − r) of d_in·d_out dimensions.
-pub fn low_rank_error(noise: f64, rank: usize, d_in: usize, d_out: usize, queries: u64) -> f64 {
+/// Expected error of least squares from Q > d_in + 1 standard-normal inputs (isotropic
+/// factors): σ·√(d_in / (Q − d_in − 1)), the mean of the inverse Wishart's trace.
+pub fn random_least_squares_error(noise: f64, d_in: usize, queries: u64) -> f64 {
+    let excess = queries as f64 - d_in as f64 - 1.0;
+    if excess <= 0.0 {
+        return f64::INFINITY;
+    }
+    noise * (d_in as f64 / excess).sqrt()
+}
+
+/// The error left after projecting a least-squares estimate of error `least_squares` on
+/// the best rank-r approximation (isotropic factors, strong signal): the noise's share in
+/// the tangent space of rank-r matrices, r·(d_in + d_out − r) of d_in·d_out dimensions.
+pub fn low_rank_error(least_squares: f64, rank: usize, d_in: usize, d_out: usize) -> f64 {
     let share = (rank * (d_in + d_out).saturating_sub(rank)) as f64 / (d_in * d_out) as f64;
-    least_squares_error(noise, d_in, queries) * share.min(1.0).sqrt()
+    least_squares * share.min(1.0).sqrt()
 }

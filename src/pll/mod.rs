@@ -27,8 +27,8 @@ mod settings;
 
 pub use adapter::Adapter;
 pub use bound::{
-    least_squares_error, low_rank_error, noise_for_target, queries_needed, shape_factor,
-    ExtractionBound,
+    least_squares_error, low_rank_error, noise_for_target, queries_needed,
+    random_least_squares_error, shape_factor, ExtractionBound,
 };
 pub use flooding::flood_std;
 pub use server::{AdapterId, ClientId, PllServer};
