@@ -3,11 +3,12 @@
 //! nothing more, and can only ask so many times. See `docs/security.md` for the argument.
 //!
 //! Per query, for every adapter applied:
-//! 1. noise ([`noise`]): B's diagonals are re-encoded as B + E with E fresh and complex,
+//! 1. noise ([`noise`]): step 3 runs on B + E with E fresh and complex,
 //!    E_jc ~ σ_E·(N(0,1) + i·N(0,1)) for every row j and every column c of the output
-//!    ciphertexts, σ_E = σ·rms(B). The output is u·(B + E), u = x·A: an error of relative
-//!    size ≈ σ on every result, proportional to ‖u‖, so scaling x does not shrink it; the
-//!    slots outside the result and the imaginary parts carry the same-size mask;
+//!    ciphertexts, σ_E = σ·rms(B) (sampled as Gaussian polynomials added to the encoded
+//!    diagonals). The output is u·(B + E), u = x·A: an error of relative size ≈ σ on every
+//!    result, proportional to ‖u‖, so scaling x does not shrink it; the slots outside the
+//!    result and the imaginary parts carry the same-size mask;
 //! 2. flooding ([`flooding`]): the result is re-randomised with a fresh public-key
 //!    encryption of zero and a discrete Gaussian of std σ_f is added to c0, so that the
 //!    error the client can read after decryption hides the circuit's own error;
