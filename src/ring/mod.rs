@@ -13,6 +13,8 @@ mod ntt_avx2;
 #[cfg(target_arch = "x86_64")]
 mod ntt_avx512;
 mod poly;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 
 pub use basis_extension::{rescale, BaseConverter, BasisExtender};
 pub use context::{RingContext, MAX_LOG_N, MIN_LOG_N};
