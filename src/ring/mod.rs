@@ -7,6 +7,7 @@ pub mod automorphism;
 mod basis_extension;
 mod context;
 mod crt;
+pub(crate) mod kernels;
 mod ntt;
 #[cfg(target_arch = "x86_64")]
 mod ntt_avx2;

@@ -18,7 +18,11 @@ pub(super) unsafe trait Arith: Copy {
     fn two_q(self) -> __m512i;
 
     /// `x·w mod q` in `[0, 2q)` for `x < 4q`, given the flavour's Shoup constant `ws` of `w`.
+    /// (Ifma needs `x < 2^52`; Wide takes any `x`.)
     fn mul_lazy(self, x: __m512i, w: __m512i, ws: __m512i) -> __m512i;
+
+    /// This flavour's Shoup constant of `w < q`.
+    fn shoup(q: u64, w: u64) -> u64;
 
     #[inline(always)]
     fn add(self, a: __m512i, b: __m512i) -> __m512i {
@@ -87,6 +91,35 @@ impl Ifma {
             }
         }
     }
+
+    /// `acc + (x·y mod 2^52)` for `x, y < 2^52`.
+    #[inline(always)]
+    pub(super) fn madd_lo(self, acc: __m512i, x: __m512i, y: __m512i) -> __m512i {
+        // SAFETY: AVX-512F + IFMA by construction of `self`.
+        unsafe { _mm512_madd52lo_epu64(acc, x, y) }
+    }
+
+    /// `acc + floor(x·y / 2^52)` for `x, y < 2^52`.
+    #[inline(always)]
+    pub(super) fn madd_hi(self, acc: __m512i, x: __m512i, y: __m512i) -> __m512i {
+        // SAFETY: AVX-512F + IFMA by construction of `self`.
+        unsafe { _mm512_madd52hi_epu64(acc, x, y) }
+    }
+
+    /// `x − qh·q` computed modulo 2^52 (for `qh < 2^52`): exact when the true difference lies
+    /// in `[0, 2^52)`, whatever bits of `x` lie above bit 52.
+    #[inline(always)]
+    pub(super) fn sub_qh(self, x: __m512i, qh: __m512i) -> __m512i {
+        // SAFETY: AVX-512F + IFMA by construction of `self`.
+        unsafe { _mm512_and_si512(_mm512_madd52lo_epu64(x, qh, self.neg_q), self.mask52) }
+    }
+
+    /// The low 52 bits of `x`.
+    #[inline(always)]
+    pub(super) fn low52(self, x: __m512i) -> __m512i {
+        // SAFETY: AVX-512F by construction of `self`.
+        unsafe { _mm512_and_si512(x, self.mask52) }
+    }
 }
 
 // SAFETY: `Ifma::new` is unsafe and requires AVX-512F + IFMA.
@@ -112,6 +145,11 @@ unsafe impl Arith for Ifma {
             let lo = _mm512_madd52lo_epu64(zero, x, w);
             _mm512_and_si512(_mm512_madd52lo_epu64(lo, qh, self.neg_q), self.mask52)
         }
+    }
+
+    #[inline(always)]
+    fn shoup(q: u64, w: u64) -> u64 {
+        (((w as u128) << 52) / q as u128) as u64
     }
 }
 
@@ -166,5 +204,10 @@ unsafe impl Arith for Wide {
             // [0, 4q) → [0, 2q), the range the butterflies assume.
             self.reduce(r, self.two_q)
         }
+    }
+
+    #[inline(always)]
+    fn shoup(q: u64, w: u64) -> u64 {
+        (((w as u128) << 64) / q as u128) as u64
     }
 }
