@@ -50,6 +50,32 @@ unsafe fn gather(base: *const u64, perm: *const u32) -> __m512i {
     }
 }
 
+/// Where lanes `perm[0..8]` come from when they all index one aligned block of 8 values of a
+/// slice of length `len` (always the case for the NTT-domain automorphisms, whose permutations
+/// map aligned blocks of 8 to aligned blocks of 8): the block's start and the lane indices
+/// within it, for a load and an in-register permutation instead of a (slower) gather.
+///
+/// # Safety
+/// AVX-512F; `perm` valid for reading 8 u32.
+#[inline(always)]
+unsafe fn block_source(perm: *const u32, len: usize) -> Option<(usize, __m512i)> {
+    // SAFETY: by the caller's guarantee.
+    unsafe {
+        let idx = _mm512_cvtepu32_epi64(_mm256_loadu_si256(perm.cast()));
+        let start = *perm as usize & !7;
+        let block = _mm512_set1_epi64((start >> 3) as i64);
+        let same = _mm512_cmpeq_epi64_mask(_mm512_srli_epi64::<3>(idx), block);
+        (same == 0xff && start + LANES <= len).then_some((start, idx))
+    }
+}
+
+/// Lanes `idx` (low three bits of each) of `x`.
+#[inline(always)]
+fn permute_lanes(idx: __m512i, x: __m512i) -> __m512i {
+    // SAFETY: AVX-512F, enabled in every caller (all of them are target-feature functions).
+    unsafe { _mm512_permutexvar_epi64(idx, x) }
+}
+
 /// Checks what every kernel relies on: all slices of length `n`, a whole number of vectors.
 fn check_lengths(n: usize, others: &[usize]) {
     assert!(n % LANES == 0, "vector kernels take whole vectors");
@@ -413,29 +439,45 @@ pub(super) unsafe fn inner_product(
     let ar = red.ar;
     let zero = ar.splat(0);
     let (o0, o1) = (o0.as_mut_ptr(), o1.as_mut_ptr());
-    for i in (0..n).step_by(LANES) {
+    // Both halves' accumulators over the digits, with digit j's lanes from `digit(j)`.
+    let accumulate = |i: usize, digit: &dyn Fn(usize) -> __m512i| {
         let (mut l0, mut h0, mut l1, mut h1) = (zero, zero, zero, zero);
         for j in 0..k {
-            // SAFETY: i + 8 ≤ n = the length of every key slice and output, and of every digit
-            // without a permutation; permutation entries index every digit (checked above).
-            unsafe {
-                let d = match perm {
-                    Some(p) => gather(xp[j], p.as_ptr().add(i)),
-                    None => load(xp[j].add(i)),
-                };
-                let (a, b) = (load(k0[j].add(i)), load(k1[j].add(i)));
-                // Each product below q² < 2^100 splits into 52-bit halves; at most 15 of them
-                // keep the sums below 2^56 (low) and 2^52 (high).
-                l0 = ar.madd_lo(l0, d, a);
-                h0 = ar.madd_hi(h0, d, a);
-                l1 = ar.madd_lo(l1, d, b);
-                h1 = ar.madd_hi(h1, d, b);
-            }
+            let d = digit(j);
+            // SAFETY: i + 8 ≤ n = the length of every key slice (checked above).
+            let (a, b) = unsafe { (load(k0[j].add(i)), load(k1[j].add(i))) };
+            // Each product below q² < 2^100 splits into 52-bit halves; at most 15 of them
+            // keep the sums below 2^56 (low) and 2^52 (high).
+            l0 = ar.madd_lo(l0, d, a);
+            h0 = ar.madd_hi(h0, d, a);
+            l1 = ar.madd_lo(l1, d, b);
+            h1 = ar.madd_hi(h1, d, b);
         }
+        (red.reduce_sum(l0, h0), red.reduce_sum(l1, h1))
+    };
+    let src_len = x.iter().map(|s| s.len()).min().unwrap_or(0);
+    for i in (0..n).step_by(LANES) {
+        // SAFETY: i + 8 ≤ n = the length of every digit without a permutation, and of the
+        // permutation, whose entries index every digit (checked above); `block_source` only
+        // returns blocks inside every digit.
+        let (r0, r1) = unsafe {
+            match perm {
+                None => accumulate(i, &|j| load(xp[j].add(i))),
+                Some(p) => {
+                    let p = p.as_ptr().add(i);
+                    match block_source(p, src_len) {
+                        Some((start, idx)) => {
+                            accumulate(i, &|j| permute_lanes(idx, load(xp[j].add(start))))
+                        }
+                        None => accumulate(i, &|j| gather(xp[j], p)),
+                    }
+                }
+            }
+        };
         // SAFETY: i + 8 ≤ n (checked above).
         unsafe {
-            store(o0.add(i), red.reduce_sum(l0, h0));
-            store(o1.add(i), red.reduce_sum(l1, h1));
+            store(o0.add(i), r0);
+            store(o1.add(i), r1);
         }
     }
 }

@@ -87,7 +87,14 @@ fn pointwise_kernels_match_scalar() {
                 run(&|p, x| mul_const_to(p, &m, &b, x, w));
                 run(&|p, x| sub_mul_const(p, &m, &b, x, w));
                 run(&|p, x| sub_mul_const(p, &m, &b, x, q - 1));
+                // Block-preserving permutations (an in-register shuffle per block of 8) and
+                // others (a gather).
                 run(&|p, x| permute(p, &b, &reversed(n), x));
+                run(&|p, x| permute(p, &b, &shuffled(n), x));
+                if n.is_power_of_two() && n >= 16 {
+                    let auto = crate::ring::automorphism::automorphism_ntt_permutation(n, 25);
+                    run(&|p, x| permute(p, &b, &auto, x));
+                }
             });
         }
     }
@@ -95,6 +102,16 @@ fn pointwise_kernels_match_scalar() {
 
 fn slices(v: &[Vec<u64>]) -> Vec<&[u64]> {
     v.iter().map(Vec::as_slice).collect()
+}
+
+/// A pseudo-random permutation of 0..n (Fisher–Yates on a fixed seed).
+fn shuffled(n: usize) -> Vec<u32> {
+    let mut rng = sampling::seeded_rng([3; 32]);
+    let mut p: Vec<u32> = (0..n as u32).collect();
+    for i in (1..n).rev() {
+        p.swap(i, sampling::uniform_below(&mut rng, i as u64 + 1) as usize);
+    }
+    p
 }
 
 fn reversed(n: usize) -> Vec<u32> {
@@ -152,6 +169,7 @@ fn inner_product_matches_scalar() {
                 5,
             );
             let perm: Option<Vec<u32>> = (perm.len() == n).then_some(perm);
+            let random = shuffled(n);
             for k in [1, 2, 3, 9, 15, 16] {
                 if (k as u128) << (2 * m.bits()) > u128::MAX >> 1 || (n > 1 << 13 && k > 3) {
                     continue;
@@ -159,7 +177,7 @@ fn inner_product_matches_scalar() {
                 let vecs = |rng: &mut _| (0..k).map(|_| residues(rng, q, n)).collect::<Vec<_>>();
                 let (x, k0, k1) = (vecs(&mut rng), vecs(&mut rng), vecs(&mut rng));
                 let (x, k0, k1) = (slices(&x), slices(&k0), slices(&k1));
-                for p in [None, perm.as_deref()] {
+                for p in [None, perm.as_deref(), Some(&random[..])] {
                     for_vector_paths(|path| {
                         let run = |path| {
                             let (mut o0, mut o1) = (vec![0; n], vec![0; n]);
