@@ -11,6 +11,7 @@ mod avx512;
 pub(crate) mod scalar;
 
 use crate::math::Modulus;
+use std::sync::OnceLock;
 
 /// Largest modulus (exclusive) of the IFMA kernels: lazy values below 4q stay under 2^52.
 pub(crate) const IFMA_BOUND: u64 = 1 << 50;
@@ -35,11 +36,22 @@ pub(crate) struct Path(Level);
 
 impl Path {
     /// The portable reference.
+    #[cfg(test)]
     pub(crate) const SCALAR: Path = Path(Level::Scalar);
 
-    /// The fastest implementation this CPU runs.
+    /// The fastest implementation this CPU runs, or a slower one named by the environment
+    /// variable `HELORA_KERNELS` (`scalar` or `avx512`), read once: for testing the fallbacks
+    /// on a CPU that has the faster paths.
     pub(crate) fn best() -> Path {
-        Path(Self::detect())
+        static BEST: OnceLock<Level> = OnceLock::new();
+        Path(*BEST.get_or_init(|| {
+            let top = Self::detect();
+            match std::env::var("HELORA_KERNELS").as_deref() {
+                Ok("scalar") => Level::Scalar,
+                Ok("avx512") => top.min(Level::Avx512),
+                _ => top,
+            }
+        }))
     }
 
     /// Every implementation this CPU runs, fastest first (for tests and benchmarks).
