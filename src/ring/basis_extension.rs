@@ -7,7 +7,7 @@
 //! (in (−S/2, S/2], or one S off when x sits within float rounding of ±S/2): small digits
 //! keep key-switching noise low, and ModDown becomes a rounding rather than a floor.
 
-use super::kernels::{self, Path};
+use super::kernels::{self, Path, Scaled};
 use super::{Basis, RingContext, RnsPoly};
 use crate::math::Modulus;
 use std::ops::Range;
@@ -104,18 +104,14 @@ impl BaseConverter {
         // u = round(Σ y_i / s_i): how many S the plain sum overshoots the centered x by.
         let mut u = vec![0u64; n];
         kernels::overshoot(path, &y, &self.inv_from_f64, &mut u);
+        let scaled = Scaled {
+            sources: &self.from,
+            y: &y,
+            u: &u,
+        };
         for (j, (out, t)) in output.iter_mut().zip(&self.to).enumerate() {
             let hats = &self.hat_mod_to[j * k..(j + 1) * k];
-            kernels::hat_sum(
-                path,
-                t,
-                &self.from,
-                &y,
-                hats,
-                &u,
-                self.product_mod_to[j],
-                out,
-            );
+            kernels::hat_sum(path, t, &scaled, hats, self.product_mod_to[j], out);
         }
     }
 }

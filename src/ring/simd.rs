@@ -43,6 +43,14 @@ pub(super) unsafe trait Arith: Copy {
         unsafe { _mm512_min_epu64(x, _mm512_sub_epi64(x, m)) }
     }
 
+    /// `x − y mod q` for x, y in `[0, q)`: the wrapped difference plus q is the smaller one.
+    #[inline(always)]
+    fn sub_mod(self, x: __m512i, y: __m512i) -> __m512i {
+        let d = self.sub(x, y);
+        // SAFETY: see the trait's contract.
+        unsafe { _mm512_min_epu64(d, _mm512_add_epi64(d, self.q())) }
+    }
+
     #[inline(always)]
     fn splat(self, x: u64) -> __m512i {
         // SAFETY: see the trait's contract.

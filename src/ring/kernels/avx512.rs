@@ -70,15 +70,18 @@ unsafe fn block_source(perm: *const u32, len: usize) -> Option<(usize, __m512i)>
 }
 
 /// Lanes `idx` (low three bits of each) of `x`.
+///
+/// # Safety
+/// AVX-512F.
 #[inline(always)]
-fn permute_lanes(idx: __m512i, x: __m512i) -> __m512i {
-    // SAFETY: AVX-512F, enabled in every caller (all of them are target-feature functions).
+unsafe fn permute_lanes(idx: __m512i, x: __m512i) -> __m512i {
+    // SAFETY: by the caller's guarantee.
     unsafe { _mm512_permutexvar_epi64(idx, x) }
 }
 
 /// Checks what every kernel relies on: all slices of length `n`, a whole number of vectors.
 fn check_lengths(n: usize, others: &[usize]) {
-    assert!(n % LANES == 0, "vector kernels take whole vectors");
+    assert!(n.is_multiple_of(LANES), "vector kernels take whole vectors");
     assert!(others.iter().all(|&l| l == n), "slice lengths differ");
 }
 
@@ -94,75 +97,64 @@ fn check_perm(perm: &[u32], n: usize, len: usize) {
     );
 }
 
-/// `x − y mod q` for x, y in `[0, q)`: the wrapped difference plus q is the smaller one.
-#[inline(always)]
-fn sub_mod(x: __m512i, y: __m512i, q: __m512i) -> __m512i {
-    // SAFETY: AVX-512F, enabled in every caller (all of them are target-feature functions).
-    unsafe {
-        let d = _mm512_sub_epi64(x, y);
-        _mm512_min_epu64(d, _mm512_add_epi64(d, q))
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
-// Additions (any q < 2^62, AVX-512F).
+// Additions and permutations (any q < 2^62, AVX-512F/DQ).
 
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512dq")]
 pub(super) unsafe fn add(q: u64, a: &mut [u64], b: &[u64]) {
     check_lengths(a.len(), &[b.len()]);
-    let qv = _mm512_set1_epi64(q as i64);
+    // SAFETY: AVX-512F and DQ are enabled here.
+    let ar = unsafe { Wide::new(q) };
     for i in (0..a.len()).step_by(LANES) {
         // SAFETY: i + 8 ≤ len for both slices (checked above).
         unsafe {
-            let s = _mm512_add_epi64(load(a.as_ptr().add(i)), load(b.as_ptr().add(i)));
-            store(
-                a.as_mut_ptr().add(i),
-                _mm512_min_epu64(s, _mm512_sub_epi64(s, qv)),
-            );
+            let s = ar.add(ar.load(a.as_ptr().add(i)), ar.load(b.as_ptr().add(i)));
+            ar.store(a.as_mut_ptr().add(i), ar.reduce(s, ar.q()));
         }
     }
 }
 
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512dq")]
 pub(super) unsafe fn sub(q: u64, a: &mut [u64], b: &[u64]) {
     check_lengths(a.len(), &[b.len()]);
-    let qv = _mm512_set1_epi64(q as i64);
+    // SAFETY: AVX-512F and DQ are enabled here.
+    let ar = unsafe { Wide::new(q) };
     for i in (0..a.len()).step_by(LANES) {
         // SAFETY: i + 8 ≤ len for both slices (checked above).
         unsafe {
-            let d = sub_mod(load(a.as_ptr().add(i)), load(b.as_ptr().add(i)), qv);
-            store(a.as_mut_ptr().add(i), d);
+            let d = ar.sub_mod(ar.load(a.as_ptr().add(i)), ar.load(b.as_ptr().add(i)));
+            ar.store(a.as_mut_ptr().add(i), d);
         }
     }
 }
 
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512dq")]
 pub(super) unsafe fn neg(q: u64, a: &mut [u64]) {
     check_lengths(a.len(), &[]);
-    let qv = _mm512_set1_epi64(q as i64);
-    let zero = _mm512_setzero_si512();
+    // SAFETY: AVX-512F and DQ are enabled here.
+    let ar = unsafe { Wide::new(q) };
+    let zero = ar.splat(0);
     for i in (0..a.len()).step_by(LANES) {
         // SAFETY: i + 8 ≤ len (checked above).
         unsafe {
             // 0 − x mod q: q − x, or 0 for x = 0.
-            let d = sub_mod(zero, load(a.as_ptr().add(i)), qv);
-            store(a.as_mut_ptr().add(i), d);
+            let d = ar.sub_mod(zero, ar.load(a.as_ptr().add(i)));
+            ar.store(a.as_mut_ptr().add(i), d);
         }
     }
 }
 
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512dq")]
 pub(super) unsafe fn add_const(q: u64, a: &mut [u64], c: u64) {
     check_lengths(a.len(), &[]);
-    let (qv, cv) = (_mm512_set1_epi64(q as i64), _mm512_set1_epi64(c as i64));
+    // SAFETY: AVX-512F and DQ are enabled here.
+    let ar = unsafe { Wide::new(q) };
+    let cv = ar.splat(c);
     for i in (0..a.len()).step_by(LANES) {
         // SAFETY: i + 8 ≤ len (checked above).
         unsafe {
-            let s = _mm512_add_epi64(load(a.as_ptr().add(i)), cv);
-            store(
-                a.as_mut_ptr().add(i),
-                _mm512_min_epu64(s, _mm512_sub_epi64(s, qv)),
-            );
+            let s = ar.add(ar.load(a.as_ptr().add(i)), cv);
+            ar.store(a.as_mut_ptr().add(i), ar.reduce(s, ar.q()));
         }
     }
 }
@@ -173,12 +165,15 @@ pub(super) unsafe fn permute(x: &[u64], perm: &[u32], out: &mut [u64]) {
     check_lengths(out.len(), &[]);
     check_perm(perm, out.len(), x.len());
     for i in (0..out.len()).step_by(LANES) {
-        // SAFETY: i + 8 ≤ len of `out` and `perm`; perm entries index `x` (checked above).
+        // SAFETY: AVX-512F is enabled here; i + 8 ≤ len of `out` and `perm`; perm entries index
+        // `x` (checked above), and `block_source` only returns blocks inside `x`.
         unsafe {
-            store(
-                out.as_mut_ptr().add(i),
-                gather(x.as_ptr(), perm.as_ptr().add(i)),
-            )
+            let p = perm.as_ptr().add(i);
+            let v = match block_source(p, x.len()) {
+                Some((start, idx)) => permute_lanes(idx, load(x.as_ptr().add(start))),
+                None => gather(x.as_ptr(), p),
+            };
+            store(out.as_mut_ptr().add(i), v);
         }
     }
 }
@@ -262,7 +257,7 @@ fn reduce_sub_const_with<A: Arith>(ar: A, q: u64, x: &[u64], h: u64, out: &mut [
         // SAFETY: i + 8 ≤ len for both slices (checked above).
         unsafe {
             let r = ar.reduce(ar.mul_lazy(ar.load(x.as_ptr().add(i)), one, one_s), ar.q());
-            ar.store(out.as_mut_ptr().add(i), sub_mod(r, hv, ar.q()));
+            ar.store(out.as_mut_ptr().add(i), ar.sub_mod(r, hv));
         }
     }
 }
@@ -281,7 +276,7 @@ fn center_reduce_with<A: Arith>(ar: A, q: u64, s: u64, x: &[u64], out: &mut [u64
             let upper = _mm512_cmpgt_epu64_mask(xv, half);
             let v = _mm512_mask_sub_epi64(xv, upper, sv, xv);
             let r = ar.reduce(ar.mul_lazy(v, one, one_s), ar.q());
-            let neg = sub_mod(zero, r, ar.q());
+            let neg = ar.sub_mod(zero, r);
             ar.store(
                 out.as_mut_ptr().add(i),
                 _mm512_mask_blend_epi64(upper, r, neg),
@@ -517,7 +512,7 @@ pub(super) unsafe fn hat_sum(
             let us = ar.reduce(ar.mul_lazy(load(u.as_ptr().add(i)), sv, s_s), ar.q());
             store(
                 out.as_mut_ptr().add(i),
-                sub_mod(red.reduce_sum(lo, hi), us, ar.q()),
+                ar.sub_mod(red.reduce_sum(lo, hi), us),
             );
         }
     }

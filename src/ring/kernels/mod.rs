@@ -89,7 +89,7 @@ impl Path {
     /// The level to run for moduli below `max_q` on slices of length `n`.
     fn level(self, max_q: u64, n: usize) -> Level {
         match self.0 {
-            _ if n % LANES != 0 => Level::Scalar,
+            _ if !n.is_multiple_of(LANES) => Level::Scalar,
             Level::Ifma if max_q >= IFMA_BOUND => Level::Avx512,
             l => l,
         }
@@ -285,18 +285,24 @@ pub(crate) fn overshoot(path: Path, y: &[&[u64]], inv: &[f64], u: &mut [u64]) {
     }
 }
 
-/// One target of a fast base conversion, see [`scalar::hat_sum`]; `sources` are the moduli
-/// of `y` (their size picks the path).
+/// What every target of a fast base conversion sums: y_j = [x_j·(S/s_j)^-1]_{s_j} for the
+/// source moduli s_j, and the overshoot u.
+pub(crate) struct Scaled<'a> {
+    pub sources: &'a [Modulus],
+    pub y: &'a [&'a [u64]],
+    pub u: &'a [u64],
+}
+
+/// One target of a fast base conversion, see [`scalar::hat_sum`].
 pub(crate) fn hat_sum(
     path: Path,
     t: &Modulus,
-    sources: &[Modulus],
-    y: &[&[u64]],
+    scaled: &Scaled,
     hats: &[(u64, u64)],
-    u: &[u64],
     s: (u64, u64),
     out: &mut [u64],
 ) {
+    let Scaled { sources, y, u } = *scaled;
     let max_q = sources.iter().map(|m| m.value()).fold(t.value(), u64::max);
     match path.level(max_q, out.len()) {
         #[cfg(target_arch = "x86_64")]

@@ -239,16 +239,12 @@ fn base_conversion_sums_match_scalar() {
                             let mut u = vec![0; n];
                             overshoot(path, &y, &inv, &mut u);
                             let mut out = vec![0; n];
-                            hat_sum(
-                                path,
-                                t,
-                                &sources,
-                                &y,
-                                &hats,
-                                &u,
-                                (sp, t.shoup(sp)),
-                                &mut out,
-                            );
+                            let scaled = Scaled {
+                                sources: &sources,
+                                y: &y,
+                                u: &u,
+                            };
+                            hat_sum(path, t, &scaled, &hats, (sp, t.shoup(sp)), &mut out);
                             (u, out)
                         };
                         assert!(run(path) == run(Path::SCALAR), "{ctx}");
