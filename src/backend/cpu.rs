@@ -1,4 +1,5 @@
-//! The CPU backend: the `ring` reference implementations over host memory.
+//! The CPU backend: the `ring` implementations over host memory (vectorised where the CPU
+//! allows, bit-identical to the scalar references).
 
 use super::{Backend, BackendError};
 use crate::ring::kernels::{self, Path};

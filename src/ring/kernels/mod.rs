@@ -55,7 +55,7 @@ impl Path {
     }
 
     /// Every implementation this CPU runs, fastest first (for tests and benchmarks).
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub(crate) fn available() -> Vec<Path> {
         let top = Self::detect();
         [Level::Ifma, Level::Avx512, Level::Scalar]
@@ -65,7 +65,7 @@ impl Path {
             .collect()
     }
 
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub(crate) fn name(self) -> &'static str {
         match self.0 {
             Level::Scalar => "scalar",
@@ -86,7 +86,7 @@ impl Path {
         Level::Scalar
     }
 
-    /// The level to run for moduli below `max_q` on slices of length `n`.
+    /// The level to run for moduli of at most `max_q` on slices of length `n`.
     fn level(self, max_q: u64, n: usize) -> Level {
         match self.0 {
             _ if !n.is_multiple_of(LANES) => Level::Scalar,
