@@ -17,8 +17,8 @@ use std::ops::Range;
 pub struct BaseConverter {
     from: Vec<Modulus>,
     to: Vec<Modulus>,
-    /// (S/s_i)^-1 mod s_i and its Shoup constant.
-    inv_hat: Vec<(u64, u64)>,
+    /// (S/s_i)^-1 mod s_i (the kernels derive their own Shoup constants).
+    inv_hat: Vec<u64>,
     /// (S/s_i) mod t_j and its Shoup constant, row-major by target:
     /// `hat_mod_to[j * from.len() + i]`.
     hat_mod_to: Vec<(u64, u64)>,
@@ -40,8 +40,7 @@ impl BaseConverter {
                     .filter(|&(k, _)| k != i)
                     .fold(1u64, |acc, (_, s)| m.mul(acc, m.reduce(s.value())));
                 // Distinct primes: S/s_i is invertible mod s_i.
-                let inv = m.inv(hat).unwrap_or(0);
-                (inv, m.shoup(inv))
+                m.inv(hat).unwrap_or(0)
             })
             .collect();
         let mut hat_mod_to = Vec::with_capacity(to.len() * from.len());
@@ -93,7 +92,7 @@ impl BaseConverter {
         let k = self.from.len();
         // y_i = [x_i · inv_hat_i]_{s_i}, source-major so every loop below is a plain stream.
         let mut y = vec![0u64; n * k];
-        for ((limb, m), (yi, &(w, _))) in input
+        for ((limb, m), (yi, &w)) in input
             .iter()
             .zip(&self.from)
             .zip(y.chunks_exact_mut(n.max(1)).zip(&self.inv_hat))
@@ -134,8 +133,8 @@ pub struct BasisExtender {
     digits: Vec<Vec<Digit>>,
     /// P → Q_L (a level uses the first l+1 targets).
     p_to_q: BaseConverter,
-    /// P^-1 mod q_i, with Shoup constants.
-    p_inv: Vec<(u64, u64)>,
+    /// P^-1 mod q_i.
+    p_inv: Vec<u64>,
 }
 
 impl BasisExtender {
@@ -176,8 +175,7 @@ impl BasisExtender {
                     .p()
                     .iter()
                     .fold(1u64, |acc, p| m.mul(acc, m.reduce(p.value())));
-                let inv = m.inv(p_mod).unwrap_or(0);
-                (inv, m.shoup(inv))
+                m.inv(p_mod).unwrap_or(0)
             })
             .collect();
         Self {
@@ -257,7 +255,7 @@ impl BasisExtender {
         for i in 0..q_count {
             let limb = out.limb_mut(i);
             ctx.ntt_table(out_basis, i).forward(limb);
-            kernels::sub_mul_const(path, &ctx.q()[i], x.limb(i), limb, self.p_inv[i].0);
+            kernels::sub_mul_const(path, &ctx.q()[i], x.limb(i), limb, self.p_inv[i]);
         }
         out
     }
