@@ -493,28 +493,6 @@ fn crt_rejects_foreign_polys() {
     );
 }
 
-/// N = 2^16 with 25 limbs; run with `--release -- --ignored --nocapture` for the time.
-#[test]
-#[ignore]
-fn crt_timing_2_16_25_limbs() {
-    let n = 1 << 16;
-    let ctx = ring(n, 25, 50);
-    let basis = Basis::level(24);
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let data = (0..25).flat_map(|l| {
-        let q = ctx.q()[l].value();
-        (0..n).map(|_| rng.random_range(0..q)).collect::<Vec<_>>()
-    });
-    let poly = RnsPoly::from_data(n, basis, false, data.collect()).unwrap();
-    let start = std::time::Instant::now();
-    let out = centered_coefficients_f64(&ctx, &poly).unwrap();
-    eprintln!(
-        "centered_coefficients_f64, N = 2^16, 25 limbs: {:?}",
-        start.elapsed()
-    );
-    assert_eq!(out.len(), n);
-}
-
 // ---------------------------------------------------------------- bad inputs
 
 #[test]

@@ -1,5 +1,7 @@
-//! Pointwise arithmetic on RNS polynomials, limb by limb with each limb's modulus.
+//! Pointwise arithmetic on RNS polynomials, limb by limb with each limb's modulus, through the
+//! vectorised [`kernels`](super::kernels) where the CPU has them.
 
+use super::kernels::{self, Path};
 use super::{RingContext, RnsPoly};
 
 fn check_same(a: &RnsPoly, b: &RnsPoly) {
@@ -10,39 +12,35 @@ fn check_same(a: &RnsPoly, b: &RnsPoly) {
 /// a += b
 pub fn add_assign(ctx: &RingContext, a: &mut RnsPoly, b: &RnsPoly) {
     check_same(a, b);
-    let basis = a.basis();
+    let (basis, path) = (a.basis(), Path::best());
     for (i, (x, y)) in a.limbs_mut().zip(b.limbs()).enumerate() {
-        let m = ctx.modulus(basis, i);
-        x.iter_mut().zip(y).for_each(|(x, &y)| *x = m.add(*x, y));
+        kernels::add(path, ctx.modulus(basis, i), x, y);
     }
 }
 
 /// a -= b
 pub fn sub_assign(ctx: &RingContext, a: &mut RnsPoly, b: &RnsPoly) {
     check_same(a, b);
-    let basis = a.basis();
+    let (basis, path) = (a.basis(), Path::best());
     for (i, (x, y)) in a.limbs_mut().zip(b.limbs()).enumerate() {
-        let m = ctx.modulus(basis, i);
-        x.iter_mut().zip(y).for_each(|(x, &y)| *x = m.sub(*x, y));
+        kernels::sub(path, ctx.modulus(basis, i), x, y);
     }
 }
 
 /// a = -a
 pub fn neg_assign(ctx: &RingContext, a: &mut RnsPoly) {
-    let basis = a.basis();
+    let (basis, path) = (a.basis(), Path::best());
     for (i, x) in a.limbs_mut().enumerate() {
-        let m = ctx.modulus(basis, i);
-        x.iter_mut().for_each(|x| *x = m.neg(*x));
+        kernels::neg(path, ctx.modulus(basis, i), x);
     }
 }
 
 /// a *= b (pointwise; both in NTT form for a ring product).
 pub fn mul_assign(ctx: &RingContext, a: &mut RnsPoly, b: &RnsPoly) {
     check_same(a, b);
-    let basis = a.basis();
+    let (basis, path) = (a.basis(), Path::best());
     for (i, (x, y)) in a.limbs_mut().zip(b.limbs()).enumerate() {
-        let m = ctx.modulus(basis, i);
-        x.iter_mut().zip(y).for_each(|(x, &y)| *x = m.mul(*x, y));
+        kernels::mul(path, ctx.modulus(basis, i), x, y);
     }
 }
 
@@ -50,23 +48,18 @@ pub fn mul_assign(ctx: &RingContext, a: &mut RnsPoly, b: &RnsPoly) {
 pub fn mul_add_assign(ctx: &RingContext, acc: &mut RnsPoly, a: &RnsPoly, b: &RnsPoly) {
     check_same(acc, a);
     check_same(a, b);
-    let basis = acc.basis();
+    let (basis, path) = (acc.basis(), Path::best());
     for (i, ((z, x), y)) in acc.limbs_mut().zip(a.limbs()).zip(b.limbs()).enumerate() {
-        let m = ctx.modulus(basis, i);
-        for ((z, &x), &y) in z.iter_mut().zip(x).zip(y) {
-            *z = m.mul_add(x, y, *z);
-        }
+        kernels::mul_add(path, ctx.modulus(basis, i), z, x, y);
     }
 }
 
 /// a *= c_i on limb i (a constant given by its residues, already reduced).
 pub fn mul_scalar_assign(ctx: &RingContext, a: &mut RnsPoly, residues: &[u64]) {
-    let basis = a.basis();
+    let (basis, path) = (a.basis(), Path::best());
     assert_eq!(residues.len(), basis.len(), "one residue per limb");
     for (i, x) in a.limbs_mut().enumerate() {
-        let m = ctx.modulus(basis, i);
-        let (c, cs) = (residues[i], m.shoup(residues[i]));
-        x.iter_mut().for_each(|x| *x = m.mul_shoup(*x, c, cs));
+        kernels::mul_const(path, ctx.modulus(basis, i), x, residues[i]);
     }
 }
 

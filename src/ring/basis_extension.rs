@@ -7,6 +7,7 @@
 //! (in (−S/2, S/2], or one S off when x sits within float rounding of ±S/2): small digits
 //! keep key-switching noise low, and ModDown becomes a rounding rather than a floor.
 
+use super::kernels::{self, Path, Scaled};
 use super::{Basis, RingContext, RnsPoly};
 use crate::math::Modulus;
 use std::ops::Range;
@@ -16,8 +17,8 @@ use std::ops::Range;
 pub struct BaseConverter {
     from: Vec<Modulus>,
     to: Vec<Modulus>,
-    /// (S/s_i)^-1 mod s_i and its Shoup constant.
-    inv_hat: Vec<(u64, u64)>,
+    /// (S/s_i)^-1 mod s_i (the kernels derive their own Shoup constants).
+    inv_hat: Vec<u64>,
     /// (S/s_i) mod t_j and its Shoup constant, row-major by target:
     /// `hat_mod_to[j * from.len() + i]`.
     hat_mod_to: Vec<(u64, u64)>,
@@ -39,8 +40,7 @@ impl BaseConverter {
                     .filter(|&(k, _)| k != i)
                     .fold(1u64, |acc, (_, s)| m.mul(acc, m.reduce(s.value())));
                 // Distinct primes: S/s_i is invertible mod s_i.
-                let inv = m.inv(hat).unwrap_or(0);
-                (inv, m.shoup(inv))
+                m.inv(hat).unwrap_or(0)
             })
             .collect();
         let mut hat_mod_to = Vec::with_capacity(to.len() * from.len());
@@ -79,61 +79,38 @@ impl BaseConverter {
     pub fn convert(&self, input: &[&[u64]], output: &mut [&mut [u64]]) {
         assert_eq!(input.len(), self.from.len());
         assert!(output.len() <= self.to.len());
+        let path = Path::best();
         if let [source] = self.from.as_slice() {
-            return Self::convert_single(source, input[0], &self.to, output);
+            // One source prime: the centered residue reduced modulo each target (the general
+            // formula with S/s = 1, done without products).
+            for (out, t) in output.iter_mut().zip(&self.to) {
+                kernels::center_reduce(path, source, t, input[0], out);
+            }
+            return;
         }
         let n = input.first().map_or(0, |l| l.len());
         let k = self.from.len();
         // y_i = [x_i · inv_hat_i]_{s_i}, source-major so every loop below is a plain stream.
         let mut y = vec![0u64; n * k];
-        for ((limb, m), (yi, &(w, ws))) in input
+        for ((limb, m), (yi, &w)) in input
             .iter()
             .zip(&self.from)
-            .zip(y.chunks_exact_mut(n).zip(&self.inv_hat))
+            .zip(y.chunks_exact_mut(n.max(1)).zip(&self.inv_hat))
         {
-            for (o, &x) in yi.iter_mut().zip(limb.iter()) {
-                *o = m.mul_shoup(x, w, ws);
-            }
+            kernels::mul_const_to(path, m, limb, yi, w);
         }
+        let y: Vec<&[u64]> = y.chunks_exact(n.max(1)).collect();
         // u = round(Σ y_i / s_i): how many S the plain sum overshoots the centered x by.
-        let mut overshoot = vec![0f64; n];
-        for (yi, &inv) in y.chunks_exact(n).zip(&self.inv_from_f64) {
-            for (acc, &v) in overshoot.iter_mut().zip(yi) {
-                *acc += v as f64 * inv;
-            }
-        }
-        let u: Vec<u64> = overshoot.iter().map(|v| v.round() as u64).collect();
+        let mut u = vec![0u64; n];
+        kernels::overshoot(path, &y, &self.inv_from_f64, &mut u);
+        let scaled = Scaled {
+            sources: &self.from,
+            y: &y,
+            u: &u,
+        };
         for (j, (out, t)) in output.iter_mut().zip(&self.to).enumerate() {
             let hats = &self.hat_mod_to[j * k..(j + 1) * k];
-            let (sp, sps) = self.product_mod_to[j];
-            // Start from −u·S; u ≤ k is tiny, so the Shoup product is exact.
-            for (o, &v) in out.iter_mut().zip(&u) {
-                *o = t.neg(t.mul_shoup(v, sp, sps));
-            }
-            // Shoup products are exact for any 64-bit multiplicand, so y_i ≥ t_j is fine.
-            for (yi, &(h, hs)) in y.chunks_exact(n).zip(hats) {
-                for (o, &v) in out.iter_mut().zip(yi) {
-                    *o = t.add(*o, t.mul_shoup(v, h, hs));
-                }
-            }
-        }
-    }
-}
-
-impl BaseConverter {
-    /// One source prime: the centered residue, reduced modulo each target (the general
-    /// formula with S/s = 1, done without products).
-    fn convert_single(source: &Modulus, input: &[u64], to: &[Modulus], output: &mut [&mut [u64]]) {
-        let s = source.value();
-        let half = s / 2;
-        for (out, t) in output.iter_mut().zip(to) {
-            for (o, &x) in out.iter_mut().zip(input) {
-                *o = if x > half {
-                    t.neg(t.reduce(s - x))
-                } else {
-                    t.reduce(x)
-                };
-            }
+            kernels::hat_sum(path, t, &scaled, hats, self.product_mod_to[j], out);
         }
     }
 }
@@ -156,8 +133,8 @@ pub struct BasisExtender {
     digits: Vec<Vec<Digit>>,
     /// P → Q_L (a level uses the first l+1 targets).
     p_to_q: BaseConverter,
-    /// P^-1 mod q_i, with Shoup constants.
-    p_inv: Vec<(u64, u64)>,
+    /// P^-1 mod q_i.
+    p_inv: Vec<u64>,
 }
 
 impl BasisExtender {
@@ -198,8 +175,7 @@ impl BasisExtender {
                     .p()
                     .iter()
                     .fold(1u64, |acc, p| m.mul(acc, m.reduce(p.value())));
-                let inv = m.inv(p_mod).unwrap_or(0);
-                (inv, m.shoup(inv))
+                m.inv(p_mod).unwrap_or(0)
             })
             .collect();
         Self {
@@ -266,21 +242,20 @@ impl BasisExtender {
         for (k, limb) in p_part.chunks_exact_mut(ctx.n()).enumerate() {
             ctx.ntt_table(basis, q_count + k).inverse(limb);
         }
-        let mut conv = RnsPoly::zero(ctx.n(), Basis::level(q_count - 1), false);
+        // The conversion of x mod P to Q_l is written straight into the output limbs, which
+        // then become (x − conversion)·P⁻¹ in place.
+        let out_basis = Basis::level(q_count - 1);
+        let mut out = RnsPoly::zero(ctx.n(), out_basis, true);
         {
             let input: Vec<&[u64]> = p_part.chunks_exact(ctx.n()).collect();
-            let mut outs: Vec<&mut [u64]> = conv.limbs_mut().collect();
+            let mut outs: Vec<&mut [u64]> = out.limbs_mut().collect();
             self.p_to_q.convert(&input, &mut outs);
         }
-        let mut out = x.restricted(Basis::level(q_count - 1));
+        let path = Path::best();
         for i in 0..q_count {
-            let m = &ctx.q()[i];
-            let limb = conv.limb_mut(i);
-            ctx.ntt_table(Basis::level(q_count - 1), i).forward(limb);
-            let (w, ws) = self.p_inv[i];
-            for (o, &c) in out.limb_mut(i).iter_mut().zip(limb.iter()) {
-                *o = m.mul_shoup(m.sub(*o, c), w, ws);
-            }
+            let limb = out.limb_mut(i);
+            ctx.ntt_table(out_basis, i).forward(limb);
+            kernels::sub_mul_const(path, &ctx.q()[i], x.limb(i), limb, self.p_inv[i]);
         }
         out
     }
@@ -297,24 +272,20 @@ pub fn rescale(ctx: &RingContext, x: &RnsPoly) -> RnsPoly {
     let q_last = ctx.q()[last];
     let half = q_last.value() / 2;
     // r = [x + ⌊q_l/2⌋]_{q_l} in coefficient form; then ⌊(x + h)/q_l⌋ = (x - (r - h)) / q_l.
+    let path = Path::best();
     let mut r = x.limb(last).to_vec();
     ctx.ntt_table(basis, last).inverse(&mut r);
-    r.iter_mut().for_each(|v| *v = q_last.add(*v, half));
+    kernels::add_const(path, &q_last, &mut r, half);
     let out_basis = Basis::level(last - 1);
-    let mut out = x.restricted(out_basis);
-    let mut tmp = vec![0u64; ctx.n()];
+    let mut out = RnsPoly::zero(ctx.n(), out_basis, true);
     for i in 0..last {
         let m = ctx.q()[i];
-        let h = m.reduce(half);
-        for (t, &v) in tmp.iter_mut().zip(&r) {
-            *t = m.sub(m.reduce(v), h);
-        }
-        ctx.ntt_table(out_basis, i).forward(&mut tmp);
+        // [r − h]_{q_i} into the output limb, to NTT form, then (x − it)·q_l⁻¹ in place.
+        let limb = out.limb_mut(i);
+        kernels::reduce_sub_const(path, &q_last, &m, &r, m.reduce(half), limb);
+        ctx.ntt_table(out_basis, i).forward(limb);
         let inv = m.inv(m.reduce(q_last.value())).unwrap_or(0);
-        let inv_s = m.shoup(inv);
-        for (o, &t) in out.limb_mut(i).iter_mut().zip(&tmp) {
-            *o = m.mul_shoup(m.sub(*o, t), inv, inv_s);
-        }
+        kernels::sub_mul_const(path, &m, x.limb(i), limb, inv);
     }
     out
 }

@@ -1,18 +1,22 @@
 //! RNS polynomials over Z[X]/(X^N + 1): NTT, pointwise arithmetic, automorphisms,
 //! basis extension (ModUp/ModDown) and rescaling. CPU reference implementations; the
-//! backends call into these or reproduce them bit-exactly.
+//! backends call into these or reproduce them bit-exactly. The hot loops run on AVX-512
+//! (IFMA) kernels picked at run time, bit-identical to their portable scalar references.
 
 pub mod arith;
 pub mod automorphism;
 mod basis_extension;
 mod context;
 mod crt;
+pub(crate) mod kernels;
 mod ntt;
 #[cfg(target_arch = "x86_64")]
 mod ntt_avx2;
 #[cfg(target_arch = "x86_64")]
 mod ntt_avx512;
 mod poly;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 
 pub use basis_extension::{rescale, BaseConverter, BasisExtender};
 pub use context::{RingContext, MAX_LOG_N, MIN_LOG_N};

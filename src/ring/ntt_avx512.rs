@@ -20,6 +20,7 @@
 
 use core::arch::x86_64::*;
 
+use super::simd::{Arith, Ifma, Wide};
 use crate::math::Modulus;
 
 /// Which multiplier the kernels use.
@@ -158,61 +159,10 @@ unsafe fn inverse_wide(t: &Avx512Ntt, a: &mut [u64]) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Lane arithmetic.
+// Butterflies.
 
-/// Modular arithmetic on eight u64 lanes.
-///
-/// # Safety
-/// A value of an implementing type may exist only on a CPU with the features its methods use
-/// (AVX-512F plus the flavour's multiplier); the provided methods rely on that.
-unsafe trait Arith: Copy {
-    fn q(self) -> __m512i;
-    fn two_q(self) -> __m512i;
-
-    /// `x·w mod q` in `[0, 2q)` for `x < 4q`, given the flavour's Shoup constant `ws` of `w`.
-    fn mul_lazy(self, x: __m512i, w: __m512i, ws: __m512i) -> __m512i;
-
-    #[inline(always)]
-    fn add(self, a: __m512i, b: __m512i) -> __m512i {
-        // SAFETY: see the trait's contract.
-        unsafe { _mm512_add_epi64(a, b) }
-    }
-
-    #[inline(always)]
-    fn sub(self, a: __m512i, b: __m512i) -> __m512i {
-        // SAFETY: see the trait's contract.
-        unsafe { _mm512_sub_epi64(a, b) }
-    }
-
-    /// `x mod m` for `x < 2m`: min(x, x − m) picks x − m unless it wrapped.
-    #[inline(always)]
-    fn reduce(self, x: __m512i, m: __m512i) -> __m512i {
-        // SAFETY: see the trait's contract.
-        unsafe { _mm512_min_epu64(x, _mm512_sub_epi64(x, m)) }
-    }
-
-    #[inline(always)]
-    fn splat(self, x: u64) -> __m512i {
-        // SAFETY: see the trait's contract.
-        unsafe { _mm512_set1_epi64(x as i64) }
-    }
-
-    /// # Safety
-    /// `p` must be valid for reading 8 u64.
-    #[inline(always)]
-    unsafe fn load(self, p: *const u64) -> __m512i {
-        // SAFETY: the caller guarantees `p`; AVX-512F by the trait's contract.
-        unsafe { _mm512_loadu_si512(p.cast()) }
-    }
-
-    /// # Safety
-    /// `p` must be valid for writing 8 u64.
-    #[inline(always)]
-    unsafe fn store(self, p: *mut u64, x: __m512i) {
-        // SAFETY: the caller guarantees `p`; AVX-512F by the trait's contract.
-        unsafe { _mm512_storeu_si512(p.cast(), x) }
-    }
-
+/// The NTT butterflies on top of the shared lane arithmetic.
+trait Butterfly: Arith {
     /// Cooley–Tukey butterfly, inputs and outputs in `[0, 4q)`: (z0 + w·z1, z0 − w·z1).
     #[inline(always)]
     fn fwd(self, z0: __m512i, z1: __m512i, w: __m512i, ws: __m512i) -> (__m512i, __m512i) {
@@ -237,118 +187,13 @@ unsafe trait Arith: Copy {
         let x = self.reduce(self.add(z0, t), self.q());
         // z0 − t, plus q where that wrapped: min picks the non-wrapped candidate.
         let d = self.sub(z0, t);
-        // SAFETY: see the trait's contract.
+        // SAFETY: AVX-512F, by `Arith`'s contract.
         let y = unsafe { _mm512_min_epu64(d, _mm512_add_epi64(d, self.q())) };
         (x, y)
     }
 }
 
-/// IFMA flavour: 52-bit Shoup constants, q < 2^50.
-#[derive(Clone, Copy)]
-struct Ifma {
-    q: __m512i,
-    two_q: __m512i,
-    /// 2^52 − q: adding qh·(2^52 − q) modulo 2^52 subtracts qh·q.
-    neg_q: __m512i,
-    mask52: __m512i,
-}
-
-impl Ifma {
-    /// # Safety
-    /// The CPU must support AVX-512F and AVX-512 IFMA.
-    #[inline(always)]
-    unsafe fn new(q: u64) -> Self {
-        // SAFETY: AVX-512F by the caller's guarantee.
-        unsafe {
-            Self {
-                q: _mm512_set1_epi64(q as i64),
-                two_q: _mm512_set1_epi64((2 * q) as i64),
-                neg_q: _mm512_set1_epi64(((1u64 << 52) - q) as i64),
-                mask52: _mm512_set1_epi64(((1u64 << 52) - 1) as i64),
-            }
-        }
-    }
-}
-
-// SAFETY: `Ifma::new` is unsafe and requires AVX-512F + IFMA.
-unsafe impl Arith for Ifma {
-    #[inline(always)]
-    fn q(self) -> __m512i {
-        self.q
-    }
-
-    #[inline(always)]
-    fn two_q(self) -> __m512i {
-        self.two_q
-    }
-
-    #[inline(always)]
-    fn mul_lazy(self, x: __m512i, w: __m512i, ws: __m512i) -> __m512i {
-        // SAFETY: AVX-512F + IFMA by construction of `self`.
-        unsafe {
-            let zero = _mm512_setzero_si512();
-            // qh = floor(x·ws / 2^52); x·w − qh·q lies in [0, 2q) and is < 2^52, so computing
-            // it modulo 2^52 (low halves only) is exact.
-            let qh = _mm512_madd52hi_epu64(zero, x, ws);
-            let lo = _mm512_madd52lo_epu64(zero, x, w);
-            _mm512_and_si512(_mm512_madd52lo_epu64(lo, qh, self.neg_q), self.mask52)
-        }
-    }
-}
-
-/// Wide flavour: 64-bit Shoup constants, q < 2^62, AVX-512F/DQ.
-#[derive(Clone, Copy)]
-struct Wide {
-    q: __m512i,
-    two_q: __m512i,
-}
-
-impl Wide {
-    /// # Safety
-    /// The CPU must support AVX-512F and AVX-512DQ.
-    #[inline(always)]
-    unsafe fn new(q: u64) -> Self {
-        // SAFETY: AVX-512F by the caller's guarantee.
-        unsafe {
-            Self {
-                q: _mm512_set1_epi64(q as i64),
-                two_q: _mm512_set1_epi64((2 * q) as i64),
-            }
-        }
-    }
-}
-
-// SAFETY: `Wide::new` is unsafe and requires AVX-512F + DQ.
-unsafe impl Arith for Wide {
-    #[inline(always)]
-    fn q(self) -> __m512i {
-        self.q
-    }
-
-    #[inline(always)]
-    fn two_q(self) -> __m512i {
-        self.two_q
-    }
-
-    #[inline(always)]
-    fn mul_lazy(self, x: __m512i, w: __m512i, ws: __m512i) -> __m512i {
-        // SAFETY: AVX-512F + DQ by construction of `self`.
-        unsafe {
-            // qh ≈ floor(x·ws / 2^64) from the three partial products that reach the high word;
-            // dropping lo·lo and the carries underestimates by at most 2, so x·w − qh·q < 4q.
-            // (ws_hi is loop-invariant for broadcast twiddles; LLVM hoists it.)
-            let x_hi = _mm512_srli_epi64::<32>(x);
-            let ws_hi = _mm512_srli_epi64::<32>(ws);
-            let hh = _mm512_mul_epu32(x_hi, ws_hi);
-            let lh = _mm512_srli_epi64::<32>(_mm512_mul_epu32(x, ws_hi));
-            let hl = _mm512_srli_epi64::<32>(_mm512_mul_epu32(x_hi, ws));
-            let qh = _mm512_add_epi64(hh, _mm512_add_epi64(lh, hl));
-            let r = _mm512_sub_epi64(_mm512_mullo_epi64(x, w), _mm512_mullo_epi64(qh, self.q));
-            // [0, 4q) → [0, 2q), the range the butterflies assume.
-            self.reduce(r, self.two_q)
-        }
-    }
-}
+impl<A: Arith> Butterfly for A {}
 
 // ---------------------------------------------------------------------------------------------
 // Loop structure.
@@ -372,7 +217,7 @@ fn pass_sizes(stages: u32) -> ([u32; 8], usize) {
 }
 
 #[inline(always)]
-fn forward_with<A: Arith>(ar: A, t: &Avx512Ntt, a: &mut [u64]) {
+fn forward_with<A: Butterfly>(ar: A, t: &Avx512Ntt, a: &mut [u64]) {
     let n = a.len();
     debug_assert!(n >= MIN_N && n.is_power_of_two());
     let (sizes, len) = pass_sizes(n.trailing_zeros() - BLOCK_STAGES);
@@ -389,7 +234,7 @@ fn forward_with<A: Arith>(ar: A, t: &Avx512Ntt, a: &mut [u64]) {
 }
 
 #[inline(always)]
-fn inverse_with<A: Arith>(ar: A, t: &Avx512Ntt, a: &mut [u64]) {
+fn inverse_with<A: Butterfly>(ar: A, t: &Avx512Ntt, a: &mut [u64]) {
     let n = a.len();
     debug_assert!(n >= MIN_N && n.is_power_of_two());
     inv_blocks(ar, t, a);
@@ -413,7 +258,7 @@ fn inverse_with<A: Arith>(ar: A, t: &Avx512Ntt, a: &mut [u64]) {
 /// heap order (stage d, sub-block b at slot 2^d + b). Written out per radix so that it is always
 /// fully unrolled into registers.
 #[inline(always)]
-fn fwd_unit<A: Arith, const R: usize, const U: usize>(
+fn fwd_unit<A: Butterfly, const R: usize, const U: usize>(
     ar: A,
     x: &mut [[__m512i; R]; U],
     w: &[__m512i; R],
@@ -458,7 +303,7 @@ fn fwd_unit<A: Arith, const R: usize, const U: usize>(
 /// `SKIP_LAST` (the caller fuses it with the 1/N scaling); stage d, sub-block b at slot
 /// R/2^(d+1) + b.
 #[inline(always)]
-fn inv_unit<A: Arith, const R: usize, const U: usize, const SKIP_LAST: bool>(
+fn inv_unit<A: Butterfly, const R: usize, const U: usize, const SKIP_LAST: bool>(
     ar: A,
     x: &mut [[__m512i; R]; U],
     w: &[__m512i; R],
@@ -509,7 +354,12 @@ fn inv_unit<A: Arith, const R: usize, const U: usize, const SKIP_LAST: bool>(
 
 /// Forward stages s … s + log2(R) − 1 in one sweep: rows at stride t/R·2 form a radix-R unit.
 #[inline(always)]
-fn fwd_pass<A: Arith, const R: usize, const U: usize>(ar: A, t: &Avx512Ntt, a: &mut [u64], s: u32) {
+fn fwd_pass<A: Butterfly, const R: usize, const U: usize>(
+    ar: A,
+    t: &Avx512Ntt,
+    a: &mut [u64],
+    s: u32,
+) {
     let k = R.trailing_zeros();
     let n = a.len();
     let m = 1usize << s;
@@ -553,7 +403,7 @@ fn fwd_pass<A: Arith, const R: usize, const U: usize>(ar: A, t: &Avx512Ntt, a: &
 /// Inverse stages with half-spans `half` … `half`·R/2 in one sweep; `LAST` folds in 1/N and
 /// fully reduces (then `half`·R = N).
 #[inline(always)]
-fn inv_pass<A: Arith, const R: usize, const U: usize, const LAST: bool>(
+fn inv_pass<A: Butterfly, const R: usize, const U: usize, const LAST: bool>(
     ar: A,
     t: &Avx512Ntt,
     a: &mut [u64],
@@ -616,7 +466,7 @@ fn inv_pass<A: Arith, const R: usize, const U: usize, const LAST: bool>(
 
 /// 8×8 transpose of u64 lanes: out[l] lane k = x[k] lane l.
 #[inline(always)]
-fn transpose<A: Arith>(_ar: A, x: [__m512i; 8]) -> [__m512i; 8] {
+fn transpose<A: Butterfly>(_ar: A, x: [__m512i; 8]) -> [__m512i; 8] {
     // SAFETY: AVX-512F, implied by the existence of `_ar` (see `Arith`).
     unsafe {
         // Pairs of rows interleaved: t[2i] = (x[2i]_0, x[2i+1]_0, x[2i]_2, x[2i+1]_2, …).
@@ -666,7 +516,7 @@ type StageTwiddles<const B: usize> = [[(__m512i, __m512i); 4]; B];
 /// # Safety
 /// `w`, `ws` must be valid for the table length n, and g < n/64.
 #[inline(always)]
-unsafe fn stage_twiddles<A: Arith, const B: usize>(
+unsafe fn stage_twiddles<A: Butterfly, const B: usize>(
     ar: A,
     (w, ws): (*const u64, *const u64),
     n: usize,
@@ -705,7 +555,7 @@ enum Bfly {
 
 /// Butterflies between registers r and r + H (r & H = 0) of every block, twiddle slot r/(2H).
 #[inline(always)]
-fn block_stage<A: Arith, const B: usize, const H: usize>(
+fn block_stage<A: Butterfly, const B: usize, const H: usize>(
     ar: A,
     x: &mut [[__m512i; 8]; B],
     tw: &StageTwiddles<B>,
@@ -728,7 +578,7 @@ fn block_stage<A: Arith, const B: usize, const H: usize>(
 
 /// The last six forward stages (t = 32 … 1) on 64-element blocks, then the final reduction.
 #[inline(always)]
-fn fwd_blocks<A: Arith>(ar: A, t: &Avx512Ntt, a: &mut [u64]) {
+fn fwd_blocks<A: Butterfly>(ar: A, t: &Avx512Ntt, a: &mut [u64]) {
     let n = a.len();
     let tw = (t.fwd_w.as_ptr(), t.fwd_ws.as_ptr());
     let ptr = a.as_mut_ptr();
@@ -795,7 +645,7 @@ fn fwd_blocks<A: Arith>(ar: A, t: &Avx512Ntt, a: &mut [u64]) {
 
 /// The first six inverse stages (t = 1 … 32) on 64-element blocks; outputs in `[0, 2q)`.
 #[inline(always)]
-fn inv_blocks<A: Arith>(ar: A, t: &Avx512Ntt, a: &mut [u64]) {
+fn inv_blocks<A: Butterfly>(ar: A, t: &Avx512Ntt, a: &mut [u64]) {
     let n = a.len();
     let tw = (t.inv_w.as_ptr(), t.inv_ws.as_ptr());
     let ptr = a.as_mut_ptr();
