@@ -160,32 +160,44 @@ impl<B: Backend> LoraPlan<B> {
         self.level
     }
 
+    /// Rank rounded up to a power of two: the number of step-3 diagonals per output
+    /// ciphertext.
+    pub fn rank_padded(&self) -> usize {
+        self.rank_padded
+    }
+
     /// Level of the step-3 plaintexts (the input level − 1); their scale is that prime.
     pub fn output_diagonal_level(&self) -> usize {
         self.level - 1
     }
 
-    /// The plan's B diagonals with `delta(o, k)` added to diagonal k of output chunk o:
-    /// a polynomial over Q_(l−1) ∪ P (l − 1 = [`output_diagonal_level`](Self::output_diagonal_level))
-    /// in NTT form, in integer units at the diagonals' scale. For callers that perturb B
-    /// per application ([`LoraGroup::apply_with`]); the slots of a delta follow the
-    /// layout diag_k[i] ↔ B[(i+k) mod r'][o·S + i].
+    /// The plan's B diagonals with `deltas[o][k]` added to diagonal k of output chunk o:
+    /// polynomials over Q_(l−1) ∪ P (l − 1 = [`output_diagonal_level`](Self::output_diagonal_level))
+    /// in NTT form, in integer units at the diagonals' scale; one vector of r' per output
+    /// ciphertext. For callers that perturb B per application ([`LoraGroup::apply_with`]);
+    /// the slots of a delta follow the layout diag_k[i] ↔ B[(i+k) mod r'][o·S + i].
     pub fn output_diagonals_plus(
         &self,
         evaluator: &Evaluator<B>,
-        mut delta: impl FnMut(usize, usize) -> RnsPoly,
+        deltas: Vec<Vec<RnsPoly>>,
     ) -> Result<OutputDiagonals<B>, LinearError> {
+        if deltas.len() != self.step2.len() || deltas.iter().any(|d| d.len() != self.rank_padded) {
+            return Err(LinearError::Shape(format!(
+                "deltas for {} output ciphertexts of {} diagonals expected",
+                self.step2.len(),
+                self.rank_padded
+            )));
+        }
         let backend = evaluator.backend();
         let diagonals = self
             .step2
             .iter()
-            .enumerate()
-            .map(|(o, diags)| {
+            .zip(deltas)
+            .map(|(diags, deltas)| {
                 diags
                     .iter()
-                    .enumerate()
-                    .map(|(k, pt)| {
-                        let d = delta(o, k);
+                    .zip(deltas)
+                    .map(|(pt, d)| {
                         let basis = backend.basis(&pt.extended);
                         if d.basis() != basis || !d.ntt_form || d.n() != evaluator.params().n() {
                             return Err(LinearError::Shape(format!(
@@ -395,25 +407,36 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
         evaluator: &Evaluator<B>,
         inputs: &[Ciphertext<B::Poly>],
     ) -> Result<GroupOutput<B::Poly>, LinearError> {
-        self.apply_with(evaluator, inputs, &vec![None; self.plans.len()])
+        self.apply_with(evaluator, inputs, &mut |_| Ok(None))
     }
 
-    /// As [`apply`](Self::apply), with member p's B diagonals replaced by `step2[p]` where
-    /// given (each made by that member with [`LoraPlan::output_diagonals_plus`]).
-    pub fn apply_with(
+    /// As [`apply`](Self::apply), with member p's B diagonals replaced by `step2(p)` where
+    /// it returns some (made by that member with [`LoraPlan::output_diagonals_plus`]).
+    /// `step2(p)` is called just before member p's step 3, after every step 1, so a caller
+    /// can prepare the replacements while step 1 runs.
+    pub fn apply_with<E: From<LinearError>>(
         &self,
         evaluator: &Evaluator<B>,
         inputs: &[Ciphertext<B::Poly>],
-        step2: &[Option<&OutputDiagonals<B>>],
-    ) -> Result<GroupOutput<B::Poly>, LinearError> {
-        let first = self.plans[0];
-        if step2.len() != self.plans.len() {
-            return Err(LinearError::Shape(format!(
-                "{} output-diagonal sets for {} projections",
-                step2.len(),
-                self.plans.len()
-            )));
+        step2: &mut dyn FnMut(usize) -> Result<Option<OutputDiagonals<B>>, E>,
+    ) -> Result<GroupOutput<B::Poly>, E> {
+        let z = self.step1(evaluator, inputs)?;
+        let mut out = Vec::with_capacity(self.plans.len());
+        for (p, (plan, z)) in self.plans.iter().zip(z).enumerate() {
+            let replacement = step2(p)?;
+            out.push(plan.finish(evaluator, z, replacement.as_ref())?);
         }
+        Ok(out)
+    }
+
+    /// Step 1 for every member, input chunk by chunk, rescaled: z_p = x·A_p in every slot
+    /// class.
+    fn step1(
+        &self,
+        evaluator: &Evaluator<B>,
+        inputs: &[Ciphertext<B::Poly>],
+    ) -> Result<Vec<Ciphertext<B::Poly>>, LinearError> {
+        let first = self.plans[0];
         if inputs.len() != first.input.chunks {
             return Err(LinearError::Shape(format!(
                 "{} input ciphertexts, the plan expects {}",
@@ -427,7 +450,6 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
                 max: first.level,
             });
         }
-        // Step 1, input chunk by chunk, every projection at once.
         let mut z: Vec<Option<Ciphertext<B::Poly>>> = vec![None; self.plans.len()];
         for (c, x) in inputs.iter().enumerate() {
             let decomposed = evaluator.decompose(x)?;
@@ -447,13 +469,10 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
                 }
             }
         }
-        self.plans
-            .iter()
-            .zip(z)
-            .zip(step2)
-            .map(|((plan, z), step2)| {
+        z.into_iter()
+            .map(|z| {
                 let z = z.ok_or(LinearError::Shape("no input".into()))?;
-                plan.finish(evaluator, evaluator.rescale(&z)?, *step2)
+                Ok(evaluator.rescale(&z)?)
             })
             .collect()
     }

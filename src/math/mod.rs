@@ -3,6 +3,7 @@
 mod modulus;
 mod primes;
 pub mod sampling;
+mod ziggurat;
 
 pub use modulus::{Modulus, MAX_MODULUS_BITS};
 pub use primes::{is_prime, ntt_primes, primitive_root_of_unity};

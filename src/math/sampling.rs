@@ -95,38 +95,30 @@ pub fn gaussian<R: RngCore>(rng: &mut R, n: usize) -> Vec<i64> {
         .collect()
 }
 
-/// Two independent standard normal f64s (Marsaglia's polar method: a point uniform in the
-/// unit disc, one logarithm and one square root per pair), for noise that is not a lattice
-/// error: the LoRA perturbation and the flooding term.
-pub fn standard_normal_pair<R: RngCore>(rng: &mut R) -> (f64, f64) {
-    // 53-bit uniforms in (−1, 1).
-    let uniform = |rng: &mut R| ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 52) as f64 - 1.0;
-    loop {
-        let (u, v) = (uniform(rng), uniform(rng));
-        let s = u * u + v * v;
-        if s < 1.0 && s > 0.0 {
-            let f = (-2.0 * s.ln() / s).sqrt();
-            return (u * f, v * f);
-        }
-    }
-}
-
-/// One standard normal f64.
+/// A standard normal f64 (ziggurat), for noise that is not a lattice error: the LoRA
+/// perturbation and the flooding term.
 pub fn standard_normal<R: RngCore>(rng: &mut R) -> f64 {
-    standard_normal_pair(rng).0
+    super::ziggurat::standard_normal(rng)
 }
 
-/// `n` samples of round(N(0, std²)): wide Gaussian noise for smudging (std up to ~2^50;
-/// the f64 draw cuts the tails at ≈ 8.6 std).
+/// `n` samples of round(N(0, std²)): wide Gaussian noise for smudging (std up to ~2^56).
 pub fn rounded_gaussian<R: RngCore>(rng: &mut R, std: f64, n: usize) -> Vec<i64> {
-    let mut out = Vec::with_capacity(n + 1);
-    while out.len() < n {
-        let (a, b) = standard_normal_pair(rng);
-        out.push((std * a).round() as i64);
-        out.push((std * b).round() as i64);
-    }
-    out.truncate(n);
-    out
+    // Adding and subtracting 1.5·2^52 rounds to the nearest integer below 2^51 without
+    // a libm call; larger values (never at the PLL's sizes) take round().
+    const ROUNDER: f64 = 6_755_399_441_055_744.0;
+    let mut values = vec![0.0; n];
+    super::ziggurat::fill_standard_normal(rng, &mut values);
+    values
+        .iter()
+        .map(|&z| {
+            let v = std * z;
+            if v.abs() < (1u64 << 51) as f64 {
+                ((v + ROUNDER) - ROUNDER) as i64
+            } else {
+                v.round() as i64
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! once at registration (noise std from B, flooding std from a self-test).
 
 use super::flooding::{calibrate, check_flood_fits, flood_std};
-use super::noise::perturbation_std;
+use super::noise::{perturbation_std, Perturbation};
 use super::{shape_factor, ExtractionBound, PllError, PllSettings};
 use crate::backend::Backend;
 use crate::ckks::{Encoder, Evaluator};
@@ -11,7 +11,9 @@ use crate::linear::{LoraPlan, Matrix};
 pub struct Adapter<B: Backend> {
     pub(crate) plan: LoraPlan<B>,
     /// σ_E, absolute (σ·rms(B)); 0 without noise.
-    pub(crate) noise_std: f64,
+    noise_std: f64,
+    /// How to draw E; None without noise.
+    pub(crate) perturbation: Option<Perturbation>,
     /// σ_f in coefficient units; 0 without flooding.
     pub(crate) flood_std: f64,
     circuit_error: f64,
@@ -40,8 +42,13 @@ impl<B: Backend> Adapter<B> {
         } else {
             (0.0, 0.0)
         };
+        let noise_std = perturbation_std(settings.noise, b);
+        let perturbation = (noise_std > 0.0)
+            .then(|| Perturbation::new(params, &plan, noise_std))
+            .transpose()?;
         Ok(Self {
-            noise_std: perturbation_std(settings.noise, b),
+            noise_std,
+            perturbation,
             flood_std: flood,
             circuit_error,
             bound: ExtractionBound {

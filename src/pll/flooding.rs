@@ -52,29 +52,39 @@ pub(crate) fn check_flood_fits(params: &Params, level: usize, std: f64) -> Resul
     Ok(())
 }
 
-/// ct += Enc_pk(0) + (round(N(0, σ_f²)), 0), at ct's level and scale.
-pub(crate) fn sanitize<B: Backend>(
-    evaluator: &Evaluator<B>,
+/// Enc_pk(0) + (round(N(0, σ_f²)), 0) at `level` and `scale`: what an output gets added.
+/// Independent of the input, so it is drawn while the plan runs.
+pub(crate) fn draw_mask(
+    params: &Params,
     encryptor: &mut Encryptor,
-    ct: &mut Ciphertext<B::Poly>,
+    level: usize,
+    scale: f64,
     std: f64,
     rng: &mut impl RngCore,
-) -> Result<(), PllError> {
-    let params = evaluator.params();
+) -> Result<Ciphertext, PllError> {
     let ctx = params.ring();
-    let basis = Basis::level(ct.level);
+    let basis = Basis::level(level);
     let zero = Plaintext {
         poly: RnsPoly::zero(params.n(), basis, true),
-        level: ct.level,
-        scale: ct.scale,
+        level,
+        scale,
     };
-    let mut fresh = encryptor.encrypt(&zero)?;
+    let mut mask = encryptor.encrypt(&zero)?;
     if std > 0.0 {
-        let mut poly = arith::from_signed(ctx, &rounded_gaussian(rng, std, params.n()), basis);
-        arith::ntt_forward(ctx, &mut poly);
-        arith::add_assign(ctx, &mut fresh.c0, &poly);
+        let mut flood = arith::from_signed(ctx, &rounded_gaussian(rng, std, params.n()), basis);
+        arith::ntt_forward(ctx, &mut flood);
+        arith::add_assign(ctx, &mut mask.c0, &flood);
     }
-    evaluator.add_assign(ct, &evaluator.upload(&fresh)?)?;
+    Ok(mask)
+}
+
+/// ct += mask (re-randomised and flooded).
+pub(crate) fn apply_mask<B: Backend>(
+    evaluator: &Evaluator<B>,
+    ct: &mut Ciphertext<B::Poly>,
+    mask: &Ciphertext,
+) -> Result<(), PllError> {
+    evaluator.add_assign(ct, &evaluator.upload(mask)?)?;
     Ok(())
 }
 

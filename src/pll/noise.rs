@@ -9,18 +9,19 @@
 //!
 //! iid complex Gaussian slots are exactly iid real Gaussian coefficients (the canonical
 //! embedding is a scaled orthogonal map: N/2 slots' real and imaginary parts have variance
-//! N/2 times a coefficient's), so E is sampled directly as a polynomial per diagonal, std
-//! σ_E·Δ_B·√(2/N), and added to the plan's encoded B: no encoding, no key switch.
+//! N/2 times a coefficient's), so E is drawn directly as a polynomial per diagonal, std
+//! σ_E·Δ_B·√(2/N), and added to the plan's encoded B: no encoding, no key switch. E does
+//! not depend on the input, so it is drawn while step 1 runs.
 
 use super::PllError;
 use crate::backend::Backend;
-use crate::ckks::Evaluator;
-use crate::linear::{LoraPlan, Matrix, OutputDiagonals};
+use crate::ckks::Params;
+use crate::linear::{LoraPlan, Matrix};
 use crate::math::sampling::rounded_gaussian;
-use crate::ring::{arith, Basis};
+use crate::ring::{arith, Basis, RnsPoly};
 use rand_core::RngCore;
 
-/// Largest coefficient std accepted (keeps round() and the i64 conversion exact enough).
+/// Largest coefficient std accepted (keeps the rounded draws exact in i64).
 const MAX_COEFFICIENT_STD: f64 = (1u64 << 56) as f64;
 
 /// σ_E for a relative noise σ: σ·rms(B), so that E‖u·E‖² / ‖u·B‖² = σ² for an isotropic u.
@@ -33,28 +34,53 @@ pub(crate) fn perturbation_std(noise: f64, b: &Matrix) -> f64 {
     noise * (sum / count).sqrt()
 }
 
-/// The plan's step-3 plaintexts for diag(B + E), E fresh from `rng` with std `std` per
-/// real component of every slot.
-pub(crate) fn perturbed_diagonals<B: Backend>(
-    plan: &LoraPlan<B>,
-    std: f64,
-    evaluator: &Evaluator<B>,
-    rng: &mut impl RngCore,
-) -> Result<OutputDiagonals<B>, PllError> {
-    let params = evaluator.params();
-    let ctx = params.ring();
-    let n = params.n();
-    let level = plan.output_diagonal_level();
-    let basis = Basis::new(level + 1, params.p_primes().len());
-    let coefficient_std = std * params.q_primes()[level] as f64 * (2.0 / n as f64).sqrt();
-    if !(coefficient_std.is_finite() && coefficient_std < MAX_COEFFICIENT_STD) {
-        return Err(PllError::Settings(format!(
-            "a perturbation of std {std} does not fit the plaintexts"
-        )));
+/// What drawing E for one plan needs: its step-3 shape and the std per coefficient.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Perturbation {
+    chunks: usize,
+    diagonals: usize,
+    basis: Basis,
+    coefficient_std: f64,
+}
+
+impl Perturbation {
+    /// The perturbation of std `std` (σ_E, per real component of a slot) for `plan`.
+    pub(crate) fn new<B: Backend>(
+        params: &Params,
+        plan: &LoraPlan<B>,
+        std: f64,
+    ) -> Result<Self, PllError> {
+        let level = plan.output_diagonal_level();
+        let coefficient_std =
+            std * params.q_primes()[level] as f64 * (2.0 / params.n() as f64).sqrt();
+        if !(coefficient_std.is_finite() && coefficient_std < MAX_COEFFICIENT_STD) {
+            return Err(PllError::Settings(format!(
+                "a perturbation of std {std} does not fit the plaintexts"
+            )));
+        }
+        Ok(Self {
+            chunks: plan.output_layout().chunks,
+            diagonals: plan.rank_padded(),
+            basis: Basis::new(level + 1, params.p_primes().len()),
+            coefficient_std,
+        })
     }
-    Ok(plan.output_diagonals_plus(evaluator, |_, _| {
-        let mut poly = arith::from_signed(ctx, &rounded_gaussian(rng, coefficient_std, n), basis);
-        arith::ntt_forward(ctx, &mut poly);
-        poly
-    })?)
+
+    /// A fresh E: per output ciphertext, one NTT-form polynomial per diagonal, to add to
+    /// the plan's B diagonals ([`LoraPlan::output_diagonals_plus`]).
+    pub(crate) fn draw(&self, params: &Params, rng: &mut impl RngCore) -> Vec<Vec<RnsPoly>> {
+        let ctx = params.ring();
+        (0..self.chunks)
+            .map(|_| {
+                (0..self.diagonals)
+                    .map(|_| {
+                        let e = rounded_gaussian(rng, self.coefficient_std, params.n());
+                        let mut poly = arith::from_signed(ctx, &e, self.basis);
+                        arith::ntt_forward(ctx, &mut poly);
+                        poly
+                    })
+                    .collect()
+            })
+            .collect()
+    }
 }
