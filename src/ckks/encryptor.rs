@@ -29,12 +29,7 @@ pub struct Encryptor {
 
 impl Encryptor {
     pub fn new(params: &Params, key: PublicKey) -> Result<Self, CkksError> {
-        if key.params_id != params.id() {
-            return Err(CkksError::ParamsMismatch {
-                expected: params.id(),
-                found: key.params_id,
-            });
-        }
+        params.ensure_id(key.params_id)?;
         Ok(Self {
             params: params.clone(),
             key,
@@ -70,12 +65,7 @@ pub struct SymmetricEncryptor {
 
 impl SymmetricEncryptor {
     pub fn new(params: &Params, secret: &SecretKey) -> Result<Self, CkksError> {
-        if secret.params_id != params.id() {
-            return Err(CkksError::ParamsMismatch {
-                expected: params.id(),
-                found: secret.params_id,
-            });
-        }
+        params.ensure_id(secret.params_id)?;
         Ok(Self {
             params: params.clone(),
             secret: secret.clone(),
@@ -140,12 +130,7 @@ pub struct Decryptor {
 
 impl Decryptor {
     pub fn new(params: &Params, secret: &SecretKey) -> Result<Self, CkksError> {
-        if secret.params_id != params.id() {
-            return Err(CkksError::ParamsMismatch {
-                expected: params.id(),
-                found: secret.params_id,
-            });
-        }
+        params.ensure_id(secret.params_id)?;
         Ok(Self {
             params: params.clone(),
             secret: secret.clone(),

@@ -69,12 +69,7 @@ impl<B: Backend> Evaluator<B> {
 
     /// Loads a client's evaluation keys into backend memory.
     pub fn set_keys(&mut self, keys: &EvaluationKeys) -> Result<(), CkksError> {
-        if keys.params_id != self.params.id() {
-            return Err(CkksError::ParamsMismatch {
-                expected: self.params.id(),
-                found: keys.params_id,
-            });
-        }
+        self.params.ensure_id(keys.params_id)?;
         let n = self.params.n();
         if let Some(&g) = keys
             .galois

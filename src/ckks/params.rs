@@ -210,6 +210,17 @@ impl Params {
     pub fn id(&self) -> u64 {
         self.id
     }
+
+    /// An error unless an object tagged `found` belongs to this parameter set.
+    pub fn ensure_id(&self, found: u64) -> Result<(), CkksError> {
+        if found != self.id {
+            return Err(CkksError::ParamsMismatch {
+                expected: self.id,
+                found,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// FNV-1a over the spec and the primes (stable across platforms and versions).

@@ -128,16 +128,6 @@ fn put_scale(out: &mut Vec<u8>, scale: f64) -> Result<(), CkksError> {
     Ok(())
 }
 
-fn check_id(params: &Params, found: u64) -> Result<(), CkksError> {
-    if found != params.id() {
-        return Err(CkksError::ParamsMismatch {
-            expected: params.id(),
-            found,
-        });
-    }
-    Ok(())
-}
-
 /// Bytes of one limb of `n` residues packed at `width` bits.
 fn packed_len(n: usize, width: u32) -> usize {
     (n * width as usize).div_ceil(8)
@@ -324,7 +314,7 @@ fn read_header(r: &mut Reader, kind: Kind) -> Result<u64, CkksError> {
 
 fn read_header_for(r: &mut Reader, kind: Kind, params: &Params) -> Result<(), CkksError> {
     let id = read_header(r, kind)?;
-    check_id(params, id)
+    params.ensure_id(id)
 }
 
 fn read_level(r: &mut Reader, params: &Params) -> Result<usize, CkksError> {
@@ -530,12 +520,7 @@ impl Params {
                 "stored prime {i} is {stored}, but the spec derives {derived}"
             )));
         }
-        if id != params.id() {
-            return Err(CkksError::ParamsMismatch {
-                expected: params.id(),
-                found: id,
-            });
-        }
+        params.ensure_id(id)?;
         Ok(params)
     }
 }
@@ -628,7 +613,7 @@ impl Serializable for SeededCiphertext {
 
 impl Serializable for PublicKey {
     fn to_bytes(&self, params: &Params) -> Result<Vec<u8>, CkksError> {
-        check_id(params, self.params_id)?;
+        params.ensure_id(self.params_id)?;
         let basis = Basis::level(params.max_level());
         let mut out = header(Kind::PublicKey, params.id(), 2 * poly_len(params, basis));
         write_poly(&mut out, params, &self.b, basis, "public key b")?;
@@ -681,7 +666,7 @@ impl Serializable for SwitchingKey {
 
 impl Serializable for EvaluationKeys {
     fn to_bytes(&self, params: &Params) -> Result<Vec<u8>, CkksError> {
-        check_id(params, self.params_id)?;
+        params.ensure_id(self.params_id)?;
         let digits = expected_digits(params);
         let keys = self.relin.iter().chain(self.galois.values());
         if keys.clone().any(|k| k.digits.len() != digits) {
