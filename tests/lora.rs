@@ -105,16 +105,44 @@ fn relative_error(got: &[f64], want: &[f64]) -> f64 {
     (num / den).sqrt()
 }
 
+/// A client, a server holding keys for a plan of random factors, and the plan.
+struct Setup {
+    client: Client,
+    server: Evaluator,
+    a: Matrix,
+    b: Matrix,
+    plan: LoraPlan<helora::backend::CpuBackend>,
+}
+
+impl Setup {
+    fn new(d_in: usize, d_out: usize, r: usize) -> Self {
+        let mut client = Client::new();
+        let mut server = Evaluator::cpu(&client.params);
+        let (a, b) = lora_factors(d_in, d_out, r);
+        let plan = LoraPlan::new(&server, &client.encoder, &a, &b, 2).unwrap();
+        let keys = client
+            .keygen
+            .evaluation_keys(&plan.rotation_steps(), false)
+            .unwrap();
+        server.set_keys(&keys).unwrap();
+        Self {
+            client,
+            server,
+            a,
+            b,
+            plan,
+        }
+    }
+}
+
 fn run(d_in: usize, d_out: usize, r: usize) -> (f64, LoraPlan<helora::backend::CpuBackend>) {
-    let mut client = Client::new();
-    let mut server = Evaluator::cpu(&client.params);
-    let (a, b) = lora_factors(d_in, d_out, r);
-    let plan = LoraPlan::new(&server, &client.encoder, &a, &b, 2).unwrap();
-    let keys = client
-        .keygen
-        .evaluation_keys(&plan.rotation_steps(), false)
-        .unwrap();
-    server.set_keys(&keys).unwrap();
+    let Setup {
+        mut client,
+        server,
+        a,
+        b,
+        plan,
+    } = Setup::new(d_in, d_out, r);
     let x = input(d_in);
     let y = plan.apply(&server, &client.encrypt(&plan, &x)).unwrap();
     assert!(
@@ -236,18 +264,13 @@ fn bad_shapes_and_inputs_are_errors() {
 
 #[test]
 fn compact_reply_meets_the_download_budget_and_the_accuracy_bound() {
-    let mut client = Client::new();
-    let mut server = Evaluator::cpu(&client.params);
-    let (a, b) = lora_factors(4096, 4096, 8);
-    let plan = LoraPlan::new(&server, &client.encoder, &a, &b, 2).unwrap();
-    server
-        .set_keys(
-            &client
-                .keygen
-                .evaluation_keys(&plan.rotation_steps(), false)
-                .unwrap(),
-        )
-        .unwrap();
+    let Setup {
+        mut client,
+        server,
+        a,
+        b,
+        plan,
+    } = Setup::new(4096, 4096, 8);
     let x = input(4096);
     let inputs = client.encrypt(&plan, &x);
     // Upload: seeded, bit-packed (≤ 140 KB).
@@ -302,18 +325,13 @@ fn compact_reply_meets_the_download_budget_and_the_accuracy_bound() {
 
 #[test]
 fn a_batch_of_tokens_matches_token_by_token() {
-    let mut client = Client::new();
-    let mut server = Evaluator::cpu(&client.params);
-    let (a, b) = lora_factors(576, 576, 8);
-    let plan = LoraPlan::new(&server, &client.encoder, &a, &b, 2).unwrap();
-    server
-        .set_keys(
-            &client
-                .keygen
-                .evaluation_keys(&plan.rotation_steps(), false)
-                .unwrap(),
-        )
-        .unwrap();
+    let Setup {
+        mut client,
+        server,
+        a,
+        b,
+        plan,
+    } = Setup::new(576, 576, 8);
     let xs: Vec<Vec<f64>> = (0..5).map(|_| input(576)).collect();
     let tokens: Vec<Vec<Ciphertext>> = xs.iter().map(|x| client.encrypt(&plan, x)).collect();
     let group = LoraGroup::new(vec![&plan]).unwrap();

@@ -214,10 +214,7 @@ impl<B: Backend> Evaluator<B> {
         acc: &mut Ciphertext<B::Poly>,
         b: &Ciphertext<B::Poly>,
     ) -> Result<(), CkksError> {
-        let b = self.align_into(acc, b)?;
-        self.backend.add_assign(&mut acc.c0, &b.c0);
-        self.backend.add_assign(&mut acc.c1, &b.c1);
-        Ok(())
+        self.combine_into(acc, b, B::add_assign)
     }
 
     /// acc −= b (at the lower of the two levels).
@@ -226,9 +223,19 @@ impl<B: Backend> Evaluator<B> {
         acc: &mut Ciphertext<B::Poly>,
         b: &Ciphertext<B::Poly>,
     ) -> Result<(), CkksError> {
+        self.combine_into(acc, b, B::sub_assign)
+    }
+
+    /// Applies a limb-wise backend operation to both halves, after aligning the levels.
+    fn combine_into(
+        &self,
+        acc: &mut Ciphertext<B::Poly>,
+        b: &Ciphertext<B::Poly>,
+        op: fn(&B, &mut B::Poly, &B::Poly),
+    ) -> Result<(), CkksError> {
         let b = self.align_into(acc, b)?;
-        self.backend.sub_assign(&mut acc.c0, &b.c0);
-        self.backend.sub_assign(&mut acc.c1, &b.c1);
+        op(&self.backend, &mut acc.c0, &b.c0);
+        op(&self.backend, &mut acc.c1, &b.c1);
         Ok(())
     }
 
