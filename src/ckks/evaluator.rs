@@ -6,6 +6,7 @@ use super::keys::{EvaluationKeys, SwitchingKey};
 use super::{CkksError, Params};
 use crate::backend::{Backend, CpuBackend};
 use crate::ring::{Basis, RnsPoly};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// The terms (rotation step, plaintext) of one hoisted linear combination.
@@ -192,7 +193,7 @@ impl<B: Backend> Evaluator<B> {
         &self,
         acc: &mut Ciphertext<B::Poly>,
         b: &'b Ciphertext<B::Poly>,
-    ) -> Result<std::borrow::Cow<'b, Ciphertext<B::Poly>>, CkksError> {
+    ) -> Result<Cow<'b, Ciphertext<B::Poly>>, CkksError> {
         self.check(acc)?;
         self.check(b)?;
         Self::same_scale(acc.scale, b.scale)?;
@@ -201,11 +202,21 @@ impl<B: Backend> Evaluator<B> {
             self.backend.truncate_q(&mut acc.c1, b.level + 1);
             acc.level = b.level;
         }
-        Ok(if b.level > acc.level {
-            std::borrow::Cow::Owned(self.drop_to_level(b, acc.level)?)
+        self.at_level(b, acc.level)
+    }
+
+    /// `a` at `level` (≤ its own), copied only when limbs must be dropped.
+    fn at_level<'c>(
+        &self,
+        a: &'c Ciphertext<B::Poly>,
+        level: usize,
+    ) -> Result<Cow<'c, Ciphertext<B::Poly>>, CkksError> {
+        if a.level == level {
+            self.check(a)?;
+            Ok(Cow::Borrowed(a))
         } else {
-            std::borrow::Cow::Borrowed(b)
-        })
+            Ok(Cow::Owned(self.drop_to_level(a, level)?))
+        }
     }
 
     /// acc += b (at the lower of the two levels).
@@ -281,16 +292,24 @@ impl<B: Backend> Evaluator<B> {
         Ok(out)
     }
 
-    fn plaintext_at(&self, pt: &Plaintext<B::Poly>, level: usize) -> Result<B::Poly, CkksError> {
+    /// The plaintext's limbs at `level`, copied only when limbs must be dropped.
+    fn plaintext_at<'p>(
+        &self,
+        pt: &'p Plaintext<B::Poly>,
+        level: usize,
+    ) -> Result<Cow<'p, B::Poly>, CkksError> {
         if pt.level < level {
             return Err(CkksError::LevelMismatch {
                 needed: level,
                 found: pt.level,
             });
         }
+        if pt.level == level {
+            return Ok(Cow::Borrowed(&pt.poly));
+        }
         let mut poly = pt.poly.clone();
         self.backend.truncate_q(&mut poly, level + 1);
-        Ok(poly)
+        Ok(Cow::Owned(poly))
     }
 
     /// Ciphertext × plaintext; the scales multiply.
@@ -375,7 +394,7 @@ impl<B: Backend> Evaluator<B> {
         self.check(b)?;
         let key = self.relin.as_ref().ok_or(CkksError::MissingRelinKey)?;
         let level = a.level.min(b.level);
-        let (a, b) = (self.drop_to_level(a, level)?, self.drop_to_level(b, level)?);
+        let (a, b) = (self.at_level(a, level)?, self.at_level(b, level)?);
         let mut d0 = a.c0.clone();
         self.backend.mul_assign(&mut d0, &b.c0);
         let mut d1 = a.c0.clone();
