@@ -166,6 +166,11 @@ impl<B: Backend> LoraPlan<B> {
         self.rank_padded
     }
 
+    /// Level of the output ciphertexts: the plan consumes two levels (depth 2).
+    pub fn output_level(&self) -> usize {
+        self.level - 2
+    }
+
     /// Level of the step-3 plaintexts (the input level − 1); their scale is that prime.
     pub fn output_diagonal_level(&self) -> usize {
         self.level - 1

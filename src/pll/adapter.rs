@@ -37,7 +37,7 @@ impl<B: Backend> Adapter<B> {
         let (circuit_error, flood) = if settings.flooding {
             let rms = calibrate(calibration, encoder, &plan)?;
             let std = flood_std(rms, settings.budget, params.n(), settings.flood_divergence);
-            check_flood_fits(params, level - 2, std)?;
+            check_flood_fits(params, plan.output_level(), std)?;
             (rms, std)
         } else {
             (0.0, 0.0)

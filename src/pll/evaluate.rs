@@ -60,7 +60,7 @@ pub(crate) fn apply_protected<B: Backend>(
                     } else {
                         0
                     };
-                    let level = a.plan.input_level() - 2;
+                    let level = a.plan.output_level();
                     (0..count)
                         .map(|_| {
                             draw_mask(
