@@ -25,6 +25,22 @@ pub fn conjugation_element(n: usize) -> u64 {
     2 * n as u64 - 1
 }
 
+/// The distinct Galois elements needing keys for `rotations` (and conjugation if asked),
+/// in first-seen order; rotations that are the identity need none.
+pub fn galois_elements(rotations: &[i64], conjugation: bool, n: usize) -> Vec<u64> {
+    let mut elements = Vec::new();
+    for g in rotations
+        .iter()
+        .map(|&k| rotation_element(k, n))
+        .chain(conjugation.then(|| conjugation_element(n)))
+    {
+        if g != 1 && !elements.contains(&g) {
+            elements.push(g);
+        }
+    }
+    elements
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! Key generation (client side): secret, public, relinearisation and Galois keys.
 
-use super::galois::{conjugation_element, rotation_element};
+use super::galois::galois_elements;
 use super::keys::{EvaluationKeys, PublicKey, SecretKey, SwitchingKey};
 use super::{CkksError, Params};
 use crate::math::sampling::{self, ChaCha20Rng};
@@ -111,15 +111,9 @@ impl KeyGenerator {
             relin: Some(self.relinearization_key()),
             ..Default::default()
         };
-        let elements = rotations
-            .iter()
-            .map(|&k| rotation_element(k, n))
-            .chain(conjugation.then(|| conjugation_element(n)));
-        for g in elements {
-            if g != 1 && !keys.galois.contains_key(&g) {
-                let key = self.galois_key(g)?;
-                keys.galois.insert(g, key);
-            }
+        for g in galois_elements(rotations, conjugation, n) {
+            let key = self.galois_key(g)?;
+            keys.galois.insert(g, key);
         }
         Ok(keys)
     }

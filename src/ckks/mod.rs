@@ -19,7 +19,7 @@ pub use complex::Complex;
 pub use encoder::{EncodeError, Encoder};
 pub use encryptor::{expand_seeded, Decryptor, Encryptor, SymmetricEncryptor};
 pub use evaluator::{Decomposed, Evaluator, Terms};
-pub use galois::{conjugation_element, rotation_element};
+pub use galois::{conjugation_element, galois_elements, rotation_element};
 pub use keygen::KeyGenerator;
 pub use keys::{EvaluationKeys, PublicKey, SecretKey, SwitchingKey};
 pub use params::{ParamSpec, Params};

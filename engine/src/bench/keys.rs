@@ -3,7 +3,7 @@
 
 use crate::progress::Progress;
 use anyhow::{Context, Result};
-use helora::ckks::{rotation_element, EvaluationKeys, KeyGenerator, Params, PublicKey, SecretKey};
+use helora::ckks::{galois_elements, EvaluationKeys, KeyGenerator, Params, PublicKey, SecretKey};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -18,27 +18,28 @@ pub struct BenchKeys {
 }
 
 /// Generates a secret key, a public key, a relinearisation key and one rotation key per
-/// step in `rotations`.
+/// distinct non-trivial step in `rotations` (as `KeyGenerator::evaluation_keys` does, one
+/// key at a time so that progress can be shown).
 pub fn generate(params: &Params, rotations: &[i64]) -> Result<BenchKeys> {
     let start = Instant::now();
+    let elements = galois_elements(rotations, false, params.n());
     let progress = Progress::start(
         &format!(
             "generating {} switching keys (N = {})",
-            1 + rotations.len(),
+            1 + elements.len(),
             params.n()
         ),
-        1 + rotations.len() as u64,
+        1 + elements.len() as u64,
     );
     let mut keygen = KeyGenerator::new(params).context("creating the secret key")?;
     let public = keygen.public_key();
     let relin = keygen.relinearization_key();
     progress.advance();
     let mut galois = BTreeMap::new();
-    for &step in rotations {
-        let g = rotation_element(step, params.n());
+    for g in elements {
         let key = keygen
             .galois_key(g)
-            .with_context(|| format!("rotation key for step {step}"))?;
+            .with_context(|| format!("rotation key for Galois element {g}"))?;
         galois.insert(g, key);
         progress.advance();
     }
