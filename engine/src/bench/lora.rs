@@ -7,6 +7,7 @@
 use super::keys;
 use super::machine;
 use super::ops::params_for;
+use super::plaintext;
 use super::timing::{measure, Iterations};
 use anyhow::{bail, Context, Result};
 use helora::ckks::{
@@ -64,15 +65,6 @@ pub struct LoraReport {
     pub simd: String,
 }
 
-fn random_unit(rng: &mut sampling::ChaCha20Rng) -> f64 {
-    sampling::uniform_below(rng, 1 << 53) as f64 / (1u64 << 53) as f64
-}
-
-fn gaussian(rng: &mut sampling::ChaCha20Rng) -> f64 {
-    let (u1, u2) = (random_unit(rng).max(f64::MIN_POSITIVE), random_unit(rng));
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-}
-
 pub fn run(options: &LoraOptions) -> Result<LoraReport> {
     let LoraOptions {
         d_in,
@@ -90,15 +82,16 @@ pub fn run(options: &LoraOptions) -> Result<LoraReport> {
     let a = Matrix::new(
         d_in,
         rank,
-        (0..d_in * rank)
-            .map(|_| (2.0 * random_unit(&mut rng) - 1.0) * bound)
+        plaintext::random_values(d_in * rank)?
+            .iter()
+            .map(|v| v * bound)
             .collect(),
     )?;
     let b = Matrix::new(
         rank,
         d_out,
         (0..rank * d_out)
-            .map(|_| 0.02 * gaussian(&mut rng))
+            .map(|_| 0.02 * sampling::standard_normal(&mut rng))
             .collect(),
     )?;
     let encoder = Encoder::new(params.n())?;
@@ -116,7 +109,11 @@ pub fn run(options: &LoraOptions) -> Result<LoraReport> {
     let decryptor = Decryptor::new(&params, &keys.secret)?;
     let level = plan.input_level();
     let xs: Vec<Vec<f64>> = (0..tokens)
-        .map(|_| (0..d_in).map(|_| gaussian(&mut rng)).collect())
+        .map(|_| {
+            (0..d_in)
+                .map(|_| sampling::standard_normal(&mut rng))
+                .collect()
+        })
         .collect();
     let mut upload_bytes = 0;
     let mut inputs = Vec::with_capacity(tokens);
