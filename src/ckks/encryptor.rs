@@ -8,16 +8,7 @@ use crate::math::sampling::{self, ChaCha20Rng};
 use crate::ring::{arith, Basis, RnsPoly};
 
 fn check_plaintext(params: &Params, pt: &Plaintext) -> Result<(), CkksError> {
-    if pt.level > params.max_level()
-        || pt.poly.basis() != Basis::level(pt.level)
-        || !pt.poly.ntt_form
-        || pt.poly.n() != params.n()
-    {
-        return Err(CkksError::Malformed(
-            "plaintext does not match its level or parameters".into(),
-        ));
-    }
-    Ok(())
+    params.ensure_level_poly(&pt.poly, pt.level, "plaintext")
 }
 
 /// Public-key encryption: c = (b·u + e0 + m, a·u + e1).
@@ -104,15 +95,7 @@ impl SymmetricEncryptor {
 pub fn expand_seeded(params: &Params, ct: &SeededCiphertext) -> Result<Ciphertext, CkksError> {
     let ctx = params.ring();
     let basis = Basis::level(ct.level);
-    if ct.level > params.max_level()
-        || ct.c0.basis() != basis
-        || !ct.c0.ntt_form
-        || ct.c0.n() != params.n()
-    {
-        return Err(CkksError::Malformed(
-            "seeded ciphertext does not match its level or parameters".into(),
-        ));
-    }
+    params.ensure_level_poly(&ct.c0, ct.level, "seeded ciphertext c0")?;
     let c1 = uniform_ntt(ctx, basis, &mut sampling::seeded_rng(ct.seed));
     Ok(Ciphertext {
         c0: ct.c0.clone(),
@@ -148,17 +131,10 @@ impl Decryptor {
     pub fn decrypt(&self, ct: &Ciphertext) -> Result<Plaintext, CkksError> {
         let ctx = self.params.ring();
         let basis = Basis::level(ct.level);
-        for c in [&ct.c0, &ct.c1] {
-            if ct.level > self.params.max_level()
-                || c.basis() != basis
-                || !c.ntt_form
-                || c.n() != self.params.n()
-            {
-                return Err(CkksError::Malformed(
-                    "ciphertext does not match its level or parameters".into(),
-                ));
-            }
-        }
+        self.params
+            .ensure_level_poly(&ct.c0, ct.level, "ciphertext c0")?;
+        self.params
+            .ensure_level_poly(&ct.c1, ct.level, "ciphertext c1")?;
         let mut m: RnsPoly = ct.c1.clone();
         arith::mul_assign(ctx, &mut m, &self.secret.ntt.restricted(basis));
         arith::add_assign(ctx, &mut m, &ct.c0);

@@ -136,16 +136,10 @@ impl<B: Backend> Evaluator<B> {
     }
 
     pub fn upload(&self, ct: &Ciphertext) -> Result<Ciphertext<B::Poly>, CkksError> {
-        if ct.level > self.params.max_level()
-            || ct.c0.basis() != Basis::level(ct.level)
-            || ct.c1.basis() != Basis::level(ct.level)
-            || !ct.c0.ntt_form
-            || !ct.c1.ntt_form
-        {
-            return Err(CkksError::Malformed(
-                "ciphertext does not match its level or is not in NTT form".into(),
-            ));
-        }
+        self.params
+            .ensure_level_poly(&ct.c0, ct.level, "ciphertext c0")?;
+        self.params
+            .ensure_level_poly(&ct.c1, ct.level, "ciphertext c1")?;
         Ok(Ciphertext {
             c0: self.backend.upload(&ct.c0)?,
             c1: self.backend.upload(&ct.c1)?,
@@ -164,14 +158,8 @@ impl<B: Backend> Evaluator<B> {
     }
 
     pub fn upload_plaintext(&self, pt: &Plaintext) -> Result<Plaintext<B::Poly>, CkksError> {
-        if pt.level > self.params.max_level()
-            || pt.poly.basis() != Basis::level(pt.level)
-            || !pt.poly.ntt_form
-        {
-            return Err(CkksError::Malformed(
-                "plaintext does not match its level or is not in NTT form".into(),
-            ));
-        }
+        self.params
+            .ensure_level_poly(&pt.poly, pt.level, "plaintext")?;
         Ok(Plaintext {
             poly: self.backend.upload(&pt.poly)?,
             level: pt.level,

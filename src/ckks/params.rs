@@ -4,7 +4,7 @@
 use super::security::max_modulus_bits_128;
 use super::CkksError;
 use crate::math::{ntt_primes, MAX_MODULUS_BITS};
-use crate::ring::{RingContext, MAX_LOG_N, MIN_LOG_N};
+use crate::ring::{Basis, RingContext, RnsPoly, MAX_LOG_N, MIN_LOG_N};
 use std::sync::Arc;
 
 /// What a user chooses; [`Params::new`] derives the primes and checks everything.
@@ -209,6 +209,27 @@ impl Params {
     /// interpreted under the wrong parameters.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// An error unless `poly` is an NTT-form polynomial of this ring over Q_level, the shape
+    /// of every plaintext and ciphertext half (`what` names it in the message).
+    pub(crate) fn ensure_level_poly(
+        &self,
+        poly: &RnsPoly,
+        level: usize,
+        what: &str,
+    ) -> Result<(), CkksError> {
+        if level > self.max_level()
+            || poly.basis() != Basis::level(level)
+            || !poly.ntt_form
+            || poly.n() != self.n()
+        {
+            return Err(CkksError::Malformed(format!(
+                "{what} is not an NTT-form polynomial over the {} primes of level {level} of these parameters",
+                level + 1
+            )));
+        }
+        Ok(())
     }
 
     /// An error unless an object tagged `found` belongs to this parameter set.
