@@ -134,8 +134,7 @@ impl Encoder {
         for (limb, data) in poly.limbs_mut().enumerate() {
             let m = ctx.modulus(basis, limb);
             for (d, &c) in data.iter_mut().zip(&coeffs) {
-                let r = m.reduce_u128(c.unsigned_abs());
-                *d = if c < 0 { m.neg(r) } else { r };
+                *d = m.from_i128(c);
             }
             ctx.ntt_table(basis, limb).forward(data);
         }

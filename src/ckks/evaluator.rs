@@ -347,14 +347,7 @@ impl<B: Backend> Evaluator<B> {
         let v = scaled as i128;
         let residues: Vec<u64> = self.params.ring().q()[..=a.level]
             .iter()
-            .map(|m| {
-                let r = m.reduce_u128(v.unsigned_abs());
-                if v < 0 {
-                    m.neg(r)
-                } else {
-                    r
-                }
-            })
+            .map(|m| m.from_i128(v))
             .collect();
         Ok(self.mul_residues(a, &residues, q_top))
     }

@@ -174,6 +174,17 @@ impl Modulus {
         }
     }
 
+    /// Map a signed 128-bit integer into `[0, q)`.
+    #[inline(always)]
+    pub fn from_i128(&self, a: i128) -> u64 {
+        let r = self.reduce_u128(a.unsigned_abs());
+        if a < 0 {
+            self.neg(r)
+        } else {
+            r
+        }
+    }
+
     /// Centered representative in `(-q/2, q/2]`.
     #[inline(always)]
     pub fn center(&self, a: u64) -> i64 {
