@@ -3,7 +3,7 @@
 //! Every check is bit-exact: residues are reconstructed by CRT into integers, and the
 //! integer the operation must produce is computed directly.
 
-use helora::math::{ntt_primes, sampling};
+use helora::math::{ntt_prime_chain, sampling};
 use helora::ring::{arith, automorphism, rescale, Basis, BasisExtender, RingContext, RnsPoly};
 use num_bigint::{BigInt, BigUint};
 use num_integer::Integer;
@@ -12,14 +12,7 @@ use rand_core::RngCore;
 
 fn context(log_n: u32, q_bits: &[u32], p_bits: &[u32]) -> RingContext {
     let n = 1usize << log_n;
-    let mut taken = Vec::new();
-    let mut pick = |b: u32| {
-        let p = ntt_primes(b, n, 1, &taken).unwrap()[0];
-        taken.push(p);
-        p
-    };
-    let q: Vec<u64> = q_bits.iter().map(|&b| pick(b)).collect();
-    let p: Vec<u64> = p_bits.iter().map(|&b| pick(b)).collect();
+    let (q, p) = ntt_prime_chain(n, q_bits, p_bits).unwrap();
     RingContext::new(n, &q, &p).unwrap()
 }
 

@@ -13,7 +13,7 @@ use helora::ckks::{
     rotation_element, Ciphertext, Encoder, EvaluationKeys, Evaluator, KeyGenerator, ParamSpec,
     Params, Plaintext, SymmetricEncryptor,
 };
-use helora::math::{ntt_primes, sampling, Modulus};
+use helora::math::{ntt_prime_chain, sampling, Modulus};
 use helora::ring::{
     arith, automorphism, rescale, BaseConverter, Basis, BasisExtender, RingContext, RnsPoly,
 };
@@ -35,14 +35,7 @@ const SHAPES: [(u32, &[u32], &[u32], usize); 7] = [
 
 fn context(log_n: u32, q_bits: &[u32], p_bits: &[u32]) -> RingContext {
     let n = 1usize << log_n;
-    let mut taken = Vec::new();
-    let mut pick = |b: u32| {
-        let p = ntt_primes(b, n, 1, &taken).unwrap()[0];
-        taken.push(p);
-        p
-    };
-    let q: Vec<u64> = q_bits.iter().map(|&b| pick(b)).collect();
-    let p: Vec<u64> = p_bits.iter().map(|&b| pick(b)).collect();
+    let (q, p) = ntt_prime_chain(n, q_bits, p_bits).unwrap();
     RingContext::new(n, &q, &p).unwrap()
 }
 

@@ -3,7 +3,7 @@
 
 use super::security::max_modulus_bits_128;
 use super::CkksError;
-use crate::math::{ntt_primes, MAX_MODULUS_BITS};
+use crate::math::{ntt_prime_chain, MAX_MODULUS_BITS};
 use crate::ring::{Basis, RingContext, RnsPoly, MAX_LOG_N, MIN_LOG_N};
 use std::sync::Arc;
 
@@ -138,24 +138,8 @@ impl Params {
             Some(_) => {}
         }
         let n = 1usize << spec.log_n;
-        // Primes of each size are taken in order below 2^bits, never reused.
-        let mut taken: Vec<u64> = Vec::new();
-        let mut pick = |bits: u32| -> Result<u64, CkksError> {
-            let p = ntt_primes(bits, n, 1, &taken)
-                .map_err(|e| CkksError::InvalidParams(e.to_string()))?[0];
-            taken.push(p);
-            Ok(p)
-        };
-        let q = spec
-            .q_bits
-            .iter()
-            .map(|&b| pick(b))
-            .collect::<Result<Vec<_>, _>>()?;
-        let p = spec
-            .p_bits
-            .iter()
-            .map(|&b| pick(b))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (q, p) = ntt_prime_chain(n, &spec.q_bits, &spec.p_bits)
+            .map_err(|e| CkksError::InvalidParams(e.to_string()))?;
         let ring = Arc::new(RingContext::new(n, &q, &p)?);
         let id = fingerprint(&spec, &q, &p);
         Ok(Self {

@@ -6,7 +6,7 @@ pub mod sampling;
 mod ziggurat;
 
 pub use modulus::{Modulus, MAX_MODULUS_BITS};
-pub use primes::{is_prime, ntt_primes, primitive_root_of_unity};
+pub use primes::{is_prime, ntt_prime_chain, ntt_primes, primitive_root_of_unity};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum MathError {

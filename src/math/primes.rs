@@ -75,6 +75,23 @@ pub fn ntt_primes(
     Ok(found)
 }
 
+/// Distinct NTT primes for degree `n`, one of each size in `q_bits` and then `p_bits`
+/// (the ciphertext and special primes of a modulus chain). Each size takes the largest
+/// unused prime below 2^bits, so a chain is a deterministic function of its sizes.
+pub fn ntt_prime_chain(
+    n: usize,
+    q_bits: &[u32],
+    p_bits: &[u32],
+) -> Result<(Vec<u64>, Vec<u64>), MathError> {
+    let mut taken: Vec<u64> = Vec::with_capacity(q_bits.len() + p_bits.len());
+    for &bits in q_bits.iter().chain(p_bits) {
+        let p = ntt_primes(bits, n, 1, &taken)?[0];
+        taken.push(p);
+    }
+    let p = taken.split_off(q_bits.len());
+    Ok((taken, p))
+}
+
 /// A primitive `order`-th root of unity modulo the prime `q` (order a power of two dividing q−1).
 /// Returns the smallest one, so the choice is deterministic.
 pub fn primitive_root_of_unity(q: &Modulus, order: u64) -> Result<u64, MathError> {
