@@ -3,37 +3,20 @@
 //! Accuracy bound: relative L2 error of y ≤ 1e-4.
 
 use helora::ckks::*;
-use helora::linear::{LinearError, LoraGroup, LoraPlan, Matrix};
+use helora::linear::{random_lora_factors, LinearError, LoraGroup, LoraPlan, Matrix};
 use helora::math::sampling;
-use rand_core::RngCore;
 
 const MAX_RELATIVE_ERROR: f64 = 1e-4;
 
-fn uniform(rng: &mut impl RngCore) -> f64 {
-    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-fn gaussian(rng: &mut impl RngCore) -> f64 {
-    let (u1, u2) = (uniform(rng).max(1e-300), uniform(rng));
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-}
-
 fn lora_factors(d_in: usize, d_out: usize, r: usize) -> (Matrix, Matrix) {
-    let mut rng = sampling::os_rng().unwrap();
-    let bound = 1.0 / (d_in as f64).sqrt();
-    let a = (0..d_in * r)
-        .map(|_| (2.0 * uniform(&mut rng) - 1.0) * bound)
-        .collect();
-    let b = (0..r * d_out).map(|_| 0.02 * gaussian(&mut rng)).collect();
-    (
-        Matrix::new(d_in, r, a).unwrap(),
-        Matrix::new(r, d_out, b).unwrap(),
-    )
+    random_lora_factors(d_in, d_out, r, &mut sampling::os_rng().unwrap()).unwrap()
 }
 
 fn input(d: usize) -> Vec<f64> {
     let mut rng = sampling::os_rng().unwrap();
-    (0..d).map(|_| gaussian(&mut rng)).collect()
+    (0..d)
+        .map(|_| sampling::standard_normal(&mut rng))
+        .collect()
 }
 
 struct Client {

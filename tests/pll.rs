@@ -7,28 +7,16 @@
 
 use helora::backend::CpuBackend;
 use helora::ckks::*;
-use helora::linear::{LoraPlan, Matrix};
+use helora::linear::{random_lora_factors, LoraPlan, Matrix};
 use helora::math::sampling::{self, standard_normal};
 use helora::pll::attack::{self, AttackConfig, Design};
 use helora::pll::{AdapterId, ClientId, PllError, PllServer, PllSettings};
 use helora::ring::Basis;
-use rand_core::RngCore;
 
 const SIGMA: f64 = 0.1;
 
 fn lora_factors(d_in: usize, d_out: usize, r: usize) -> (Matrix, Matrix) {
-    let mut rng = sampling::os_rng().unwrap();
-    let bound = 1.0 / (d_in as f64).sqrt();
-    let a = (0..d_in * r)
-        .map(|_| (2.0 * ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64) - 1.0) * bound)
-        .collect();
-    let b = (0..r * d_out)
-        .map(|_| 0.02 * standard_normal(&mut rng))
-        .collect();
-    (
-        Matrix::new(d_in, r, a).unwrap(),
-        Matrix::new(r, d_out, b).unwrap(),
-    )
+    random_lora_factors(d_in, d_out, r, &mut sampling::os_rng().unwrap()).unwrap()
 }
 
 fn input(d: usize, scale: f64) -> Vec<f64> {

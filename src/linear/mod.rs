@@ -3,11 +3,13 @@
 mod layout;
 mod lora;
 mod matrix;
+mod random;
 mod reply;
 
 pub use layout::{InputLayout, OutputLayout};
 pub use lora::{GroupOutput, LoraGroup, LoraPlan, OpCounts, OutputDiagonals, MAX_RANK};
 pub use matrix::Matrix;
+pub use random::random_lora_factors;
 pub use reply::reply_widths;
 
 use crate::ckks::{CkksError, EncodeError};

@@ -95,6 +95,11 @@ pub fn gaussian<R: RngCore>(rng: &mut R, n: usize) -> Vec<i64> {
         .collect()
 }
 
+/// A uniform f64 in [0, 1) with 53 random bits.
+pub fn uniform_unit<R: RngCore>(rng: &mut R) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// A standard normal f64 (ziggurat), for noise that is not a lattice error: the LoRA
 /// perturbation and the flooding term.
 pub fn standard_normal<R: RngCore>(rng: &mut R) -> f64 {

@@ -10,10 +10,9 @@ use super::{bound, ClientId, PllError, PllServer, PllSettings};
 use crate::ckks::{
     Decryptor, Encoder, KeyGenerator, ParamSpec, Params, Plaintext, SymmetricEncryptor,
 };
-use crate::linear::{Matrix, MAX_RANK};
+use crate::linear::{random_lora_factors, MAX_RANK};
 use crate::math::sampling::{self, standard_normal, ChaCha20Rng};
 use crate::ring::Basis;
-use rand_core::RngCore;
 use std::time::Instant;
 
 /// How the attacker picks its inputs.
@@ -118,7 +117,7 @@ pub fn run_with_progress(
     let (d, r) = (config.d, config.r);
     let params = Params::new(ParamSpec::n13_depth2())?;
     let mut rng = sampling::os_rng()?;
-    let (a, b) = lora_factors(d, r, &mut rng)?;
+    let (a, b) = random_lora_factors(d, d, r, &mut rng)?;
     let w = Mat {
         rows: d,
         cols: r,
@@ -261,19 +260,6 @@ fn validate(config: &AttackConfig) -> Result<(), PllError> {
         ));
     }
     config.settings.validate()
-}
-
-/// LoRA-shaped random factors: A Kaiming-uniform (PEFT's init), B ~ N(0, 0.02²).
-fn lora_factors(d: usize, r: usize, rng: &mut ChaCha20Rng) -> Result<(Matrix, Matrix), PllError> {
-    let bound = 1.0 / (d as f64).sqrt();
-    let a = (0..d * r)
-        .map(|_| {
-            let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-            (2.0 * u - 1.0) * bound
-        })
-        .collect();
-    let b = (0..r * d).map(|_| 0.02 * standard_normal(rng)).collect();
-    Ok((Matrix::new(d, r, a)?, Matrix::new(r, d, b)?))
 }
 
 /// What the attacker keeps: per design, just enough for its least-squares solve.

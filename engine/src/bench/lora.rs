@@ -7,14 +7,13 @@
 use super::keys;
 use super::machine;
 use super::ops::params_for;
-use super::plaintext;
 use super::timing::{measure, Iterations};
 use anyhow::{bail, Context, Result};
 use helora::ckks::{
     CompactCiphertext, Decryptor, Encoder, Evaluator, Plaintext, SeededCiphertext, Serializable,
     SymmetricEncryptor,
 };
-use helora::linear::{reply_widths, LoraGroup, LoraPlan, Matrix};
+use helora::linear::{random_lora_factors, reply_widths, LoraGroup, LoraPlan};
 use helora::math::sampling;
 use helora::ring::Basis;
 use serde::Serialize;
@@ -78,22 +77,7 @@ pub fn run(options: &LoraOptions) -> Result<LoraReport> {
     }
     let params = params_for(options.n)?;
     let mut rng = sampling::os_rng()?;
-    let bound = 1.0 / (d_in as f64).sqrt();
-    let a = Matrix::new(
-        d_in,
-        rank,
-        plaintext::random_values(d_in * rank)?
-            .iter()
-            .map(|v| v * bound)
-            .collect(),
-    )?;
-    let b = Matrix::new(
-        rank,
-        d_out,
-        (0..rank * d_out)
-            .map(|_| 0.02 * sampling::standard_normal(&mut rng))
-            .collect(),
-    )?;
+    let (a, b) = random_lora_factors(d_in, d_out, rank, &mut rng)?;
     let encoder = Encoder::new(params.n())?;
     let mut server = Evaluator::cpu(&params);
 
