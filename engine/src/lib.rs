@@ -4,4 +4,5 @@
 pub mod attack;
 pub mod bench;
 pub mod cli;
+pub mod model;
 pub mod progress;

@@ -1,0 +1,39 @@
+//! Where the LoRA delta enters the forward pass. At every place where projections read an
+//! input, the forward pass hands that input to a [`LoraHook`], which may return a delta
+//! for each of those projections; the delta is added to the projection's output (after
+//! its bias). `plain` mode uses [`NoHook`], `lora` mode adds x·A·B·scale in plaintext,
+//! `secure` mode encrypts x and asks the server.
+
+use anyhow::Result;
+use candle_core::Tensor;
+
+/// The projections that read one input, in the order their deltas are returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InputSite {
+    pub layer: usize,
+    /// PEFT module names, e.g. `["q_proj", "k_proj", "v_proj"]`.
+    pub modules: &'static [&'static str],
+}
+
+pub trait LoraHook {
+    /// `x` is the shared input, `[tokens, d_in]` f32, one row per position of this forward
+    /// call. Returns one entry per module of `site`: `Some(delta)` of shape
+    /// `[tokens, d_out]` f32 to add to that projection's output, or `None`.
+    fn deltas(&mut self, site: InputSite, x: &Tensor) -> Result<Vec<Option<Tensor>>>;
+
+    /// Whether any module of `site` is adapted (lets the forward pass skip the call).
+    fn wants(&self, site: InputSite) -> bool;
+}
+
+/// The base model alone.
+pub struct NoHook;
+
+impl LoraHook for NoHook {
+    fn deltas(&mut self, site: InputSite, _x: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![None; site.modules.len()])
+    }
+
+    fn wants(&self, _site: InputSite) -> bool {
+        false
+    }
+}

@@ -1,0 +1,11 @@
+//! Base models: configuration, weights from GGUF files or Hugging Face directories, the
+//! tokenizer and chat template, and the forward pass with a hook at every adapted
+//! projection (where the LoRA delta, in plaintext or encrypted, is added).
+
+pub mod config;
+pub mod hook;
+pub mod weights;
+
+pub use config::{Architecture, ModelConfig};
+pub use hook::{InputSite, LoraHook, NoHook};
+pub use weights::ModelWeights;
