@@ -1,0 +1,153 @@
+//! The user's side: the secret key (which never leaves this type), seeded encryption of a
+//! projection's input and decryption of the server's compact replies.
+
+use super::manifest::Manifest;
+use super::server::{Reply, Request};
+use crate::progress::Progress;
+use anyhow::{anyhow, bail, Context, Result};
+use helora::ckks::{
+    galois_elements, CompactCiphertext, Decryptor, Encoder, EvaluationKeys, KeyGenerator, Params,
+    Plaintext, Serializable, SymmetricEncryptor,
+};
+use helora::ring::Basis;
+use std::collections::BTreeMap;
+
+/// What the client sends once, before its first request.
+pub struct KeyUpload {
+    pub eval_keys: Vec<u8>,
+    pub public_key: Vec<u8>,
+}
+
+pub struct SecureClient {
+    params: Params,
+    encoder: Encoder,
+    encryptor: SymmetricEncryptor,
+    decryptor: Decryptor,
+    manifest: Manifest,
+}
+
+impl SecureClient {
+    /// Makes a secret key and the evaluation keys `manifest` asks for.
+    pub fn new(params: &Params, manifest: Manifest) -> Result<(Self, KeyUpload)> {
+        if manifest.params_id != params.id() {
+            bail!("the server uses other CKKS parameters than this client");
+        }
+        let elements = galois_elements(&manifest.rotation_steps, false, params.n());
+        let progress = Progress::start(
+            &format!("generating {} rotation keys", elements.len()),
+            elements.len() as u64 + 1,
+        );
+        let mut keygen = KeyGenerator::new(params).context("creating the secret key")?;
+        let public_key = keygen.public_key();
+        progress.advance();
+        // LoRA plans multiply by plaintexts only: no relinearisation key is needed.
+        let mut galois = BTreeMap::new();
+        for g in elements {
+            galois.insert(g, keygen.galois_key(g)?);
+            progress.advance();
+        }
+        progress.finish();
+        let keys = EvaluationKeys {
+            params_id: params.id(),
+            relin: None,
+            galois,
+        };
+        let upload = KeyUpload {
+            eval_keys: keys.to_bytes(params)?,
+            public_key: public_key.to_bytes(params)?,
+        };
+        let client = Self {
+            params: params.clone(),
+            encoder: Encoder::new(params.n())?,
+            encryptor: SymmetricEncryptor::new(params, keygen.secret_key())?,
+            decryptor: Decryptor::new(params, keygen.secret_key())?,
+            manifest,
+        };
+        Ok((client, upload))
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Encrypts one token's input `x` to the projections `modules` of `layer`, which must
+    /// all be adapted and share one input layout.
+    pub fn encrypt(&mut self, layer: usize, modules: &[&str], x: &[f32]) -> Result<Request> {
+        let first = modules
+            .first()
+            .ok_or_else(|| anyhow!("no module to encrypt for"))?;
+        let shape = self
+            .manifest
+            .find(layer, first)
+            .ok_or_else(|| anyhow!("the server does not adapt layer {layer} {first}"))?;
+        let layout = shape.input_layout(self.params.slots())?;
+        for m in &modules[1..] {
+            let other = self
+                .manifest
+                .find(layer, m)
+                .ok_or_else(|| anyhow!("the server does not adapt layer {layer} {m}"))?;
+            if other.input_layout(self.params.slots())? != layout || other.level != shape.level {
+                bail!("layer {layer}: {first} and {m} do not share an input layout");
+            }
+        }
+        let x: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+        let scale = self.params.default_scale();
+        let inputs = layout
+            .pack(&x)?
+            .iter()
+            .map(|slots| {
+                let poly = self.encoder.encode(
+                    self.params.ring(),
+                    slots,
+                    scale,
+                    Basis::level(shape.level),
+                )?;
+                let seeded = self.encryptor.encrypt_seeded(&Plaintext {
+                    poly,
+                    level: shape.level,
+                    scale,
+                })?;
+                Ok(seeded.to_bytes(&self.params)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Request {
+            layer,
+            modules: modules.iter().map(|m| m.to_string()).collect(),
+            inputs,
+        })
+    }
+
+    /// The deltas of a reply to `request`, one vector of d_out values per module.
+    pub fn decrypt(&self, request: &Request, reply: &Reply) -> Result<Vec<Vec<f32>>> {
+        if reply.outputs.len() != request.modules.len() {
+            bail!(
+                "the reply holds {} outputs for {} projections",
+                reply.outputs.len(),
+                request.modules.len()
+            );
+        }
+        request
+            .modules
+            .iter()
+            .zip(&reply.outputs)
+            .map(|(module, cts)| {
+                let shape = self
+                    .manifest
+                    .find(request.layer, module)
+                    .ok_or_else(|| anyhow!("reply for unknown layer {} {module}", request.layer))?;
+                let layout = shape.output_layout(self.params.slots())?;
+                let decoded = cts
+                    .iter()
+                    .map(|bytes| {
+                        let ct = CompactCiphertext::from_bytes(&self.params, bytes)
+                            .context("reply ciphertext")?;
+                        let pt = self.decryptor.decrypt_compact(&ct)?;
+                        Ok(self.encoder.decode(self.params.ring(), &pt.poly, pt.scale)?)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let y = layout.unpack(&decoded)?;
+                Ok(y.into_iter().map(|v| v as f32).collect())
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,92 @@
+//! The forward pass's hook in `secure` mode: for every adapted input site and token, the
+//! client encrypts, the server evaluates, the client decrypts; the time of each part and
+//! the bytes each way are counted.
+
+use super::client::SecureClient;
+use super::server::SecureServer;
+use crate::model::{InputSite, LoraHook};
+use anyhow::{bail, Result};
+use candle_core::Tensor;
+use helora::pll::ClientId;
+use std::time::{Duration, Instant};
+
+/// Where the HE time went, and what crossed the wire.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HeStats {
+    pub encrypt: Duration,
+    pub eval: Duration,
+    pub decrypt: Duration,
+    pub upload_bytes: u64,
+    pub download_bytes: u64,
+    /// Round trips (input sites × tokens).
+    pub requests: u64,
+    /// Projections applied.
+    pub applications: u64,
+}
+
+impl HeStats {
+    pub fn total(&self) -> Duration {
+        self.encrypt + self.eval + self.decrypt
+    }
+}
+
+pub struct SecureHook<'a> {
+    pub client: &'a mut SecureClient,
+    pub server: &'a mut SecureServer,
+    pub id: ClientId,
+    pub stats: HeStats,
+}
+
+impl LoraHook for SecureHook<'_> {
+    fn wants(&self, site: InputSite) -> bool {
+        self.client.manifest().adapts_any(site.layer, site.modules)
+    }
+
+    fn deltas(&mut self, site: InputSite, x: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let manifest = self.client.manifest();
+        let adapted: Vec<&str> = site
+            .modules
+            .iter()
+            .copied()
+            .filter(|m| manifest.find(site.layer, m).is_some())
+            .collect();
+        let mut out: Vec<Option<Tensor>> = vec![None; site.modules.len()];
+        if adapted.is_empty() {
+            return Ok(out);
+        }
+        let rows: Vec<Vec<f32>> = x.to_dtype(candle_core::DType::F32)?.to_vec2()?;
+        // deltas[module][token]
+        let mut deltas: Vec<Vec<f32>> = vec![Vec::new(); adapted.len()];
+        for row in &rows {
+            let start = Instant::now();
+            let request = self.client.encrypt(site.layer, &adapted, row)?;
+            let encrypted = Instant::now();
+            let reply = self.server.apply(self.id, &request)?;
+            let evaluated = Instant::now();
+            let ys = self.client.decrypt(&request, &reply)?;
+            self.stats.encrypt += encrypted - start;
+            self.stats.eval += evaluated - encrypted;
+            self.stats.decrypt += evaluated.elapsed();
+            self.stats.upload_bytes += request.bytes() as u64;
+            self.stats.download_bytes += reply.bytes() as u64;
+            self.stats.requests += 1;
+            self.stats.applications += adapted.len() as u64;
+            if ys.len() != adapted.len() {
+                bail!("{} deltas for {} projections", ys.len(), adapted.len());
+            }
+            for (acc, y) in deltas.iter_mut().zip(ys) {
+                acc.extend(y);
+            }
+        }
+        for (module, delta) in adapted.iter().zip(deltas) {
+            let d_out = delta.len() / rows.len().max(1);
+            let k = site
+                .modules
+                .iter()
+                .position(|m| m == module)
+                .unwrap_or_default();
+            out[k] = Some(Tensor::from_vec(delta, (rows.len(), d_out), x.device())?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,153 @@
+//! The model owner's side: the adapter's factors, the PLL, and per client its evaluation
+//! keys. It only ever handles serialized evaluation keys, a public key, seeded input
+//! ciphertexts and the compact replies it sends back.
+
+use super::manifest::{Manifest, ProjectionShape};
+use crate::adapter::LoraAdapter;
+use crate::progress::Progress;
+use anyhow::{anyhow, bail, Context, Result};
+use helora::ckks::{
+    expand_seeded, EvaluationKeys, Evaluator, Params, PublicKey, SeededCiphertext, Serializable,
+};
+use helora::linear::reply_widths;
+use helora::pll::{AdapterId, ClientId, PllServer, PllSettings};
+use std::collections::HashMap;
+
+/// One adapted input site of one token: the projections of `layer` named in `modules`
+/// (which read the same input), and that input's seeded ciphertexts.
+pub struct Request {
+    pub layer: usize,
+    pub modules: Vec<String>,
+    pub inputs: Vec<Vec<u8>>,
+}
+
+/// Per requested module, its output's compact ciphertexts.
+pub struct Reply {
+    pub outputs: Vec<Vec<Vec<u8>>>,
+}
+
+impl Request {
+    pub fn bytes(&self) -> usize {
+        self.inputs.iter().map(Vec::len).sum()
+    }
+}
+
+impl Reply {
+    pub fn bytes(&self) -> usize {
+        self.outputs.iter().flatten().map(Vec::len).sum()
+    }
+}
+
+pub struct SecureServer {
+    params: Params,
+    pll: PllServer,
+    ids: HashMap<(usize, String), AdapterId>,
+    manifest: Manifest,
+    /// Keyless: switches replies to their compact form.
+    compactor: Evaluator,
+    reply_bits: (u32, u32),
+}
+
+impl SecureServer {
+    /// Encodes every adapted projection of `adapter` (once, not per token).
+    pub fn new(params: &Params, adapter: &LoraAdapter, settings: PllSettings) -> Result<Self> {
+        let mut pll = PllServer::cpu(params, settings).context("starting the PLL server")?;
+        let level = params.max_level();
+        let progress = Progress::start(
+            "encoding the adapter for the server",
+            adapter.projection_count() as u64,
+        );
+        let mut ids = HashMap::new();
+        let mut projections = Vec::new();
+        for ((layer, module), factors) in &adapter.layers {
+            let (a, b) = factors.to_matrices()?;
+            let id = pll
+                .add_adapter(&a, &b, level)
+                .with_context(|| format!("encoding layer {layer} {module}"))?;
+            let plan = pll.adapter(id)?.plan();
+            projections.push(ProjectionShape {
+                layer: *layer,
+                module: module.clone(),
+                d_in: a.rows(),
+                d_out: b.cols(),
+                rank_padded: plan.rank_padded(),
+                level,
+            });
+            ids.insert((*layer, module.clone()), id);
+            progress.advance();
+        }
+        progress.finish();
+        let manifest = Manifest {
+            params_id: params.id(),
+            rotation_steps: pll.rotation_steps(),
+            projections,
+        };
+        Ok(Self {
+            params: params.clone(),
+            pll,
+            ids,
+            manifest,
+            compactor: Evaluator::cpu(params),
+            reply_bits: reply_widths(params),
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn settings(&self) -> &PllSettings {
+        self.pll.settings()
+    }
+
+    /// Admits a client with its serialized evaluation and public keys.
+    pub fn register_client(&mut self, id: ClientId, eval_keys: &[u8], public_key: &[u8]) -> Result<()> {
+        let keys = EvaluationKeys::from_bytes(&self.params, eval_keys)
+            .context("client evaluation keys")?;
+        let pk = PublicKey::from_bytes(&self.params, public_key).context("client public key")?;
+        self.pll.register_client(id, &keys, pk)?;
+        Ok(())
+    }
+
+    /// Applies the requested projections to one token's input.
+    pub fn apply(&mut self, client: ClientId, request: &Request) -> Result<Reply> {
+        let ids = request
+            .modules
+            .iter()
+            .map(|m| {
+                self.ids
+                    .get(&(request.layer, m.clone()))
+                    .copied()
+                    .ok_or_else(|| anyhow!("no adapter for layer {} {m}", request.layer))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if request.inputs.is_empty() {
+            bail!("request for layer {} has no input", request.layer);
+        }
+        let inputs = request
+            .inputs
+            .iter()
+            .map(|bytes| {
+                let seeded = SeededCiphertext::from_bytes(&self.params, bytes)
+                    .context("input ciphertext")?;
+                Ok(expand_seeded(&self.params, &seeded)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let outputs = self.pll.apply_group(client, &ids, &inputs)?;
+        let (c0_bits, c1_bits) = self.reply_bits;
+        let outputs = outputs
+            .iter()
+            .map(|cts| {
+                cts.iter()
+                    .map(|ct| {
+                        Ok(self
+                            .compactor
+                            .compact(ct, c0_bits, c1_bits)?
+                            .to_bytes(&self.params)?)
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Reply { outputs })
+    }
+}
