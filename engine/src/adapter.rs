@@ -119,7 +119,11 @@ impl LoraAdapter {
                 "per-module rank_pattern / alpha_pattern are not supported".into(),
             ));
         }
-        if config.modules_to_save.as_ref().is_some_and(|m| !m.is_empty()) {
+        if config
+            .modules_to_save
+            .as_ref()
+            .is_some_and(|m| !m.is_empty())
+        {
             return Err(invalid(
                 "modules_to_save (fully fine-tuned modules) are not supported: they would be \
                  public base weights"
@@ -245,7 +249,9 @@ fn orient(t: &Tensor, rows: usize, cols: usize, fan_in_fan_out: bool) -> Result<
 /// `…layers.{L}.{…}.{module}.lora_{A|B}[.adapter].weight` → (L, module, 0 for A / 1 for B).
 fn parse_key(name: &str) -> Option<(usize, String, usize)> {
     let parts: Vec<&str> = name.split('.').collect();
-    let lora = parts.iter().position(|p| *p == "lora_A" || *p == "lora_B")?;
+    let lora = parts
+        .iter()
+        .position(|p| *p == "lora_A" || *p == "lora_B")?;
     let which = usize::from(parts[lora] == "lora_B");
     if parts.last() != Some(&"weight") || lora == 0 || lora + 3 < parts.len() {
         return None;
