@@ -37,7 +37,9 @@ impl PlainLoraHook {
 
 impl LoraHook for PlainLoraHook {
     fn wants(&self, site: InputSite) -> bool {
-        site.modules.iter().any(|m| self.get(site.layer, m).is_some())
+        site.modules
+            .iter()
+            .any(|m| self.get(site.layer, m).is_some())
     }
 
     fn deltas(&mut self, site: InputSite, x: &Tensor) -> Result<Vec<Option<Tensor>>> {

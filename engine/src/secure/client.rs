@@ -142,7 +142,9 @@ impl SecureClient {
                         let ct = CompactCiphertext::from_bytes(&self.params, bytes)
                             .context("reply ciphertext")?;
                         let pt = self.decryptor.decrypt_compact(&ct)?;
-                        Ok(self.encoder.decode(self.params.ring(), &pt.poly, pt.scale)?)
+                        Ok(self
+                            .encoder
+                            .decode(self.params.ring(), &pt.poly, pt.scale)?)
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let y = layout.unpack(&decoded)?;

@@ -101,7 +101,12 @@ impl SecureServer {
     }
 
     /// Admits a client with its serialized evaluation and public keys.
-    pub fn register_client(&mut self, id: ClientId, eval_keys: &[u8], public_key: &[u8]) -> Result<()> {
+    pub fn register_client(
+        &mut self,
+        id: ClientId,
+        eval_keys: &[u8],
+        public_key: &[u8],
+    ) -> Result<()> {
         let keys = EvaluationKeys::from_bytes(&self.params, eval_keys)
             .context("client evaluation keys")?;
         let pk = PublicKey::from_bytes(&self.params, public_key).context("client public key")?;
