@@ -222,6 +222,50 @@ impl LoraAdapter {
         })
     }
 
+    /// Random factors shaped like a freshly trained adapter (see
+    /// [`helora::linear::random_lora_factors`]) on `targets` of every layer: for benchmarks.
+    pub fn random(
+        config: &ModelConfig,
+        targets: &[String],
+        rank: usize,
+        rng: &mut impl rand_core::RngCore,
+    ) -> Result<Self> {
+        if rank == 0 || rank > helora::linear::MAX_RANK {
+            bail!("rank {rank} is outside 1 … {}", helora::linear::MAX_RANK);
+        }
+        let projections = config.projections();
+        let mut layers = BTreeMap::new();
+        for module in targets {
+            let &(_, d_in, d_out) = projections
+                .iter()
+                .find(|p| p.0 == module)
+                .ok_or_else(|| anyhow!("{module:?} is not a projection of this model"))?;
+            for layer in 0..config.num_layers {
+                let (a, b) = helora::linear::random_lora_factors(d_in, d_out, rank, rng)?;
+                let tensor = |m: &helora::linear::Matrix| -> Result<Tensor> {
+                    let data: Vec<f32> = (0..m.rows())
+                        .flat_map(|i| (0..m.cols()).map(move |j| (i, j)))
+                        .map(|(i, j)| m.get(i, j) as f32)
+                        .collect();
+                    Ok(Tensor::from_vec(data, (m.rows(), m.cols()), &Device::Cpu)?)
+                };
+                let factors = LoraFactors {
+                    a: tensor(&a)?,
+                    b: tensor(&b)?,
+                };
+                layers.insert((layer, module.clone()), factors);
+            }
+        }
+        Ok(Self {
+            source: PathBuf::from("(random)"),
+            rank,
+            alpha: rank as f64,
+            scaling: 1.0,
+            target_modules: targets.to_vec(),
+            layers,
+        })
+    }
+
     pub fn get(&self, layer: usize, module: &str) -> Option<&LoraFactors> {
         self.layers.get(&(layer, module.to_string()))
     }

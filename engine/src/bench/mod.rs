@@ -7,3 +7,4 @@ pub mod ops;
 pub mod plaintext;
 pub mod report;
 pub mod timing;
+pub mod token;

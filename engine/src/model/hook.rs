@@ -4,6 +4,7 @@
 //! its bias). `plain` mode uses [`NoHook`], `lora` mode adds x·A·B·scale in plaintext,
 //! `secure` mode encrypts x and asks the server.
 
+use super::Architecture;
 use anyhow::Result;
 use candle_core::Tensor;
 
@@ -13,6 +14,34 @@ pub struct InputSite {
     pub layer: usize,
     /// PEFT module names, e.g. `["q_proj", "k_proj", "v_proj"]`.
     pub modules: &'static [&'static str],
+}
+
+/// The input sites of one Llama-family layer, in forward order.
+pub const LLAMA_SITES: [&[&str]; 4] = [
+    &["q_proj", "k_proj", "v_proj"],
+    &["o_proj"],
+    &["gate_proj", "up_proj"],
+    &["down_proj"],
+];
+
+/// The input sites of one ChatGLM2 layer, in forward order.
+pub const CHATGLM2_SITES: [&[&str]; 4] = [
+    &["query_key_value"],
+    &["dense"],
+    &["dense_h_to_4h"],
+    &["dense_4h_to_h"],
+];
+
+/// Every input site of `layer`, in forward order.
+pub fn input_sites(arch: Architecture, layer: usize) -> Vec<InputSite> {
+    let modules = match arch {
+        Architecture::Llama => LLAMA_SITES,
+        Architecture::ChatGlm2 => CHATGLM2_SITES,
+    };
+    modules
+        .iter()
+        .map(|&modules| InputSite { layer, modules })
+        .collect()
 }
 
 pub trait LoraHook {

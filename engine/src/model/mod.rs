@@ -4,8 +4,9 @@
 
 pub mod config;
 pub mod hook;
+pub mod presets;
 pub mod weights;
 
 pub use config::{Architecture, ModelConfig};
-pub use hook::{InputSite, LoraHook, NoHook};
+pub use hook::{input_sites, InputSite, LoraHook, NoHook};
 pub use weights::ModelWeights;
