@@ -1,0 +1,658 @@
+//! The forward pass on tiny random models of both architectures: decoding with the cache
+//! agrees with one pass over the whole sequence, a hook's delta acts exactly like the same
+//! change to the projection's weight, bad weights and inputs are errors.
+
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor};
+use helora::math::sampling::{seeded_rng, standard_normal, ChaCha20Rng};
+use helora_engine::model::{
+    Architecture, InputSite, LoraHook, Model, ModelConfig, ModelWeights, NoHook,
+};
+use std::collections::HashMap;
+
+const TOKENS: [u32; 12] = [3, 17, 42, 0, 63, 8, 8, 25, 51, 9, 30, 2];
+
+fn config(arch: Architecture) -> ModelConfig {
+    match arch {
+        Architecture::Llama => ModelConfig {
+            arch,
+            vocab_size: 64,
+            hidden_size: 32,
+            intermediate_size: 48,
+            num_layers: 2,
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim: 8,
+            rotary_dim: 8,
+            rope_theta: 10000.0,
+            rms_eps: 1e-5,
+            max_positions: 32,
+            tie_embeddings: true,
+            qkv_bias: true,
+        },
+        Architecture::ChatGlm2 => ModelConfig {
+            arch,
+            vocab_size: 64,
+            hidden_size: 32,
+            intermediate_size: 40,
+            num_layers: 2,
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim: 8,
+            rotary_dim: 4,
+            rope_theta: 10000.0,
+            rms_eps: 1e-5,
+            max_positions: 32,
+            tie_embeddings: false,
+            qkv_bias: true,
+        },
+    }
+}
+
+/// Llama without biases, untied, multi-query (one key/value head).
+fn plain_llama() -> ModelConfig {
+    ModelConfig {
+        num_kv_heads: 1,
+        tie_embeddings: false,
+        qkv_bias: false,
+        ..config(Architecture::Llama)
+    }
+}
+
+/// The Hugging Face name of `module`'s weight in `layer`.
+fn weight_name(arch: Architecture, layer: usize, module: &str) -> String {
+    match (arch, module) {
+        (Architecture::Llama, "q_proj" | "k_proj" | "v_proj" | "o_proj") => {
+            format!("model.layers.{layer}.self_attn.{module}.weight")
+        }
+        (Architecture::Llama, _) => format!("model.layers.{layer}.mlp.{module}.weight"),
+        (Architecture::ChatGlm2, "query_key_value" | "dense") => {
+            format!("transformer.encoder.layers.{layer}.self_attention.{module}.weight")
+        }
+        (Architecture::ChatGlm2, _) => {
+            format!("transformer.encoder.layers.{layer}.mlp.{module}.weight")
+        }
+    }
+}
+
+/// Every tensor the configuration implies, with its shape; norms are flagged.
+fn shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>, bool)> {
+    let (v, h) = (c.vocab_size, c.hidden_size);
+    let mut out = Vec::new();
+    let (embedding, norm, head) = match c.arch {
+        Architecture::Llama => (
+            "model.embed_tokens.weight",
+            "model.norm.weight",
+            "lm_head.weight",
+        ),
+        Architecture::ChatGlm2 => (
+            "transformer.embedding.word_embeddings.weight",
+            "transformer.encoder.final_layernorm.weight",
+            "transformer.output_layer.weight",
+        ),
+    };
+    out.push((embedding.to_string(), vec![v, h], false));
+    out.push((norm.to_string(), vec![h], true));
+    if !c.tie_embeddings {
+        out.push((head.to_string(), vec![v, h], false));
+    }
+    for layer in 0..c.num_layers {
+        let prefix = match c.arch {
+            Architecture::Llama => format!("model.layers.{layer}"),
+            Architecture::ChatGlm2 => format!("transformer.encoder.layers.{layer}"),
+        };
+        for norm in ["input_layernorm", "post_attention_layernorm"] {
+            out.push((format!("{prefix}.{norm}.weight"), vec![h], true));
+        }
+        for (module, d_in, d_out) in c.projections() {
+            let name = weight_name(c.arch, layer, module);
+            out.push((name.clone(), vec![d_out, d_in], false));
+            let biased = matches!(module, "q_proj" | "k_proj" | "v_proj" | "query_key_value");
+            if biased && c.qkv_bias {
+                out.push((name.replace(".weight", ".bias"), vec![d_out], false));
+            }
+        }
+    }
+    out
+}
+
+fn random(rng: &mut ChaCha20Rng, shape: &[usize], mean: f64, std: f64) -> Tensor {
+    let count = shape.iter().product();
+    let values: Vec<f32> = (0..count)
+        .map(|_| (mean + std * standard_normal(rng)) as f32)
+        .collect();
+    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+}
+
+fn random_tensors(c: &ModelConfig, seed: u8) -> HashMap<String, Tensor> {
+    let mut rng = seeded_rng([seed; 32]);
+    shapes(c)
+        .into_iter()
+        .map(|(name, shape, norm)| {
+            let t = if norm {
+                random(&mut rng, &shape, 1.0, 0.1)
+            } else {
+                let fan_in = if shape.len() == 2 { shape[1] } else { 1 };
+                random(&mut rng, &shape, 0.0, 1.0 / (fan_in as f64).sqrt())
+            };
+            (name, t)
+        })
+        .collect()
+}
+
+fn weights(config: &ModelConfig, tensors: HashMap<String, Tensor>) -> ModelWeights {
+    ModelWeights {
+        config: config.clone(),
+        tensors,
+        device: Device::Cpu,
+    }
+}
+
+fn model(config: &ModelConfig) -> Model {
+    Model::new(weights(config, random_tensors(config, 7))).expect("a valid tiny model")
+}
+
+/// max |a − b| / max |b|.
+fn relative_error(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+    let scale = b.abs().unwrap().max_all().unwrap();
+    diff.to_scalar::<f32>().unwrap() / scale.to_scalar::<f32>().unwrap()
+}
+
+fn full_logits(model: &Model, hook: &mut dyn LoraHook) -> Tensor {
+    let mut cache = model.new_cache();
+    let logits = model.forward_all(&TOKENS, &mut cache, hook).unwrap();
+    assert_eq!(logits.dims(), [TOKENS.len(), model.config().vocab_size]);
+    assert_eq!(logits.dtype(), DType::F32);
+    assert_eq!(cache.len(), TOKENS.len());
+    logits
+}
+
+fn check_incremental(config: &ModelConfig) {
+    let model = model(config);
+    let full = full_logits(&model, &mut NoHook);
+    // A prompt of 5, a chunk of 3 after it (masked against the cache), then one at a time.
+    let mut cache = model.new_cache();
+    let mut at = 0;
+    for chunk in [5, 3, 1, 1, 1, 1] {
+        let last = model
+            .forward(&TOKENS[at..at + chunk], &mut cache, &mut NoHook)
+            .unwrap();
+        at += chunk;
+        assert_eq!(cache.len(), at);
+        let expected = full.get(at - 1).unwrap();
+        let err = relative_error(&last, &expected);
+        assert!(
+            err < 1e-4,
+            "{:?} after {at} tokens: relative error {err}",
+            config.arch
+        );
+    }
+    assert_eq!(at, TOKENS.len());
+}
+
+#[test]
+fn decoding_with_the_cache_matches_one_full_pass() {
+    check_incremental(&config(Architecture::Llama));
+    check_incremental(&plain_llama());
+    check_incremental(&config(Architecture::ChatGlm2));
+}
+
+#[test]
+fn forward_all_rows_match_forward_at_each_length() {
+    for arch in [Architecture::Llama, Architecture::ChatGlm2] {
+        let model = model(&config(arch));
+        let full = full_logits(&model, &mut NoHook);
+        for n in [1, 4, TOKENS.len()] {
+            let mut cache = model.new_cache();
+            let last = model
+                .forward(&TOKENS[..n], &mut cache, &mut NoHook)
+                .unwrap();
+            assert!(relative_error(&last, &full.get(n - 1).unwrap()) < 1e-5);
+        }
+    }
+}
+
+#[test]
+fn a_cleared_cache_starts_over() {
+    let model = model(&config(Architecture::ChatGlm2));
+    let mut cache = model.new_cache();
+    let first = model.forward(&TOKENS, &mut cache, &mut NoHook).unwrap();
+    cache.clear();
+    assert!(cache.is_empty());
+    let again = model.forward(&TOKENS, &mut cache, &mut NoHook).unwrap();
+    assert_eq!(relative_error(&again, &first), 0.0);
+}
+
+/// A naive f64 forward pass written from the architectures' definitions, one position
+/// at a time, sharing no code with the engine: logits at every position.
+fn reference_logits(
+    c: &ModelConfig,
+    tensors: &HashMap<String, Tensor>,
+    tokens: &[u32],
+) -> Vec<Vec<f64>> {
+    let get = |name: &str| -> Vec<f64> {
+        let t = &tensors[name];
+        let flat = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        flat.into_iter().map(f64::from).collect()
+    };
+    // y = W·x for W stored [d_out, d_in].
+    let matvec = |w: &[f64], x: &[f64]| -> Vec<f64> {
+        w.chunks(x.len())
+            .map(|row| row.iter().zip(x).map(|(a, b)| a * b).sum())
+            .collect()
+    };
+    let rms = |x: &[f64], w: &[f64]| -> Vec<f64> {
+        let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
+        let r = 1.0 / (ms + c.rms_eps).sqrt();
+        x.iter().zip(w).map(|(v, g)| v * r * g).collect()
+    };
+    let silu = |v: f64| v / (1.0 + (-v).exp());
+    let add = |a: &mut Vec<f64>, b: &[f64]| a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+    // Rotates one head in place at position `pos`.
+    let rotate = |head: &mut [f64], pos: usize| {
+        let d = c.rotary_dim;
+        for i in 0..d / 2 {
+            let angle = pos as f64 * c.rope_theta.powf(-((2 * i) as f64) / d as f64);
+            let (a, b) = match c.arch {
+                Architecture::Llama => (i, i + d / 2),
+                Architecture::ChatGlm2 => (2 * i, 2 * i + 1),
+            };
+            let (x0, x1) = (head[a], head[b]);
+            head[a] = x0 * angle.cos() - x1 * angle.sin();
+            head[b] = x1 * angle.cos() + x0 * angle.sin();
+        }
+    };
+    let (hd, f) = (c.head_dim, c.intermediate_size);
+    let group = c.num_heads / c.num_kv_heads;
+    let mut xs: Vec<Vec<f64>> = {
+        let (emb_name, _) = match c.arch {
+            Architecture::Llama => ("model.embed_tokens.weight", ()),
+            Architecture::ChatGlm2 => ("transformer.embedding.word_embeddings.weight", ()),
+        };
+        let emb = get(emb_name);
+        tokens
+            .iter()
+            .map(|&t| emb[t as usize * c.hidden_size..(t as usize + 1) * c.hidden_size].to_vec())
+            .collect()
+    };
+    for layer in 0..c.num_layers {
+        let (prefix, attn, mlp) = match c.arch {
+            Architecture::Llama => {
+                let p = format!("model.layers.{layer}");
+                (p.clone(), format!("{p}.self_attn"), format!("{p}.mlp"))
+            }
+            Architecture::ChatGlm2 => {
+                let p = format!("transformer.encoder.layers.{layer}");
+                (p.clone(), format!("{p}.self_attention"), format!("{p}.mlp"))
+            }
+        };
+        let (mut qs, mut ks, mut vs) = (Vec::new(), Vec::new(), Vec::new());
+        for (pos, x) in xs.iter().enumerate() {
+            let h = rms(x, &get(&format!("{prefix}.input_layernorm.weight")));
+            let linear = |name: &str| {
+                let mut y = matvec(&get(&format!("{attn}.{name}.weight")), &h);
+                if c.qkv_bias {
+                    add(&mut y, &get(&format!("{attn}.{name}.bias")));
+                }
+                y
+            };
+            let (mut q, mut k, v) = match c.arch {
+                Architecture::Llama => (linear("q_proj"), linear("k_proj"), linear("v_proj")),
+                Architecture::ChatGlm2 => {
+                    let all = linear("query_key_value");
+                    let (q, rest) = all.split_at(c.q_dim());
+                    let (k, v) = rest.split_at(c.kv_dim());
+                    (q.to_vec(), k.to_vec(), v.to_vec())
+                }
+            };
+            q.chunks_mut(hd).for_each(|head| rotate(head, pos));
+            k.chunks_mut(hd).for_each(|head| rotate(head, pos));
+            qs.push(q);
+            ks.push(k);
+            vs.push(v);
+        }
+        let (o_name, up_name, down_name) = match c.arch {
+            Architecture::Llama => ("o_proj", "", "down_proj"),
+            Architecture::ChatGlm2 => ("dense", "dense_h_to_4h", "dense_4h_to_h"),
+        };
+        for (pos, x) in xs.iter_mut().enumerate() {
+            let mut attended = Vec::new();
+            for head in 0..c.num_heads {
+                let kv = head / group;
+                let q = &qs[pos][head * hd..(head + 1) * hd];
+                let scores: Vec<f64> = (0..=pos)
+                    .map(|j| {
+                        let k = &ks[j][kv * hd..(kv + 1) * hd];
+                        q.iter().zip(k).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt()
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for d in 0..hd {
+                    attended.push(
+                        (0..=pos)
+                            .map(|j| e[j] / z * vs[j][kv * hd + d])
+                            .sum::<f64>(),
+                    );
+                }
+            }
+            add(
+                x,
+                &matvec(&get(&format!("{attn}.{o_name}.weight")), &attended),
+            );
+            let h = rms(
+                x,
+                &get(&format!("{prefix}.post_attention_layernorm.weight")),
+            );
+            let (gate, up) = match c.arch {
+                Architecture::Llama => (
+                    matvec(&get(&format!("{mlp}.gate_proj.weight")), &h),
+                    matvec(&get(&format!("{mlp}.up_proj.weight")), &h),
+                ),
+                Architecture::ChatGlm2 => {
+                    let both = matvec(&get(&format!("{mlp}.{up_name}.weight")), &h);
+                    (both[..f].to_vec(), both[f..].to_vec())
+                }
+            };
+            let act: Vec<f64> = gate.iter().zip(&up).map(|(g, u)| silu(*g) * u).collect();
+            add(x, &matvec(&get(&format!("{mlp}.{down_name}.weight")), &act));
+        }
+    }
+    let (norm, head) = match c.arch {
+        Architecture::Llama if c.tie_embeddings => {
+            ("model.norm.weight", "model.embed_tokens.weight")
+        }
+        Architecture::Llama => ("model.norm.weight", "lm_head.weight"),
+        Architecture::ChatGlm2 => (
+            "transformer.encoder.final_layernorm.weight",
+            "transformer.output_layer.weight",
+        ),
+    };
+    let (norm, head) = (get(norm), get(head));
+    xs.iter().map(|x| matvec(&head, &rms(x, &norm))).collect()
+}
+
+#[test]
+fn the_forward_pass_matches_a_naive_reference() {
+    for c in [
+        config(Architecture::Llama),
+        plain_llama(),
+        config(Architecture::ChatGlm2),
+    ] {
+        let tensors = random_tensors(&c, 9);
+        let want = reference_logits(&c, &tensors, &TOKENS);
+        let want: Vec<f32> = want.into_iter().flatten().map(|v| v as f32).collect();
+        let want = Tensor::from_vec(want, (TOKENS.len(), c.vocab_size), &Device::Cpu).unwrap();
+        let model = Model::new(weights(&c, tensors)).unwrap();
+        let got = full_logits(&model, &mut NoHook);
+        let err = relative_error(&got, &want);
+        assert!(err < 1e-4, "{:?}: relative error {err}", c.arch);
+    }
+}
+
+/// Adds (x·a)·b to one module's output: the LoRA delta of a rank-1 adapter.
+struct RankOne {
+    layer: usize,
+    module: &'static str,
+    /// `[d_in, 1]`.
+    a: Tensor,
+    /// `[1, d_out]`.
+    b: Tensor,
+    calls: usize,
+}
+
+impl LoraHook for RankOne {
+    fn wants(&self, site: InputSite) -> bool {
+        site.layer == self.layer && site.modules.contains(&self.module)
+    }
+
+    fn deltas(&mut self, site: InputSite, x: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        self.calls += 1;
+        site.modules
+            .iter()
+            .map(|&m| {
+                Ok(if m == self.module {
+                    Some(x.matmul(&self.a)?.matmul(&self.b)?)
+                } else {
+                    None
+                })
+            })
+            .collect()
+    }
+}
+
+fn check_delta_equals_weight_change(config: &ModelConfig, layer: usize, module: &'static str) {
+    let (_, d_in, d_out) = config
+        .projections()
+        .into_iter()
+        .find(|(name, _, _)| *name == module)
+        .unwrap();
+    let mut rng = seeded_rng([module.len() as u8; 32]);
+    let a = random(&mut rng, &[d_in, 1], 0.0, 0.5);
+    let b = random(&mut rng, &[1, d_out], 0.0, 0.5);
+    let base = model(config);
+    let mut hook = RankOne {
+        layer,
+        module,
+        a: a.clone(),
+        b: b.clone(),
+        calls: 0,
+    };
+    let hooked = full_logits(&base, &mut hook);
+    assert_eq!(hook.calls, 1, "{module}: one call per forward pass");
+
+    // The same change in the weights: W + bᵀ·aᵀ, so x·(W + bᵀaᵀ)ᵀ = x·Wᵀ + (x·a)·b.
+    let mut tensors = random_tensors(config, 7);
+    let name = weight_name(config.arch, layer, module);
+    let update = b.t().unwrap().matmul(&a.t().unwrap()).unwrap();
+    let changed = (&tensors[&name] + update).unwrap();
+    tensors.insert(name, changed);
+    let merged = full_logits(&Model::new(weights(config, tensors)).unwrap(), &mut NoHook);
+
+    let err = relative_error(&hooked, &merged);
+    assert!(
+        err < 1e-4,
+        "{:?} {module}: relative error {err}",
+        config.arch
+    );
+    let plain = full_logits(&base, &mut NoHook);
+    let moved = relative_error(&hooked, &plain);
+    assert!(
+        moved > 1e-3,
+        "{:?} {module}: the delta changed nothing ({moved})",
+        config.arch
+    );
+}
+
+#[test]
+fn a_hook_delta_acts_like_the_same_weight_change() {
+    let llama = config(Architecture::Llama);
+    for module in [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ] {
+        check_delta_equals_weight_change(&llama, 1, module);
+    }
+    check_delta_equals_weight_change(&plain_llama(), 0, "k_proj");
+    let glm = config(Architecture::ChatGlm2);
+    for module in ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"] {
+        check_delta_equals_weight_change(&glm, 0, module);
+    }
+}
+
+/// Wants every site and records what it was shown.
+struct Recorder {
+    seen: Vec<(usize, &'static [&'static str], Vec<usize>)>,
+}
+
+impl LoraHook for Recorder {
+    fn wants(&self, _site: InputSite) -> bool {
+        true
+    }
+
+    fn deltas(&mut self, site: InputSite, x: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        self.seen
+            .push((site.layer, site.modules, x.dims().to_vec()));
+        Ok(vec![None; site.modules.len()])
+    }
+}
+
+#[test]
+fn the_hook_sees_every_site_with_its_input() {
+    for arch in [Architecture::Llama, Architecture::ChatGlm2] {
+        let c = config(arch);
+        let model = model(&c);
+        let mut recorder = Recorder { seen: Vec::new() };
+        let hooked = full_logits(&model, &mut recorder);
+        assert_eq!(
+            relative_error(&hooked, &full_logits(&model, &mut NoHook)),
+            0.0
+        );
+        let sites: [&[&str]; 4] = match arch {
+            Architecture::Llama => [
+                helora_engine::model::llama::QKV,
+                helora_engine::model::llama::OUTPUT,
+                helora_engine::model::llama::GATE_UP,
+                helora_engine::model::llama::DOWN,
+            ],
+            Architecture::ChatGlm2 => [
+                helora_engine::model::chatglm::QKV,
+                helora_engine::model::chatglm::OUTPUT,
+                helora_engine::model::chatglm::GATE_UP,
+                helora_engine::model::chatglm::DOWN,
+            ],
+        };
+        let projections = c.projections();
+        let mut expected = Vec::new();
+        for layer in 0..c.num_layers {
+            for modules in sites {
+                let d_in = projections.iter().find(|p| p.0 == modules[0]).unwrap().1;
+                // Every module of a site reads the same input.
+                for m in modules {
+                    assert_eq!(projections.iter().find(|p| p.0 == *m).unwrap().1, d_in);
+                }
+                expected.push((layer, modules, vec![TOKENS.len(), d_in]));
+            }
+        }
+        assert_eq!(recorder.seen, expected, "{arch:?}");
+    }
+}
+
+/// Returns whatever it was built with at every site.
+struct Fixed(fn(usize, &Tensor) -> Vec<Option<Tensor>>);
+
+impl LoraHook for Fixed {
+    fn wants(&self, _site: InputSite) -> bool {
+        true
+    }
+
+    fn deltas(&mut self, site: InputSite, x: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok((self.0)(site.modules.len(), x))
+    }
+}
+
+fn error_text(result: Result<Tensor>) -> String {
+    format!("{:#}", result.expect_err("an error"))
+}
+
+#[test]
+fn bad_deltas_are_errors() {
+    let model = model(&config(Architecture::Llama));
+    let mut cache = model.new_cache();
+    let mut too_few = Fixed(|_, _| vec![None]);
+    let e = error_text(model.forward(&TOKENS, &mut cache, &mut too_few));
+    assert!(e.contains("returned 1 deltas"), "{e}");
+    let mut wrong_shape = Fixed(|count, x| {
+        let n = x.dim(0).unwrap();
+        vec![Some(Tensor::zeros((n, 3), DType::F32, &Device::Cpu).unwrap()); count]
+    });
+    let e = error_text(model.forward(&TOKENS, &mut cache, &mut wrong_shape));
+    assert!(e.contains("q_proj") && e.contains("[12, 32]"), "{e}");
+    // A failed pass leaves the cache as it was.
+    assert!(cache.is_empty());
+}
+
+fn model_error(config: &ModelConfig, tensors: HashMap<String, Tensor>) -> String {
+    match Model::new(weights(config, tensors)) {
+        Ok(_) => panic!("the model was accepted"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[test]
+fn bad_weights_are_errors_naming_the_tensor() {
+    for arch in [Architecture::Llama, Architecture::ChatGlm2] {
+        let c = config(arch);
+        for (name, shape, _) in shapes(&c) {
+            let mut missing = random_tensors(&c, 7);
+            missing.remove(&name);
+            let e = model_error(&c, missing);
+            assert!(e.contains(&name) && e.contains("no tensor"), "{e}");
+
+            let mut wrong = random_tensors(&c, 7);
+            let mut bad_shape = shape.clone();
+            bad_shape[0] += 1;
+            wrong.insert(
+                name.clone(),
+                Tensor::zeros(bad_shape, DType::F32, &Device::Cpu).unwrap(),
+            );
+            let e = model_error(&c, wrong);
+            assert!(e.contains(&name) && e.contains("shape"), "{e}");
+        }
+    }
+    // A bias the configuration does not announce would be silently dropped: refuse it.
+    let c = plain_llama();
+    let mut tensors = random_tensors(&c, 7);
+    let bias = "model.layers.1.self_attn.v_proj.bias";
+    tensors.insert(
+        bias.into(),
+        Tensor::zeros(16, DType::F32, &Device::Cpu).unwrap(),
+    );
+    let e = model_error(&c, tensors);
+    assert!(e.contains(bias), "{e}");
+    // And a configuration that does not hold together.
+    let c = ModelConfig {
+        num_kv_heads: 3,
+        ..config(Architecture::Llama)
+    };
+    let e = model_error(&c, random_tensors(&config(Architecture::Llama), 7));
+    assert!(e.contains("key/value heads"), "{e}");
+}
+
+#[test]
+fn bad_tokens_are_errors() {
+    let c = config(Architecture::ChatGlm2);
+    let model = model(&c);
+    let mut cache = model.new_cache();
+    let e = error_text(model.forward(&[], &mut cache, &mut NoHook));
+    assert!(e.contains("no tokens"), "{e}");
+    let e = error_text(model.forward(&[1, 64, 2], &mut cache, &mut NoHook));
+    assert!(e.contains("token id 64"), "{e}");
+    let e = error_text(model.forward_all(&[u32::MAX], &mut cache, &mut NoHook));
+    assert!(e.contains("outside the vocabulary"), "{e}");
+    assert!(cache.is_empty());
+
+    let too_long = vec![1u32; c.max_positions + 1];
+    let e = error_text(model.forward(&too_long, &mut cache, &mut NoHook));
+    assert!(e.contains("33 positions"), "{e}");
+    model
+        .forward(&too_long[..c.max_positions], &mut cache, &mut NoHook)
+        .unwrap();
+    let e = error_text(model.forward(&[1], &mut cache, &mut NoHook));
+    assert!(e.contains("33 positions"), "{e}");
+
+    let other = self::model(&config(Architecture::Llama));
+    let mut foreign = other.new_cache();
+    other.forward(&[1], &mut foreign, &mut NoHook).unwrap();
+    let plain = self::model(&plain_llama());
+    let e = error_text(plain.forward(&[1], &mut foreign, &mut NoHook));
+    assert!(e.contains("another shape"), "{e}");
+}
