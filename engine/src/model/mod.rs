@@ -12,10 +12,12 @@ mod layer;
 mod linear;
 pub mod llama;
 mod rope;
+pub mod sampling;
 pub mod weights;
 
 pub use cache::KvCache;
 pub use config::{Architecture, ModelConfig};
 pub use forward::Model;
 pub use hook::{InputSite, LoraHook, NoHook};
+pub use sampling::Sampler;
 pub use weights::ModelWeights;
