@@ -6,21 +6,24 @@
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 
-/// `q`: `[heads, n, head_dim]` (rotated) for positions `start..start + n`; `keys`,
-/// `values`: `[kv_heads, start + n, head_dim]`. Returns `[n, heads · head_dim]`, heads
-/// side by side as o_proj reads them.
-pub(crate) fn attend(q: &Tensor, keys: &Tensor, values: &Tensor, start: usize) -> Result<Tensor> {
+/// `q`: `[heads, n, head_dim]` (rotated); `keys`, `values`: `[kv_heads, total, head_dim]`
+/// with the new positions last; `mask` from [`causal_mask`]. Returns
+/// `[n, heads · head_dim]`, heads side by side as the output projection reads them.
+pub(crate) fn attend(
+    q: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    mask: Option<&Tensor>,
+) -> Result<Tensor> {
     let (heads, n, head_dim) = q.dims3()?;
-    let (kv_heads, total, _) = keys.dims3()?;
+    let kv_heads = keys.dim(0)?;
     let group = heads / kv_heads;
     // Rows of group k: query head k·group + j at position t is row j·n + t.
     let q = (q.reshape((kv_heads, group * n, head_dim))? * (1.0 / (head_dim as f64).sqrt()))?;
     let scores = q.matmul(&keys.t()?)?;
-    let scores = if n > 1 {
-        scores.broadcast_add(&causal_mask(group, n, start, total, q.device())?)?
-    } else {
-        // A single new position sees every cached one.
-        scores
+    let scores = match mask {
+        Some(mask) => scores.broadcast_add(mask)?,
+        None => scores,
     };
     let probs = candle_nn::ops::softmax_last_dim(&scores)?;
     let out = probs.matmul(values)?;
@@ -30,14 +33,19 @@ pub(crate) fn attend(q: &Tensor, keys: &Tensor, values: &Tensor, start: usize) -
         .reshape((n, heads * head_dim))?)
 }
 
-/// `[group · n, total]`: 0 where row j·n + t (position start + t) may look, −∞ after it.
-fn causal_mask(
+/// For `n` new positions after `start` cached ones, `[group · n, start + n]`: 0 where row
+/// j·n + t (position start + t) may look, −∞ after it. None for a single new position,
+/// which sees everything. The same for every layer, so built once per forward pass.
+pub(crate) fn causal_mask(
     group: usize,
     n: usize,
     start: usize,
-    total: usize,
     device: &Device,
-) -> Result<Tensor> {
+) -> Result<Option<Tensor>> {
+    if n == 1 {
+        return Ok(None);
+    }
+    let total = start + n;
     let mut mask = Vec::with_capacity(group * n * total);
     for _ in 0..group {
         for t in 0..n {
@@ -45,5 +53,5 @@ fn causal_mask(
             mask.extend((0..total).map(|j| if j < visible { 0f32 } else { f32::NEG_INFINITY }));
         }
     }
-    Ok(Tensor::from_vec(mask, (group * n, total), device)?)
+    Ok(Some(Tensor::from_vec(mask, (group * n, total), device)?))
 }

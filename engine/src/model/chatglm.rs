@@ -2,7 +2,7 @@
 //! value groups, with a bias), `dense` without bias, and `dense_h_to_4h` whose first half
 //! is the SwiGLU gate and second half the up projection.
 
-use super::layer::{fused, load, Layer, SiteModules};
+use super::layer::{fused, take, Layer, SiteModules};
 use super::rope::RopeStyle;
 use super::ModelWeights;
 use anyhow::Result;
@@ -29,14 +29,14 @@ pub(crate) const EMBEDDING: &str = "transformer.embedding.word_embeddings.weight
 pub(crate) const FINAL_NORM: &str = "transformer.encoder.final_layernorm.weight";
 pub(crate) const OUTPUT_LAYER: &str = "transformer.output_layer.weight";
 
-pub(crate) fn layer(weights: &ModelWeights, i: usize) -> Result<Layer> {
-    let c = &weights.config;
+pub(crate) fn layer(weights: &mut ModelWeights, i: usize) -> Result<Layer> {
+    let c = weights.config.clone();
     let (h, f) = (c.hidden_size, c.intermediate_size);
     let prefix = format!("transformer.encoder.layers.{i}");
     let attn = format!("{prefix}.self_attention");
     let qkv_width = c.q_dim() + 2 * c.kv_dim();
     Ok(Layer {
-        attention_norm: load(weights, &format!("{prefix}.input_layernorm.weight"), &[h])?,
+        attention_norm: take(weights, &format!("{prefix}.input_layernorm.weight"), &[h])?,
         qkv: fused(
             weights,
             &[(&format!("{attn}.query_key_value"), qkv_width)],
@@ -44,7 +44,7 @@ pub(crate) fn layer(weights: &ModelWeights, i: usize) -> Result<Layer> {
             c.qkv_bias,
         )?,
         output: fused(weights, &[(&format!("{attn}.dense"), h)], c.q_dim(), false)?,
-        mlp_norm: load(
+        mlp_norm: take(
             weights,
             &format!("{prefix}.post_attention_layernorm.weight"),
             &[h],

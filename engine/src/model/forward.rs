@@ -2,10 +2,10 @@
 //! [`KvCache`], final norm and output projection, with a [`LoraHook`] at every site.
 
 use super::cache::KvCache;
-use super::layer::{load, Layer, Shared, SiteModules};
+use super::layer::{take, Layer, Shared, SiteModules};
 use super::linear::Linear;
 use super::rope::{RopeStyle, Rotary};
-use super::{chatglm, llama, Architecture, LoraHook, ModelConfig, ModelWeights};
+use super::{attention, chatglm, llama, Architecture, LoraHook, ModelConfig, ModelWeights};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 
@@ -27,7 +27,7 @@ struct Layout {
     embedding: &'static str,
     final_norm: &'static str,
     output: &'static str,
-    layer: fn(&ModelWeights, usize) -> Result<Layer>,
+    layer: fn(&mut ModelWeights, usize) -> Result<Layer>,
 }
 
 const LLAMA: Layout = Layout {
@@ -51,7 +51,7 @@ const CHATGLM2: Layout = Layout {
 impl Model {
     /// Checks every tensor against the configuration, fuses the projections that share an
     /// input and precomputes the rotary tables.
-    pub fn new(weights: ModelWeights) -> Result<Self> {
+    pub fn new(mut weights: ModelWeights) -> Result<Self> {
         let config = weights.config.clone();
         config.validate().context("invalid model configuration")?;
         let layout = match config.arch {
@@ -59,15 +59,15 @@ impl Model {
             Architecture::ChatGlm2 => &CHATGLM2,
         };
         let (vocab, hidden) = (config.vocab_size, config.hidden_size);
-        let embedding = load(&weights, layout.embedding, &[vocab, hidden])?;
+        let embedding = take(&mut weights, layout.embedding, &[vocab, hidden])?;
         let layers = (0..config.num_layers)
-            .map(|i| (layout.layer)(&weights, i))
+            .map(|i| (layout.layer)(&mut weights, i))
             .collect::<Result<Vec<_>>>()?;
-        let final_norm = load(&weights, layout.final_norm, &[hidden])?;
+        let final_norm = take(&mut weights, layout.final_norm, &[hidden])?;
         let output = if config.tie_embeddings {
-            Linear::new(&embedding, None)?
+            Linear::new(embedding.clone(), None)
         } else {
-            Linear::new(&load(&weights, layout.output, &[vocab, hidden])?, None)?
+            Linear::new(take(&mut weights, layout.output, &[vocab, hidden])?, None)
         };
         let rotary = Rotary::new(&config, layout.rope, &weights.device)?;
         Ok(Self {
@@ -143,9 +143,11 @@ impl Model {
         }
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = self.embedding.index_select(&ids, 0)?;
+        let group = c.num_heads / c.num_kv_heads;
+        let mask = attention::causal_mask(group, tokens.len(), cache.len(), &self.device)?;
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer
-                .forward(i, &x, cache, hook, &self.shared)
+                .forward(i, &x, mask.as_ref(), cache, hook, &self.shared)
                 .with_context(|| format!("layer {i}"))?;
         }
         cache.advance(tokens.len());

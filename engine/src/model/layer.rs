@@ -79,10 +79,12 @@ impl Shared {
 impl Layer {
     /// Runs layer `index` on `x`, `[n, hidden]`, the rows for positions
     /// `cache.len()..cache.len() + n`, writing this layer's keys and values to `cache`.
+    /// `mask` is [`attention::causal_mask`] for those positions.
     pub(crate) fn forward(
         &self,
         index: usize,
         x: &Tensor,
+        mask: Option<&Tensor>,
         cache: &mut KvCache,
         hook: &mut dyn LoraHook,
         shared: &Shared,
@@ -109,7 +111,7 @@ impl Layer {
             .apply(&heads(c.num_heads, c.num_kv_heads)?, start)?;
         let v = heads(c.num_heads + c.num_kv_heads, c.num_kv_heads)?;
         let (keys, values) = cache.append(index, &k, &v)?;
-        let attended = attention::attend(&q, &keys, &values, start)?;
+        let attended = attention::attend(&q, &keys, &values, mask)?;
         let out = self.output.forward(&attended)?;
         let out = add_deltas(hook, index, output_site, &attended, out)?;
         let x = (x + out)?;
@@ -181,15 +183,18 @@ fn add_deltas(
     Ok((y + delta)?)
 }
 
-/// The tensor `name`, checked to have `shape`, as f32.
-pub(crate) fn load(weights: &ModelWeights, name: &str, shape: &[usize]) -> Result<Tensor> {
-    Ok(weights.get(name, shape)?.to_dtype(DType::F32)?)
+/// The tensor `name`, checked to have `shape`, as f32, taken out of `weights` so the
+/// fused copies never coexist with all the originals (peak memory stays near one model).
+pub(crate) fn take(weights: &mut ModelWeights, name: &str, shape: &[usize]) -> Result<Tensor> {
+    let tensor = weights.get(name, shape)?.to_dtype(DType::F32)?;
+    weights.tensors.remove(name);
+    Ok(tensor)
 }
 
 /// Several projections' weights (and, with `bias`, their biases) stacked into one, in
 /// order, so one matrix product serves them all.
 pub(crate) fn fused(
-    weights: &ModelWeights,
+    weights: &mut ModelWeights,
     parts: &[(&str, usize)],
     d_in: usize,
     bias: bool,
@@ -197,10 +202,10 @@ pub(crate) fn fused(
     let mut matrices = Vec::with_capacity(parts.len());
     let mut biases = Vec::with_capacity(parts.len());
     for &(name, d_out) in parts {
-        matrices.push(load(weights, &format!("{name}.weight"), &[d_out, d_in])?);
+        matrices.push(take(weights, &format!("{name}.weight"), &[d_out, d_in])?);
         let bias_name = format!("{name}.bias");
         if bias {
-            biases.push(load(weights, &bias_name, &[d_out])?);
+            biases.push(take(weights, &bias_name, &[d_out])?);
         } else if weights.tensors.contains_key(&bias_name) {
             bail!(
                 "the model has a tensor {bias_name}, but the configuration says {name} has no bias"
@@ -213,5 +218,5 @@ pub(crate) fn fused(
     } else {
         None
     };
-    Linear::new(&weight, bias)
+    Ok(Linear::new(weight, bias))
 }

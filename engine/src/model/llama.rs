@@ -1,6 +1,6 @@
 //! The Llama family (Llama 2/3, Mistral, Qwen2, SmolLM2) under Hugging Face names.
 
-use super::layer::{fused, load, Layer, SiteModules};
+use super::layer::{fused, take, Layer, SiteModules};
 use super::rope::RopeStyle;
 use super::ModelWeights;
 use anyhow::Result;
@@ -26,13 +26,13 @@ pub(crate) const EMBEDDING: &str = "model.embed_tokens.weight";
 pub(crate) const FINAL_NORM: &str = "model.norm.weight";
 pub(crate) const OUTPUT_LAYER: &str = "lm_head.weight";
 
-pub(crate) fn layer(weights: &ModelWeights, i: usize) -> Result<Layer> {
-    let c = &weights.config;
+pub(crate) fn layer(weights: &mut ModelWeights, i: usize) -> Result<Layer> {
+    let c = weights.config.clone();
     let (h, f) = (c.hidden_size, c.intermediate_size);
     let attn = format!("model.layers.{i}.self_attn");
     let mlp = format!("model.layers.{i}.mlp");
     Ok(Layer {
-        attention_norm: load(
+        attention_norm: take(
             weights,
             &format!("model.layers.{i}.input_layernorm.weight"),
             &[h],
@@ -48,7 +48,7 @@ pub(crate) fn layer(weights: &ModelWeights, i: usize) -> Result<Layer> {
             c.qkv_bias,
         )?,
         output: fused(weights, &[(&format!("{attn}.o_proj"), h)], c.q_dim(), false)?,
-        mlp_norm: load(
+        mlp_norm: take(
             weights,
             &format!("model.layers.{i}.post_attention_layernorm.weight"),
             &[h],
