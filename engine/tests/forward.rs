@@ -576,8 +576,26 @@ fn bad_deltas_are_errors() {
     });
     let e = error_text(model.forward(&TOKENS, &mut cache, &mut wrong_shape));
     assert!(e.contains("q_proj") && e.contains("[12, 32]"), "{e}");
-    // A failed pass leaves the cache as it was.
+    // A failed pass leaves the cache as it was, even after some layers wrote to it.
     assert!(cache.is_empty());
+    let mut fresh = model.new_cache();
+    model
+        .forward(&TOKENS[..4], &mut fresh, &mut NoHook)
+        .unwrap();
+    model
+        .forward(&TOKENS[..4], &mut cache, &mut NoHook)
+        .unwrap();
+    let mut late = Fixed(|count, _| vec![None; count + usize::from(count == 1)]);
+    let e = error_text(model.forward(&TOKENS[4..], &mut cache, &mut late));
+    assert!(e.contains("o_proj"), "{e}");
+    assert_eq!(cache.len(), 4);
+    let want = model
+        .forward(&TOKENS[4..], &mut fresh, &mut NoHook)
+        .unwrap();
+    let got = model
+        .forward(&TOKENS[4..], &mut cache, &mut NoHook)
+        .unwrap();
+    assert_eq!(relative_error(&got, &want), 0.0);
 }
 
 fn model_error(config: &ModelConfig, tensors: HashMap<String, Tensor>) -> String {

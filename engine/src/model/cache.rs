@@ -9,6 +9,8 @@ use candle_core::{DType, Device, Tensor};
 /// Smallest allocation, in positions (short chats never regrow).
 const MIN_CAPACITY: usize = 256;
 
+/// The past of one sequence, made by [`super::Model::new_cache`] and extended by each
+/// forward pass.
 pub struct KvCache {
     /// One entry per layer, allocated on the layer's first write.
     layers: Vec<Option<LayerKv>>,
