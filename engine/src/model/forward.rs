@@ -1,0 +1,161 @@
+//! The forward pass of a whole model: token embedding, the decoder layers over a
+//! [`KvCache`], final norm and output projection, with a [`LoraHook`] at every site.
+
+use super::cache::KvCache;
+use super::layer::{take, Layer, Shared, SiteModules};
+use super::linear::Linear;
+use super::rope::{RopeStyle, Rotary};
+use super::{attention, chatglm, llama, Architecture, LoraHook, ModelConfig, ModelWeights};
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+
+pub struct Model {
+    shared: Shared,
+    device: Device,
+    /// `[vocab, hidden]`.
+    embedding: Tensor,
+    layers: Vec<Layer>,
+    final_norm: Tensor,
+    /// `[hidden]` → `[vocab]`.
+    output: Linear,
+}
+
+/// Where one architecture keeps its tensors and how it turns its heads.
+struct Layout {
+    sites: SiteModules,
+    rope: RopeStyle,
+    embedding: &'static str,
+    final_norm: &'static str,
+    output: &'static str,
+    layer: fn(&mut ModelWeights, usize) -> Result<Layer>,
+}
+
+const LLAMA: Layout = Layout {
+    sites: llama::SITES,
+    rope: llama::ROPE,
+    embedding: llama::EMBEDDING,
+    final_norm: llama::FINAL_NORM,
+    output: llama::OUTPUT_LAYER,
+    layer: llama::layer,
+};
+
+const CHATGLM2: Layout = Layout {
+    sites: chatglm::SITES,
+    rope: chatglm::ROPE,
+    embedding: chatglm::EMBEDDING,
+    final_norm: chatglm::FINAL_NORM,
+    output: chatglm::OUTPUT_LAYER,
+    layer: chatglm::layer,
+};
+
+impl Model {
+    /// Checks every tensor against the configuration, fuses the projections that share an
+    /// input and precomputes the rotary tables.
+    pub fn new(mut weights: ModelWeights) -> Result<Self> {
+        let config = weights.config.clone();
+        config.validate().context("invalid model configuration")?;
+        let layout = match config.arch {
+            Architecture::Llama => &LLAMA,
+            Architecture::ChatGlm2 => &CHATGLM2,
+        };
+        let (vocab, hidden) = (config.vocab_size, config.hidden_size);
+        let embedding = take(&mut weights, layout.embedding, &[vocab, hidden])?;
+        let layers = (0..config.num_layers)
+            .map(|i| (layout.layer)(&mut weights, i))
+            .collect::<Result<Vec<_>>>()?;
+        let final_norm = take(&mut weights, layout.final_norm, &[hidden])?;
+        let output = if config.tie_embeddings {
+            Linear::new(embedding.clone(), None)
+        } else {
+            Linear::new(take(&mut weights, layout.output, &[vocab, hidden])?, None)
+        };
+        let rotary = Rotary::new(&config, layout.rope, &weights.device)?;
+        Ok(Self {
+            shared: Shared::new(config, rotary, &layout.sites)?,
+            device: weights.device,
+            embedding,
+            layers,
+            final_norm,
+            output,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.shared.config
+    }
+
+    /// An empty cache for one sequence.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.config(), &self.device)
+    }
+
+    /// Appends `tokens` to the sequence in `cache` (a whole prompt, or one token while
+    /// decoding) and returns the logits after the last of them, `[vocab]` f32.
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        hook: &mut dyn LoraHook,
+    ) -> Result<Tensor> {
+        let hidden = self.layers(tokens, cache, hook)?;
+        // Only the last position's logits are needed to go on: skip the rest of the head.
+        let last = hidden.narrow(0, tokens.len() - 1, 1)?;
+        Ok(self.logits(&last)?.squeeze(0)?)
+    }
+
+    /// As [`forward`](Self::forward), with the logits after every token, `[tokens, vocab]`.
+    pub fn forward_all(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        hook: &mut dyn LoraHook,
+    ) -> Result<Tensor> {
+        let hidden = self.layers(tokens, cache, hook)?;
+        self.logits(&hidden)
+    }
+
+    /// Hidden states after the last layer, `[tokens, hidden]`, before the final norm.
+    fn layers(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        hook: &mut dyn LoraHook,
+    ) -> Result<Tensor> {
+        let c = self.config();
+        if tokens.is_empty() {
+            bail!("no tokens to run the model on");
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
+            bail!(
+                "token id {bad} is outside the vocabulary of {}",
+                c.vocab_size
+            );
+        }
+        if !cache.fits(c) {
+            bail!("the key/value cache was made for a model of another shape");
+        }
+        let end = cache.len() + tokens.len();
+        if end > c.max_positions {
+            bail!(
+                "the sequence would reach {end} positions, the model accepts {}",
+                c.max_positions
+            );
+        }
+        let ids = Tensor::new(tokens, &self.device)?;
+        let mut x = self.embedding.index_select(&ids, 0)?;
+        let group = c.num_heads / c.num_kv_heads;
+        let mask = attention::causal_mask(group, tokens.len(), cache.len(), &self.device)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer
+                .forward(i, &x, mask.as_ref(), cache, hook, &self.shared)
+                .with_context(|| format!("layer {i}"))?;
+        }
+        cache.advance(tokens.len());
+        Ok(x)
+    }
+
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let h = candle_nn::ops::rms_norm(hidden, &self.final_norm, self.config().rms_eps as f32)?;
+        self.output.forward(&h)
+    }
+}
