@@ -54,14 +54,17 @@ impl ModelConfig {
                 bail!("{name} is 0");
             }
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             bail!(
                 "{} attention heads cannot be shared by {} key/value heads",
                 self.num_heads,
                 self.num_kv_heads
             );
         }
-        if self.rotary_dim == 0 || self.rotary_dim > self.head_dim || self.rotary_dim % 2 != 0 {
+        if self.rotary_dim == 0
+            || self.rotary_dim > self.head_dim
+            || !self.rotary_dim.is_multiple_of(2)
+        {
             bail!(
                 "rotary dimension {} does not fit a head of {}",
                 self.rotary_dim,

@@ -16,27 +16,17 @@ pub struct InputSite {
     pub modules: &'static [&'static str],
 }
 
-/// The input sites of one Llama-family layer, in forward order.
-pub const LLAMA_SITES: [&[&str]; 4] = [
-    &["q_proj", "k_proj", "v_proj"],
-    &["o_proj"],
-    &["gate_proj", "up_proj"],
-    &["down_proj"],
-];
-
-/// The input sites of one ChatGLM2 layer, in forward order.
-pub const CHATGLM2_SITES: [&[&str]; 4] = [
-    &["query_key_value"],
-    &["dense"],
-    &["dense_h_to_4h"],
-    &["dense_4h_to_h"],
-];
-
 /// Every input site of `layer`, in forward order.
 pub fn input_sites(arch: Architecture, layer: usize) -> Vec<InputSite> {
+    use super::{chatglm, llama};
     let modules = match arch {
-        Architecture::Llama => LLAMA_SITES,
-        Architecture::ChatGlm2 => CHATGLM2_SITES,
+        Architecture::Llama => [llama::QKV, llama::OUTPUT, llama::GATE_UP, llama::DOWN],
+        Architecture::ChatGlm2 => [
+            chatglm::QKV,
+            chatglm::OUTPUT,
+            chatglm::GATE_UP,
+            chatglm::DOWN,
+        ],
     };
     modules
         .iter()
