@@ -3,7 +3,10 @@
 //! projection (where the LoRA delta, in plaintext or encrypted, is added).
 
 pub mod config;
+pub mod gguf;
+pub mod hf;
 pub mod hook;
+pub mod names;
 pub mod weights;
 
 pub use config::{Architecture, ModelConfig};
