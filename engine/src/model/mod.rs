@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod config;
+pub mod fetch;
 pub mod gguf;
 pub mod hf;
 pub mod hook;
