@@ -4,21 +4,31 @@
 
 mod attention;
 pub mod cache;
+pub mod chat;
 pub mod chatglm;
 pub mod config;
+pub mod fetch;
 pub mod forward;
+pub mod gguf;
+pub mod hf;
 pub mod hook;
 mod layer;
 mod linear;
 pub mod llama;
+pub mod load;
+pub mod names;
 pub mod presets;
 mod rope;
 pub mod sampling;
+pub mod tokenizer;
 pub mod weights;
 
 pub use cache::KvCache;
+pub use chat::{ChatMessage, ChatTemplate};
 pub use config::{Architecture, ModelConfig};
 pub use forward::Model;
 pub use hook::{input_sites, InputSite, LoraHook, NoHook};
+pub use load::{load_model, LoadedModel};
 pub use sampling::Sampler;
+pub use tokenizer::{StreamDecoder, TextTokenizer};
 pub use weights::ModelWeights;
