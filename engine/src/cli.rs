@@ -1,8 +1,9 @@
 //! Command-line interface: argument definitions and dispatch to the subcommands.
 
 use crate::attack::{self, AttackCommand};
-use crate::bench::{self, lora::LoraOptions, ops::OpsOptions};
-use anyhow::{Context, Result};
+use crate::bench::{self, lora::LoraOptions, ops::OpsOptions, token::TokenOptions};
+use crate::generate::{self, DeviceChoice, GenerateOptions, Mode};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 
@@ -19,6 +20,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Answers a prompt with the base model and the LoRA adapter: plain, lora (adapter in
+    /// plaintext) or secure (adapter applied by the server on encrypted inputs). With no
+    /// arguments: the demo (default model, demo adapter, secure mode, a domain question).
+    Generate(GenerateArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -27,12 +32,96 @@ pub enum Command {
     Attack(AttackCommand),
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The user's message (the chat template of instruct models is applied). Default: a
+    /// question from the demo adapter's domain.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// A GGUF file or a Hugging Face directory. Default: SmolLM2-135M-Instruct, fetched
+    /// into the cache dir on first use.
+    #[arg(long)]
+    pub model: Option<std::path::PathBuf>,
+    /// A PEFT LoRA adapter directory. Default (with the default model): the demo adapter.
+    #[arg(long)]
+    pub adapter: Option<std::path::PathBuf>,
+    #[arg(long, value_enum, default_value_t = Mode::Secure)]
+    pub mode: Mode,
+    /// Most tokens to generate (stops earlier at end of sequence).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=8192))]
+    pub max_tokens: u32,
+    /// Seeded top-p sampling with this seed; greedy decoding without it.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Nucleus mass for sampling (with --seed).
+    #[arg(long, default_value_t = 0.9)]
+    pub top_p: f64,
+    /// Softmax temperature for sampling (with --seed).
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f64,
+    /// The server's Private Linear Layer (noise on B, flooding, query budget).
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub pll: Switch,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
+    /// After a secure run, compare its logits and tokens with the plaintext lora reference.
+    #[arg(long)]
+    pub check: bool,
+    /// Print exactly one JSON object on stdout (no streamed text).
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Times each CKKS operation on the CPU, single-threaded (medians in microseconds).
     Ops(OpsArgs),
     /// Applies one LoRA plan to encrypted inputs on the CPU (client and server in-process).
     Lora(LoraArgs),
+    /// Per-token latency of secure decoding at a model preset's shapes (random weights).
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Model shapes: chatglm2-6b, llama2-7b, llama3-8b or smollm2-135m.
+    #[arg(long, default_value = "chatglm2-6b")]
+    pub preset: String,
+    /// LoRA rank (1 … 64).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub rank: u32,
+    /// Adapted projections, comma-separated PEFT names (default: PEFT's default for the
+    /// architecture: query_key_value for ChatGLM2, q_proj,v_proj for Llama).
+    #[arg(long, value_delimiter = ',')]
+    pub targets: Option<Vec<String>>,
+    /// Decoded tokens timed.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub tokens: u32,
+    /// Prompt tokens of the prefill.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub prompt_tokens: u32,
+    /// Sequences in flight.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub batch: u32,
+    #[arg(long, value_enum, default_value_t = Mode::Secure)]
+    pub mode: Mode,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
+    /// Only the HE path at the preset's shapes (for CPUs where the base model does not fit).
+    #[arg(long)]
+    pub he_only: bool,
+    /// The server's Private Linear Layer.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub pll: Switch,
+    /// Print exactly one JSON object on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -79,13 +168,56 @@ pub struct OpsArgs {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Generate(args) => generate_text(&args),
         Command::Bench(BenchCommand::Ops(args)) => bench_ops(&args),
         Command::Bench(BenchCommand::Lora(args)) => bench_lora(&args),
+        Command::Bench(BenchCommand::Token(args)) => bench_token(&args),
         Command::Attack(AttackCommand::Extract(args)) => {
             let report = attack::extract(&args)?;
             write_report(&report, args.json, || report.table())
         }
     }
+}
+
+fn generate_text(args: &GenerateArgs) -> Result<()> {
+    let options = GenerateOptions {
+        prompt: args.prompt.clone(),
+        model: args.model.clone(),
+        adapter: args.adapter.clone(),
+        mode: args.mode,
+        max_tokens: args.max_tokens as usize,
+        seed: args.seed,
+        top_p: args.top_p,
+        temperature: args.temperature,
+        pll: args.pll == Switch::On,
+        device: args.device,
+        stream: !args.json,
+        check: args.check,
+    };
+    let report = generate::run(&options)?;
+    write_report(&report, args.json, || format!("\n{}", report.table()))
+}
+
+fn bench_token(args: &TokenArgs) -> Result<()> {
+    if !args.he_only {
+        bail!(
+            "bench token without --he-only needs the base model at the preset's shapes on a \
+             GPU (the CUDA path is not built yet); run it with --he-only"
+        );
+    }
+    if args.mode != Mode::Secure || args.device != DeviceChoice::Cpu || args.batch != 1 {
+        bail!("--he-only runs secure mode on the CPU with --batch 1 so far");
+    }
+    let options = TokenOptions {
+        preset: args.preset.clone(),
+        rank: args.rank as usize,
+        targets: args.targets.clone(),
+        tokens: args.tokens as usize,
+        prompt_tokens: args.prompt_tokens as usize,
+        pll: args.pll == Switch::On,
+    };
+    let report = bench::token::run_he_only(&options)?;
+    write_report(&report, args.json, || report.table())
 }
 
 fn bench_ops(args: &OpsArgs) -> Result<()> {

@@ -1,0 +1,309 @@
+//! `helora generate`: a prompt answered by the base model, with the LoRA adapter applied
+//! not at all (`plain`), in plaintext (`lora`) or on encrypted inputs by a separate server
+//! role (`secure`). Streams the text and ends with a timing summary.
+
+pub mod demo;
+pub mod report;
+
+use crate::adapter::LoraAdapter;
+use crate::model::{fetch, load_model, ChatMessage, LoadedModel, LoraHook, Model, NoHook, Sampler};
+use crate::plain_lora::PlainLoraHook;
+use crate::secure::{self, SecureClient, SecureHook, SecureServer};
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use helora::pll::{ClientId, PllSettings};
+use report::{CheckReport, GenerateReport, HeReport};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The base model alone.
+    Plain,
+    /// The adapter applied in plaintext (the reference).
+    Lora,
+    /// The adapter applied by the server on encrypted inputs, with the PLL.
+    Secure,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    Cpu,
+    Cuda,
+}
+
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    pub prompt: Option<String>,
+    pub model: Option<PathBuf>,
+    pub adapter: Option<PathBuf>,
+    pub mode: Mode,
+    pub max_tokens: usize,
+    /// Seeded top-p sampling; greedy without it.
+    pub seed: Option<u64>,
+    pub top_p: f64,
+    pub temperature: f64,
+    pub pll: bool,
+    pub device: DeviceChoice,
+    /// Stream the answer to stdout while it is generated.
+    pub stream: bool,
+    /// After a `secure` run, compare its logits and tokens with the `lora` reference.
+    pub check: bool,
+}
+
+pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
+    let device = match options.device {
+        DeviceChoice::Cpu => Device::Cpu,
+        DeviceChoice::Cuda => bail!(
+            "--device cuda: this build of helora has no CUDA support for the base model yet; \
+             use --device cpu"
+        ),
+    };
+    if options.max_tokens == 0 {
+        bail!("--max-tokens must be at least 1");
+    }
+    let sampler = match options.seed {
+        Some(seed) => Sampler::top_p(options.top_p, options.temperature, seed)?,
+        None => Sampler::greedy(),
+    };
+
+    let model_path = match &options.model {
+        Some(path) => path.clone(),
+        None => fetch::default_model_path(true)?,
+    };
+    let start = Instant::now();
+    let LoadedModel {
+        weights,
+        tokenizer,
+        chat,
+        source,
+    } = load_model(&model_path, &device, true)?;
+    let model = Model::new(weights).with_context(|| format!("model {}", source.display()))?;
+    let load_ms = ms(start.elapsed());
+
+    let adapter = match options.mode {
+        Mode::Plain => None,
+        Mode::Lora | Mode::Secure => {
+            let dir = match &options.adapter {
+                Some(dir) => dir.clone(),
+                None if options.model.is_none() => demo::adapter_dir()?,
+                None => bail!(
+                    "--mode {:?} needs --adapter DIR (a PEFT adapter) for a model other than \
+                     the default",
+                    options.mode
+                ),
+            };
+            Some(LoraAdapter::load(&dir, model.config())?)
+        }
+    };
+
+    let prompt = options
+        .prompt
+        .clone()
+        .unwrap_or_else(|| demo::PROMPT.to_string());
+    // A rendered template carries its own special tokens; a raw prompt gets the model's.
+    let prompt_ids = match &chat {
+        Some(template) => {
+            tokenizer.encode_chat(&template.render(&[ChatMessage::new("user", &prompt)], true)?)?
+        }
+        None => tokenizer.encode(&prompt)?,
+    };
+    if prompt_ids.is_empty() {
+        bail!("the prompt encodes to no tokens");
+    }
+
+    let mut secure_state = None;
+    let mut plain_hook = None;
+    if let Some(adapter) = &adapter {
+        match options.mode {
+            Mode::Secure => {
+                let params = secure::parameters()?;
+                let settings = if options.pll {
+                    PllSettings::default()
+                } else {
+                    PllSettings::off()
+                };
+                let start = Instant::now();
+                let mut server = SecureServer::new(&params, adapter, settings)?;
+                let (client, keys) = SecureClient::new(&params, server.manifest().clone())?;
+                let id = ClientId(1);
+                server.register_client(id, &keys.eval_keys, &keys.public_key)?;
+                let setup_ms = ms(start.elapsed());
+                secure_state = Some((
+                    client,
+                    server,
+                    id,
+                    keys.eval_keys.len() + keys.public_key.len(),
+                    setup_ms,
+                ));
+            }
+            _ => plain_hook = Some(PlainLoraHook::new(adapter, &device)?),
+        }
+    }
+
+    let mut decoder = tokenizer.stream();
+    let mut out = std::io::stdout().lock();
+    let mut emit = |piece: &str| -> Result<()> {
+        if options.stream {
+            out.write_all(piece.as_bytes())
+                .and_then(|_| out.flush())
+                .context("writing the answer")?;
+        }
+        Ok(())
+    };
+
+    let mut cache = model.new_cache();
+    let mut sampler = sampler;
+    let mut tokens: Vec<u32> = Vec::new();
+    let mut step_logits: Vec<Tensor> = Vec::new();
+    let mut decode_times: Vec<Duration> = Vec::new();
+    let mut he_prefill = None;
+    let mut text_out = String::new();
+    let prefill_ms;
+    let he;
+    {
+        let mut secure_hook = secure_state
+            .as_mut()
+            .map(|(client, server, id, _, _)| SecureHook {
+                client,
+                server,
+                id: *id,
+                stats: Default::default(),
+            });
+        let mut no_hook = NoHook;
+
+        let start = Instant::now();
+        let mut logits = model.forward(
+            &prompt_ids,
+            &mut cache,
+            active_hook(&mut secure_hook, &mut plain_hook, &mut no_hook),
+        )?;
+        prefill_ms = ms(start.elapsed());
+        loop {
+            let next = sampler.sample(&logits)?;
+            if options.check {
+                step_logits.push(logits.clone());
+            }
+            if tokenizer.eos_ids().contains(&next) {
+                tokens.push(next);
+                break;
+            }
+            tokens.push(next);
+            let piece = decoder.push(next)?;
+            text_out.push_str(&piece);
+            emit(&piece)?;
+            if tokens.len() >= options.max_tokens {
+                break;
+            }
+            if he_prefill.is_none() {
+                he_prefill = Some(stats_of(&secure_hook));
+            }
+            let start = Instant::now();
+            logits = model.forward(
+                &[next],
+                &mut cache,
+                active_hook(&mut secure_hook, &mut plain_hook, &mut no_hook),
+            )?;
+            decode_times.push(start.elapsed());
+        }
+        let rest = decoder.flush()?;
+        text_out.push_str(&rest);
+        emit(&rest)?;
+        if options.stream {
+            emit("\n")?;
+        }
+        he = secure_hook.map(|h| (h.stats, he_prefill.unwrap_or_default()));
+    }
+
+    let check = match (options.check, options.mode, &adapter) {
+        (true, Mode::Secure, Some(adapter)) => Some(check_against_lora(
+            &model,
+            adapter,
+            &device,
+            &prompt_ids,
+            &tokens,
+            &step_logits,
+        )?),
+        (true, _, _) => {
+            bail!("--check compares a secure run with the lora reference: use --mode secure")
+        }
+        _ => None,
+    };
+
+    let he = match (he, &secure_state) {
+        (Some((total, prefill)), Some((client, server, _, key_bytes, setup_ms))) => {
+            Some(HeReport::new(
+                total,
+                prefill,
+                decode_times.len(),
+                *key_bytes,
+                *setup_ms,
+                client.manifest().projections.len(),
+                server.settings(),
+            ))
+        }
+        _ => None,
+    };
+    Ok(GenerateReport::new(
+        options,
+        &source,
+        adapter.as_ref().map(|a| a.source.clone()),
+        prompt,
+        prompt_ids.len(),
+        text_out,
+        tokens,
+        load_ms,
+        prefill_ms,
+        &decode_times,
+        he,
+        check,
+    ))
+}
+
+/// The hook of the run's mode.
+fn active_hook<'a>(
+    secure: &'a mut Option<SecureHook<'_>>,
+    plain: &'a mut Option<PlainLoraHook>,
+    none: &'a mut NoHook,
+) -> &'a mut dyn LoraHook {
+    match (secure, plain) {
+        (Some(h), _) => h,
+        (None, Some(h)) => h,
+        (None, None) => none,
+    }
+}
+
+/// The HE counters so far (the prefill's share, taken before the first decode step).
+fn stats_of(hook: &Option<SecureHook>) -> secure::HeStats {
+    hook.as_ref().map(|h| h.stats).unwrap_or_default()
+}
+
+/// Teacher-forces the `lora` reference over the secure run's tokens and compares logits
+/// and greedy choices step by step.
+fn check_against_lora(
+    model: &Model,
+    adapter: &LoraAdapter,
+    device: &Device,
+    prompt: &[u32],
+    tokens: &[u32],
+    secure_logits: &[Tensor],
+) -> Result<CheckReport> {
+    let mut hook = PlainLoraHook::new(adapter, device)?;
+    let mut sequence = prompt.to_vec();
+    sequence.extend(&tokens[..tokens.len().saturating_sub(1)]);
+    let mut cache = model.new_cache();
+    let all = model.forward_all(&sequence, &mut cache, &mut hook)?;
+    let mut report = CheckReport::default();
+    for (step, secure) in secure_logits.iter().enumerate() {
+        let reference = all.get(prompt.len() - 1 + step)?;
+        report.add_step(&reference.to_vec1::<f32>()?, &secure.to_vec1::<f32>()?);
+    }
+    Ok(report)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
