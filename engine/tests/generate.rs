@@ -1,0 +1,202 @@
+//! The real model end to end: SmolLM2-135M-Instruct (the default model, fetched into the
+//! cache on first use; a failed fetch fails these tests) against Hugging Face transformers'
+//! logits and greedy runs (engine/tests/data/smollm2, made by
+//! scripts/reference/make_reference.py), and `generate` in its three modes with the demo
+//! adapter: secure decoding with the PLL off gives exactly the lora tokens, and with the
+//! PLL on its effect is measured.
+
+use anyhow::{Context, Result};
+use candle_core::{Device, Tensor};
+use helora_engine::generate::{self, DeviceChoice, GenerateOptions, Mode};
+use helora_engine::model::{fetch, load_model, Model, NoHook};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// The 135M model is loaded by several tests; one at a time keeps memory and the two
+/// cores for the test that runs.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/smollm2")
+        .join(name)
+}
+
+fn reference() -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(data("reference.json"))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+fn ids(value: &serde_json::Value) -> Vec<u32> {
+    value
+        .as_array()
+        .expect("an id list")
+        .iter()
+        .map(|v| v.as_u64().expect("an id") as u32)
+        .collect()
+}
+
+fn relative_error(got: &[f32], want: &[f32]) -> f64 {
+    let (mut e, mut n) = (0.0f64, 0.0f64);
+    for (&g, &w) in got.iter().zip(want) {
+        e += f64::from(g - w).powi(2);
+        n += f64::from(w).powi(2);
+    }
+    (e / n).sqrt()
+}
+
+#[test]
+fn smollm2_matches_transformers() -> Result<()> {
+    let _guard = ONE_AT_A_TIME.lock();
+    let reference = reference()?;
+    let logits = candle_core::safetensors::load(data("reference.safetensors"), &Device::Cpu)?;
+    let path = fetch::default_model_path(false)?;
+    let loaded = load_model(&path, &Device::Cpu, false)?;
+    let chat = loaded
+        .chat
+        .as_ref()
+        .context("SmolLM2 has a chat template")?;
+    let tokenizer = loaded.tokenizer;
+    let model = Model::new(loaded.weights)?;
+    let prompts = reference["prompts"].as_array().context("prompts")?;
+    assert!(prompts.len() >= 3);
+    for case in prompts {
+        let prompt = case["prompt"].as_str().context("prompt")?;
+        let text = chat.render(
+            &[helora_engine::model::ChatMessage::new("user", prompt)],
+            true,
+        )?;
+        assert_eq!(text, case["chat_text"].as_str().context("chat_text")?);
+        let prompt_ids = tokenizer.encode_chat(&text)?;
+        assert_eq!(prompt_ids, ids(&case["token_ids"]), "{prompt}");
+
+        let mut cache = model.new_cache();
+        let got = model.forward(&prompt_ids, &mut cache, &mut NoHook)?;
+        let name = case["last_logits_tensor"].as_str().context("tensor name")?;
+        let want: Vec<f32> = logits[name].to_vec1()?;
+        let err = relative_error(&got.to_vec1()?, &want);
+        assert!(err < 1e-3, "{prompt}: relative logit error {err}");
+
+        // Greedy continuation with the KV cache, token for token.
+        let want_ids = ids(&case["greedy_ids"]);
+        let mut generated = Vec::new();
+        let mut logits = got;
+        for _ in 0..want_ids.len() {
+            let next = argmax(&logits)?;
+            generated.push(next);
+            if tokenizer.eos_ids().contains(&next) {
+                break;
+            }
+            logits = model.forward(&[next], &mut cache, &mut NoHook)?;
+        }
+        assert_eq!(generated, want_ids, "{prompt}");
+        assert_eq!(
+            tokenizer.decode(&generated)?.trim_end_matches("<|im_end|>"),
+            case["greedy_text"]
+                .as_str()
+                .context("greedy_text")?
+                .trim_end_matches("<|im_end|>")
+        );
+    }
+    Ok(())
+}
+
+fn argmax(logits: &Tensor) -> Result<u32> {
+    Ok(logits.argmax(0)?.to_scalar::<u32>()?)
+}
+
+fn options(mode: Mode, pll: bool, check: bool, max_tokens: usize) -> GenerateOptions {
+    GenerateOptions {
+        prompt: None,
+        model: None,
+        adapter: None,
+        mode,
+        max_tokens,
+        seed: None,
+        top_p: 0.9,
+        temperature: 0.7,
+        pll,
+        device: DeviceChoice::Cpu,
+        stream: false,
+        check,
+    }
+}
+
+#[test]
+fn the_demo_adapter_changes_the_answer_and_secure_decoding_equals_lora() -> Result<()> {
+    let _guard = ONE_AT_A_TIME.lock();
+    let tokens = 24;
+    let plain = generate::run(&options(Mode::Plain, false, false, tokens))?;
+    let lora = generate::run(&options(Mode::Lora, false, false, tokens))?;
+    let secure = generate::run(&options(Mode::Secure, false, true, tokens))?;
+
+    // The adapter knows the domain; the base model does not.
+    assert_ne!(plain.tokens, lora.tokens);
+    assert!(lora.text.contains("E4"), "adapted answer: {}", lora.text);
+    // With the PLL off the encrypted path reproduces the plaintext adapter exactly, token
+    // for token, with logits within CKKS precision.
+    assert_eq!(secure.tokens, lora.tokens);
+    assert_eq!(secure.text, lora.text);
+    let check = secure.check.as_ref().context("--check report")?;
+    assert!(check.tokens_match);
+    assert_eq!(check.steps, secure.tokens.len());
+    assert!(
+        check.mean_relative_logit_error < 1e-4,
+        "{}",
+        check.mean_relative_logit_error
+    );
+
+    // The report: HE share and bytes per token of the 30 q/v input sites.
+    let he = secure.he.as_ref().context("HE report")?;
+    assert_eq!(he.adapted_projections, 60);
+    assert_eq!(he.requests_per_token, 30.0);
+    assert!(secure.he_eval_ms.is_some_and(|v| v > 0.0));
+    assert!(secure.upload_bytes_per_token.is_some_and(|v| v > 0.0));
+    assert!(secure.download_bytes_per_token.is_some_and(|v| v > 0.0));
+    assert!(plain.he.is_none() && lora.he.is_none());
+    Ok(())
+}
+
+#[test]
+fn the_pll_effect_on_logits_is_reported() -> Result<()> {
+    let _guard = ONE_AT_A_TIME.lock();
+    let secure = generate::run(&options(Mode::Secure, true, true, 8))?;
+    let check = secure.check.as_ref().context("--check report")?;
+    let he = secure.he.as_ref().context("HE report")?;
+    assert!(he.pll_noise > 0.0 && he.pll_flooding);
+    assert_eq!(check.steps, secure.tokens.len());
+    // The noise on B moves the logits (more than CKKS alone does) but leaves them usable.
+    assert!(
+        check.max_abs_logit_diff > 1e-3,
+        "{}",
+        check.max_abs_logit_diff
+    );
+    assert!(check.mean_relative_logit_error < 0.2);
+    Ok(())
+}
+
+#[test]
+fn bad_model_and_adapter_paths_are_clear_errors() {
+    let _guard = ONE_AT_A_TIME.lock();
+    let mut o = options(Mode::Plain, false, false, 2);
+    o.model = Some(PathBuf::from("/nonexistent/model.gguf"));
+    let e = format!("{:#}", generate::run(&o).err().expect("refused"));
+    assert!(e.contains("/nonexistent/model.gguf"), "{e}");
+
+    // Another model needs its own adapter.
+    let mut o = options(Mode::Lora, false, false, 2);
+    o.model = fetch::default_model_path(false).ok();
+    let e = format!("{:#}", generate::run(&o).err().expect("refused"));
+    assert!(e.contains("--adapter"), "{e}");
+
+    let mut o = options(Mode::Secure, false, false, 2);
+    o.adapter = Some(PathBuf::from("/nonexistent/adapter"));
+    let e = format!("{:#}", generate::run(&o).err().expect("refused"));
+    assert!(e.contains("/nonexistent/adapter"), "{e}");
+
+    let o = GenerateOptions {
+        max_tokens: 0,
+        ..options(Mode::Plain, false, false, 1)
+    };
+    assert!(generate::run(&o).is_err());
+}
