@@ -150,3 +150,120 @@ fn bench_lora_rejects_bad_shapes_with_a_message() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported ring degree"));
     assert!(out.stdout.is_empty());
 }
+
+/// Runs `helora` and parses its stdout as exactly one JSON object.
+fn helora_json(args: &[&str]) -> serde_json::Value {
+    let out = helora(args);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
+    serde_json::from_str(&stdout).expect("stdout is exactly one JSON value")
+}
+
+#[test]
+fn generate_json_has_the_documented_keys() {
+    // Secure mode with the demo adapter (the default model is fetched on first use).
+    let v = helora_json(&["generate", "--max-tokens", "3", "--pll", "off", "--json"]);
+    assert_eq!(v["mode"], "secure");
+    assert!(v["text"].is_string());
+    let tokens = v["tokens"].as_array().expect("token ids");
+    assert!(!tokens.is_empty() && tokens.len() <= 3);
+    for key in [
+        "prefill_ms",
+        "ms_per_token",
+        "he_encrypt_ms",
+        "he_eval_ms",
+        "he_decrypt_ms",
+        "upload_bytes_per_token",
+        "download_bytes_per_token",
+    ] {
+        assert!(
+            v[key].as_f64().is_some_and(|x| x > 0.0),
+            "{key}: {}",
+            v[key]
+        );
+    }
+
+    let v = helora_json(&[
+        "generate",
+        "--mode",
+        "plain",
+        "--prompt",
+        "Name a colour.",
+        "--max-tokens",
+        "4",
+        "--seed",
+        "7",
+        "--json",
+    ]);
+    assert_eq!(v["mode"], "plain");
+    assert!(v["sampling"].as_str().is_some_and(|s| s.contains("seed 7")));
+    assert!(v["he_eval_ms"].is_null() && v["upload_bytes_per_token"].is_null());
+    assert!(v["prefill_ms"].as_f64().is_some_and(|x| x > 0.0));
+}
+
+#[test]
+fn generate_reports_bad_inputs_without_a_panic() {
+    for (args, expect) in [
+        (
+            vec!["generate", "--model", "/nonexistent/m.gguf"],
+            "/nonexistent/m.gguf",
+        ),
+        (vec!["generate", "--device", "cuda"], "cuda"),
+        (
+            vec![
+                "generate", "--mode", "plain", "--seed", "1", "--top-p", "1.5",
+            ],
+            "top",
+        ),
+        (vec!["generate", "--mode", "banana"], "banana"),
+    ] {
+        let out = helora(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty() || !args.contains(&"--json"));
+    }
+}
+
+#[test]
+fn bench_token_he_only_json() {
+    let v = helora_json(&[
+        "bench",
+        "token",
+        "--preset",
+        "smollm2-135m",
+        "--he-only",
+        "--tokens",
+        "2",
+        "--prompt-tokens",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(v["preset"], "smollm2-135m");
+    assert_eq!(v["adapted_projections_per_token"], 60);
+    assert_eq!(v["requests_per_token"], 30);
+    for key in [
+        "ms_per_token",
+        "p90_ms_per_token",
+        "prefill_ms",
+        "upload_bytes_per_token",
+        "download_bytes_per_token",
+        "lora_ms_per_token",
+        "overhead_ratio",
+    ] {
+        assert!(
+            v[key].as_f64().is_some_and(|x| x > 0.0),
+            "{key}: {}",
+            v[key]
+        );
+    }
+    assert!(v["breakdown"]["he_eval"].as_f64().is_some_and(|x| x > 0.0));
+    let out = helora(&["bench", "token", "--preset", "gpt-5", "--he-only"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chatglm2-6b"));
+}
