@@ -499,3 +499,60 @@ fn extraction_attack_succeeds_without_pll_and_stays_above_the_bound_with_it() {
     println!("{random:?}");
     assert!(random.relative_error >= random.bound, "{random:?}");
 }
+
+#[test]
+fn batches_run_on_threads_count_every_token_and_respect_the_budget() {
+    // PLL off: the batch is the plain plan, token for token, bit for bit.
+    let mut s = setup(128, 96, 4, PllSettings::off());
+    let xs: Vec<Vec<f64>> = (0..5).map(|_| input(128, 1.0)).collect();
+    let tokens: Vec<Vec<Ciphertext>> = xs.iter().map(|x| s.encrypt(x)).collect();
+    let batch = s
+        .server
+        .apply_group_batch(ClientId(1), &[s.adapter], &tokens, 2)
+        .unwrap();
+    assert_eq!(batch.len(), 5);
+    for (token, out) in tokens.iter().zip(&batch) {
+        let single = s.server.apply(ClientId(1), s.adapter, token).unwrap();
+        assert!(out[0] == single, "batch differs from one at a time");
+    }
+    assert_eq!(s.server.queries_used(ClientId(1), s.adapter).unwrap(), 10);
+
+    // PLL on: every token noisy but right to about σ, each with its own randomness.
+    let mut s = setup(
+        128,
+        96,
+        4,
+        PllSettings {
+            budget: 6,
+            ..settings(SIGMA, true)
+        },
+    );
+    let x = input(128, 1.0);
+    let same: Vec<Vec<Ciphertext>> = (0..4).map(|_| s.encrypt(&x)).collect();
+    let outs = s
+        .server
+        .apply_group_batch(ClientId(1), &[s.adapter], &same, 2)
+        .unwrap();
+    let decrypted: Vec<Vec<f64>> = outs
+        .iter()
+        .map(|o| s.client.decrypt(s.plan(), &o[0]))
+        .collect();
+    for (k, y) in decrypted.iter().enumerate() {
+        let err = relative_error(y, &s.want(&x));
+        assert!(err < 4.0 * SIGMA, "token {k}: relative error {err}");
+        for other in &decrypted[..k] {
+            assert!(
+                relative_error(y, other) > 1e-3,
+                "two tokens drew the same noise"
+            );
+        }
+    }
+    assert_eq!(s.server.queries_left(ClientId(1), s.adapter).unwrap(), 2);
+    // A batch that would overrun the budget is refused whole, and nothing is counted.
+    let err = s
+        .server
+        .apply_group_batch(ClientId(1), &[s.adapter], &same[..3], 2)
+        .unwrap_err();
+    assert!(matches!(err, PllError::BudgetExhausted { .. }), "{err}");
+    assert_eq!(s.server.queries_left(ClientId(1), s.adapter).unwrap(), 2);
+}

@@ -32,6 +32,8 @@ impl AdapterId {
 struct Client<B: Backend> {
     evaluator: Evaluator<B>,
     encryptor: Encryptor,
+    /// For the batch path's extra encryptors.
+    public_key: PublicKey,
     /// Queries made, by adapter index.
     used: Vec<u64>,
 }
@@ -164,7 +166,7 @@ impl<B: Backend> PllServer<B> {
             }
         }
         check_public_key(&self.params, &public_key)?;
-        let encryptor = Encryptor::new(&self.params, public_key)?;
+        let encryptor = Encryptor::new(&self.params, public_key.clone())?;
         let mut evaluator = (self.new_evaluator)(&self.params)?;
         evaluator.set_keys(keys)?;
         self.clients.insert(
@@ -172,6 +174,7 @@ impl<B: Backend> PllServer<B> {
             Client {
                 evaluator,
                 encryptor,
+                public_key,
                 used: Vec::new(),
             },
         );
@@ -223,6 +226,22 @@ impl<B: Backend> PllServer<B> {
         adapters: &[AdapterId],
         inputs: &[Ciphertext],
     ) -> Result<Vec<Vec<Ciphertext>>, PllError> {
+        self.apply_group_batch(client, adapters, &[inputs], 1)?
+            .pop()
+            .ok_or(PllError::Malformed("no output".into()))
+    }
+
+    /// [`apply_group`](Self::apply_group) for several tokens of one client (a prompt),
+    /// spread over `threads` worker threads; each token counts one query per adapter, and
+    /// the whole batch is refused if it would exceed a budget. Results keep the tokens'
+    /// order.
+    pub fn apply_group_batch<T: AsRef<[Ciphertext]>>(
+        &mut self,
+        client: ClientId,
+        adapters: &[AdapterId],
+        tokens: &[T],
+        threads: usize,
+    ) -> Result<Vec<Vec<Vec<Ciphertext>>>, PllError> {
         let state = self
             .clients
             .get_mut(&client)
@@ -230,6 +249,7 @@ impl<B: Backend> PllServer<B> {
         if adapters.is_empty() {
             return Err(PllError::Malformed("no adapter requested".into()));
         }
+        let count = tokens.len() as u64;
         let mut members = Vec::with_capacity(adapters.len());
         for (k, id) in adapters.iter().enumerate() {
             if adapters[..k].contains(id) {
@@ -243,7 +263,8 @@ impl<B: Backend> PllServer<B> {
                     .get(id.0)
                     .ok_or(PllError::UnknownAdapter(id.0))?,
             );
-            if state.used.get(id.0).copied().unwrap_or(0) >= self.settings.budget {
+            let used = state.used.get(id.0).copied().unwrap_or(0);
+            if used.saturating_add(count) > self.settings.budget {
                 return Err(PllError::BudgetExhausted {
                     client: client.0,
                     adapter: id.0,
@@ -251,8 +272,9 @@ impl<B: Backend> PllServer<B> {
                 });
             }
         }
-        if let Some(ct) = inputs
+        if let Some(ct) = tokens
             .iter()
+            .flat_map(|t| t.as_ref())
             .find(|ct| !(ct.scale.is_finite() && ct.scale > 0.0))
         {
             return Err(PllError::Malformed(format!(
@@ -260,35 +282,109 @@ impl<B: Backend> PllServer<B> {
                 ct.scale
             )));
         }
-        let uploaded = inputs
+        let uploaded = tokens
             .iter()
-            .map(|ct| state.evaluator.upload(ct))
-            .collect::<Result<Vec<_>, _>>()?;
-        let outputs = apply_protected(
-            &state.evaluator,
-            &mut state.encryptor,
-            &members,
-            &uploaded,
-            &self.settings,
-            &mut self.rng,
-        )?;
-        let downloaded = outputs
-            .iter()
-            .map(|cts| {
-                cts.iter()
-                    .map(|ct| state.evaluator.download(ct))
+            .map(|inputs| {
+                inputs
+                    .as_ref()
+                    .iter()
+                    .map(|ct| state.evaluator.upload(ct))
                     .collect::<Result<Vec<_>, _>>()
             })
             .collect::<Result<Vec<_>, _>>()?;
-        // Counted once the answer exists: a failed request reveals nothing.
+        let threads = threads.clamp(1, tokens.len().max(1));
+        let per_thread = tokens.len().div_ceil(threads).max(1);
+        // Every worker gets its own generator and encryptor, seeded afresh: no two share
+        // randomness for E, the masks or Enc_pk(0).
+        let mut workers = Vec::new();
+        for chunk in uploaded.chunks(per_thread) {
+            let rng = sampling::seeded_rng(sampling_seed(&mut self.rng));
+            let encryptor = if workers.is_empty() {
+                None
+            } else {
+                Some(Encryptor::new(&self.params, state.public_key.clone())?)
+            };
+            workers.push((chunk, rng, encryptor));
+        }
+        let settings = &self.settings;
+        let evaluator = &state.evaluator;
+        let first_encryptor = &mut state.encryptor;
+        let outputs = std::thread::scope(|scope| {
+            let mut handles = Vec::new();
+            let mut first = None;
+            for (chunk, mut rng, encryptor) in workers {
+                let members = &members;
+                match encryptor {
+                    // The calling thread takes the first chunk with the client's encryptor.
+                    None => first = Some((chunk, rng)),
+                    Some(mut encryptor) => handles.push(scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|inputs| {
+                                apply_protected(
+                                    evaluator,
+                                    &mut encryptor,
+                                    members,
+                                    inputs,
+                                    settings,
+                                    &mut rng,
+                                )
+                            })
+                            .collect::<Result<Vec<_>, PllError>>()
+                    })),
+                }
+            }
+            let mut out = Vec::with_capacity(tokens.len());
+            if let Some((chunk, mut rng)) = first {
+                for inputs in chunk {
+                    out.push(apply_protected(
+                        evaluator,
+                        first_encryptor,
+                        &members,
+                        inputs,
+                        settings,
+                        &mut rng,
+                    )?);
+                }
+            }
+            for handle in handles {
+                out.extend(
+                    handle
+                        .join()
+                        .map_err(|_| PllError::Malformed("a worker thread panicked".into()))??,
+                );
+            }
+            Ok::<_, PllError>(out)
+        })?;
+        let downloaded = outputs
+            .iter()
+            .map(|token| {
+                token
+                    .iter()
+                    .map(|cts| {
+                        cts.iter()
+                            .map(|ct| state.evaluator.download(ct))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Counted once the answers exist: a failed request reveals nothing.
         for id in adapters {
             if state.used.len() <= id.0 {
                 state.used.resize(id.0 + 1, 0);
             }
-            state.used[id.0] += 1;
+            state.used[id.0] += count;
         }
         Ok(downloaded)
     }
+}
+
+/// A fresh 32-byte seed drawn from the server's generator.
+fn sampling_seed(rng: &mut ChaCha20Rng) -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    rand_core::RngCore::fill_bytes(rng, &mut seed);
+    seed
 }
 
 /// Bytes of key material in a client's evaluation keys.

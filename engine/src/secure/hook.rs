@@ -57,27 +57,32 @@ impl LoraHook for SecureHook<'_> {
         let rows: Vec<Vec<f32>> = x.to_dtype(candle_core::DType::F32)?.to_vec2()?;
         // deltas[module][token]
         let mut deltas: Vec<Vec<f32>> = vec![Vec::new(); adapted.len()];
-        for row in &rows {
-            let start = Instant::now();
-            let request = self.client.encrypt(site.layer, &adapted, row)?;
-            let encrypted = Instant::now();
-            let reply = self.server.apply(self.id, &request)?;
-            let evaluated = Instant::now();
-            let ys = self.client.decrypt(&request, &reply)?;
-            self.stats.encrypt += encrypted - start;
-            self.stats.eval += evaluated - encrypted;
-            self.stats.decrypt += evaluated.elapsed();
-            self.stats.upload_bytes += request.bytes() as u64;
-            self.stats.download_bytes += reply.bytes() as u64;
-            self.stats.requests += 1;
-            self.stats.applications += adapted.len() as u64;
+        // All tokens of this call at once: a prompt's tokens are evaluated in parallel.
+        let start = Instant::now();
+        let requests = rows
+            .iter()
+            .map(|row| self.client.encrypt(site.layer, &adapted, row))
+            .collect::<Result<Vec<_>>>()?;
+        let encrypted = Instant::now();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let replies = self.server.apply_batch(self.id, &requests, threads)?;
+        let evaluated = Instant::now();
+        for (request, reply) in requests.iter().zip(&replies) {
+            let ys = self.client.decrypt(request, reply)?;
             if ys.len() != adapted.len() {
                 bail!("{} deltas for {} projections", ys.len(), adapted.len());
             }
             for (acc, y) in deltas.iter_mut().zip(ys) {
                 acc.extend(y);
             }
+            self.stats.upload_bytes += request.bytes() as u64;
+            self.stats.download_bytes += reply.bytes() as u64;
         }
+        self.stats.encrypt += encrypted - start;
+        self.stats.eval += evaluated - encrypted;
+        self.stats.decrypt += evaluated.elapsed();
+        self.stats.requests += rows.len() as u64;
+        self.stats.applications += (rows.len() * adapted.len()) as u64;
         for (module, delta) in adapted.iter().zip(deltas) {
             let d_out = delta.len() / rows.len().max(1);
             let k = site

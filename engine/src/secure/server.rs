@@ -116,43 +116,73 @@ impl SecureServer {
 
     /// Applies the requested projections to one token's input.
     pub fn apply(&mut self, client: ClientId, request: &Request) -> Result<Reply> {
-        let ids = request
+        self.apply_batch(client, std::slice::from_ref(request), 1)?
+            .pop()
+            .ok_or_else(|| anyhow!("no reply"))
+    }
+
+    /// Several tokens' requests to the same projections (a prompt), evaluated on `threads`
+    /// worker threads. Replies keep the requests' order.
+    pub fn apply_batch(
+        &mut self,
+        client: ClientId,
+        requests: &[Request],
+        threads: usize,
+    ) -> Result<Vec<Reply>> {
+        let first = requests.first().ok_or_else(|| anyhow!("no request"))?;
+        if requests
+            .iter()
+            .any(|r| r.layer != first.layer || r.modules != first.modules)
+        {
+            bail!("a batch must ask every token for the same projections");
+        }
+        let ids = first
             .modules
             .iter()
             .map(|m| {
                 self.ids
-                    .get(&(request.layer, m.clone()))
+                    .get(&(first.layer, m.clone()))
                     .copied()
-                    .ok_or_else(|| anyhow!("no adapter for layer {} {m}", request.layer))
+                    .ok_or_else(|| anyhow!("no adapter for layer {} {m}", first.layer))
             })
             .collect::<Result<Vec<_>>>()?;
-        if request.inputs.is_empty() {
-            bail!("request for layer {} has no input", request.layer);
-        }
-        let inputs = request
-            .inputs
+        let tokens = requests
             .iter()
-            .map(|bytes| {
-                let seeded = SeededCiphertext::from_bytes(&self.params, bytes)
-                    .context("input ciphertext")?;
-                Ok(expand_seeded(&self.params, &seeded)?)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let outputs = self.pll.apply_group(client, &ids, &inputs)?;
-        let (c0_bits, c1_bits) = self.reply_bits;
-        let outputs = outputs
-            .iter()
-            .map(|cts| {
-                cts.iter()
-                    .map(|ct| {
-                        Ok(self
-                            .compactor
-                            .compact(ct, c0_bits, c1_bits)?
-                            .to_bytes(&self.params)?)
+            .map(|request| {
+                if request.inputs.is_empty() {
+                    bail!("request for layer {} has no input", request.layer);
+                }
+                request
+                    .inputs
+                    .iter()
+                    .map(|bytes| {
+                        let seeded = SeededCiphertext::from_bytes(&self.params, bytes)
+                            .context("input ciphertext")?;
+                        Ok(expand_seeded(&self.params, &seeded)?)
                     })
                     .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Reply { outputs })
+        let outputs = self.pll.apply_group_batch(client, &ids, &tokens, threads)?;
+        let (c0_bits, c1_bits) = self.reply_bits;
+        outputs
+            .iter()
+            .map(|token| {
+                let outputs = token
+                    .iter()
+                    .map(|cts| {
+                        cts.iter()
+                            .map(|ct| {
+                                Ok(self
+                                    .compactor
+                                    .compact(ct, c0_bits, c1_bits)?
+                                    .to_bytes(&self.params)?)
+                            })
+                            .collect::<Result<Vec<_>>>()
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Reply { outputs })
+            })
+            .collect()
     }
 }
