@@ -180,18 +180,18 @@ fn bad_model_and_adapter_paths_are_clear_errors() {
     let _guard = ONE_AT_A_TIME.lock();
     let mut o = options(Mode::Plain, false, false, 2);
     o.model = Some(PathBuf::from("/nonexistent/model.gguf"));
-    let e = format!("{:#}", generate::run(&o).err().expect("refused"));
+    let e = format!("{:#}", generate::run(&o).expect_err("refused"));
     assert!(e.contains("/nonexistent/model.gguf"), "{e}");
 
     // Another model needs its own adapter.
     let mut o = options(Mode::Lora, false, false, 2);
     o.model = fetch::default_model_path(false).ok();
-    let e = format!("{:#}", generate::run(&o).err().expect("refused"));
+    let e = format!("{:#}", generate::run(&o).expect_err("refused"));
     assert!(e.contains("--adapter"), "{e}");
 
     let mut o = options(Mode::Secure, false, false, 2);
     o.adapter = Some(PathBuf::from("/nonexistent/adapter"));
-    let e = format!("{:#}", generate::run(&o).err().expect("refused"));
+    let e = format!("{:#}", generate::run(&o).expect_err("refused"));
     assert!(e.contains("/nonexistent/adapter"), "{e}");
 
     let o = GenerateOptions {
