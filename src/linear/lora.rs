@@ -417,8 +417,8 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
 
     /// As [`apply`](Self::apply), with member p's B diagonals replaced by `step2(p)` where
     /// it returns some (made by that member with [`LoraPlan::output_diagonals_plus`]).
-    /// `step2(p)` is called just before member p's step 3, after every step 1, so a caller
-    /// can prepare the replacements while step 1 runs.
+    /// `step2(p)` is called for every member after every step 1 and before any step 3,
+    /// so a caller can prepare the replacements while step 1 runs.
     pub fn apply_with<E: From<LinearError>>(
         &self,
         evaluator: &Evaluator<B>,
@@ -426,12 +426,31 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
         step2: &mut dyn FnMut(usize) -> Result<Option<OutputDiagonals<B>>, E>,
     ) -> Result<GroupOutput<B::Poly>, E> {
         let z = self.step1(evaluator, inputs)?;
-        let mut out = Vec::with_capacity(self.plans.len());
-        for (p, (plan, z)) in self.plans.iter().zip(z).enumerate() {
-            let replacement = step2(p)?;
-            out.push(plan.finish(evaluator, z, replacement.as_ref())?);
-        }
-        Ok(out)
+        let replacements = (0..self.plans.len())
+            .map(&mut *step2)
+            .collect::<Result<Vec<_>, E>>()?;
+        // Members are independent from here on: the second and later run on their own
+        // threads (a decode step has one token, so this is where its parallelism is).
+        std::thread::scope(|scope| {
+            let mut jobs = self.plans.iter().zip(z).zip(&replacements);
+            let first = jobs.next();
+            let others: Vec<_> = jobs
+                .map(|((plan, z), replacement)| {
+                    scope.spawn(move || plan.finish(evaluator, z, replacement.as_ref()))
+                })
+                .collect();
+            let mut out = Vec::with_capacity(self.plans.len());
+            if let Some(((plan, z), replacement)) = first {
+                out.push(plan.finish(evaluator, z, replacement.as_ref())?);
+            }
+            for job in others {
+                out.push(
+                    job.join()
+                        .map_err(|_| LinearError::Shape("a worker thread panicked".into()))??,
+                );
+            }
+            Ok(out)
+        })
     }
 
     /// Step 1 for every member, input chunk by chunk, rescaled: z_p = x·A_p in every slot
