@@ -601,11 +601,17 @@ def make_lora_reference(tok=None, model=None):
     for n, prompt in enumerate(LORA_PROMPTS):
         text, ids = chat_ids(tok, prompt)
         new, last = greedy(peft_model, ids, max_new=24)
+        with peft_model.disable_adapter(), torch.no_grad():
+            base_last = peft_model(input_ids=torch.tensor([ids])).logits[0, -1]
         name = f"prompt{n}.last_logits"
         tensors[name] = last.float().contiguous()
+        tensors[f"prompt{n}.base_last_logits"] = base_last.float().contiguous()
         prompts.append({
             "prompt": prompt, "chat_text": text, "token_ids": ids,
             "last_logits_tensor": name, "last_logits_top5": top_k(last),
+            "base_last_logits_tensor": f"prompt{n}.base_last_logits",
+            "base_last_logits_top5": top_k(base_last),
+            "max_abs_adapted_minus_base": r7((last - base_last).abs().max().item()),
             "greedy_ids": new, "greedy_text": tok.decode(new, skip_special_tokens=False),
             "greedy_stopped_at_eos": bool(new and new[-1] == 2),
         })
@@ -624,7 +630,8 @@ def make_lora_reference(tok=None, model=None):
                      "B = lora_B.weight [out, r]",
         "generator": "scripts/reference/make_reference.py: PEFT PeftModel over the GGUF model, "
                      "float32, CPU",
-        "logits_file": "lora_reference.safetensors (float32 [vocab] per prompt)",
+        "logits_file": "lora_reference.safetensors: float32 [vocab] per prompt, with the "
+                       "adapter (promptN.last_logits) and without it (promptN.base_last_logits)",
         "greedy_note": "argmax decoding with KV cache, up to 24 new tokens, stops after eos id 2",
         "prompts": prompts,
     })
