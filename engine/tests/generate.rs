@@ -2,13 +2,15 @@
 //! cache on first use; a failed fetch fails these tests) against Hugging Face transformers'
 //! logits and greedy runs (engine/tests/data/smollm2, made by
 //! scripts/reference/make_reference.py), and `generate` in its three modes with the demo
-//! adapter: secure decoding with the PLL off gives exactly the lora tokens, and with the
+//! adapter (lora mode against PEFT): secure decoding with the PLL off gives exactly the lora tokens, and with the
 //! PLL on its effect is measured.
 
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
+use helora_engine::adapter::LoraAdapter;
 use helora_engine::generate::{self, DeviceChoice, GenerateOptions, Mode};
 use helora_engine::model::{fetch, load_model, Model, NoHook};
+use helora_engine::plain_lora::PlainLoraHook;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -97,6 +99,52 @@ fn smollm2_matches_transformers() -> Result<()> {
                 .context("greedy_text")?
                 .trim_end_matches("<|im_end|>")
         );
+    }
+    Ok(())
+}
+
+#[test]
+fn lora_mode_matches_peft() -> Result<()> {
+    let _guard = ONE_AT_A_TIME.lock();
+    let text = std::fs::read_to_string(data("lora_reference.json"))?;
+    let reference: serde_json::Value = serde_json::from_str(&text)?;
+    let logits = candle_core::safetensors::load(data("lora_reference.safetensors"), &Device::Cpu)?;
+    let loaded = load_model(&fetch::default_model_path(false)?, &Device::Cpu, false)?;
+    let model = Model::new(loaded.weights)?;
+    let adapter_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../adapters/smollm2-nimbus");
+    let adapter = LoraAdapter::load(&adapter_dir, model.config())?;
+    let mut hook = PlainLoraHook::new(&adapter, &Device::Cpu)?;
+    let prompts = reference["prompts"].as_array().context("prompts")?;
+    assert!(!prompts.is_empty());
+    for case in prompts {
+        let prompt_ids = ids(&case["token_ids"]);
+        let mut cache = model.new_cache();
+        let got = model.forward(&prompt_ids, &mut cache, &mut hook)?;
+        for (tensor, adapted) in [
+            ("last_logits_tensor", true),
+            ("base_last_logits_tensor", false),
+        ] {
+            let want: Vec<f32> = logits[case[tensor].as_str().context("tensor")?].to_vec1()?;
+            let err = relative_error(&got.to_vec1()?, &want);
+            if adapted {
+                assert!(err < 1e-3, "adapted logits: relative error {err}");
+            } else {
+                // The adapter really moves the logits (the check has teeth).
+                assert!(err > 1e-2, "adapted vs base logits differ by only {err}");
+            }
+        }
+        let want_ids = ids(&case["greedy_ids"]);
+        let mut generated = Vec::new();
+        let mut logits = got;
+        for _ in 0..want_ids.len() {
+            let next = argmax(&logits)?;
+            generated.push(next);
+            if next == 2 {
+                break;
+            }
+            logits = model.forward(&[next], &mut cache, &mut hook)?;
+        }
+        assert_eq!(generated, want_ids);
     }
     Ok(())
 }
