@@ -12,11 +12,10 @@ use crate::adapter::LoraAdapter;
 use crate::model::presets::{default_targets, preset};
 use crate::model::{InputSite, LoraHook, ModelConfig};
 use crate::plain_lora::PlainLoraHook;
-use crate::secure::{self, HeStats, SecureClient, SecureHook, SecureServer};
+use crate::secure::InProcess;
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 use helora::math::sampling;
-use helora::pll::{ClientId, PllSettings};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -89,24 +88,10 @@ pub fn run_he_only(options: &TokenOptions) -> Result<TokenReport> {
     let adapter = LoraAdapter::random(&config, &targets, options.rank, &mut rng)?;
     let sites = adapted_sites(&config, &adapter);
 
-    let params = secure::parameters()?;
-    let settings = if options.pll {
-        PllSettings::default()
-    } else {
-        PllSettings::off()
-    };
-    let start = Instant::now();
-    let mut server = SecureServer::new(&params, &adapter, settings)?;
-    let (mut client, keys) = SecureClient::new(&params, server.manifest().clone())?;
-    let id = ClientId(1);
-    server.register_client(id, &keys.eval_keys, &keys.public_key)?;
-    let setup_ms = ms(start.elapsed());
-    let mut hook = SecureHook {
-        client: &mut client,
-        server: &mut server,
-        id,
-        stats: HeStats::default(),
-    };
+    let mut session = InProcess::start(&adapter, options.pll)?;
+    let setup_ms = ms(session.setup);
+    let key_upload_bytes = session.key_upload_bytes;
+    let mut hook = session.hook();
 
     // Prefill: every prompt token through every adapted site, as one batch per site.
     let start = Instant::now();
@@ -173,7 +158,7 @@ pub fn run_he_only(options: &TokenOptions) -> Result<TokenReport> {
         overhead_ratio: median / lora_ms.max(f64::MIN_POSITIVE),
         pll: options.pll,
         setup_ms,
-        key_upload_bytes: keys.eval_keys.len() + keys.public_key.len(),
+        key_upload_bytes,
         paper_ms_per_token: PAPER_MS_PER_TOKEN,
         cpu: machine::cpu_model(),
     })

@@ -8,10 +8,9 @@ pub mod report;
 use crate::adapter::LoraAdapter;
 use crate::model::{fetch, load_model, ChatMessage, LoadedModel, LoraHook, Model, NoHook, Sampler};
 use crate::plain_lora::PlainLoraHook;
-use crate::secure::{self, SecureClient, SecureHook, SecureServer};
+use crate::secure::{self, InProcess, SecureHook};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use helora::pll::{ClientId, PllSettings};
 use report::{CheckReport, GenerateReport, HeReport};
 use std::io::Write;
 use std::path::PathBuf;
@@ -115,31 +114,11 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
         bail!("the prompt encodes to no tokens");
     }
 
-    let mut secure_state = None;
+    let mut session = None;
     let mut plain_hook = None;
     if let Some(adapter) = &adapter {
         match options.mode {
-            Mode::Secure => {
-                let params = secure::parameters()?;
-                let settings = if options.pll {
-                    PllSettings::default()
-                } else {
-                    PllSettings::off()
-                };
-                let start = Instant::now();
-                let mut server = SecureServer::new(&params, adapter, settings)?;
-                let (client, keys) = SecureClient::new(&params, server.manifest().clone())?;
-                let id = ClientId(1);
-                server.register_client(id, &keys.eval_keys, &keys.public_key)?;
-                let setup_ms = ms(start.elapsed());
-                secure_state = Some((
-                    client,
-                    server,
-                    id,
-                    keys.eval_keys.len() + keys.public_key.len(),
-                    setup_ms,
-                ));
-            }
+            Mode::Secure => session = Some(InProcess::start(adapter, options.pll)?),
             _ => plain_hook = Some(PlainLoraHook::new(adapter, &device)?),
         }
     }
@@ -165,14 +144,7 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
     let prefill_ms;
     let he;
     {
-        let mut secure_hook = secure_state
-            .as_mut()
-            .map(|(client, server, id, _, _)| SecureHook {
-                client,
-                server,
-                id: *id,
-                stats: Default::default(),
-            });
+        let mut secure_hook = session.as_mut().map(InProcess::hook);
         let mut no_hook = NoHook;
 
         let start = Instant::now();
@@ -233,18 +205,16 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
         _ => None,
     };
 
-    let he = match (he, &secure_state) {
-        (Some((total, prefill)), Some((client, server, _, key_bytes, setup_ms))) => {
-            Some(HeReport::new(
-                total,
-                prefill,
-                decode_times.len(),
-                *key_bytes,
-                *setup_ms,
-                client.manifest().projections.len(),
-                server.settings(),
-            ))
-        }
+    let he = match (he, &session) {
+        (Some((total, prefill)), Some(session)) => Some(HeReport::new(
+            total,
+            prefill,
+            decode_times.len(),
+            session.key_upload_bytes,
+            ms(session.setup),
+            session.client.manifest().projections.len(),
+            session.server.settings(),
+        )),
         _ => None,
     };
     Ok(GenerateReport::new(
