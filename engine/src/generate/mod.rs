@@ -90,9 +90,9 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
                 Some(dir) => dir.clone(),
                 None if options.model.is_none() => demo::adapter_dir()?,
                 None => bail!(
-                    "--mode {:?} needs --adapter DIR (a PEFT adapter) for a model other than \
+                    "--mode {} needs --adapter DIR (a PEFT adapter) for a model other than \
                      the default",
-                    options.mode
+                    format!("{:?}", options.mode).to_lowercase()
                 ),
             };
             Some(LoraAdapter::load(&dir, model.config())?)
