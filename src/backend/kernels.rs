@@ -202,4 +202,63 @@ mod tests {
         }
         println!("ptxas (sm_90):\n{report}");
     }
+
+    /// A host C++ compiler: `CXX`, else `c++` or `g++` on PATH.
+    fn host_cxx() -> Option<std::path::PathBuf> {
+        if let Some(cxx) = std::env::var_os("CXX").filter(|v| !v.is_empty()) {
+            return Some(cxx.into());
+        }
+        let path = std::env::var_os("PATH")?;
+        ["c++", "g++"].iter().find_map(|name| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
+    }
+
+    /// The kernels' source compiled as host C++ (kernels/emulate/shim.h stands in for the
+    /// CUDA built-ins, a block runs as real threads) against 128-bit arithmetic and the
+    /// NTT's definition. It checks index math and formulas without a GPU; it is no evidence
+    /// about the device compiler or the hardware.
+    #[test]
+    fn kernels_emulated_on_host() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let Some(cxx) = host_cxx() else {
+            assert_ne!(
+                std::env::var("HELORA_REQUIRE_NVCC").as_deref(),
+                Ok("1"),
+                "HELORA_REQUIRE_NVCC=1 but no C++ compiler (CXX, c++, g++) was found"
+            );
+            println!("skipped: no C++ compiler to run kernels/emulate/check.cpp");
+            return;
+        };
+        let dir = std::env::temp_dir().join(format!("helora-kernels-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let exe = dir.join("check");
+        let build = std::process::Command::new(&cxx)
+            .args(["-std=c++20", "-O2", "-pthread", "-I"])
+            .arg(root.join("kernels"))
+            .arg("-I")
+            .arg(root.join("kernels/emulate"))
+            .arg(root.join("kernels/emulate/check.cpp"))
+            .arg("-o")
+            .arg(&exe)
+            .output()
+            .unwrap();
+        let run = build
+            .status
+            .success()
+            .then(|| std::process::Command::new(&exe).output().unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            build.status.success(),
+            "{} could not compile kernels/emulate/check.cpp:\n{}",
+            cxx.display(),
+            String::from_utf8_lossy(&build.stderr)
+        );
+        let run = run.unwrap();
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        println!("{stdout}");
+        assert!(run.status.success(), "{stdout}");
+    }
 }
