@@ -3,6 +3,7 @@
 //! keeps polynomials in device memory and must produce bit-identical results.
 
 mod cpu;
+pub mod kernels;
 
 pub use cpu::CpuBackend;
 
