@@ -237,3 +237,26 @@ fn automorphism_agrees_across_domains_and_with_the_definition() {
         );
     }
 }
+
+#[test]
+fn signed_coefficients_reduce_like_big_integers() {
+    let ctx = context(10, &[50, 40, 36], &[50]);
+    let basis = ctx.full_basis();
+    let ms = moduli(&ctx, basis);
+    let mut rng = sampling::os_rng().unwrap();
+    // Small values (the branch-free path), then values beyond the smallest prime (the
+    // general path), with both signs.
+    for bound in [1u64 << 20, 1u64 << 45, u64::MAX >> 1] {
+        let coeffs: Vec<i64> = (0..ctx.n() - 4)
+            .map(|_| (rng.next_u64() % bound) as i64 * if rng.next_u32() & 1 == 0 { 1 } else { -1 })
+            .chain([i64::MIN + 1, -1, 0, 1])
+            .collect();
+        let poly = arith::from_signed(&ctx, &coeffs, basis);
+        for (i, &m) in ms.iter().enumerate() {
+            for (&c, &x) in coeffs.iter().zip(poly.limb(i)) {
+                let want = BigInt::from(c).mod_floor(&BigInt::from(m));
+                assert_eq!(BigInt::from(x), want, "c = {c}, q = {m}");
+            }
+        }
+    }
+}
