@@ -208,6 +208,7 @@ impl GenerateReport {
     pub fn table(&self) -> String {
         let opt =
             |v: Option<f64>, unit: &str| v.map_or("-".to_string(), |v| format!("{v:.1}{unit}"));
+        let bytes = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
         let mut rows: Vec<(&str, String)> = vec![
             ("mode", format!("{:?}", self.mode).to_lowercase()),
             ("model", self.model.clone()),
@@ -252,8 +253,8 @@ impl GenerateReport {
                 "bytes per token",
                 format!(
                     "{} up, {} down ({} requests, {} projections)",
-                    opt(self.upload_bytes_per_token, ""),
-                    opt(self.download_bytes_per_token, ""),
+                    bytes(self.upload_bytes_per_token),
+                    bytes(self.download_bytes_per_token),
                     he.requests_per_token,
                     he.adapted_projections
                 ),
