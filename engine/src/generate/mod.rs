@@ -8,6 +8,7 @@ pub mod report;
 use crate::adapter::LoraAdapter;
 use crate::model::{fetch, load_model, ChatMessage, LoadedModel, LoraHook, Model, NoHook, Sampler};
 use crate::plain_lora::PlainLoraHook;
+use crate::progress::Progress;
 use crate::secure::{self, InProcess, SecureHook};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
@@ -147,6 +148,13 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
         let mut secure_hook = session.as_mut().map(InProcess::hook);
         let mut no_hook = NoHook;
 
+        // An encrypted prefill takes seconds: say so on stderr rather than sit silent.
+        let progress = secure_hook.as_ref().map(|_| {
+            Progress::start(
+                &format!("encrypted prefill of {} prompt tokens", prompt_ids.len()),
+                1,
+            )
+        });
         let start = Instant::now();
         let mut logits = model.forward(
             &prompt_ids,
@@ -154,6 +162,9 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
             active_hook(&mut secure_hook, &mut plain_hook, &mut no_hook),
         )?;
         prefill_ms = ms(start.elapsed());
+        if let Some(progress) = progress {
+            progress.finish();
+        }
         loop {
             let next = sampler.sample(&logits)?;
             if options.check {
