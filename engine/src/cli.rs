@@ -106,7 +106,7 @@ pub struct TokenArgs {
     /// Prompt tokens of the prefill.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub prompt_tokens: u32,
-    /// Sequences in flight.
+    /// Sequences of one client in flight (one token of each per decode step).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub batch: u32,
     #[arg(long, value_enum, default_value_t = Mode::Secure)]
@@ -205,8 +205,8 @@ fn bench_token(args: &TokenArgs) -> Result<()> {
              GPU (the CUDA path is not built yet); run it with --he-only"
         );
     }
-    if args.mode != Mode::Secure || args.device != DeviceChoice::Cpu || args.batch != 1 {
-        bail!("--he-only runs secure mode on the CPU with --batch 1 so far");
+    if args.mode != Mode::Secure || args.device != DeviceChoice::Cpu {
+        bail!("--he-only runs secure mode on the CPU so far (the CUDA path is not built yet)");
     }
     let options = TokenOptions {
         preset: args.preset.clone(),
@@ -214,6 +214,7 @@ fn bench_token(args: &TokenArgs) -> Result<()> {
         targets: args.targets.clone(),
         tokens: args.tokens as usize,
         prompt_tokens: args.prompt_tokens as usize,
+        batch: args.batch as usize,
         pll: args.pll == Switch::On,
     };
     let report = bench::token::run_he_only(&options)?;

@@ -263,6 +263,37 @@ fn bench_token_he_only_json() {
         );
     }
     assert!(v["breakdown"]["he_eval"].as_f64().is_some_and(|x| x > 0.0));
+    assert_eq!(v["batch"], 1);
+
+    // Two sequences in flight: one token of each per step.
+    let v = helora_json(&[
+        "bench",
+        "token",
+        "--preset",
+        "smollm2-135m",
+        "--he-only",
+        "--tokens",
+        "1",
+        "--prompt-tokens",
+        "1",
+        "--batch",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(v["batch"], 2);
+    let step = v["ms_per_token"].as_f64().expect("ms_per_token");
+    let rate = v["tokens_per_s"].as_f64().expect("tokens_per_s");
+    assert!((rate - 2e3 / step).abs() < 1e-6 * rate, "{rate} vs {step}");
+    let out = helora(&[
+        "bench",
+        "token",
+        "--preset",
+        "smollm2-135m",
+        "--he-only",
+        "--batch",
+        "4000",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("budget"));
     let out = helora(&["bench", "token", "--preset", "gpt-5", "--he-only"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("chatglm2-6b"));

@@ -16,6 +16,7 @@ use crate::secure::InProcess;
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 use helora::math::sampling;
+use helora::pll::PllSettings;
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,9 @@ pub struct TokenOptions {
     pub targets: Option<Vec<String>>,
     pub tokens: usize,
     pub prompt_tokens: usize,
+    /// Sequences of one client in flight: each decode step carries one token of each, and
+    /// the server spreads them over the cores.
+    pub batch: usize,
     pub pll: bool,
 }
 
@@ -48,17 +52,19 @@ pub struct TokenReport {
     pub mode: &'static str,
     pub device: &'static str,
     pub batch: usize,
+    /// Tokens per second over all sequences in flight.
+    pub tokens_per_s: f64,
     pub he_only: bool,
     pub tokens: usize,
     pub prompt_tokens: usize,
     pub layers: usize,
     pub adapted_projections_per_token: usize,
     pub requests_per_token: usize,
-    /// Median over decode tokens.
+    /// Median over decode steps (each step gives every sequence in flight one token).
     pub ms_per_token: f64,
     pub p90_ms_per_token: f64,
     pub prefill_ms: f64,
-    /// Mean ms per decode token by stage.
+    /// Mean ms per decode step by stage.
     pub breakdown: Breakdown,
     pub upload_bytes_per_token: f64,
     pub download_bytes_per_token: f64,
@@ -76,8 +82,16 @@ pub struct TokenReport {
 pub const PAPER_MS_PER_TOKEN: f64 = 1610.0;
 
 pub fn run_he_only(options: &TokenOptions) -> Result<TokenReport> {
-    if options.tokens == 0 || options.prompt_tokens == 0 {
-        bail!("--tokens and --prompt-tokens must be positive");
+    if options.tokens == 0 || options.prompt_tokens == 0 || options.batch == 0 {
+        bail!("--tokens, --prompt-tokens and --batch must be positive");
+    }
+    let queries = (options.tokens + options.prompt_tokens) as u64 * options.batch as u64;
+    let budget = PllSettings::default().budget;
+    if options.pll && queries > budget {
+        bail!(
+            "{queries} tokens per adapted projection exceed the PLL's per-client budget of \
+             {budget}: lower --tokens, --prompt-tokens or --batch"
+        );
     }
     let config = preset(&options.preset)?;
     let targets = options
@@ -95,7 +109,12 @@ pub fn run_he_only(options: &TokenOptions) -> Result<TokenReport> {
 
     // Prefill: every prompt token through every adapted site, as one batch per site.
     let start = Instant::now();
-    run_token(&mut hook, &sites, options.prompt_tokens, &mut rng)?;
+    run_token(
+        &mut hook,
+        &sites,
+        options.prompt_tokens * options.batch,
+        &mut rng,
+    )?;
     let prefill_ms = ms(start.elapsed());
 
     let mut times = Vec::with_capacity(options.tokens);
@@ -103,7 +122,7 @@ pub fn run_he_only(options: &TokenOptions) -> Result<TokenReport> {
     let mut copies = Duration::ZERO;
     for _ in 0..options.tokens {
         let start = Instant::now();
-        copies += run_token(&mut hook, &sites, 1, &mut rng)?;
+        copies += run_token(&mut hook, &sites, options.batch, &mut rng)?;
         times.push(ms(start.elapsed()));
     }
     let after = hook.stats;
@@ -112,7 +131,7 @@ pub fn run_he_only(options: &TokenOptions) -> Result<TokenReport> {
     let mut lora_times = Vec::with_capacity(options.tokens);
     for _ in 0..options.tokens {
         let start = Instant::now();
-        run_token(&mut plain, &sites, 1, &mut rng)?;
+        run_token(&mut plain, &sites, options.batch, &mut rng)?;
         lora_times.push(ms(start.elapsed()));
     }
 
@@ -139,7 +158,8 @@ pub fn run_he_only(options: &TokenOptions) -> Result<TokenReport> {
         targets,
         mode: "secure",
         device: "cpu",
-        batch: 1,
+        batch: options.batch,
+        tokens_per_s: options.batch as f64 * 1e3 / median.max(f64::MIN_POSITIVE),
         he_only: true,
         tokens: options.tokens,
         prompt_tokens: options.prompt_tokens,
@@ -151,9 +171,9 @@ pub fn run_he_only(options: &TokenOptions) -> Result<TokenReport> {
         prefill_ms,
         breakdown,
         upload_bytes_per_token: (after.upload_bytes - before.upload_bytes) as f64
-            / options.tokens as f64,
+            / (options.tokens * options.batch) as f64,
         download_bytes_per_token: (after.download_bytes - before.download_bytes) as f64
-            / options.tokens as f64,
+            / (options.tokens * options.batch) as f64,
         lora_ms_per_token: lora_ms,
         overhead_ratio: median / lora_ms.max(f64::MIN_POSITIVE),
         pll: options.pll,
@@ -251,16 +271,23 @@ impl TokenReport {
             (
                 "decode ms/token",
                 format!(
-                    "{:.1} median, {:.1} p90 ({} tokens)",
-                    self.ms_per_token, self.p90_ms_per_token, self.tokens
+                    "{:.1} median, {:.1} p90 ({} steps; {:.1} tokens/s over {} sequences)",
+                    self.ms_per_token,
+                    self.p90_ms_per_token,
+                    self.tokens,
+                    self.tokens_per_s,
+                    self.batch
                 ),
             ),
             (
                 "prefill",
-                format!("{:.1} ms ({} tokens)", self.prefill_ms, self.prompt_tokens),
+                format!(
+                    "{:.1} ms ({} tokens × {} sequences)",
+                    self.prefill_ms, self.prompt_tokens, self.batch
+                ),
             ),
             (
-                "breakdown ms/token",
+                "breakdown ms/step",
                 format!(
                     "encrypt {:.1}, evaluate {:.1}, decrypt {:.1}, copies {:.2}, other {:.1}",
                     self.breakdown.encrypt,
