@@ -91,6 +91,21 @@ pub fn median(samples: &mut [Duration]) -> Duration {
     }
 }
 
+/// The value at fraction `q` (0 … 1) of the sorted `values` (nearest rank); NaN for none.
+pub fn percentile(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        len => v[((len - 1) as f64 * q).round() as usize],
+    }
+}
+
+/// A duration in milliseconds, as the reports print them.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

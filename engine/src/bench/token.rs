@@ -8,6 +8,7 @@
 //! the overhead ratio is that of privacy for the adapter's share of a token.
 
 use super::machine;
+use super::timing::{ms, percentile};
 use crate::adapter::LoraAdapter;
 use crate::model::presets::{default_targets, preset};
 use crate::model::{InputSite, LoraHook, ModelConfig};
@@ -226,16 +227,6 @@ fn run_token(
         copies += start.elapsed();
     }
     Ok(copies)
-}
-
-fn percentile(values: &[f64], q: f64) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * q).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 impl TokenReport {

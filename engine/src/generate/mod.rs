@@ -6,6 +6,7 @@ pub mod demo;
 pub mod report;
 
 use crate::adapter::LoraAdapter;
+use crate::bench::timing::ms;
 use crate::model::{fetch, load_model, ChatMessage, LoadedModel, LoraHook, Model, NoHook, Sampler};
 use crate::plain_lora::PlainLoraHook;
 use crate::progress::Progress;
@@ -283,8 +284,4 @@ fn check_against_lora(
         report.add_step(&reference.to_vec1::<f32>()?, &secure.to_vec1::<f32>()?);
     }
     Ok(report)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }

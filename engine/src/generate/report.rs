@@ -1,6 +1,7 @@
 //! The summary of a `generate` run: one JSON object with `--json`, aligned lines otherwise.
 
 use super::{GenerateOptions, Mode};
+use crate::bench::timing::{ms, percentile};
 use crate::secure::HeStats;
 use helora::pll::PllSettings;
 use serde::Serialize;
@@ -162,10 +163,9 @@ impl GenerateReport {
         he: Option<HeReport>,
         check: Option<CheckReport>,
     ) -> Self {
-        let mut sorted: Vec<f64> = decode_times.iter().map(|&d| ms(d)).collect();
-        sorted.sort_by(f64::total_cmp);
-        let mean = (!sorted.is_empty()).then(|| sorted.iter().sum::<f64>() / sorted.len() as f64);
-        let median = (!sorted.is_empty()).then(|| sorted[sorted.len() / 2]);
+        let steps: Vec<f64> = decode_times.iter().map(|&d| ms(d)).collect();
+        let mean = (!steps.is_empty()).then(|| steps.iter().sum::<f64>() / steps.len() as f64);
+        let median = (!steps.is_empty()).then(|| percentile(&steps, 0.5));
         let decode = he.as_ref().map(|h| h.decode);
         let he_share = match (decode, mean) {
             (Some(d), Some(m)) if m > 0.0 => Some((d.encrypt_ms + d.eval_ms + d.decrypt_ms) / m),
@@ -298,8 +298,4 @@ impl GenerateReport {
             .map(|(k, v)| format!("{k:<width$}  {v}\n"))
             .collect()
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
