@@ -32,6 +32,14 @@ pub fn seeded_rng(seed: [u8; 32]) -> ChaCha20Rng {
     ChaCha20Rng::from_seed(seed)
 }
 
+/// A generator of type `G` seeded from `rng`'s output: an independent stream for a worker
+/// thread, drawn from the caller's.
+pub fn fork<G: SeedableRng<Seed = [u8; 32]>>(rng: &mut impl RngCore) -> G {
+    let mut seed = [0u8; 32];
+    rng.fill_bytes(&mut seed);
+    G::from_seed(seed)
+}
+
 /// Uniform value in `[0, q)` by rejection (no modulo bias).
 #[inline]
 pub fn uniform_below<R: RngCore>(rng: &mut R, q: u64) -> u64 {

@@ -10,8 +10,8 @@ use super::{Adapter, PllError, PllSettings};
 use crate::backend::Backend;
 use crate::ckks::{Ciphertext, Encryptor, Evaluator};
 use crate::linear::LoraGroup;
+use crate::math::sampling;
 use crate::ring::RnsPoly;
-use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 use rand_core::RngCore;
 use std::sync::mpsc;
@@ -41,7 +41,7 @@ pub(crate) fn apply_protected<B: Backend>(
     let params = evaluator.params();
     let flooding = settings.flooding;
     // The helper's own stream (ChaCha12, as rand's StdRng), seeded from the server's.
-    let mut helper_rng = child_rng(rng);
+    let mut helper_rng: ChaCha12Rng = sampling::fork(rng);
     let (send_noise, noise) = mpsc::channel::<Perturbations>();
     std::thread::scope(|scope| {
         // E first (step 3 waits for it), then the masks (needed only at the end).
@@ -103,10 +103,4 @@ pub(crate) fn apply_protected<B: Backend>(
 
 fn helper_failed() -> PllError {
     PllError::Malformed("the protection thread failed".into())
-}
-
-fn child_rng(rng: &mut impl RngCore) -> ChaCha12Rng {
-    let mut seed = [0u8; 32];
-    rng.fill_bytes(&mut seed);
-    ChaCha12Rng::from_seed(seed)
 }

@@ -298,7 +298,7 @@ impl<B: Backend> PllServer<B> {
         // randomness for E, the masks or Enc_pk(0).
         let mut workers = Vec::new();
         for chunk in uploaded.chunks(per_thread) {
-            let rng = sampling::seeded_rng(sampling_seed(&mut self.rng));
+            let rng: ChaCha20Rng = sampling::fork(&mut self.rng);
             let encryptor = if workers.is_empty() {
                 None
             } else {
@@ -378,13 +378,6 @@ impl<B: Backend> PllServer<B> {
         }
         Ok(downloaded)
     }
-}
-
-/// A fresh 32-byte seed drawn from the server's generator.
-fn sampling_seed(rng: &mut ChaCha20Rng) -> [u8; 32] {
-    let mut seed = [0u8; 32];
-    rand_core::RngCore::fill_bytes(rng, &mut seed);
-    seed
 }
 
 /// Bytes of key material in a client's evaluation keys.
