@@ -11,15 +11,7 @@ fn helora(args: &[&str]) -> Output {
 
 #[test]
 fn bench_ops_json_is_one_object_on_stdout() {
-    let out = helora(&["bench", "ops", "--n", "8192", "--iters", "2", "--json"]);
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
-    let v: serde_json::Value =
-        serde_json::from_str(&stdout).expect("stdout is exactly one JSON value");
+    let v = helora_json(&["bench", "ops", "--n", "8192", "--iters", "2", "--json"]);
     assert!(v.is_object());
     assert_eq!(v["n"], 8192);
     assert_eq!(v["limbs"], 3);
@@ -99,17 +91,10 @@ fn bad_arguments_are_usage_errors() {
 
 #[test]
 fn bench_lora_json_reports_counts_accuracy_and_bytes() {
-    let out = helora(&[
+    let v = helora_json(&[
         "bench", "lora", "--d-in", "576", "--d-out", "576", "--r", "8", "--tokens", "2", "--iters",
         "1", "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("stdout is exactly one JSON value");
     assert_eq!(v["d_in"], 576);
     assert_eq!(v["rank"], 8);
     assert_eq!(v["depth"], 2);

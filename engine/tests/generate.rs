@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use helora_engine::adapter::LoraAdapter;
 use helora_engine::generate::{self, DeviceChoice, GenerateOptions, Mode};
-use helora_engine::model::{fetch, load_model, Model, NoHook};
+use helora_engine::model::{fetch, load_model, KvCache, LoraHook, Model, NoHook};
 use helora_engine::plain_lora::PlainLoraHook;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -81,16 +81,7 @@ fn smollm2_matches_transformers() -> Result<()> {
 
         // Greedy continuation with the KV cache, token for token.
         let want_ids = ids(&case["greedy_ids"]);
-        let mut generated = Vec::new();
-        let mut logits = got;
-        for _ in 0..want_ids.len() {
-            let next = argmax(&logits)?;
-            generated.push(next);
-            if tokenizer.eos_ids().contains(&next) {
-                break;
-            }
-            logits = model.forward(&[next], &mut cache, &mut NoHook)?;
-        }
+        let generated = greedy(&model, &mut cache, got, want_ids.len(), &mut NoHook)?;
         assert_eq!(generated, want_ids, "{prompt}");
         assert_eq!(
             tokenizer.decode(&generated)?.trim_end_matches("<|im_end|>"),
@@ -134,19 +125,31 @@ fn lora_mode_matches_peft() -> Result<()> {
             }
         }
         let want_ids = ids(&case["greedy_ids"]);
-        let mut generated = Vec::new();
-        let mut logits = got;
-        for _ in 0..want_ids.len() {
-            let next = argmax(&logits)?;
-            generated.push(next);
-            if next == 2 {
-                break;
-            }
-            logits = model.forward(&[next], &mut cache, &mut hook)?;
-        }
+        let generated = greedy(&model, &mut cache, got, want_ids.len(), &mut hook)?;
         assert_eq!(generated, want_ids);
     }
     Ok(())
+}
+
+/// Greedy decoding with the KV cache from the prompt's `logits`: at most `max` tokens,
+/// stopping after SmolLM2's end-of-sequence token (id 2, `<|im_end|>`).
+fn greedy(
+    model: &Model,
+    cache: &mut KvCache,
+    mut logits: Tensor,
+    max: usize,
+    hook: &mut dyn LoraHook,
+) -> Result<Vec<u32>> {
+    let mut generated = Vec::new();
+    for _ in 0..max {
+        let next = argmax(&logits)?;
+        generated.push(next);
+        if next == 2 {
+            break;
+        }
+        logits = model.forward(&[next], cache, hook)?;
+    }
+    Ok(generated)
 }
 
 fn argmax(logits: &Tensor) -> Result<u32> {
