@@ -64,7 +64,7 @@ impl LoraHook for SecureHook<'_> {
             .map(|row| self.client.encrypt(site.layer, &adapted, row))
             .collect::<Result<Vec<_>>>()?;
         let encrypted = Instant::now();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = worker_threads();
         let replies = self.server.apply_batch(self.id, &requests, threads)?;
         let evaluated = Instant::now();
         for (request, reply) in requests.iter().zip(&replies) {
@@ -94,4 +94,11 @@ impl LoraHook for SecureHook<'_> {
         }
         Ok(out)
     }
+}
+
+/// The cores the server may use, asked once: `available_parallelism` reads cgroup files
+/// on Linux, too slow for every input site of every token.
+fn worker_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
