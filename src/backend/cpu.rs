@@ -4,6 +4,7 @@
 use super::{Backend, BackendError};
 use crate::ring::kernels::{self, Path};
 use crate::ring::{arith, automorphism, rescale, Basis, BasisExtender, RingContext, RnsPoly};
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -135,7 +136,9 @@ impl Backend for CpuBackend {
         let level = c.basis().q - 1;
         let mut coeff = c.clone();
         arith::ntt_inverse(&self.ctx, &mut coeff);
+        // Digits are independent: one job each on the worker pool.
         (0..self.extender.digit_count(level))
+            .into_par_iter()
             .map(|j| self.extender.mod_up(&self.ctx, &coeff, c, j))
             .collect()
     }
@@ -155,7 +158,9 @@ impl Backend for CpuBackend {
             RnsPoly::zero(self.ctx.n(), basis, true),
         ];
         let [out0, out1] = &mut out;
-        for (limb, (o0, o1)) in out0.limbs_mut().zip(out1.limbs_mut()).enumerate() {
+        // Output limbs are independent: one job each on the worker pool.
+        let limbs: Vec<_> = out0.limbs_mut().zip(out1.limbs_mut()).enumerate().collect();
+        limbs.into_par_iter().for_each(|(limb, (o0, o1))| {
             let m = self.ctx.modulus(basis, limb);
             // Key limbs: same ciphertext prime index, special primes after all of Q_L.
             let key_limb = if basis.is_special(limb) {
@@ -178,7 +183,7 @@ impl Backend for CpuBackend {
                 [&k0, &k1],
                 [o0, o1],
             );
-        }
+        });
         out
     }
 

@@ -4,7 +4,7 @@ use super::ciphertext::{Ciphertext, Plaintext, SeededCiphertext};
 use super::keygen::{gaussian_ntt, ternary_ntt, uniform_ntt};
 use super::keys::{PublicKey, SecretKey};
 use super::{CkksError, Params};
-use crate::math::sampling::{self, ChaCha20Rng};
+use crate::math::sampling::{self, NoiseRng};
 use crate::ring::{arith, Basis, RnsPoly};
 
 fn check_plaintext(params: &Params, pt: &Plaintext) -> Result<(), CkksError> {
@@ -15,7 +15,7 @@ fn check_plaintext(params: &Params, pt: &Plaintext) -> Result<(), CkksError> {
 pub struct Encryptor {
     params: Params,
     key: PublicKey,
-    rng: ChaCha20Rng,
+    rng: NoiseRng,
 }
 
 impl Encryptor {
@@ -24,7 +24,7 @@ impl Encryptor {
         Ok(Self {
             params: params.clone(),
             key,
-            rng: sampling::os_rng()?,
+            rng: sampling::os_noise_rng()?,
         })
     }
 
@@ -51,7 +51,7 @@ impl Encryptor {
 pub struct SymmetricEncryptor {
     params: Params,
     secret: SecretKey,
-    rng: ChaCha20Rng,
+    rng: NoiseRng,
 }
 
 impl SymmetricEncryptor {
@@ -60,7 +60,7 @@ impl SymmetricEncryptor {
         Ok(Self {
             params: params.clone(),
             secret: secret.clone(),
-            rng: sampling::os_rng()?,
+            rng: sampling::os_noise_rng()?,
         })
     }
 

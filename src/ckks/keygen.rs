@@ -5,10 +5,11 @@ use super::keys::{EvaluationKeys, PublicKey, SecretKey, SwitchingKey};
 use super::{CkksError, Params};
 use crate::math::sampling::{self, ChaCha20Rng};
 use crate::ring::{arith, automorphism, Basis, RingContext, RnsPoly};
+use rand_core::RngCore;
 
 /// A uniformly random polynomial over `basis`, drawn directly in NTT form (the NTT of a
 /// uniform polynomial is uniform). Limb by limb, so a seeded stream is reproducible.
-pub(crate) fn uniform_ntt(ctx: &RingContext, basis: Basis, rng: &mut ChaCha20Rng) -> RnsPoly {
+pub(crate) fn uniform_ntt(ctx: &RingContext, basis: Basis, rng: &mut impl RngCore) -> RnsPoly {
     let mut p = RnsPoly::zero(ctx.n(), basis, true);
     for (i, limb) in p.limbs_mut().enumerate() {
         let q = ctx.modulus(basis, i).value();
@@ -19,7 +20,7 @@ pub(crate) fn uniform_ntt(ctx: &RingContext, basis: Basis, rng: &mut ChaCha20Rng
 }
 
 /// A fresh discrete Gaussian error over `basis`, in NTT form.
-pub(crate) fn gaussian_ntt(ctx: &RingContext, basis: Basis, rng: &mut ChaCha20Rng) -> RnsPoly {
+pub(crate) fn gaussian_ntt(ctx: &RingContext, basis: Basis, rng: &mut impl RngCore) -> RnsPoly {
     let e = sampling::gaussian(rng, ctx.n());
     let mut p = arith::from_signed(ctx, &e, basis);
     arith::ntt_forward(ctx, &mut p);
@@ -27,7 +28,7 @@ pub(crate) fn gaussian_ntt(ctx: &RingContext, basis: Basis, rng: &mut ChaCha20Rn
 }
 
 /// A fresh ternary polynomial over `basis`, in NTT form.
-pub(crate) fn ternary_ntt(ctx: &RingContext, basis: Basis, rng: &mut ChaCha20Rng) -> RnsPoly {
+pub(crate) fn ternary_ntt(ctx: &RingContext, basis: Basis, rng: &mut impl RngCore) -> RnsPoly {
     let t = sampling::ternary(rng, ctx.n());
     let mut p = arith::from_signed(ctx, &t, basis);
     arith::ntt_forward(ctx, &mut p);

@@ -20,6 +20,7 @@ use super::{LinearError, Matrix};
 use crate::backend::Backend;
 use crate::ckks::{Ciphertext, CkksError, Encoder, Evaluator, ExtendedPlaintext, Terms};
 use crate::ring::{Basis, RnsPoly};
+use rayon::prelude::*;
 
 /// Largest supported LoRA rank.
 pub const MAX_RANK: usize = 64;
@@ -184,7 +185,7 @@ impl<B: Backend> LoraPlan<B> {
     pub fn output_diagonals_plus(
         &self,
         evaluator: &Evaluator<B>,
-        deltas: Vec<Vec<RnsPoly>>,
+        deltas: &[Vec<RnsPoly>],
     ) -> Result<OutputDiagonals<B>, LinearError> {
         if deltas.len() != self.step2.len() || deltas.iter().any(|d| d.len() != self.rank_padded) {
             return Err(LinearError::Shape(format!(
@@ -210,7 +211,7 @@ impl<B: Backend> LoraPlan<B> {
                             )));
                         }
                         // The q part of a diagonal is its extended form's first limbs.
-                        let mut extended = backend.upload(&d).map_err(CkksError::from)?;
+                        let mut extended = backend.upload(d).map_err(CkksError::from)?;
                         backend.add_assign(&mut extended, &pt.extended);
                         let mut q_part = extended.clone();
                         backend.truncate_q(&mut q_part, pt.level + 1);
@@ -380,30 +381,14 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
         tokens: &[Vec<Ciphertext<B::Poly>>],
         threads: usize,
     ) -> Result<Vec<GroupOutput<B::Poly>>, LinearError> {
+        // At least `per_thread` tokens per job, so at most `threads` jobs.
         let threads = threads.clamp(1, tokens.len().max(1));
         let per_thread = tokens.len().div_ceil(threads).max(1);
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = tokens
-                .chunks(per_thread)
-                .map(|chunk| {
-                    scope.spawn(move || {
-                        chunk
-                            .iter()
-                            .map(|t| self.apply(evaluator, t))
-                            .collect::<Result<Vec<_>, _>>()
-                    })
-                })
-                .collect();
-            let mut out = Vec::with_capacity(tokens.len());
-            for worker in workers {
-                out.extend(
-                    worker
-                        .join()
-                        .map_err(|_| LinearError::Shape("a worker thread panicked".into()))??,
-                );
-            }
-            Ok(out)
-        })
+        tokens
+            .par_iter()
+            .with_min_len(per_thread)
+            .map(|t| self.apply(evaluator, t))
+            .collect()
     }
 
     /// y_p = x·A_p·B_p for every member p, from one token's input ciphertexts.
@@ -429,28 +414,15 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
         let replacements = (0..self.plans.len())
             .map(&mut *step2)
             .collect::<Result<Vec<_>, E>>()?;
-        // Members are independent from here on: the second and later run on their own
-        // threads (a decode step has one token, so this is where its parallelism is).
-        std::thread::scope(|scope| {
-            let mut jobs = self.plans.iter().zip(z).zip(&replacements);
-            let first = jobs.next();
-            let others: Vec<_> = jobs
-                .map(|((plan, z), replacement)| {
-                    scope.spawn(move || plan.finish(evaluator, z, replacement.as_ref()))
-                })
-                .collect();
-            let mut out = Vec::with_capacity(self.plans.len());
-            if let Some(((plan, z), replacement)) = first {
-                out.push(plan.finish(evaluator, z, replacement.as_ref())?);
-            }
-            for job in others {
-                out.push(
-                    job.join()
-                        .map_err(|_| LinearError::Shape("a worker thread panicked".into()))??,
-                );
-            }
-            Ok(out)
-        })
+        // Members are independent from here on: they run in parallel on the worker pool
+        // (a decode step has one token, so this is where its parallelism is).
+        self.plans
+            .par_iter()
+            .zip(z)
+            .zip(&replacements)
+            .map(|((plan, z), replacement)| plan.finish(evaluator, z, replacement.as_ref()))
+            .collect::<Result<_, LinearError>>()
+            .map_err(E::from)
     }
 
     /// Step 1 for every member, input chunk by chunk, rescaled: z_p = x·A_p in every slot

@@ -1,10 +1,12 @@
 //! Word-sized modular arithmetic, NTT-friendly primes and randomness.
 
+mod aes_ctr;
 mod modulus;
 mod primes;
 pub mod sampling;
 mod ziggurat;
 
+pub use aes_ctr::AesCtrRng;
 pub use modulus::{Modulus, MAX_MODULUS_BITS};
 pub use primes::{is_prime, ntt_prime_chain, ntt_primes, primitive_root_of_unity};
 

@@ -1,6 +1,6 @@
 //! Randomness for key generation and encryption: a ChaCha20 stream (seedable, so the `a`
-//! half of a seeded ciphertext is regenerated from 32 bytes), uniform residues, ternary
-//! secrets and discrete Gaussian errors.
+//! half of a seeded ciphertext is regenerated from 32 bytes), AES-128-CTR for the bulk
+//! private noise, uniform residues, ternary secrets and discrete Gaussian errors.
 
 use rand::SeedableRng;
 pub use rand_chacha::ChaCha20Rng;
@@ -25,6 +25,14 @@ pub fn os_seed() -> Result<[u8; 32], EntropyError> {
 /// A ChaCha20 generator seeded from the operating system.
 pub fn os_rng() -> Result<ChaCha20Rng, EntropyError> {
     Ok(ChaCha20Rng::from_seed(os_seed()?))
+}
+
+/// The generator for bulk private randomness (errors, masks, flooding, perturbations).
+pub type NoiseRng = super::AesCtrRng;
+
+/// A [`NoiseRng`] seeded from the operating system.
+pub fn os_noise_rng() -> Result<NoiseRng, EntropyError> {
+    Ok(NoiseRng::from_seed(os_seed()?))
 }
 
 /// The deterministic stream for a public seed (both sides derive the same values).

@@ -2,19 +2,21 @@
 //! re-randomised and flooded. With the protection off, exactly the plain plan.
 //!
 //! Everything the protection adds is independent of the input (E, Enc_pk(0), the flood),
-//! so a helper thread draws it while the plan runs: E first (step 3 waits for it), then
-//! the masks (needed at the end). On a busy server this hides the latency, not the work.
+//! so a second job on the worker pool draws it while the plan runs: E first, then the
+//! masks (needed at the end). E is drawn from its own seed by whichever side needs it
+//! first, so the plan never waits on a job that no thread has picked up. On a busy server
+//! this hides the latency, not the work.
 
 use super::flooding::{apply_mask, draw_mask};
 use super::{Adapter, PllError, PllSettings};
 use crate::backend::Backend;
 use crate::ckks::{Ciphertext, Encryptor, Evaluator};
 use crate::linear::LoraGroup;
-use crate::math::sampling;
+use crate::math::sampling::{self, NoiseRng};
 use crate::ring::RnsPoly;
-use rand_chacha::ChaCha12Rng;
+use rand::SeedableRng;
 use rand_core::RngCore;
-use std::sync::mpsc;
+use std::sync::OnceLock;
 
 /// E per adapter (None without noise), per output ciphertext and diagonal.
 type Perturbations = Vec<Option<Vec<Vec<RnsPoly>>>>;
@@ -40,18 +42,33 @@ pub(crate) fn apply_protected<B: Backend>(
         .scale;
     let params = evaluator.params();
     let flooding = settings.flooding;
-    // The helper's own stream (ChaCha12, as rand's StdRng), seeded from the server's.
-    let mut helper_rng: ChaCha12Rng = sampling::fork(rng);
-    let (send_noise, noise) = mpsc::channel::<Perturbations>();
-    std::thread::scope(|scope| {
-        // E first (step 3 waits for it), then the masks (needed only at the end).
-        let helper = scope.spawn(move || -> Result<Masks, PllError> {
-            let perturbations = adapters
-                .iter()
-                .map(|a| a.perturbation.map(|p| p.draw(params, &mut helper_rng)))
-                .collect();
-            // The receiver is gone only if the plan already failed.
-            let _ = send_noise.send(perturbations);
+    // Seeded from the server's stream: E from a seed either side may expand, the masks
+    // from the helper's own generator.
+    let mut perturbation_seed = [0u8; 32];
+    rng.fill_bytes(&mut perturbation_seed);
+    let mut mask_rng: NoiseRng = sampling::fork(rng);
+    let perturbations = OnceLock::<Perturbations>::new();
+    let draw_perturbations = || {
+        let mut rng = NoiseRng::from_seed(perturbation_seed);
+        adapters
+            .iter()
+            .map(|a| a.perturbation.map(|p| p.draw(params, &mut rng)))
+            .collect()
+    };
+    let (outputs, masks) = rayon::join(
+        || {
+            group.apply_with::<PllError>(evaluator, inputs, &mut |p| {
+                let drawn = perturbations.get_or_init(draw_perturbations);
+                drawn
+                    .get(p)
+                    .and_then(Option::as_ref)
+                    .map(|e| adapters[p].plan.output_diagonals_plus(evaluator, e))
+                    .transpose()
+                    .map_err(PllError::from)
+            })
+        },
+        || -> Result<Masks, PllError> {
+            perturbations.get_or_init(draw_perturbations);
             adapters
                 .iter()
                 .map(|a| {
@@ -63,44 +80,18 @@ pub(crate) fn apply_protected<B: Backend>(
                     let level = a.plan.output_level();
                     (0..count)
                         .map(|_| {
-                            draw_mask(
-                                params,
-                                encryptor,
-                                level,
-                                scale,
-                                a.flood_std,
-                                &mut helper_rng,
-                            )
+                            draw_mask(params, encryptor, level, scale, a.flood_std, &mut mask_rng)
                         })
                         .collect()
                 })
                 .collect()
-        });
-        let mut drawn: Option<Perturbations> = None;
-        let outputs = group.apply_with::<PllError>(evaluator, inputs, &mut |p| {
-            if drawn.is_none() {
-                drawn = Some(noise.recv().map_err(|_| helper_failed())?);
-            }
-            let e = drawn
-                .as_mut()
-                .and_then(|d| d.get_mut(p))
-                .and_then(Option::take);
-            e.map(|e| adapters[p].plan.output_diagonals_plus(evaluator, e))
-                .transpose()
-                .map_err(PllError::from)
-        });
-        // Joined on every path, so that the helper never outlives an error.
-        let masks = helper.join().map_err(|_| helper_failed()).and_then(|m| m);
-        let mut outputs = outputs?;
-        for (cts, masks) in outputs.iter_mut().zip(masks?.iter()) {
-            for (ct, mask) in cts.iter_mut().zip(masks) {
-                apply_mask(evaluator, ct, mask)?;
-            }
+        },
+    );
+    let mut outputs = outputs?;
+    for (cts, masks) in outputs.iter_mut().zip(masks?.iter()) {
+        for (ct, mask) in cts.iter_mut().zip(masks) {
+            apply_mask(evaluator, ct, mask)?;
         }
-        Ok(outputs)
-    })
-}
-
-fn helper_failed() -> PllError {
-    PllError::Malformed("the protection thread failed".into())
+    }
+    Ok(outputs)
 }

@@ -11,8 +11,9 @@ use crate::ckks::{
     PublicKey,
 };
 use crate::linear::Matrix;
-use crate::math::sampling::{self, ChaCha20Rng};
+use crate::math::sampling::{self, NoiseRng};
 use crate::ring::{Basis, RnsPoly};
+use rayon::prelude::*;
 use std::collections::HashMap;
 
 /// A client's identity, as the transport authenticated it.
@@ -51,7 +52,7 @@ pub struct PllServer<B: Backend = CpuBackend> {
     calibration: Evaluator<B>,
     adapters: Vec<Adapter<B>>,
     clients: HashMap<ClientId, Client<B>>,
-    rng: ChaCha20Rng,
+    rng: NoiseRng,
 }
 
 impl PllServer<CpuBackend> {
@@ -78,7 +79,7 @@ impl<B: Backend> PllServer<B> {
             settings,
             adapters: Vec::new(),
             clients: HashMap::new(),
-            rng: sampling::os_rng()?,
+            rng: sampling::os_noise_rng()?,
         })
     }
 
@@ -294,68 +295,35 @@ impl<B: Backend> PllServer<B> {
             .collect::<Result<Vec<_>, _>>()?;
         let threads = threads.clamp(1, tokens.len().max(1));
         let per_thread = tokens.len().div_ceil(threads).max(1);
-        // Every worker gets its own generator and encryptor, seeded afresh: no two share
-        // randomness for E, the masks or Enc_pk(0).
-        let mut workers = Vec::new();
-        for chunk in uploaded.chunks(per_thread) {
-            let rng: ChaCha20Rng = sampling::fork(&mut self.rng);
-            let encryptor = if workers.is_empty() {
-                None
-            } else {
-                Some(Encryptor::new(&self.params, state.public_key.clone())?)
-            };
-            workers.push((chunk, rng, encryptor));
-        }
+        // Every job gets its own generator and encryptor, seeded afresh: no two share
+        // randomness for E, the masks or Enc_pk(0). The first reuses the client's encryptor.
+        let chunks: Vec<_> = uploaded.chunks(per_thread).collect();
+        let mut extra_encryptors = (1..chunks.len())
+            .map(|_| Encryptor::new(&self.params, state.public_key.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let encryptors = std::iter::once(&mut state.encryptor).chain(extra_encryptors.iter_mut());
+        let jobs: Vec<_> = chunks
+            .into_iter()
+            .zip(encryptors)
+            .map(|(chunk, encryptor)| (chunk, encryptor, sampling::fork::<NoiseRng>(&mut self.rng)))
+            .collect();
         let settings = &self.settings;
         let evaluator = &state.evaluator;
-        let first_encryptor = &mut state.encryptor;
-        let outputs = std::thread::scope(|scope| {
-            let mut handles = Vec::new();
-            let mut first = None;
-            for (chunk, mut rng, encryptor) in workers {
-                let members = &members;
-                match encryptor {
-                    // The calling thread takes the first chunk with the client's encryptor.
-                    None => first = Some((chunk, rng)),
-                    Some(mut encryptor) => handles.push(scope.spawn(move || {
-                        chunk
-                            .iter()
-                            .map(|inputs| {
-                                apply_protected(
-                                    evaluator,
-                                    &mut encryptor,
-                                    members,
-                                    inputs,
-                                    settings,
-                                    &mut rng,
-                                )
-                            })
-                            .collect::<Result<Vec<_>, PllError>>()
-                    })),
-                }
-            }
-            let mut out = Vec::with_capacity(tokens.len());
-            if let Some((chunk, mut rng)) = first {
-                for inputs in chunk {
-                    out.push(apply_protected(
-                        evaluator,
-                        first_encryptor,
-                        &members,
-                        inputs,
-                        settings,
-                        &mut rng,
-                    )?);
-                }
-            }
-            for handle in handles {
-                out.extend(
-                    handle
-                        .join()
-                        .map_err(|_| PllError::Malformed("a worker thread panicked".into()))??,
-                );
-            }
-            Ok::<_, PllError>(out)
-        })?;
+        let members = &members;
+        let outputs: Vec<Vec<Vec<Ciphertext<B::Poly>>>> = jobs
+            .into_par_iter()
+            .map(|(chunk, encryptor, mut rng)| {
+                chunk
+                    .iter()
+                    .map(|inputs| {
+                        apply_protected(evaluator, encryptor, members, inputs, settings, &mut rng)
+                    })
+                    .collect::<Result<Vec<_>, PllError>>()
+            })
+            .collect::<Result<Vec<_>, PllError>>()?
+            .into_iter()
+            .flatten()
+            .collect();
         let downloaded = outputs
             .iter()
             .map(|token| {
