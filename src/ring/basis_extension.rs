@@ -116,6 +116,7 @@ impl BaseConverter {
 }
 
 /// The conversion's constants, for a device backend that uploads them (read-only views).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 impl BaseConverter {
     pub(crate) fn from_moduli(&self) -> &[Modulus] {
         &self.from
@@ -228,6 +229,7 @@ impl BasisExtender {
 
     /// The limbs of Q_l that form digit `digit` at `level`, and the conversion from them to
     /// the other limbs of Q_l ∪ P (in basis order).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub(crate) fn digit(&self, level: usize, digit: usize) -> (Range<usize>, &BaseConverter) {
         let d = &self.digits[level][digit];
         (d.limbs.clone(), &d.converter)
@@ -235,6 +237,7 @@ impl BasisExtender {
 
     /// The conversion P → Q_L of ModDown (a level uses its first l + 1 targets) and
     /// P^-1 mod q_i.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub(crate) fn mod_down_constants(&self) -> (&BaseConverter, &[u64]) {
         (&self.p_to_q, &self.p_inv)
     }
