@@ -126,7 +126,8 @@ fn check_primitives<B: Backend>(b: &B, alpha: usize, seed: u64) {
 
         let [a, c, d] = [0; 3].map(|_| random(&ctx, basis, true, &mut rng));
         type Op = fn(&RingContext, &mut RnsPoly, &RnsPoly);
-        let binary: [(&str, Op, fn(&B, &mut B::Poly, &B::Poly)); 3] = [
+        type DeviceOp<B> = fn(&B, &mut <B as Backend>::Poly, &<B as Backend>::Poly);
+        let binary: [(&str, Op, DeviceOp<B>); 3] = [
             ("add", arith::add_assign, |b, x, y| b.add_assign(x, y)),
             ("sub", arith::sub_assign, |b, x, y| b.sub_assign(x, y)),
             ("mul", arith::mul_assign, |b, x, y| b.mul_assign(x, y)),

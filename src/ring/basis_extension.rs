@@ -118,11 +118,11 @@ impl BaseConverter {
 /// The conversion's constants, for a device backend that uploads them (read-only views).
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 impl BaseConverter {
-    pub(crate) fn from_moduli(&self) -> &[Modulus] {
+    pub(crate) fn source_moduli(&self) -> &[Modulus] {
         &self.from
     }
 
-    pub(crate) fn to_moduli(&self) -> &[Modulus] {
+    pub(crate) fn target_moduli(&self) -> &[Modulus] {
         &self.to
     }
 

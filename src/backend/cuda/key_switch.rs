@@ -44,7 +44,7 @@ impl CudaBackend {
                     && key.iter().flatten().all(|k| k.basis == kb && k.ntt_form)
             });
         let n = self.n as u64;
-        if !fits || galois.is_some_and(|g| g % 2 == 0 || g >= 2 * n) {
+        if !fits || galois.is_some_and(|g| g.is_multiple_of(2) || g >= 2 * n) {
             self.errors.record(|| {
                 format!(
                     "key_switch_inner_product: {} digits over {basis:?} do not fit {} key \

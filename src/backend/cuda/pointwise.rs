@@ -146,7 +146,7 @@ impl CudaBackend {
 
     pub(super) fn automorphism_into(&self, out: &CudaPoly, p: &CudaPoly, galois: u64) {
         let n = self.n as u64;
-        if galois % 2 == 0 || galois >= 2 * n {
+        if galois.is_multiple_of(2) || galois >= 2 * n {
             self.errors
                 .record(|| format!("invalid Galois element {galois}"));
             return;

@@ -107,8 +107,8 @@ impl Builder {
     }
 
     fn conversion(&mut self, c: &BaseConverter, targets: &[usize]) -> Conversion {
-        let from = c.from_moduli();
-        let to = c.to_moduli();
+        let from = c.source_moduli();
+        let to = c.target_moduli();
         let hats = c.hat_mod_to();
         let prods = c.product_mod_to();
         let inv_hat_shoup: Vec<u64> = from
