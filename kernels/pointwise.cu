@@ -63,13 +63,33 @@ extern "C" __global__ void poly_mul_add(u64* acc, const u64* a, const u64* b,
     }
 }
 
+// Per-limb constants passed by value (kernel parameters), so that a multiplication by a
+// host-side constant needs no upload: at most POLY_MAX_SCALAR_LIMBS limbs.
+#define POLY_MAX_SCALAR_LIMBS 64
+
+struct LimbScalars {
+    u64 value[POLY_MAX_SCALAR_LIMBS];
+    u64 shoup[POLY_MAX_SCALAR_LIMBS];
+};
+
 // a *= w_l on limb l, a constant per limb with its Shoup constant (`Modulus::shoup(w_l)`,
-// computed on the host once), as the CPU's `mul_const`.
-extern "C" __global__ void poly_mul_scalar(u64* a, const u64* w, const u64* w_shoup,
-                                           const RnsModulus* mods, u32 limbs, u32 log_n,
-                                           u64 total) {
+// computed on the host), as the CPU's `mul_const`.
+extern "C" __global__ void poly_mul_scalar(u64* a, LimbScalars w, const RnsModulus* mods,
+                                           u32 limbs, u32 log_n, u64 total) {
     GRID_STRIDE(i, total) {
         const u32 l = limb_of(i, log_n, limbs);
-        a[i] = mul_shoup(a[i], w[l], w_shoup[l], mods[l].value);
+        a[i] = mul_shoup(a[i], w.value[l], w.shoup[l], mods[l].value);
+    }
+}
+
+// out = (x − out)·w_l on limb l, as the CPU's `sub_mul_const`: the last step of rescale
+// (w = q_l^-1) and ModDown (w = P^-1). `w`, `w_shoup` are per-limb tables in device memory.
+extern "C" __global__ void poly_sub_mul_scalar(u64* out, const u64* x, const u64* w,
+                                               const u64* w_shoup, const RnsModulus* mods,
+                                               u32 limbs, u32 log_n, u64 total) {
+    GRID_STRIDE(i, total) {
+        const u32 l = limb_of(i, log_n, limbs);
+        const u64 q = mods[l].value;
+        out[i] = mul_shoup(mod_sub(x[i], out[i], q), w[l], w_shoup[l], q);
     }
 }

@@ -8,10 +8,14 @@
 #include "shim.h"
 
 #include "automorphism.cu"
+#include "basis_conversion.cu"
+#include "key_switch.cu"
 #include "ntt.cu"
 #include "pointwise.cu"
+#include "rescale.cu"
 
 #include <cstdio>
+#include <fstream>
 #include <random>
 
 typedef unsigned __int128 u128;
@@ -86,11 +90,16 @@ struct Tables {
     std::vector<RnsModulus> mods;
 };
 
-static Tables make_tables(const std::vector<u64>& primes, u32 log_n) {
+// `psis` (one per prime) picks the 2N-th roots, as the CPU's `NttTable::psi()`; by default
+// the first one found.
+static Tables make_tables(const std::vector<u64>& primes, u32 log_n,
+                          const std::vector<u64>& psis = {}) {
     const u64 n = 1ull << log_n;
     Tables t;
-    for (u64 q : primes) {
-        const u64 psi = root_2n(q, 2 * n), psi_inv = pow_mod(psi, q - 2, q);
+    for (size_t k = 0; k < primes.size(); ++k) {
+        const u64 q = primes[k];
+        const u64 psi = psis.empty() ? root_2n(q, 2 * n) : psis[k];
+        const u64 psi_inv = pow_mod(psi, q - 2, q);
         std::vector<u64> fwd(n), inv(n);
         u64 p = 1, ip = 1;
         for (u64 i = 0; i < n; ++i) {
@@ -234,12 +243,25 @@ static void check_pointwise() {
         x = c;
         launch(2, 3, [&] { poly_mul_add(x.data(), a.data(), b.data(), m.data(), limbs, log_n, total); });
         for (u64 i = 0; i < total; ++i) CHECK(x[i] == ((u128)a[i] * b[i] + c[i]) % q(i), "poly_mul_add");
+        LimbScalars ws{};
+        for (u32 l = 0; l < limbs; ++l) {
+            ws.value[l] = w[l];
+            ws.shoup[l] = w_shoup[l];
+        }
         x = a;
-        launch(2, 3, [&] {
-            poly_mul_scalar(x.data(), w.data(), w_shoup.data(), m.data(), limbs, log_n, total);
-        });
+        launch(2, 3, [&] { poly_mul_scalar(x.data(), ws, m.data(), limbs, log_n, total); });
         for (u64 i = 0; i < total; ++i) {
             CHECK(x[i] == (u128)a[i] * w[(i >> log_n) % limbs] % q(i), "poly_mul_scalar");
+        }
+        x = c;
+        launch(3, 2, [&] {
+            poly_sub_mul_scalar(x.data(), a.data(), w.data(), w_shoup.data(), m.data(), limbs,
+                                log_n, total);
+        });
+        for (u64 i = 0; i < total; ++i) {
+            const u64 qi = q(i);
+            CHECK(x[i] == (u128)((a[i] + qi - c[i]) % qi) * w[(i >> log_n) % limbs] % qi,
+                  "poly_sub_mul_scalar");
         }
     }
     for (int rep = 0; rep < 100000; ++rep) {
@@ -254,7 +276,272 @@ static void check_pointwise() {
     }
 }
 
-int main() {
+// ---- Composite operations against the Rust CPU backend ----------------------------------
+//
+// The `kernels_emulated_on_host` test writes cases computed by the CPU backend (random
+// inputs, its outputs) to a file of little-endian u64 and passes its path. Each case runs
+// here through the kernels in the launch sequence the CUDA backend uses (src/backend/cuda/),
+// and must match bit for bit.
+
+struct Reader {
+    std::vector<u64> words;
+    size_t at = 0;
+    bool ok = true;
+    u64 next() {
+        if (at >= words.size()) {
+            ok = false;
+            return 0;
+        }
+        return words[at++];
+    }
+    std::vector<u64> take(u64 count) {
+        std::vector<u64> v(count);
+        for (auto& x : v) x = next();
+        return v;
+    }
+};
+
+static u64 inv_mod(u64 a, u64 q) { return pow_mod(a, q - 2, q); }
+
+// The backend's NTT split: one inner launch up to N = 4096, else outer + inner at log_n / 2.
+static u32 backend_log_outer(u32 log_n) { return log_n <= 12 ? 0 : log_n / 2; }
+
+// NTT of `rows` consecutive rows at `data`, row r with table table_of_row[r].
+static void ntt_rows(bool forward, u64* data, const Tables& t, const std::vector<u32>& table_of_row,
+                     u32 log_n) {
+    const u32 rows = table_of_row.size();
+    if (rows == 0) return;
+    const u32 log_outer = backend_log_outer(log_n);
+    const u32 chunk = 1u << (log_n - log_outer), cols = chunk < 16 ? chunk : 16;
+    const unsigned block = 128;
+    const u64* tw = forward ? t.tw.data() : t.itw.data();
+    const u64* tws = forward ? t.tw_shoup.data() : t.itw_shoup.data();
+    auto outer = [&] {
+        launch(rows * (chunk / cols), block, [&] {
+            (forward ? ntt_forward_outer : ntt_inverse_outer)(
+                data, tw, tws, t.mods.data(), table_of_row.data(), t.n_inv.data(),
+                t.n_inv_shoup.data(), rows, log_n, log_outer);
+        });
+    };
+    auto inner = [&] {
+        launch(rows << log_outer, block, [&] {
+            (forward ? ntt_forward_inner : ntt_inverse_inner)(
+                data, tw, tws, t.mods.data(), table_of_row.data(), t.n_inv.data(),
+                t.n_inv_shoup.data(), rows, log_n, log_outer);
+        });
+    };
+    if (forward) {
+        if (log_outer) outer();
+        inner();
+    } else {
+        inner();
+        if (log_outer) outer();
+    }
+}
+
+static std::vector<u32> range_u32(u32 from, u32 to) {
+    std::vector<u32> v;
+    for (u32 i = from; i < to; ++i) v.push_back(i);
+    return v;
+}
+
+// A fast base conversion of `sources` coefficient rows at `in` (primes src) to the rows
+// out_rows of `out` (primes dst), as the backend launches it.
+static void convert(u64* out, const std::vector<u32>& out_rows, const u64* in,
+                    const std::vector<u64>& src, const std::vector<u64>& dst, u32 log_n) {
+    const u64 n = 1ull << log_n;
+    const u32 k = src.size(), targets = dst.size();
+    std::vector<RnsModulus> to;
+    for (u64 t : dst) to.push_back(rns_modulus(t));
+    if (k == 1) {
+        launch(5, 64, [&] {
+            base_convert_center(out, out_rows.data(), in, src[0], to.data(), targets, log_n);
+        });
+        return;
+    }
+    std::vector<RnsModulus> from;
+    std::vector<u64> inv_hat, inv_hat_shoup, hat, hat_shoup, prod, prod_shoup;
+    std::vector<double> inv_from;
+    for (u32 i = 0; i < k; ++i) {
+        u64 h = 1;
+        for (u32 j = 0; j < k; ++j) {
+            if (j != i) h = (u128)h * (src[j] % src[i]) % src[i];
+        }
+        from.push_back(rns_modulus(src[i]));
+        inv_hat.push_back(inv_mod(h, src[i]));
+        inv_hat_shoup.push_back(shoup(inv_hat.back(), src[i]));
+        inv_from.push_back(1.0 / (double)src[i]);
+    }
+    for (u64 t : dst) {
+        u64 p = 1;
+        for (u32 i = 0; i < k; ++i) {
+            u64 h = 1;
+            for (u32 j = 0; j < k; ++j) {
+                if (j != i) h = (u128)h * (src[j] % t) % t;
+            }
+            hat.push_back(h);
+            hat_shoup.push_back(shoup(h, t));
+            p = (u128)p * (src[i] % t) % t;
+        }
+        prod.push_back(p);
+        prod_shoup.push_back(shoup(p, t));
+    }
+    std::vector<u64> y(k * n), u(n);
+    launch(3, 64, [&] {
+        base_convert_scale(y.data(), u.data(), in, from.data(), inv_hat.data(),
+                           inv_hat_shoup.data(), inv_from.data(), k, log_n);
+    });
+    launch(7, 32, [&] {
+        base_convert_sum(out, out_rows.data(), y.data(), u.data(), to.data(), hat.data(),
+                         hat_shoup.data(), prod.data(), prod_shoup.data(), k, targets, log_n);
+    });
+}
+
+static void compare(const char* what, const std::vector<u64>& got, const std::vector<u64>& want) {
+    u64 bad = 0;
+    for (size_t i = 0; i < want.size(); ++i) bad += got[i] != want[i];
+    CHECK(got.size() == want.size() && bad == 0, "%s: %llu of %zu words differ from the CPU",
+          what, (unsigned long long)bad, want.size());
+}
+
+// RESCALE: log_n, limbs, primes, psis, x (NTT), want (limbs − 1 rows, NTT).
+static void case_rescale(Reader& r) {
+    const u32 log_n = r.next(), limbs = r.next();
+    const u64 n = 1ull << log_n;
+    const auto primes = r.take(limbs), psis = r.take(limbs);
+    const auto x = r.take(limbs * n), want = r.take((limbs - 1) * n);
+    if (!r.ok) return;
+    const Tables t = make_tables(primes, log_n, psis);
+    const u32 last = limbs - 1;
+    const u64 ql = primes[last], half = ql / 2;
+    std::vector<u64> rr(x.begin() + last * n, x.end());
+    ntt_rows(false, rr.data(), t, {last}, log_n);
+    std::vector<u64> out(last * n), half_mod, w, ws;
+    for (u32 i = 0; i < last; ++i) {
+        half_mod.push_back(half % primes[i]);
+        w.push_back(inv_mod(ql % primes[i], primes[i]));
+        ws.push_back(shoup(w.back(), primes[i]));
+    }
+    launch(4, 64, [&] {
+        rescale_spread(out.data(), rr.data(), ql, half, t.mods.data(), half_mod.data(), last, log_n);
+    });
+    ntt_rows(true, out.data(), t, range_u32(0, last), log_n);
+    launch(4, 64, [&] {
+        poly_sub_mul_scalar(out.data(), x.data(), w.data(), ws.data(), t.mods.data(), last, log_n,
+                            last * n);
+    });
+    compare("rescale", out, want);
+}
+
+// MOD_UP: log_n, q, p, primes (q + p), psis, digit start, digit end, c (q rows, NTT), want
+// (q + p rows, NTT).
+static void case_mod_up(Reader& r) {
+    const u32 log_n = r.next(), q = r.next(), p = r.next();
+    const u64 n = 1ull << log_n, limbs = q + p;
+    const auto primes = r.take(limbs), psis = r.take(limbs);
+    const u32 start = r.next(), end = r.next();
+    const auto c = r.take(q * n), want = r.take(limbs * n);
+    if (!r.ok) return;
+    const Tables t = make_tables(primes, log_n, psis);
+    std::vector<u64> coeff = c, out(limbs * n);
+    ntt_rows(false, coeff.data(), t, range_u32(0, q), log_n);
+    std::vector<u32> out_rows;
+    std::vector<u64> src(primes.begin() + start, primes.begin() + end), dst;
+    for (u32 i = 0; i < limbs; ++i) {
+        if (i < start || i >= end) {
+            out_rows.push_back(i);
+            dst.push_back(primes[i]);
+        }
+    }
+    convert(out.data(), out_rows, coeff.data() + start * n, src, dst, log_n);
+    ntt_rows(true, out.data(), t, range_u32(0, start), log_n);
+    ntt_rows(true, out.data() + end * n, t, range_u32(end, limbs), log_n);
+    std::copy(c.begin() + start * n, c.begin() + end * n, out.begin() + start * n);
+    compare("mod_up", out, want);
+}
+
+// MOD_DOWN: log_n, q, p, primes (q + p), psis, x (q + p rows, NTT), want (q rows, NTT).
+static void case_mod_down(Reader& r) {
+    const u32 log_n = r.next(), q = r.next(), p = r.next();
+    const u64 n = 1ull << log_n, limbs = q + p;
+    const auto primes = r.take(limbs), psis = r.take(limbs);
+    const auto x = r.take(limbs * n), want = r.take(q * n);
+    if (!r.ok) return;
+    const Tables t = make_tables(primes, log_n, psis);
+    std::vector<u64> p_part(x.begin() + q * n, x.end()), out(q * n), w, ws;
+    ntt_rows(false, p_part.data(), t, range_u32(q, limbs), log_n);
+    std::vector<u64> src(primes.begin() + q, primes.end()), dst(primes.begin(), primes.begin() + q);
+    convert(out.data(), range_u32(0, q), p_part.data(), src, dst, log_n);
+    ntt_rows(true, out.data(), t, range_u32(0, q), log_n);
+    for (u32 i = 0; i < q; ++i) {
+        u64 pm = 1;
+        for (u64 s : src) pm = (u128)pm * (s % primes[i]) % primes[i];
+        w.push_back(inv_mod(pm, primes[i]));
+        ws.push_back(shoup(w.back(), primes[i]));
+    }
+    launch(4, 64, [&] {
+        poly_sub_mul_scalar(out.data(), x.data(), w.data(), ws.data(), t.mods.data(), q, log_n,
+                            q * n);
+    });
+    compare("mod_down", out, want);
+}
+
+// KEY_SWITCH: log_n, q, p, key_q, digits, galois (0: none), primes (q + p), then the digits
+// (q + p rows each), keys (b_j then a_j, key_q + p rows each), want0, want1 (q + p rows).
+static void case_key_switch(Reader& r) {
+    const u32 log_n = r.next(), q = r.next(), p = r.next(), key_q = r.next(), d = r.next();
+    const u32 galois = r.next();
+    const u64 n = 1ull << log_n, limbs = q + p;
+    const auto primes = r.take(limbs);
+    std::vector<std::vector<u64>> digits, k0, k1;
+    for (u32 j = 0; j < d; ++j) digits.push_back(r.take(limbs * n));
+    for (u32 j = 0; j < d; ++j) {
+        k0.push_back(r.take((key_q + p) * n));
+        k1.push_back(r.take((key_q + p) * n));
+    }
+    const auto want0 = r.take(limbs * n), want1 = r.take(limbs * n);
+    if (!r.ok || d > KEY_SWITCH_MAX_DIGITS) return;
+    KeySwitchOperands ops{};
+    for (u32 j = 0; j < d; ++j) {
+        ops.digit[j] = digits[j].data();
+        ops.key0[j] = k0[j].data();
+        ops.key1[j] = k1[j].data();
+    }
+    std::vector<RnsModulus> mods;
+    for (u64 m : primes) mods.push_back(rns_modulus(m));
+    std::vector<u64> o0(limbs * n), o1(limbs * n);
+    launch(6, 64, [&] {
+        key_switch_inner_product(o0.data(), o1.data(), ops, d, mods.data(), q, limbs, key_q,
+                                 galois, log_n);
+    });
+    compare(galois ? "key_switch_inner_product (galois)" : "key_switch_inner_product", o0, want0);
+    compare(galois ? "key_switch_inner_product (galois), a half" : "key_switch_inner_product, a half",
+            o1, want1);
+}
+
+// Runs every case of the file; returns how many ran.
+static int run_vectors(const char* path) {
+    std::ifstream f(path, std::ios::binary);
+    Reader r;
+    u64 w;
+    while (f.read(reinterpret_cast<char*>(&w), sizeof w)) r.words.push_back(w);
+    int cases = 0;
+    while (r.ok && r.at < r.words.size()) {
+        switch (r.next()) {
+            case 1: case_rescale(r); break;
+            case 2: case_mod_up(r); break;
+            case 3: case_mod_down(r); break;
+            case 4: case_key_switch(r); break;
+            default: r.ok = false;
+        }
+        ++cases;
+    }
+    CHECK(r.ok && cases > 0, "%s: malformed case file (after %d cases)", path, cases);
+    return cases;
+}
+
+int main(int argc, char** argv) {
+    int vectors = argc > 1 ? run_vectors(argv[1]) : 0;
     check_pointwise();
     struct Case {
         u32 log_n, log_outer;
@@ -269,6 +556,7 @@ int main() {
                           {12, 0, 128, 1, 1}, {12, 6, 64, 2, 1}, {13, 6, 128, 1, 1},
                           {16, 8, 32, 1, 1}};
     for (const Case& c : cases) check_ntt(c.log_n, c.log_outer, c.block, c.limbs, c.polys);
-    printf("kernels on the host: %s (%d failures)\n", failures ? "FAILED" : "ok", failures);
+    printf("kernels on the host: %s (%d failures; %d cases against the CPU backend)\n",
+           failures ? "FAILED" : "ok", failures, vectors);
     return failures != 0;
 }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <barrier>
+#include <cmath>
 #include <thread>
 #include <vector>
 
@@ -31,6 +32,10 @@ inline unsigned __brev(unsigned x) {
     }
     return r;
 }
+// Round-to-nearest double operations; the host build (plain x86-64, no FMA) never fuses them.
+inline double __dmul_rn(double a, double b) { return a * b; }
+inline double __dadd_rn(double a, double b) { return a + b; }
+using std::round;
 inline int __ffs(int x) { return __builtin_ffs(x); }
 inline void __syncthreads() { block_barrier->arrive_and_wait(); }
 

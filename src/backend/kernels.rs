@@ -28,11 +28,27 @@ macro_rules! kernel {
 }
 
 /// Every kernel file, by name (`kernels/<name>.cu`).
-pub const KERNELS: &[&str] = &["automorphism", "ntt", "pointwise"];
+pub const KERNELS: &[&str] = &[
+    "automorphism",
+    "basis_conversion",
+    "key_switch",
+    "ntt",
+    "pointwise",
+    "rescale",
+];
 
 // Keep in the order of `KERNELS` (a test checks both against kernels/).
 const TABLE: &[Kernel] = &[
     kernel!("automorphism", ["automorphism_ntt", "automorphism_coeff"]),
+    kernel!(
+        "basis_conversion",
+        [
+            "base_convert_scale",
+            "base_convert_sum",
+            "base_convert_center",
+        ]
+    ),
+    kernel!("key_switch", ["key_switch_inner_product"]),
     kernel!(
         "ntt",
         [
@@ -51,8 +67,10 @@ const TABLE: &[Kernel] = &[
             "poly_mul",
             "poly_mul_add",
             "poly_mul_scalar",
+            "poly_sub_mul_scalar",
         ]
     ),
+    kernel!("rescale", ["rescale_spread"]),
 ];
 
 /// The headers the kernels include, as (include name, source): NVRTC takes them by name
@@ -216,10 +234,131 @@ mod tests {
         })
     }
 
+    /// Cases for check.cpp's composite checks: random inputs and what the CPU backend makes
+    /// of them, as little-endian u64 words (the layout is documented at each `case_*` there).
+    mod cpu_cases {
+        use crate::backend::{Backend, CpuBackend};
+        use crate::math::ntt_prime_chain;
+        use crate::ring::{arith, rescale, Basis, BasisExtender, RingContext, RnsPoly};
+        use rand::{Rng, SeedableRng};
+        use rand_chacha::ChaCha8Rng;
+        use std::sync::Arc;
+
+        const RESCALE: u64 = 1;
+        const MOD_UP: u64 = 2;
+        const MOD_DOWN: u64 = 3;
+        const KEY_SWITCH: u64 = 4;
+
+        fn ring(log_n: u32, q_bits: &[u32], p_bits: &[u32]) -> Arc<RingContext> {
+            let n = 1 << log_n;
+            let (q, p) = ntt_prime_chain(n, q_bits, p_bits).unwrap();
+            Arc::new(RingContext::new(n, &q, &p).unwrap())
+        }
+
+        fn random(ctx: &RingContext, basis: Basis, ntt: bool, rng: &mut ChaCha8Rng) -> RnsPoly {
+            let mut p = RnsPoly::zero(ctx.n(), basis, ntt);
+            for (i, limb) in p.limbs_mut().enumerate() {
+                let q = ctx.modulus(basis, i).value();
+                limb.iter_mut().for_each(|x| *x = rng.random_range(0..q));
+            }
+            p
+        }
+
+        /// log_n, then the primes and ψ of `basis`.
+        fn header(out: &mut Vec<u64>, ctx: &RingContext, basis: Basis, psis: bool) {
+            let primes: Vec<u64> = ctx.moduli(basis).map(|m| m.value()).collect();
+            out.extend(&primes);
+            if psis {
+                out.extend((0..basis.len()).map(|i| ctx.ntt_table(basis, i).psi()));
+            }
+        }
+
+        pub(super) fn write(path: &std::path::Path) -> usize {
+            let mut rng = ChaCha8Rng::seed_from_u64(0x6b65_726e);
+            let mut w: Vec<u64> = Vec::new();
+            let mut cases = 0;
+            // N = 2^10: one NTT launch; 2^13: outer + inner. P of two primes and of one (the
+            // one-source conversion path), digits of 1 to 3 primes.
+            for (log_n, p_bits) in [(10, &[61u32, 58][..]), (10, &[60]), (13, &[61, 59])] {
+                let ctx = ring(log_n, &[50, 55, 60, 45], p_bits);
+                let (n, q_all, p) = (ctx.n(), ctx.q().len(), ctx.p().len());
+                for q in [q_all, 2] {
+                    let x = random(&ctx, Basis::level(q - 1), true, &mut rng);
+                    w.extend([RESCALE, log_n as u64, q as u64]);
+                    header(&mut w, &ctx, x.basis(), true);
+                    w.extend(x.data());
+                    w.extend(rescale(&ctx, &x).data());
+
+                    let x = random(&ctx, Basis::new(q, p), true, &mut rng);
+                    w.extend([MOD_DOWN, log_n as u64, q as u64, p as u64]);
+                    header(&mut w, &ctx, x.basis(), true);
+                    w.extend(x.data());
+                    w.extend(BasisExtender::new(&ctx, 1).mod_down(&ctx, &x).data());
+                    cases += 2;
+                }
+                for (q, alpha) in [(4, 2), (4, 3), (2, 3), (3, 1)] {
+                    let ext = BasisExtender::new(&ctx, alpha);
+                    let c = random(&ctx, Basis::level(q - 1), true, &mut rng);
+                    let mut coeff = c.clone();
+                    arith::ntt_inverse(&ctx, &mut coeff);
+                    for digit in 0..ext.digit_count(q - 1) {
+                        let start = digit * alpha;
+                        let end = (start + alpha).min(q);
+                        w.extend([MOD_UP, log_n as u64, q as u64, p as u64]);
+                        header(&mut w, &ctx, Basis::new(q, p), true);
+                        w.extend([start as u64, end as u64]);
+                        w.extend(c.data());
+                        w.extend(ext.mod_up(&ctx, &coeff, &c, digit).data());
+                        cases += 1;
+                    }
+                }
+                if log_n > 10 {
+                    continue;
+                }
+                let backend = CpuBackend::new(ctx.clone(), 2);
+                let full = ctx.full_basis();
+                for (q, galois) in [(3usize, 0), (3, 5), (4, 2 * n as u64 - 1), (2, 3)] {
+                    let digits_n = q.div_ceil(2);
+                    let basis = Basis::new(q, p);
+                    let digits: Vec<RnsPoly> = (0..digits_n)
+                        .map(|_| random(&ctx, basis, true, &mut rng))
+                        .collect();
+                    // The key has a digit more than the input uses below the top level.
+                    let keys: Vec<[RnsPoly; 2]> = (0..digits_n + 1)
+                        .map(|_| {
+                            [
+                                random(&ctx, full, true, &mut rng),
+                                random(&ctx, full, true, &mut rng),
+                            ]
+                        })
+                        .collect();
+                    let g = (galois != 0).then_some(galois);
+                    let [o0, o1] = backend.key_switch_inner_product(&digits, &keys, g);
+                    w.extend([KEY_SWITCH, log_n as u64, q as u64, p as u64]);
+                    w.extend([q_all as u64, digits_n as u64, galois]);
+                    header(&mut w, &ctx, basis, false);
+                    digits.iter().for_each(|d| w.extend(d.data()));
+                    for k in &keys[..digits_n] {
+                        w.extend(k[0].data());
+                        w.extend(k[1].data());
+                    }
+                    w.extend(o0.data());
+                    w.extend(o1.data());
+                    cases += 1;
+                }
+            }
+            let bytes: Vec<u8> = w.iter().flat_map(|x| x.to_le_bytes()).collect();
+            std::fs::write(path, bytes).unwrap();
+            cases
+        }
+    }
+
     /// The kernels' source compiled as host C++ (kernels/emulate/shim.h stands in for the
-    /// CUDA built-ins, a block runs as real threads) against 128-bit arithmetic and the
-    /// NTT's definition. It checks index math and formulas without a GPU; it is no evidence
-    /// about the device compiler or the hardware.
+    /// CUDA built-ins, a block runs as real threads) against 128-bit arithmetic, the NTT's
+    /// definition, and the CPU backend's rescale, ModUp, ModDown and key-switch inner
+    /// product on random inputs (run in the CUDA backend's launch sequence). It checks index
+    /// math and formulas without a GPU; it is no evidence about the device compiler or the
+    /// hardware.
     #[test]
     fn kernels_emulated_on_host() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -245,10 +384,14 @@ mod tests {
             .arg(&exe)
             .output()
             .unwrap();
-        let run = build
-            .status
-            .success()
-            .then(|| std::process::Command::new(&exe).output().unwrap());
+        let vectors = dir.join("cpu-cases.bin");
+        let cases = cpu_cases::write(&vectors);
+        let run = build.status.success().then(|| {
+            std::process::Command::new(&exe)
+                .arg(&vectors)
+                .output()
+                .unwrap()
+        });
         let _ = std::fs::remove_dir_all(&dir);
         assert!(
             build.status.success(),
@@ -260,5 +403,9 @@ mod tests {
         let stdout = String::from_utf8_lossy(&run.stdout);
         println!("{stdout}");
         assert!(run.status.success(), "{stdout}");
+        assert!(
+            stdout.contains(&format!("; {cases} cases against the CPU backend")),
+            "check.cpp ran a different number of CPU cases than the {cases} written: {stdout}"
+        );
     }
 }

@@ -3,9 +3,13 @@
 //! keeps polynomials in device memory and must produce bit-identical results.
 
 mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod kernels;
 
 pub use cpu::CpuBackend;
+#[cfg(feature = "cuda")]
+pub use cuda::{CudaBackend, CudaPoly};
 
 use crate::ring::{Basis, RingContext, RnsPoly};
 use std::sync::Arc;

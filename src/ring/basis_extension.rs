@@ -115,6 +115,38 @@ impl BaseConverter {
     }
 }
 
+/// The conversion's constants, for a device backend that uploads them (read-only views).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+impl BaseConverter {
+    pub(crate) fn source_moduli(&self) -> &[Modulus] {
+        &self.from
+    }
+
+    pub(crate) fn target_moduli(&self) -> &[Modulus] {
+        &self.to
+    }
+
+    /// (S/s_i)^-1 mod s_i.
+    pub(crate) fn inv_hat(&self) -> &[u64] {
+        &self.inv_hat
+    }
+
+    /// (S/s_i) mod t_j with its Shoup constant, at `[j * from.len() + i]`.
+    pub(crate) fn hat_mod_to(&self) -> &[(u64, u64)] {
+        &self.hat_mod_to
+    }
+
+    /// S mod t_j with its Shoup constant.
+    pub(crate) fn product_mod_to(&self) -> &[(u64, u64)] {
+        &self.product_mod_to
+    }
+
+    /// 1/s_i in f64.
+    pub(crate) fn inv_from_f64(&self) -> &[f64] {
+        &self.inv_from_f64
+    }
+}
+
 /// One digit of the hybrid key-switching decomposition at one level.
 #[derive(Clone, Debug)]
 struct Digit {
@@ -193,6 +225,21 @@ impl BasisExtender {
     /// Number of digits at `level`.
     pub fn digit_count(&self, level: usize) -> usize {
         self.digits[level].len()
+    }
+
+    /// The limbs of Q_l that form digit `digit` at `level`, and the conversion from them to
+    /// the other limbs of Q_l ∪ P (in basis order).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn digit(&self, level: usize, digit: usize) -> (Range<usize>, &BaseConverter) {
+        let d = &self.digits[level][digit];
+        (d.limbs.clone(), &d.converter)
+    }
+
+    /// The conversion P → Q_L of ModDown (a level uses its first l + 1 targets) and
+    /// P^-1 mod q_i.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn mod_down_constants(&self) -> (&BaseConverter, &[u64]) {
+        (&self.p_to_q, &self.p_inv)
     }
 
     /// Extends digit `digit` of `c` (over Q_l) to Q_l ∪ P, output in NTT form.

@@ -1,0 +1,65 @@
+// The key-switching inner product with the Galois automorphism fused, the device side of
+// `CpuBackend::key_switch_inner_product` (scalar reference: `inner_product` in
+// src/ring/kernels/scalar.rs):
+//   out_h[row][i] = Σ_j digit_j[row][src(i)] · key_h,j[key_row][i] mod q_row,  h = 0, 1,
+// accumulated in 128 bits and reduced once (`Modulus::reduce_u128`), so it is bit-identical.
+// src(i) is the NTT-domain permutation of X → X^galois (`automorphism_ntt_permutation`,
+// computed on the fly as in automorphism.cu), or i when galois = 0.
+//
+// Layout: digits and outputs over Q_l ∪ P (`limbs` = q + p rows of N = 2^log_n); each key
+// polynomial over Q_L ∪ P, so output row r reads key row r for r < q and key_q + (r − q) for
+// the special primes. Pointers travel by value in `KeySwitchOperands` (no upload per call).
+// The caller guarantees that `digits` products below q² fit in 128 bits (as on the CPU).
+// Launch shape: 1-D, any gridDim.x / blockDim.x, grid-stride loop.
+
+#include "modarith.cuh"
+
+#define KEY_SWITCH_MAX_DIGITS 32
+
+struct KeySwitchOperands {
+    const u64* digit[KEY_SWITCH_MAX_DIGITS];
+    const u64* key0[KEY_SWITCH_MAX_DIGITS];
+    const u64* key1[KEY_SWITCH_MAX_DIGITS];
+};
+
+__device__ __forceinline__ u32 ks_bit_reverse(u32 x, u32 log_n) {
+    return __brev(x) >> (32 - log_n);
+}
+
+// (hi, lo) += a·b
+__device__ __forceinline__ void mac128(u64& lo, u64& hi, u64 a, u64 b) {
+    const u64 p_lo = a * b;
+    lo += p_lo;
+    hi += __umul64hi(a, b) + (lo < p_lo);
+}
+
+extern "C" __global__ void key_switch_inner_product(u64* out0, u64* out1,
+                                                    KeySwitchOperands ops, u32 digits,
+                                                    const RnsModulus* mods, u32 q, u32 limbs,
+                                                    u32 key_q, u32 galois, u32 log_n) {
+    const u32 n = 1u << log_n;
+    const u32 mask = (2u << log_n) - 1;
+    const u64 total = (u64)limbs << log_n;
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (u64)gridDim.x * blockDim.x) {
+        const u32 slot = (u32)i & (n - 1);
+        const u32 row = (u32)(i >> log_n);
+        u32 src = slot;
+        if (galois != 0) {
+            const u32 e = 2 * ks_bit_reverse(slot, log_n) + 1;
+            src = ks_bit_reverse((((e * galois) & mask) - 1) >> 1, log_n);
+        }
+        const u64 key_row = row < q ? row : key_q + (row - q);
+        const u64 d_at = (u64)row * n + src;
+        const u64 k_at = key_row * n + slot;
+        u64 lo0 = 0, hi0 = 0, lo1 = 0, hi1 = 0;
+        for (u32 j = 0; j < digits; ++j) {
+            const u64 v = ops.digit[j][d_at];
+            mac128(lo0, hi0, v, ops.key0[j][k_at]);
+            mac128(lo1, hi1, v, ops.key1[j][k_at]);
+        }
+        const RnsModulus& m = mods[row];
+        out0[i] = barrett_reduce_128(lo0, hi0, m.value, m.barrett_hi, m.barrett_lo);
+        out1[i] = barrett_reduce_128(lo1, hi1, m.value, m.barrett_hi, m.barrett_lo);
+    }
+}

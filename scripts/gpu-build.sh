@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds, here (no GPU needed), what the GPU machine runs: the parity test binary with the
+# `cuda` feature and the kernels compiled to PTX by nvcc, in the release profile, stripped,
+# into .gpu/ with scripts/gpu-run.sh. Copy the repository (or just .gpu/ and scripts/) to the
+# GPU machine and run `bash scripts/gpu-run.sh` from the repository root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cuda_env=$(bash scripts/install-cuda.sh --env)
+eval "$cuda_env"
+export HELORA_REQUIRE_NVCC=1
+
+out=.gpu
+rm -rf "$out"
+mkdir -p "$out/bin"
+
+# The path of the test binary from cargo's JSON messages.
+json=$(cargo test -p helora --release --features cuda --test backend_parity --no-run \
+    --message-format=json)
+binary=$(printf '%s\n' "$json" | python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") \
+            and m.get("target", {}).get("name") == "backend_parity":
+        print(m["executable"])
+')
+if [ -z "$binary" ] || [ ! -f "$binary" ]; then
+    echo "gpu-build: could not find the backend_parity test binary" >&2
+    exit 1
+fi
+cp "$binary" "$out/bin/backend_parity"
+strip "$out/bin/backend_parity"
+cp scripts/gpu-run.sh "$out/"
+git rev-parse HEAD > "$out/commit" 2>/dev/null || echo unknown > "$out/commit"
+
+bytes=$(du -sb "$out" | cut -f1)
+limit=$((64 * 1024 * 1024))
+echo "gpu-build: $out holds $bytes bytes"
+if [ "$bytes" -ge "$limit" ]; then
+    echo "gpu-build: $out is over 64 MiB" >&2
+    exit 1
+fi
+ls -l "$out" "$out/bin"

@@ -1,0 +1,77 @@
+//! The CUDA driver, context and stream, and the backend's sticky error.
+
+use super::super::BackendError;
+use cudarc::driver::{CudaContext, CudaStream, DriverError};
+use std::sync::{Arc, Mutex};
+
+/// Opens device `ordinal` with a stream of its own. Checks for the driver library first:
+/// cudarc's dynamic loading panics on first use when `libcuda.so` is missing.
+pub(super) fn open(ordinal: usize) -> Result<(Arc<CudaContext>, Arc<CudaStream>), BackendError> {
+    // SAFETY: only tries to dlopen the driver library and drops it again.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(BackendError::Device(
+            "no CUDA driver (libcuda.so could not be loaded)".into(),
+        ));
+    }
+    let count = CudaContext::device_count().map_err(|e| driver("counting CUDA devices", e))?;
+    if count <= 0 {
+        return Err(BackendError::Device(
+            "the CUDA driver reports no device".into(),
+        ));
+    }
+    if ordinal >= count as usize {
+        return Err(BackendError::Device(format!(
+            "CUDA device {ordinal} does not exist ({count} found)"
+        )));
+    }
+    let ctx = CudaContext::new(ordinal).map_err(|e| driver("creating a CUDA context", e))?;
+    // SAFETY: every buffer this context's handle creates is used only on the one stream
+    // below (allocation, kernels, copies, free), so stream order is all the synchronisation
+    // they need; cudarc's per-buffer events would only add a record per kernel argument.
+    // The flag belongs to this `CudaContext` handle, not to other users of the device.
+    unsafe { ctx.disable_event_tracking() };
+    let stream = ctx
+        .new_stream()
+        .map_err(|e| driver("creating a CUDA stream", e))?;
+    Ok((ctx, stream))
+}
+
+pub(super) fn driver(what: &str, e: DriverError) -> BackendError {
+    BackendError::Device(format!("{what}: {e}"))
+}
+
+/// The first error of an operation that cannot return one (kernel launches, allocations in
+/// `Backend` methods without a `Result`), kept like CUDA's own asynchronous errors: once set
+/// it stays, and `download` and `synchronize` report it.
+#[derive(Debug, Default)]
+pub(super) struct Sticky(Mutex<Option<String>>);
+
+impl Sticky {
+    pub(super) fn record(&self, message: impl FnOnce() -> String) {
+        if let Ok(mut first) = self.0.lock() {
+            if first.is_none() {
+                *first = Some(message());
+            }
+        }
+    }
+
+    pub(super) fn record_result<T>(&self, what: &str, r: Result<T, DriverError>) {
+        if let Err(e) = r {
+            self.record(|| format!("{what}: {e}"));
+        }
+    }
+
+    pub(super) fn check(&self) -> Result<(), BackendError> {
+        match self.0.lock() {
+            Ok(first) => match first.as_ref() {
+                Some(m) => Err(BackendError::Device(format!(
+                    "an earlier CUDA operation failed: {m}"
+                ))),
+                None => Ok(()),
+            },
+            Err(_) => Err(BackendError::Device(
+                "the backend's error state was poisoned by a panic".into(),
+            )),
+        }
+    }
+}

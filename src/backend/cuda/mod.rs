@@ -1,0 +1,383 @@
+//! The CUDA backend (feature `cuda`): polynomials in device memory, the kernels of
+//! `kernels/` launched on one stream, bit-identical to [`CpuBackend`](super::CpuBackend).
+//!
+//! - The driver is loaded at run time (cudarc's dynamic loading): a binary built with the
+//!   feature starts anywhere, and [`CudaBackend::new`] returns an error, not a panic, where
+//!   there is no driver or no device.
+//! - Every operation is queued on the backend's stream and returns at once; only `upload`,
+//!   `download` and [`CudaBackend::synchronize`] wait for the device.
+//! - Errors of the trait methods that return no `Result` (a failed launch or allocation, or
+//!   operands that do not fit together, where the CPU backend would panic) are kept like
+//!   CUDA's own asynchronous errors: the first one sticks, the failed operation's output is
+//!   left unspecified, and `download` and `synchronize` report it from then on.
+//! - Device memory comes from a pool that reuses freed buffers by size; twiddles, moduli
+//!   and basis-conversion constants are uploaded once, when the backend is made.
+//!
+//! See docs/cuda.md for the kernels, the build and the GPU test procedure.
+
+mod basis;
+mod device;
+mod key_switch;
+mod launch;
+mod memory;
+mod module;
+mod ntt;
+mod pointwise;
+mod tables;
+
+use super::{Backend, BackendError};
+use crate::ring::{Basis, BasisExtender, RingContext, RnsPoly};
+use cudarc::driver::{CudaContext, CudaStream};
+use device::{driver, Sticky};
+use memory::{Buffer, Pool};
+use module::Kernels;
+use pointwise::Binary;
+use std::sync::Arc;
+use tables::{BasisTables, Tables};
+
+pub use cudarc::driver::CudaStream as Stream;
+
+/// A polynomial in device memory: limb-major `[limb][coeff]`, like [`RnsPoly`].
+#[derive(Debug)]
+pub struct CudaPoly {
+    buf: Buffer,
+    basis: Basis,
+    ntt_form: bool,
+    n: usize,
+}
+
+impl CudaPoly {
+    fn words(&self) -> usize {
+        self.basis.len() * self.n
+    }
+}
+
+impl Clone for CudaPoly {
+    /// A copy queued on the owning backend's stream (asynchronous, like every operation).
+    fn clone(&self) -> Self {
+        let pool = self.buf.pool();
+        let buf = pool.alloc(self.words());
+        if let (Some(dst), Some(src)) = (buf.ptr(0), self.buf.ptr(0)) {
+            let bytes = self.words() * 8;
+            if bytes > 0 {
+                // SAFETY: both buffers hold at least `words` u64 and live on this stream.
+                let r = unsafe {
+                    cudarc::driver::result::memcpy_dtod_async(
+                        dst,
+                        src,
+                        bytes,
+                        pool.stream().cu_stream(),
+                    )
+                };
+                pool.errors
+                    .record_result("copying a polynomial on the device", r);
+            }
+        }
+        Self {
+            buf,
+            basis: self.basis,
+            ntt_form: self.ntt_form,
+            n: self.n,
+        }
+    }
+}
+
+pub struct CudaBackend {
+    ctx: Arc<RingContext>,
+    n: usize,
+    log_n: u32,
+    /// NTT split: outer stages over 2^log_outer strided rows, then inner ones (ntt.cu).
+    log_outer: u32,
+    device: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    kernels: Kernels,
+    pool: Arc<Pool>,
+    tables: Tables,
+    errors: Arc<Sticky>,
+}
+
+impl CudaBackend {
+    /// A backend on device 0 with a stream of its own, for `ctx` with key-switching digits
+    /// of `alpha` primes (as [`CpuBackend::new`](super::CpuBackend::new)). Fails with a
+    /// clear message where there is no CUDA driver or device.
+    pub fn new(ctx: Arc<RingContext>, alpha: usize) -> Result<Self, BackendError> {
+        Self::on_device(0, ctx, alpha)
+    }
+
+    /// As [`new`](Self::new), on device `ordinal`.
+    pub fn on_device(
+        ordinal: usize,
+        ctx: Arc<RingContext>,
+        alpha: usize,
+    ) -> Result<Self, BackendError> {
+        let (_, stream) = device::open(ordinal)?;
+        Self::build(ctx, alpha, stream)
+    }
+
+    /// A backend that queues its work on `stream`, e.g. a base model's stream on the same
+    /// device, so the two are ordered without extra synchronisation.
+    pub fn with_stream(
+        ctx: Arc<RingContext>,
+        alpha: usize,
+        stream: Arc<CudaStream>,
+    ) -> Result<Self, BackendError> {
+        Self::build(ctx, alpha, stream)
+    }
+
+    fn build(
+        ctx: Arc<RingContext>,
+        alpha: usize,
+        stream: Arc<CudaStream>,
+    ) -> Result<Self, BackendError> {
+        let device = stream.context().clone();
+        device
+            .bind_to_thread()
+            .map_err(|e| driver("binding the CUDA context", e))?;
+        let kernels = Kernels::load(&device)?;
+        // Like `CpuBackend`, without its panic where there is nothing to key-switch with.
+        let extender = (alpha >= 1 && !ctx.p().is_empty()).then(|| BasisExtender::new(&ctx, alpha));
+        let tables = Tables::upload(&stream, &ctx, extender.as_ref())?;
+        let errors = Arc::new(Sticky::default());
+        let log_n = ctx.log_n();
+        Ok(Self {
+            n: ctx.n(),
+            log_n,
+            // One launch up to N = 4096 (N·8 bytes of shared memory); else √N × √N.
+            log_outer: if log_n <= 12 { 0 } else { log_n / 2 },
+            pool: Pool::new(stream.clone(), errors.clone()),
+            ctx,
+            device,
+            stream,
+            kernels,
+            tables,
+            errors,
+        })
+    }
+
+    /// The stream every operation is queued on.
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// The device's name, e.g. for logs.
+    pub fn device_name(&self) -> Result<String, BackendError> {
+        self.device
+            .name()
+            .map_err(|e| driver("reading the device name", e))
+    }
+
+    /// Waits for every queued operation; reports the first error of any of them.
+    pub fn synchronize(&self) -> Result<(), BackendError> {
+        self.errors.check()?;
+        let r = self.stream.synchronize();
+        self.errors.record_result("running on the device", r);
+        let r = self.device.check_err();
+        self.errors.record_result("on the device", r);
+        self.errors.check()
+    }
+
+    /// Frees the pooled (unused) device buffers.
+    pub fn trim_pool(&self) {
+        self.pool.trim();
+    }
+
+    /// Device bytes held: the constant tables and the pooled buffers (not those in use).
+    pub fn held_bytes(&self) -> usize {
+        self.tables.bytes() + self.pool.pooled_bytes()
+    }
+
+    fn alloc_poly(&self, basis: Basis, ntt_form: bool) -> CudaPoly {
+        CudaPoly {
+            buf: self.pool.alloc(basis.len() * self.n),
+            basis,
+            ntt_form,
+            n: self.n,
+        }
+    }
+
+    fn basis_tables(&self, basis: Basis) -> Option<BasisTables> {
+        let bt = self.tables.bases.get(&basis).copied();
+        if bt.is_none() {
+            self.errors
+                .record(|| format!("basis {basis:?} is not in this backend's ring"));
+        }
+        bt
+    }
+
+    /// The device address of `p`'s data, or None (recorded) if it has none.
+    fn addr(&self, p: &CudaPoly) -> Option<u64> {
+        let ptr = p
+            .buf
+            .ptr(0)
+            .filter(|_| p.buf.len() >= p.words() && p.n == self.n);
+        if ptr.is_none() {
+            self.errors.record(|| {
+                "a polynomial without device memory of its size (an earlier allocation \
+                 failed, or it belongs to another ring)"
+                    .into()
+            });
+        }
+        ptr
+    }
+}
+
+impl Backend for CudaBackend {
+    type Poly = CudaPoly;
+
+    fn name(&self) -> &'static str {
+        "cuda"
+    }
+
+    fn context(&self) -> &Arc<RingContext> {
+        &self.ctx
+    }
+
+    fn upload(&self, p: &RnsPoly) -> Result<CudaPoly, BackendError> {
+        if p.n() != self.n || !self.ctx.contains(p.basis()) {
+            return Err(BackendError::Shape(format!(
+                "degree {} basis {:?}",
+                p.n(),
+                p.basis()
+            )));
+        }
+        let out = self.alloc_poly(p.basis(), p.ntt_form);
+        self.errors.check()?;
+        let dst = self
+            .addr(&out)
+            .ok_or_else(|| BackendError::Device("device allocation failed".into()))?;
+        // SAFETY: `dst` holds `words` u64 of this stream's memory, and the driver has staged a
+        // pageable source when the call returns, so `p` may go at once.
+        let r = unsafe {
+            cudarc::driver::result::memcpy_htod_async(dst, p.data(), self.stream.cu_stream())
+        };
+        r.map_err(|e| driver("uploading a polynomial", e))?;
+        Ok(out)
+    }
+
+    fn download(&self, p: &CudaPoly) -> Result<RnsPoly, BackendError> {
+        self.errors.check()?;
+        let slice = p
+            .buf
+            .slice()
+            .filter(|s| s.len() >= p.words())
+            .ok_or_else(|| BackendError::Device("polynomial has no device memory".into()))?;
+        let data = self
+            .stream
+            .clone_dtoh(&slice.slice(0..p.words()))
+            .map_err(|e| driver("downloading a polynomial", e))?;
+        // The copy waited for the stream: any failure of the work before it shows now.
+        self.synchronize()?;
+        RnsPoly::from_data(self.n, p.basis, p.ntt_form, data)
+            .ok_or_else(|| BackendError::Shape("downloaded length".into()))
+    }
+
+    fn basis(&self, p: &CudaPoly) -> Basis {
+        p.basis
+    }
+
+    fn is_ntt(&self, p: &CudaPoly) -> bool {
+        p.ntt_form
+    }
+
+    fn zero(&self, basis: Basis, ntt_form: bool) -> CudaPoly {
+        let p = self.alloc_poly(basis, ntt_form);
+        if let Some(dst) = self.addr(&p) {
+            // SAFETY: `dst` holds `words` u64 of this stream's memory.
+            let r = unsafe {
+                cudarc::driver::result::memset_d8_async(
+                    dst,
+                    0,
+                    p.words() * 8,
+                    self.stream.cu_stream(),
+                )
+            };
+            self.errors.record_result("zeroing a polynomial", r);
+        }
+        p
+    }
+
+    fn ntt_forward(&self, p: &mut CudaPoly) {
+        if p.ntt_form {
+            self.errors
+                .record(|| "ntt_forward: polynomial is already in NTT form".into());
+            return;
+        }
+        if let Some(addr) = self.addr(p) {
+            self.ntt_rows(true, addr, p.basis, 0..p.basis.len());
+        }
+        p.ntt_form = true;
+    }
+
+    fn ntt_inverse(&self, p: &mut CudaPoly) {
+        if !p.ntt_form {
+            self.errors
+                .record(|| "ntt_inverse: polynomial is already in coefficient form".into());
+            return;
+        }
+        if let Some(addr) = self.addr(p) {
+            self.ntt_rows(false, addr, p.basis, 0..p.basis.len());
+        }
+        p.ntt_form = false;
+    }
+
+    fn add_assign(&self, a: &mut CudaPoly, b: &CudaPoly) {
+        self.binary(Binary::Add, a, b)
+    }
+
+    fn sub_assign(&self, a: &mut CudaPoly, b: &CudaPoly) {
+        self.binary(Binary::Sub, a, b)
+    }
+
+    fn neg_assign(&self, a: &mut CudaPoly) {
+        self.neg(a)
+    }
+
+    fn mul_assign(&self, a: &mut CudaPoly, b: &CudaPoly) {
+        self.binary(Binary::Mul, a, b)
+    }
+
+    fn mul_add_assign(&self, acc: &mut CudaPoly, a: &CudaPoly, b: &CudaPoly) {
+        self.mul_add(acc, a, b)
+    }
+
+    fn mul_scalar_assign(&self, a: &mut CudaPoly, residues: &[u64]) {
+        self.mul_scalar(a, residues)
+    }
+
+    fn automorphism(&self, p: &CudaPoly, galois: u64) -> CudaPoly {
+        let out = self.alloc_poly(p.basis, p.ntt_form);
+        self.automorphism_into(&out, p, galois);
+        out
+    }
+
+    fn truncate_q(&self, p: &mut CudaPoly, q: usize) {
+        if q > p.basis.q || q == 0 {
+            self.errors
+                .record(|| format!("truncate_q({q}) of a polynomial over {:?}", p.basis));
+            return;
+        }
+        // The first q limbs stay where they are; the buffer keeps its (larger) size.
+        p.basis = Basis::new(q, 0);
+    }
+
+    fn rescale(&self, p: &CudaPoly) -> CudaPoly {
+        self.rescale_poly(p)
+    }
+
+    fn decompose(&self, c: &CudaPoly) -> Vec<CudaPoly> {
+        self.decompose_poly(c)
+    }
+
+    fn key_switch_inner_product(
+        &self,
+        digits: &[CudaPoly],
+        key: &[[CudaPoly; 2]],
+        galois: Option<u64>,
+    ) -> [CudaPoly; 2] {
+        self.inner_product(digits, key, galois)
+    }
+
+    fn mod_down(&self, x: &CudaPoly) -> CudaPoly {
+        self.mod_down_poly(x)
+    }
+}
