@@ -9,5 +9,6 @@ pub mod backend;
 pub mod ckks;
 pub mod linear;
 pub mod math;
+mod parallel;
 pub mod pll;
 pub mod ring;

@@ -381,7 +381,9 @@ fn header_and_basis_fields_are_checked() {
         message(SeededCiphertext::from_bytes(&params, &bad).unwrap_err())
     };
     assert!(with(0, b"HLRB").contains("magic"));
-    assert!(with(4, &2u16.to_le_bytes()).contains("unsupported format version 2"));
+    // Version 1 expanded the seed with ChaCha20: refused, not misread.
+    assert!(with(4, &1u16.to_le_bytes()).contains("unsupported format version 1"));
+    assert!(with(4, &3u16.to_le_bytes()).contains("unsupported format version 3"));
     assert!(with(6, &[3]).contains("found a ciphertext (kind 3)"));
     assert!(with(6, &[99]).contains("unknown kind 99"));
     assert!(with(HEADER, &9u16.to_le_bytes()).contains("level 9 exceeds"));

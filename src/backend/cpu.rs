@@ -2,9 +2,9 @@
 //! allows, bit-identical to the scalar references).
 
 use super::{Backend, BackendError};
+use crate::parallel;
 use crate::ring::kernels::{self, Path};
 use crate::ring::{arith, automorphism, rescale, Basis, BasisExtender, RingContext, RnsPoly};
-use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -136,11 +136,9 @@ impl Backend for CpuBackend {
         let level = c.basis().q - 1;
         let mut coeff = c.clone();
         arith::ntt_inverse(&self.ctx, &mut coeff);
-        // Digits are independent: one job each on the worker pool.
-        (0..self.extender.digit_count(level))
-            .into_par_iter()
-            .map(|j| self.extender.mod_up(&self.ctx, &coeff, c, j))
-            .collect()
+        // Digits are independent: one job each.
+        let digits: Vec<usize> = (0..self.extender.digit_count(level)).collect();
+        parallel::map(digits, |j| self.extender.mod_up(&self.ctx, &coeff, c, j))
     }
 
     fn key_switch_inner_product(
@@ -158,9 +156,9 @@ impl Backend for CpuBackend {
             RnsPoly::zero(self.ctx.n(), basis, true),
         ];
         let [out0, out1] = &mut out;
-        // Output limbs are independent: one job each on the worker pool.
+        // Output limbs are independent: one job each.
         let limbs: Vec<_> = out0.limbs_mut().zip(out1.limbs_mut()).enumerate().collect();
-        limbs.into_par_iter().for_each(|(limb, (o0, o1))| {
+        parallel::for_each(limbs, |(limb, (o0, o1))| {
             let m = self.ctx.modulus(basis, limb);
             // Key limbs: same ciphertext prime index, special primes after all of Q_L.
             let key_limb = if basis.is_special(limb) {

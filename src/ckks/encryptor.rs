@@ -70,7 +70,7 @@ impl SymmetricEncryptor {
         let ctx = self.params.ring().clone();
         let basis = Basis::level(pt.level);
         let seed = sampling::os_seed()?;
-        let a = uniform_ntt(&ctx, basis, &mut sampling::seeded_rng(seed));
+        let a = uniform_ntt(&ctx, basis, &mut sampling::expansion_rng(seed));
         let mut c0 = gaussian_ntt(&ctx, basis, &mut self.rng);
         let mut as_ = a;
         arith::mul_assign(&ctx, &mut as_, &self.secret.ntt.restricted(basis));
@@ -96,7 +96,7 @@ pub fn expand_seeded(params: &Params, ct: &SeededCiphertext) -> Result<Ciphertex
     let ctx = params.ring();
     let basis = Basis::level(ct.level);
     params.ensure_level_poly(&ct.c0, ct.level, "seeded ciphertext c0")?;
-    let c1 = uniform_ntt(ctx, basis, &mut sampling::seeded_rng(ct.seed));
+    let c1 = uniform_ntt(ctx, basis, &mut sampling::expansion_rng(ct.seed));
     Ok(Ciphertext {
         c0: ct.c0.clone(),
         c1,

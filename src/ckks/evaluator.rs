@@ -5,6 +5,7 @@ use super::galois::{conjugation_element, rotation_element};
 use super::keys::{EvaluationKeys, SwitchingKey};
 use super::{CkksError, Params};
 use crate::backend::{Backend, CpuBackend};
+use crate::parallel;
 use crate::ring::{Basis, RnsPoly};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -733,7 +734,7 @@ impl<B: Backend> Evaluator<B> {
 
     /// ModDown of both halves of a key-switch result, side by side on the worker pool.
     fn mod_down_pair(&self, [x0, x1]: &[B::Poly; 2]) -> [B::Poly; 2] {
-        let (d0, d1) = rayon::join(|| self.backend.mod_down(x0), || self.backend.mod_down(x1));
+        let (d0, d1) = parallel::join(|| self.backend.mod_down(x0), || self.backend.mod_down(x1));
         [d0, d1]
     }
 }

@@ -18,7 +18,7 @@ use std::fmt::Display;
 /// The first four bytes of every serialized object.
 pub const MAGIC: [u8; 4] = *b"HLRA";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Magic (4) + version (2) + kind (1) + parameter id (8).
 const HEADER_LEN: usize = 15;
 /// log N (1) + q count (2) + p count (2) + NTT flag (1).

@@ -397,7 +397,7 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
         evaluator: &Evaluator<B>,
         inputs: &[Ciphertext<B::Poly>],
     ) -> Result<GroupOutput<B::Poly>, LinearError> {
-        self.apply_with(evaluator, inputs, &mut |_| Ok(None))
+        rayon::scope(|_| self.apply_with(evaluator, inputs, &mut |_| Ok(None)))
     }
 
     /// As [`apply`](Self::apply), with member p's B diagonals replaced by `step2(p)` where

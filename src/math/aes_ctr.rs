@@ -5,8 +5,8 @@
 //! produces them about four times faster than ChaCha12.
 //!
 //! The 32-byte seed is the key (first half) and the initial counter block (second half,
-//! read as a little-endian integer). Public seeded streams (the `a` of a seeded ciphertext)
-//! stay ChaCha20: they are part of the wire format.
+//! read as a little-endian integer). The `a` half of a seeded ciphertext is this stream
+//! too (docs/format.md), which halves the cost of encrypting an upload and of expanding it.
 
 use aes::cipher::{BlockEncrypt, KeyInit};
 use aes::{Aes128, Block};

@@ -1,6 +1,6 @@
-//! Randomness for key generation and encryption: a ChaCha20 stream (seedable, so the `a`
-//! half of a seeded ciphertext is regenerated from 32 bytes), AES-128-CTR for the bulk
-//! private noise, uniform residues, ternary secrets and discrete Gaussian errors.
+//! Randomness for key generation and encryption: ChaCha20 streams, AES-128-CTR for the
+//! bulk private noise and for the `a` half of a seeded ciphertext (regenerated from 32
+//! bytes by both sides), uniform residues, ternary secrets and discrete Gaussian errors.
 
 use rand::SeedableRng;
 pub use rand_chacha::ChaCha20Rng;
@@ -33,6 +33,12 @@ pub type NoiseRng = super::AesCtrRng;
 /// A [`NoiseRng`] seeded from the operating system.
 pub fn os_noise_rng() -> Result<NoiseRng, EntropyError> {
     Ok(NoiseRng::from_seed(os_seed()?))
+}
+
+/// The public stream that expands a seeded ciphertext's `a` (format version 2: AES-128-CTR,
+/// see docs/format.md).
+pub fn expansion_rng(seed: [u8; 32]) -> super::AesCtrRng {
+    super::AesCtrRng::from_seed(seed)
 }
 
 /// The deterministic stream for a public seed (both sides derive the same values).
