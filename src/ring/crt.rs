@@ -51,6 +51,10 @@ pub fn centered_coefficients_f64(ctx: &RingContext, poly: &RnsPoly) -> Result<Ve
         // Fast path: a single word-sized prime.
         return Ok(poly.limb(0).iter().map(|&r| m.center(r) as f64).collect());
     }
+    if let [m0, m1] = moduli[..] {
+        // Fast path: two primes (the client's compact replies), x below 2^124 in a u128.
+        return Ok(centered_two_primes(m0, m1, poly.limb(0), poly.limb(1)));
+    }
     let garner = Garner::new(moduli);
     let mut scratch = Scratch::new(garner.moduli.len());
     let mut residues = vec![0u64; garner.moduli.len()];
@@ -62,6 +66,31 @@ pub fn centered_coefficients_f64(ctx: &RingContext, poly: &RnsPoly) -> Result<Ve
             garner.centered_f64(&residues, &mut scratch)
         })
         .collect())
+}
+
+/// Centered values of x with x ≡ r0 (mod q0), x ≡ r1 (mod q1): Garner's two digits,
+/// x = r0 + q0·((r1 − r0)·q0⁻¹ mod q1), exact in 128 bits.
+fn centered_two_primes(m0: Modulus, m1: Modulus, r0: &[u64], r1: &[u64]) -> Vec<f64> {
+    let (q0, q1) = (m0.value(), m1.value());
+    // Distinct primes are coprime, so the inverse exists.
+    let inv = m1
+        .inv(m1.reduce(q0))
+        .expect("RNS primes are pairwise coprime");
+    let inv_shoup = m1.shoup(inv);
+    let q = q0 as u128 * q1 as u128;
+    let half = q / 2;
+    r0.iter()
+        .zip(r1)
+        .map(|(&a, &b)| {
+            let v1 = m1.mul_shoup(m1.sub(b, m1.reduce(a)), inv, inv_shoup);
+            let x = a as u128 + q0 as u128 * v1 as u128;
+            if x > half {
+                -((q - x) as f64)
+            } else {
+                x as f64
+            }
+        })
+        .collect()
 }
 
 /// Per-basis constants of Garner's algorithm. With P_j = q_0 ··· q_{j−1}, an integer
@@ -246,6 +275,35 @@ fn words_to_f64(a: &[u64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::math::sampling::{seeded_rng, uniform_below};
+
+    /// The two-prime fast path against Garner's general one, bit for bit, on random
+    /// residues and on the values around 0 and ±Q/2 where centering switches sign.
+    #[test]
+    fn two_primes_match_garner() {
+        for (q0, q1) in [
+            ((1u64 << 50) - 27, (1u64 << 40) - 87),
+            ((1 << 62) - 57, (1 << 61) - 1),
+        ] {
+            let (m0, m1) = (Modulus::new(q0).unwrap(), Modulus::new(q1).unwrap());
+            let garner = Garner::new(vec![m0, m1]);
+            let mut scratch = Scratch::new(2);
+            let q = q0 as u128 * q1 as u128;
+            let mut xs: Vec<u128> = vec![0, 1, q / 2 - 1, q / 2, q / 2 + 1, q - 1];
+            let mut rng = seeded_rng([5; 32]);
+            xs.extend((0..2000).map(|_| {
+                uniform_below(&mut rng, q0) as u128
+                    + q0 as u128 * uniform_below(&mut rng, q1) as u128
+            }));
+            let r0: Vec<u64> = xs.iter().map(|&x| (x % q0 as u128) as u64).collect();
+            let r1: Vec<u64> = xs.iter().map(|&x| (x % q1 as u128) as u64).collect();
+            let fast = centered_two_primes(m0, m1, &r0, &r1);
+            for (i, &x) in xs.iter().enumerate() {
+                let general = garner.centered_f64(&[r0[i], r1[i]], &mut scratch);
+                assert_eq!(fast[i].to_bits(), general.to_bits(), "x = {x}");
+            }
+        }
+    }
 
     #[test]
     fn words_to_f64_rounds_to_nearest_even() {
