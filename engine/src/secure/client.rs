@@ -10,6 +10,7 @@ use helora::ckks::{
     Plaintext, Serializable, SymmetricEncryptor,
 };
 use helora::ring::Basis;
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 
 /// What the client sends once, before its first request.
@@ -126,18 +127,13 @@ impl SecureClient {
                 request.modules.len()
             );
         }
-        request
-            .modules
-            .iter()
-            .zip(&reply.outputs)
-            .map(|(module, cts)| {
-                let shape = self
-                    .manifest
-                    .find(request.layer, module)
-                    .ok_or_else(|| anyhow!("reply for unknown layer {} {module}", request.layer))?;
-                let layout = shape.output_layout(self.params.slots())?;
-                let decoded = cts
-                    .iter()
+        // Every output ciphertext decrypts and decodes on its own core (the FFT and the
+        // CRT dominate the client's share of a token).
+        let decoded = reply
+            .outputs
+            .par_iter()
+            .map(|cts| {
+                cts.par_iter()
                     .map(|bytes| {
                         let ct = CompactCiphertext::from_bytes(&self.params, bytes)
                             .context("reply ciphertext")?;
@@ -146,7 +142,19 @@ impl SecureClient {
                             .encoder
                             .decode(self.params.ring(), &pt.poly, pt.scale)?)
                     })
-                    .collect::<Result<Vec<_>>>()?;
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        request
+            .modules
+            .iter()
+            .zip(decoded)
+            .map(|(module, decoded)| {
+                let shape = self
+                    .manifest
+                    .find(request.layer, module)
+                    .ok_or_else(|| anyhow!("reply for unknown layer {} {module}", request.layer))?;
+                let layout = shape.output_layout(self.params.slots())?;
                 let y = layout.unpack(&decoded)?;
                 Ok(y.into_iter().map(|v| v as f32).collect())
             })
