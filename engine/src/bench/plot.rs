@@ -44,7 +44,7 @@ pub fn draw(sweep: &Sweep, path: &Path, title: &str) -> Result<()> {
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(72)
-        .build_cartesian_2d(x_range.log_scale(), y_range.log_scale())
+        .build_cartesian_2d(x_range.log_scale().base(2.0), y_range.log_scale())
         .map_err(|e| fail(&e))?;
     let x_desc = match sweep.over {
         SweepOver::Rank => "LoRA rank",
@@ -55,7 +55,7 @@ pub fn draw(sweep: &Sweep, path: &Path, title: &str) -> Result<()> {
         .x_desc(x_desc)
         .y_desc("decode ms per token (log scale)")
         .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.3}"))
+        .y_label_formatter(&|y| ms_label(*y))
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 16))
         .draw()
@@ -139,6 +139,15 @@ pub fn draw(sweep: &Sweep, path: &Path, title: &str) -> Result<()> {
         .map_err(|e| fail(&e))?;
     root.present().map_err(|e| fail(&e))?;
     Ok(())
+}
+
+/// A tick value with as many decimals as its size needs.
+fn ms_label(y: f64) -> String {
+    match y {
+        y if y >= 10.0 => format!("{y:.0}"),
+        y if y >= 1.0 => format!("{y:.1}"),
+        y => format!("{y:.3}"),
+    }
 }
 
 /// Smallest and largest of `values` (positive), (1, 1) for none.
