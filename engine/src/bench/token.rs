@@ -483,8 +483,14 @@ impl TokenReport {
             (
                 "per token",
                 format!(
-                    "{} projections, {} requests",
-                    self.adapted_projections_per_token, self.requests_per_token
+                    "{} projections, {} requests{}",
+                    self.adapted_projections_per_token,
+                    self.requests_per_token,
+                    if self.mode == "plain" {
+                        " (in the lora reference; plain runs none)"
+                    } else {
+                        ""
+                    }
                 ),
             ),
             (
