@@ -235,48 +235,17 @@ fn bench_token(args: &TokenArgs) -> Result<()> {
         pll: args.pll == Switch::On,
         mode: args.mode,
         he_only: args.he_only,
-        memory_limit: args.memory_limit_mib.map(|mib| mib << 20),
+        memory_limit: args.memory_limit_mib.map(|mib| mib.saturating_mul(1 << 20)),
     };
     let Some(plot) = &args.plot else {
         let report = bench::token::run(&options)?;
         return write_report(&report, args.json, || report.table());
     };
-    let points = match (&args.plot_points, args.plot_over) {
-        (Some(list), _) => sweep::parse_points(list)?,
-        (None, SweepOver::Rank) => sweep::DEFAULT_RANKS.to_vec(),
-        (None, SweepOver::Batch) => sweep::DEFAULT_BATCHES.to_vec(),
+    let points = match &args.plot_points {
+        Some(list) => sweep::parse_points(list)?,
+        None => sweep::default_points(args.plot_over).to_vec(),
     };
-    if args.plot_over == SweepOver::Rank {
-        if let Some(&bad) = points.iter().find(|&&r| r > 64) {
-            bail!("rank {bad} in --plot-points is outside 1 … 64");
-        }
-    } else if !args.he_only {
-        bail!("--plot-over batch needs --he-only: the base model decodes one sequence at a time");
-    }
-    // The full model is built once for the main run and every point of the sweep.
-    let (mut report, sweep) = if args.he_only {
-        let report = bench::token::run_he_only(&options)?;
-        (report, sweep::run(&options, args.plot_over, &points, None)?)
-    } else {
-        let config = bench::token::check_full(&options)?;
-        let model = bench::random_model::build(&config, bench::token::SEED)?;
-        let report = bench::token::full_report(&model, &options)?;
-        let sweep = sweep::run(&options, args.plot_over, &points, Some(&model))?;
-        (report, sweep)
-    };
-    let title = format!(
-        "helora bench token: {}{}, {} on {}",
-        args.preset,
-        if args.he_only { " (HE path only)" } else { "" },
-        match args.plot_over {
-            SweepOver::Rank => format!("batch {}", args.batch),
-            SweepOver::Batch => format!("rank {}", args.rank),
-        },
-        bench::machine::cpu_model()
-    );
-    bench::plot::draw(&sweep, plot, &title)?;
-    report.sweep = Some(sweep);
-    report.plot = Some(plot.display().to_string());
+    let report = sweep::run_and_plot(&options, args.plot_over, &points, plot)?;
     write_report(&report, args.json, || report.table())
 }
 

@@ -401,6 +401,11 @@ fn bench_token_refuses_a_model_that_does_not_fit() {
         (vec!["--batch", "2"], "--he-only"),
         (vec!["--plot", "x.png", "--plot-over", "batch"], "--he-only"),
         (vec!["--plot", "x.png", "--plot-points", "1,x"], "\"x\""),
+        (vec!["--plot", "x.png", "--plot-points", "1,65"], "65"),
+        (
+            vec!["--plot", "/nonexistent/dir/x.png"],
+            "no such directory",
+        ),
     ] {
         let mut all = vec!["bench", "token", "--preset", "smollm2-135m"];
         all.extend(&args);

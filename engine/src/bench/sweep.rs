@@ -3,11 +3,13 @@
 //! and runs plain (once: it has no adapter), lora and secure at every rank; `--he-only`
 //! runs the HE path and the plaintext adapter product at every point.
 
-use super::token::{self, TokenOptions};
+use super::token::{self, TokenOptions, TokenReport};
+use super::{machine, plot, random_model};
 use crate::generate::Mode;
 use crate::model::Model;
 use anyhow::{bail, Result};
 use serde::Serialize;
+use std::path::Path;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -39,6 +41,73 @@ pub struct Sweep {
     pub tokens: usize,
     pub prompt_tokens: usize,
     pub points: Vec<SweepPoint>,
+}
+
+/// The points swept when none are given.
+pub fn default_points(over: SweepOver) -> &'static [usize] {
+    match over {
+        SweepOver::Rank => DEFAULT_RANKS,
+        SweepOver::Batch => DEFAULT_BATCHES,
+    }
+}
+
+/// `bench token --plot`: the main run of `options`, then the sweep over `xs` (on the same
+/// model: the full model is built once), drawn into `path`. Everything that can be
+/// refused is refused before the first run.
+pub fn run_and_plot(
+    options: &TokenOptions,
+    over: SweepOver,
+    xs: &[usize],
+    path: &Path,
+) -> Result<TokenReport> {
+    match over {
+        SweepOver::Rank => {
+            if let Some(&bad) = xs.iter().find(|&&r| r > helora::linear::MAX_RANK) {
+                bail!(
+                    "rank {bad} in --plot-points is outside 1 … {}",
+                    helora::linear::MAX_RANK
+                );
+            }
+        }
+        SweepOver::Batch if !options.he_only => {
+            bail!(
+                "--plot-over batch needs --he-only: the base model decodes one sequence at a time"
+            )
+        }
+        SweepOver::Batch => {}
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            bail!("{}: no such directory for --plot", dir.display());
+        }
+    }
+    let (mut report, sweep) = if options.he_only {
+        let report = token::run_he_only(options)?;
+        (report, run(options, over, xs, None)?)
+    } else {
+        let config = token::check_full(options)?;
+        let model = random_model::build(&config, token::SEED)?;
+        let report = token::full_report(&model, options)?;
+        (report, run(options, over, xs, Some(&model))?)
+    };
+    let title = format!(
+        "helora bench token: {}{}, {} on {}",
+        options.preset,
+        if options.he_only {
+            " (HE path only)"
+        } else {
+            ""
+        },
+        match over {
+            SweepOver::Rank => format!("batch {}", options.batch),
+            SweepOver::Batch => format!("rank {}", options.rank),
+        },
+        machine::cpu_model()
+    );
+    plot::draw(&sweep, path, &title)?;
+    report.sweep = Some(sweep);
+    report.plot = Some(path.display().to_string());
+    Ok(report)
 }
 
 /// Runs the sweep over `xs`; `model` is the full model (`None` with `--he-only`).
