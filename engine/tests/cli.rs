@@ -446,6 +446,11 @@ fn bench_token_plot_writes_a_png_and_the_sweep() {
     let png = std::fs::read(&path).expect("the PNG was written");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000);
     assert_eq!(v["plot"], path_str);
+    assert_eq!(v["he_only"], true);
+    assert!(v["mean_ms_per_token"].as_f64().is_some_and(|x| x > 0.0));
+    assert!(v["lora_reference"]
+        .as_str()
+        .is_some_and(|s| s.contains("adapter alone")));
     assert_eq!(v["sweep"]["over"], "rank");
     let points = v["sweep"]["points"].as_array().expect("sweep points");
     assert_eq!(points.len(), 2);

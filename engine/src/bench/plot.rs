@@ -53,7 +53,10 @@ pub fn draw(sweep: &Sweep, path: &Path, title: &str) -> Result<()> {
     chart
         .configure_mesh()
         .x_desc(x_desc)
-        .y_desc("decode ms per token (log scale)")
+        .y_desc(match sweep.over {
+            SweepOver::Rank => "decode ms per token (log scale)",
+            SweepOver::Batch => "decode ms per token = step / batch (log scale)",
+        })
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&|y| ms_label(*y))
         .label_style(("sans-serif", 14))
