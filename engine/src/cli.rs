@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions and dispatch to the subcommands.
 
 use crate::attack::{self, AttackCommand};
+use crate::bench::sweep::{self, SweepOver};
 use crate::bench::{self, lora::LoraOptions, ops::OpsOptions, token::TokenOptions};
 use crate::generate::{self, DeviceChoice, GenerateOptions, Mode};
 use anyhow::{bail, Context, Result};
@@ -84,7 +85,8 @@ pub enum BenchCommand {
     Ops(OpsArgs),
     /// Applies one LoRA plan to encrypted inputs on the CPU (client and server in-process).
     Lora(LoraArgs),
-    /// Per-token latency of secure decoding at a model preset's shapes (random weights).
+    /// Per-token latency of decoding at a model preset's shapes (random weights made in
+    /// place): plain, lora or secure, with the base model or the HE path alone.
     Token(TokenArgs),
 }
 
@@ -122,6 +124,21 @@ pub struct TokenArgs {
     /// Print exactly one JSON object on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also sweep ranks 1 … 64 (or batch sizes) with a few tokens per point and draw
+    /// ms/token per mode into this PNG, with the published 1610 ms/token as a reference.
+    #[arg(long)]
+    pub plot: Option<std::path::PathBuf>,
+    /// What the --plot sweep varies (batch needs --he-only).
+    #[arg(long, value_enum, default_value_t = SweepOver::Rank)]
+    pub plot_over: SweepOver,
+    /// The sweep's points, comma-separated (default: ranks 1,2,4,8,16,32,64 or batch sizes
+    /// 1,2,4,8,16).
+    #[arg(long)]
+    pub plot_points: Option<String>,
+    /// Memory the full model may use, in MiB, instead of what the system reports available
+    /// (for tests of the refusal).
+    #[arg(long, hide = true)]
+    pub memory_limit_mib: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -199,14 +216,14 @@ fn generate_text(args: &GenerateArgs) -> Result<()> {
 }
 
 fn bench_token(args: &TokenArgs) -> Result<()> {
-    if !args.he_only {
+    if args.device != DeviceChoice::Cpu {
         bail!(
-            "bench token without --he-only needs the base model at the preset's shapes on a \
-             GPU (the CUDA path is not built yet); run it with --he-only"
+            "--device cuda: the CUDA path of bench token is not built yet; use --device cpu \
+             (with --he-only for presets whose base model does not fit in memory)"
         );
     }
-    if args.mode != Mode::Secure || args.device != DeviceChoice::Cpu {
-        bail!("--he-only runs secure mode on the CPU so far (the CUDA path is not built yet)");
+    if args.he_only && args.mode != Mode::Secure {
+        bail!("--he-only measures secure mode (and the plaintext adapter beside it)");
     }
     let options = TokenOptions {
         preset: args.preset.clone(),
@@ -216,8 +233,19 @@ fn bench_token(args: &TokenArgs) -> Result<()> {
         prompt_tokens: args.prompt_tokens as usize,
         batch: args.batch as usize,
         pll: args.pll == Switch::On,
+        mode: args.mode,
+        he_only: args.he_only,
+        memory_limit: args.memory_limit_mib.map(|mib| mib.saturating_mul(1 << 20)),
     };
-    let report = bench::token::run_he_only(&options)?;
+    let Some(plot) = &args.plot else {
+        let report = bench::token::run(&options)?;
+        return write_report(&report, args.json, || report.table());
+    };
+    let points = match &args.plot_points {
+        Some(list) => sweep::parse_points(list)?,
+        None => sweep::default_points(args.plot_over).to_vec(),
+    };
+    let report = sweep::run_and_plot(&options, args.plot_over, &points, plot)?;
     write_report(&report, args.json, || report.table())
 }
 

@@ -283,3 +283,182 @@ fn bench_token_he_only_json() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("chatglm2-6b"));
 }
+
+/// `bench token` on the full SmolLM2-135M-shaped model with random weights, in `mode`.
+fn bench_token_full(mode: &str) -> serde_json::Value {
+    helora_json(&[
+        "bench",
+        "token",
+        "--preset",
+        "smollm2-135m",
+        "--mode",
+        mode,
+        "--tokens",
+        "2",
+        "--prompt-tokens",
+        "2",
+        "--pll",
+        "off",
+        "--json",
+    ])
+}
+
+/// The keys issue 6 asks for, sane for a run in `mode`.
+fn check_token_report(v: &serde_json::Value, mode: &str) {
+    assert_eq!(v["preset"], "smollm2-135m");
+    assert_eq!(v["mode"], mode);
+    assert_eq!(v["device"], "cpu");
+    assert_eq!(v["batch"], 1);
+    assert_eq!(v["rank"], 8);
+    assert_eq!(v["he_only"], false);
+    for key in [
+        "ms_per_token",
+        "p90_ms_per_token",
+        "mean_ms_per_token",
+        "prefill_ms",
+        "lora_ms_per_token",
+        "overhead_ratio",
+    ] {
+        assert!(
+            v[key].as_f64().is_some_and(|x| x > 0.0 && x.is_finite()),
+            "{mode} {key}: {}",
+            v[key]
+        );
+    }
+    let breakdown = v["breakdown"].as_object().expect("breakdown object");
+    let mut sum = 0.0;
+    for part in [
+        "base_forward",
+        "encrypt",
+        "he_eval",
+        "decrypt",
+        "lora",
+        "copies",
+        "idle",
+    ] {
+        let ms = breakdown[part].as_f64().expect(part);
+        assert!(ms >= 0.0, "{mode} {part}: {ms}");
+        sum += ms;
+    }
+    let wall = v["mean_ms_per_token"].as_f64().expect("mean");
+    assert!(sum <= wall * (1.0 + 1e-9) + 1e-9, "{mode}: {sum} > {wall}");
+    assert!(breakdown["base_forward"].as_f64().is_some_and(|x| x > 0.0));
+    for key in ["upload_bytes_per_token", "download_bytes_per_token"] {
+        let bytes = v[key].as_f64().expect(key);
+        assert_eq!(bytes > 0.0, mode == "secure", "{mode} {key}: {bytes}");
+    }
+    // No NVML here (or a GPU that reports itself): never a failure.
+    assert!(v["hardware"].is_null() || v["hardware"]["gpu_name"].is_string());
+}
+
+#[test]
+fn bench_token_full_model_plain_and_lora() {
+    let plain = bench_token_full("plain");
+    check_token_report(&plain, "plain");
+    assert_eq!(plain["breakdown"]["lora"], 0.0);
+    let lora = bench_token_full("lora");
+    check_token_report(&lora, "lora");
+    assert!(lora["breakdown"]["lora"].as_f64().is_some_and(|x| x > 0.0));
+    // The lora run is its own reference.
+    assert_eq!(lora["overhead_ratio"], 1.0);
+}
+
+#[test]
+fn bench_token_full_model_secure() {
+    let v = bench_token_full("secure");
+    check_token_report(&v, "secure");
+    assert_eq!(v["requests_per_token"], 30);
+    assert!(v["breakdown"]["he_eval"].as_f64().is_some_and(|x| x > 0.0));
+    assert!(v["lora_reference"]
+        .as_str()
+        .is_some_and(|s| s.contains("full model")));
+}
+
+#[test]
+fn bench_token_refuses_a_model_that_does_not_fit() {
+    // A fixed limit, so the test does not depend on the machine's memory.
+    let out = helora(&[
+        "bench",
+        "token",
+        "--preset",
+        "chatglm2-6b",
+        "--memory-limit-mib",
+        "16384",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("GiB")
+            && stderr.contains("16.0 GiB")
+            && stderr.contains("--he-only")
+            && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    for (args, expect) in [
+        (vec!["--device", "cuda"], "CUDA"),
+        (vec!["--batch", "2"], "--he-only"),
+        (vec!["--plot", "x.png", "--plot-over", "batch"], "--he-only"),
+        (vec!["--plot", "x.png", "--plot-points", "1,x"], "\"x\""),
+        (vec!["--plot", "x.png", "--plot-points", "1,65"], "65"),
+        (
+            vec!["--plot", "/nonexistent/dir/x.png"],
+            "no such directory",
+        ),
+    ] {
+        let mut all = vec!["bench", "token", "--preset", "smollm2-135m"];
+        all.extend(&args);
+        let out = helora(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            stderr.contains(expect) && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn bench_token_plot_writes_a_png_and_the_sweep() {
+    let dir = std::env::temp_dir().join(format!("helora-cli-plot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let path = dir.join("sweep.png");
+    let path_str = path.to_str().expect("a UTF-8 path");
+    let v = helora_json(&[
+        "bench",
+        "token",
+        "--preset",
+        "smollm2-135m",
+        "--he-only",
+        "--pll",
+        "off",
+        "--tokens",
+        "1",
+        "--prompt-tokens",
+        "1",
+        "--plot",
+        path_str,
+        "--plot-points",
+        "1,2",
+        "--json",
+    ]);
+    let png = std::fs::read(&path).expect("the PNG was written");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000);
+    assert_eq!(v["plot"], path_str);
+    assert_eq!(v["he_only"], true);
+    assert!(v["mean_ms_per_token"].as_f64().is_some_and(|x| x > 0.0));
+    assert!(v["lora_reference"]
+        .as_str()
+        .is_some_and(|s| s.contains("adapter alone")));
+    assert_eq!(v["sweep"]["over"], "rank");
+    let points = v["sweep"]["points"].as_array().expect("sweep points");
+    assert_eq!(points.len(), 2);
+    for (p, x) in points.iter().zip([1, 2]) {
+        assert_eq!(p["x"], x);
+        assert!(p["secure_ms_per_token"].as_f64().is_some_and(|y| y > 0.0));
+        assert!(p["lora_ms_per_token"].as_f64().is_some_and(|y| y > 0.0));
+        assert!(p["plain_ms_per_token"].is_null());
+    }
+    std::fs::remove_dir_all(&dir).expect("cleaning up");
+}

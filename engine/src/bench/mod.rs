@@ -1,10 +1,15 @@
 //! `helora bench`: timings of the HE core on this machine.
 
+pub mod full_model;
+pub mod hardware;
 pub mod keys;
 pub mod lora;
 pub mod machine;
 pub mod ops;
 pub mod plaintext;
+pub mod plot;
+pub mod random_model;
 pub mod report;
+pub mod sweep;
 pub mod timing;
 pub mod token;

@@ -1,17 +1,28 @@
-//! `helora bench token --he-only`: the HE path of secure decoding at a preset's exact
-//! shapes (ChatGLM2-6B by default in the paper), without the base model: per token and per
-//! adapted input site, the client encrypts a fresh activation, the server applies the
-//! rank-R LoRA plan with the PLL, the client decrypts. Random factors shaped like a
-//! trained adapter, random unit-variance activations.
+//! `helora bench token`: per-token latency of decoding at a preset's exact shapes with a
+//! random rank-R adapter, in plain, lora or secure mode.
 //!
-//! The `lora` comparison is the same adapter applied in plaintext (x·A·B on the CPU), so
-//! the overhead ratio is that of privacy for the adapter's share of a token.
+//! With the base model (the default), a model with random weights is built in place
+//! ([`super::random_model`]) and decodes greedily ([`super::full_model`]); secure mode is
+//! also run in lora mode so that the overhead of privacy is the ratio of the two. The
+//! memory the f32 model needs is checked first: the 6–8 B presets do not fit a small
+//! machine, and `--he-only` is then the way to measure them.
+//!
+//! `--he-only` runs the HE path of secure decoding without the base model: per token and
+//! per adapted input site, the client encrypts a fresh activation, the server applies the
+//! rank-R LoRA plan with the PLL, the client decrypts. Random factors shaped like a
+//! trained adapter, random unit-variance activations. Its `lora` comparison is the same
+//! adapter applied in plaintext (x·A·B on the CPU), so the overhead ratio is that of
+//! privacy for the adapter's share of a token.
 
+use super::full_model::{self, Trace};
+use super::hardware::{self, Hardware, Probe};
 use super::machine;
+use super::random_model;
 use super::timing::{ms, percentile};
 use crate::adapter::LoraAdapter;
+use crate::generate::Mode;
 use crate::model::presets::{default_targets, preset};
-use crate::model::{InputSite, LoraHook, ModelConfig};
+use crate::model::{InputSite, LoraHook, Model, ModelConfig};
 use crate::plain_lora::PlainLoraHook;
 use crate::secure::InProcess;
 use anyhow::{bail, Result};
@@ -32,6 +43,11 @@ pub struct TokenOptions {
     /// the server spreads them over the cores.
     pub batch: usize,
     pub pll: bool,
+    /// The mode of the full-model path (`--he-only` is always secure).
+    pub mode: Mode,
+    pub he_only: bool,
+    /// Memory the full model may use; `None`: what /proc/meminfo says is available.
+    pub memory_limit: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -40,8 +56,12 @@ pub struct Breakdown {
     pub encrypt: f64,
     pub he_eval: f64,
     pub decrypt: f64,
-    /// Host-side copies of activations and deltas (tensor ↔ vectors).
+    /// The adapter in plaintext (lora mode).
+    pub lora: f64,
+    /// Host-side copies of activations and deltas (tensor ↔ vectors) and the hook's
+    /// bookkeeping; serialization is inside encrypt, evaluate and decrypt.
     pub copies: f64,
+    /// The rest of the step: sampling the token, the loop itself.
     pub idle: f64,
 }
 
@@ -64,13 +84,18 @@ pub struct TokenReport {
     /// Median over decode steps (each step gives every sequence in flight one token).
     pub ms_per_token: f64,
     pub p90_ms_per_token: f64,
+    /// Mean over decode steps: what the breakdown adds up to.
+    pub mean_ms_per_token: f64,
     pub prefill_ms: f64,
     /// Mean ms per decode step by stage.
     pub breakdown: Breakdown,
     pub upload_bytes_per_token: f64,
     pub download_bytes_per_token: f64,
-    /// The same tokens with the adapter in plaintext.
+    /// The same tokens with the adapter in plaintext (median ms per decode step).
     pub lora_ms_per_token: f64,
+    /// What `lora_ms_per_token` measured.
+    pub lora_reference: &'static str,
+    /// `ms_per_token / lora_ms_per_token`.
     pub overhead_ratio: f64,
     pub pll: bool,
     pub setup_ms: f64,
@@ -78,7 +103,24 @@ pub struct TokenReport {
     /// The published scheme's figure for ChatGLM2-6B, rank 8, for comparison.
     pub paper_ms_per_token: f64,
     pub cpu: String,
+    /// GPU 0 through NVML; absent where NVML is not there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<Hardware>,
+    /// `--plot`: ms/token at every point of the sweep.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<super::sweep::Sweep>,
+    /// `--plot`: the PNG written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plot: Option<String>,
 }
+
+/// `lora_reference` of `--he-only` runs.
+pub const HE_ONLY_LORA: &str = "the adapter alone in plaintext (x·A·B at these shapes)";
+/// `lora_reference` of full-model runs.
+pub const FULL_LORA: &str = "the full model with the adapter in plaintext";
+
+/// Seed of the random weights, adapter and prompt of the full-model path.
+pub const SEED: u64 = 0x6865_6c6f_7261;
 
 pub const PAPER_MS_PER_TOKEN: f64 = 1610.0;
 
@@ -119,6 +161,10 @@ pub fn run_he_only(options: &TokenOptions) -> Result<TokenReport> {
     let prefill_ms = ms(start.elapsed());
 
     let mut times = Vec::with_capacity(options.tokens);
+    let mut probe = Probe::open();
+    if let Some(p) = probe.as_mut() {
+        p.start();
+    }
     let before = hook.stats;
     let mut copies = Duration::ZERO;
     for _ in 0..options.tokens {
@@ -127,6 +173,7 @@ pub fn run_he_only(options: &TokenOptions) -> Result<TokenReport> {
         times.push(ms(start.elapsed()));
     }
     let after = hook.stats;
+    let hardware = probe.and_then(|p| p.finish(options.tokens * options.batch));
 
     let mut plain = PlainLoraHook::new(&adapter, &Device::Cpu)?;
     let mut lora_times = Vec::with_capacity(options.tokens);
@@ -144,7 +191,7 @@ pub fn run_he_only(options: &TokenOptions) -> Result<TokenReport> {
         he_eval: per(after.eval - before.eval),
         decrypt: per(after.decrypt - before.decrypt),
         copies: per(copies),
-        idle: 0.0,
+        ..Breakdown::default()
     };
     let accounted = breakdown.encrypt + breakdown.he_eval + breakdown.decrypt + breakdown.copies;
     let breakdown = Breakdown {
@@ -169,6 +216,7 @@ pub fn run_he_only(options: &TokenOptions) -> Result<TokenReport> {
         requests_per_token: sites.len(),
         ms_per_token: median,
         p90_ms_per_token: p90,
+        mean_ms_per_token: total_ms,
         prefill_ms,
         breakdown,
         upload_bytes_per_token: (after.upload_bytes - before.upload_bytes) as f64
@@ -176,13 +224,185 @@ pub fn run_he_only(options: &TokenOptions) -> Result<TokenReport> {
         download_bytes_per_token: (after.download_bytes - before.download_bytes) as f64
             / (options.tokens * options.batch) as f64,
         lora_ms_per_token: lora_ms,
+        lora_reference: HE_ONLY_LORA,
         overhead_ratio: median / lora_ms.max(f64::MIN_POSITIVE),
         pll: options.pll,
         setup_ms,
         key_upload_bytes,
         paper_ms_per_token: PAPER_MS_PER_TOKEN,
         cpu: machine::cpu_model(),
+        hardware,
+        sweep: None,
+        plot: None,
     })
+}
+
+/// The run the options ask for: `--he-only`, or the full model.
+pub fn run(options: &TokenOptions) -> Result<TokenReport> {
+    if options.he_only {
+        run_he_only(options)
+    } else {
+        run_full(options)
+    }
+}
+
+/// The full model at the preset's shapes: checked against the memory, built, run.
+pub fn run_full(options: &TokenOptions) -> Result<TokenReport> {
+    let config = check_full(options)?;
+    let model = random_model::build(&config, SEED)?;
+    full_report(&model, options)
+}
+
+/// Validates a full-model run and returns the preset's configuration; fails before
+/// anything large is allocated.
+pub fn check_full(options: &TokenOptions) -> Result<ModelConfig> {
+    if options.tokens == 0 || options.prompt_tokens == 0 {
+        bail!("--tokens and --prompt-tokens must be positive");
+    }
+    if options.batch != 1 {
+        bail!(
+            "--batch {} needs --he-only: the base model decodes one sequence at a time",
+            options.batch
+        );
+    }
+    let config = preset(&options.preset)?;
+    // The prompt, the decoded tokens, and the last sampled one.
+    let positions = options.prompt_tokens + options.tokens + 1;
+    if positions > config.max_positions {
+        bail!(
+            "{positions} positions exceed the {} the model accepts",
+            config.max_positions
+        );
+    }
+    let budget = PllSettings::default().budget;
+    if options.mode == Mode::Secure && options.pll && positions as u64 > budget {
+        bail!(
+            "{positions} tokens per adapted projection exceed the PLL's per-client budget of \
+             {budget}: lower --tokens or --prompt-tokens"
+        );
+    }
+    let available = options.memory_limit.or_else(random_model::memory_available);
+    random_model::check_memory(&options.preset, &config, positions, available)?;
+    Ok(config)
+}
+
+/// One full-model run in the options' mode on `model`, plus the lora comparison.
+pub fn full_report(model: &Model, options: &TokenOptions) -> Result<TokenReport> {
+    let config = model.config().clone();
+    let targets = options
+        .targets
+        .clone()
+        .unwrap_or_else(|| default_targets(&config));
+    let mut rng = sampling::seeded_rng(seed_bytes(SEED ^ options.rank as u64));
+    let adapter = LoraAdapter::random(&config, &targets, options.rank, &mut rng)?;
+    let sites = adapted_sites(&config, &adapter);
+    let prompt = full_model::prompt(options.prompt_tokens, config.vocab_size);
+
+    let mut probe = Probe::open();
+    let trace = full_model::run(
+        model,
+        Some(&adapter),
+        options.mode,
+        options.pll,
+        &prompt,
+        options.tokens,
+        probe.as_mut(),
+    )?;
+    let lora = match options.mode {
+        Mode::Lora => None,
+        _ => Some(full_model::run(
+            model,
+            Some(&adapter),
+            Mode::Lora,
+            false,
+            &prompt,
+            options.tokens,
+            None,
+        )?),
+    };
+    let lora_ms = percentile(&lora.as_ref().unwrap_or(&trace).step_ms, 0.5);
+    let (median, p90) = (
+        percentile(&trace.step_ms, 0.5),
+        percentile(&trace.step_ms, 0.9),
+    );
+    let steps = trace.step_ms.len().max(1) as f64;
+    let mean = trace.step_ms.iter().sum::<f64>() / steps;
+    let breakdown = full_breakdown(&trace, options.mode, mean);
+    let per_token = |bytes: u64| bytes as f64 / steps;
+    Ok(TokenReport {
+        preset: options.preset.clone(),
+        rank: options.rank,
+        targets,
+        mode: mode_name(options.mode),
+        device: "cpu",
+        batch: 1,
+        tokens_per_s: 1e3 / median.max(f64::MIN_POSITIVE),
+        he_only: false,
+        tokens: options.tokens,
+        prompt_tokens: options.prompt_tokens,
+        layers: config.num_layers,
+        adapted_projections_per_token: adapter.projection_count(),
+        requests_per_token: sites.len(),
+        ms_per_token: median,
+        p90_ms_per_token: p90,
+        mean_ms_per_token: mean,
+        prefill_ms: trace.prefill_ms,
+        breakdown,
+        upload_bytes_per_token: per_token(trace.he.upload_bytes),
+        download_bytes_per_token: per_token(trace.he.download_bytes),
+        lora_ms_per_token: lora_ms,
+        lora_reference: FULL_LORA,
+        overhead_ratio: median / lora_ms.max(f64::MIN_POSITIVE),
+        pll: options.pll && options.mode == Mode::Secure,
+        setup_ms: trace.setup_ms,
+        key_upload_bytes: trace.key_upload_bytes,
+        paper_ms_per_token: PAPER_MS_PER_TOKEN,
+        cpu: machine::cpu_model(),
+        hardware: trace.hardware,
+        sweep: None,
+        plot: None,
+    })
+}
+
+/// Mean ms per decode step by stage: the hook's time is the adapter's (HE stages and the
+/// copies around them in secure mode, the plaintext product in lora mode), the rest of
+/// the forward pass is the base model's, the rest of the step is idle.
+fn full_breakdown(trace: &Trace, mode: Mode, mean_ms: f64) -> Breakdown {
+    let steps = trace.step_ms.len().max(1) as f64;
+    let per = |d: Duration| ms(d) / steps;
+    let hook = per(trace.hook);
+    let he = per(trace.he.total());
+    let mut b = Breakdown {
+        base_forward: per(trace.forward.saturating_sub(trace.hook)),
+        ..Breakdown::default()
+    };
+    match mode {
+        Mode::Plain => {}
+        Mode::Lora => b.lora = hook,
+        Mode::Secure => {
+            b.encrypt = per(trace.he.encrypt);
+            b.he_eval = per(trace.he.eval);
+            b.decrypt = per(trace.he.decrypt);
+            b.copies = (hook - he).max(0.0);
+        }
+    }
+    let accounted = b.base_forward + b.lora + b.encrypt + b.he_eval + b.decrypt + b.copies;
+    b.idle = (mean_ms - accounted).max(0.0);
+    b
+}
+
+pub fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Plain => "plain",
+        Mode::Lora => "lora",
+        Mode::Secure => "secure",
+    }
+}
+
+fn seed_bytes(seed: u64) -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    bytes
 }
 
 /// The input sites of every layer where the adapter adapts something, in forward order.
@@ -231,7 +451,18 @@ fn run_token(
 
 impl TokenReport {
     pub fn table(&self) -> String {
-        let rows: Vec<(&str, String)> = vec![
+        let path = if self.he_only {
+            "HE only"
+        } else {
+            "full model, random weights"
+        };
+        let pll = if self.mode == "secure" {
+            format!(", PLL {}", if self.pll { "on" } else { "off" })
+        } else {
+            String::new()
+        };
+        let b = &self.breakdown;
+        let mut rows: Vec<(&str, String)> = vec![
             (
                 "preset",
                 format!(
@@ -245,26 +476,31 @@ impl TokenReport {
             (
                 "mode",
                 format!(
-                    "{} on {}, HE only, batch {}, PLL {}",
-                    self.mode,
-                    self.device,
-                    self.batch,
-                    if self.pll { "on" } else { "off" }
+                    "{} on {}, {path}, batch {}{pll}",
+                    self.mode, self.device, self.batch
                 ),
             ),
             (
                 "per token",
                 format!(
-                    "{} projections, {} requests",
-                    self.adapted_projections_per_token, self.requests_per_token
+                    "{} projections, {} requests{}",
+                    self.adapted_projections_per_token,
+                    self.requests_per_token,
+                    if self.mode == "plain" {
+                        " (in the lora reference; plain runs none)"
+                    } else {
+                        ""
+                    }
                 ),
             ),
             (
                 "decode ms/token",
                 format!(
-                    "{:.1} median, {:.1} p90 ({} steps; {:.1} tokens/s over {} sequences)",
+                    "{:.1} median, {:.1} p90, {:.1} mean ({} steps; {:.1} tokens/s over {} \
+                     sequences)",
                     self.ms_per_token,
                     self.p90_ms_per_token,
+                    self.mean_ms_per_token,
                     self.tokens,
                     self.tokens_per_s,
                     self.batch
@@ -280,12 +516,9 @@ impl TokenReport {
             (
                 "breakdown ms/step",
                 format!(
-                    "encrypt {:.1}, evaluate {:.1}, decrypt {:.1}, copies {:.2}, other {:.1}",
-                    self.breakdown.encrypt,
-                    self.breakdown.he_eval,
-                    self.breakdown.decrypt,
-                    self.breakdown.copies,
-                    self.breakdown.idle
+                    "base forward {:.1}, lora {:.2}, encrypt {:.1}, evaluate {:.1}, decrypt \
+                     {:.1}, copies {:.2}, idle {:.2}",
+                    b.base_forward, b.lora, b.encrypt, b.he_eval, b.decrypt, b.copies, b.idle
                 ),
             ),
             (
@@ -296,10 +529,10 @@ impl TokenReport {
                 ),
             ),
             (
-                "lora (plaintext)",
+                "lora",
                 format!(
-                    "{:.3} ms/token; privacy overhead {:.0}×",
-                    self.lora_ms_per_token, self.overhead_ratio
+                    "{:.3} ms/token ({}); overhead {:.1}×",
+                    self.lora_ms_per_token, self.lora_reference, self.overhead_ratio
                 ),
             ),
             (
@@ -310,18 +543,30 @@ impl TokenReport {
                     self.paper_ms_per_token / self.ms_per_token
                 ),
             ),
-            (
+        ];
+        if self.mode == "secure" {
+            rows.push((
                 "setup",
                 format!(
                     "{:.0} ms, {} bytes of keys uploaded",
                     self.setup_ms, self.key_upload_bytes
                 ),
-            ),
-            ("cpu", self.cpu.clone()),
-        ];
+            ));
+        }
+        rows.push(("cpu", self.cpu.clone()));
+        rows.push(("gpu", hardware::describe(self.hardware.as_ref())));
+        if let Some(plot) = &self.plot {
+            rows.push(("plot", plot.clone()));
+        }
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-        rows.iter()
+        let mut out: String = rows
+            .iter()
             .map(|(k, v)| format!("{k:<width$}  {v}\n"))
-            .collect()
+            .collect();
+        if let Some(sweep) = &self.sweep {
+            out.push('\n');
+            out.push_str(&sweep.table());
+        }
+        out
     }
 }

@@ -1,0 +1,238 @@
+//! `bench token --plot`: the per-token latency of each mode over a range of ranks or batch
+//! sizes, with a few decode steps per point. The full-model path builds the model once
+//! and runs plain (once: it has no adapter), lora and secure at every rank; `--he-only`
+//! runs the HE path and the plaintext adapter product at every point.
+
+use super::token::{self, TokenOptions, TokenReport};
+use super::{machine, plot, random_model};
+use crate::generate::Mode;
+use crate::model::Model;
+use anyhow::{bail, Result};
+use serde::Serialize;
+use std::path::Path;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SweepOver {
+    Rank,
+    Batch,
+}
+
+pub const DEFAULT_RANKS: &[usize] = &[1, 2, 4, 8, 16, 32, 64];
+pub const DEFAULT_BATCHES: &[usize] = &[1, 2, 4, 8, 16];
+/// Decode steps and prompt tokens per point, at most (each point is a short run).
+pub const POINT_TOKENS: usize = 4;
+
+/// Median ms per token at one point; over batch sizes, a step's time divided by the batch.
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepPoint {
+    pub x: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plain_ms_per_token: Option<f64>,
+    pub lora_ms_per_token: f64,
+    pub secure_ms_per_token: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Sweep {
+    pub over: SweepOver,
+    pub he_only: bool,
+    /// Decode steps and prompt tokens of each point.
+    pub tokens: usize,
+    pub prompt_tokens: usize,
+    pub points: Vec<SweepPoint>,
+}
+
+/// The points swept when none are given.
+pub fn default_points(over: SweepOver) -> &'static [usize] {
+    match over {
+        SweepOver::Rank => DEFAULT_RANKS,
+        SweepOver::Batch => DEFAULT_BATCHES,
+    }
+}
+
+/// `bench token --plot`: the main run of `options`, then the sweep over `xs` (on the same
+/// model: the full model is built once), drawn into `path`. Everything that can be
+/// refused is refused before the first run.
+pub fn run_and_plot(
+    options: &TokenOptions,
+    over: SweepOver,
+    xs: &[usize],
+    path: &Path,
+) -> Result<TokenReport> {
+    match over {
+        SweepOver::Rank => {
+            if let Some(&bad) = xs.iter().find(|&&r| r > helora::linear::MAX_RANK) {
+                bail!(
+                    "rank {bad} in --plot-points is outside 1 … {}",
+                    helora::linear::MAX_RANK
+                );
+            }
+        }
+        SweepOver::Batch if !options.he_only => {
+            bail!(
+                "--plot-over batch needs --he-only: the base model decodes one sequence at a time"
+            )
+        }
+        SweepOver::Batch => {}
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            bail!("{}: no such directory for --plot", dir.display());
+        }
+    }
+    let (mut report, sweep) = if options.he_only {
+        let report = token::run_he_only(options)?;
+        (report, run(options, over, xs, None)?)
+    } else {
+        let config = token::check_full(options)?;
+        let model = random_model::build(&config, token::SEED)?;
+        let report = token::full_report(&model, options)?;
+        (report, run(options, over, xs, Some(&model))?)
+    };
+    let title = format!(
+        "helora bench token: {}{}, {} on {}",
+        options.preset,
+        if options.he_only {
+            " (HE path only)"
+        } else {
+            ""
+        },
+        match over {
+            SweepOver::Rank => format!("batch {}", options.batch),
+            SweepOver::Batch => format!("rank {}", options.rank),
+        },
+        machine::cpu_model()
+    );
+    plot::draw(&sweep, path, &title)?;
+    report.sweep = Some(sweep);
+    report.plot = Some(path.display().to_string());
+    Ok(report)
+}
+
+/// Runs the sweep over `xs`; `model` is the full model (`None` with `--he-only`).
+pub fn run(
+    options: &TokenOptions,
+    over: SweepOver,
+    xs: &[usize],
+    model: Option<&Model>,
+) -> Result<Sweep> {
+    if xs.is_empty() {
+        bail!("the sweep has no points");
+    }
+    let base = TokenOptions {
+        tokens: options.tokens.min(POINT_TOKENS),
+        prompt_tokens: options.prompt_tokens.min(POINT_TOKENS),
+        mode: Mode::Secure,
+        ..options.clone()
+    };
+    let plain = match model {
+        Some(model) => {
+            let plain = token::full_report(
+                model,
+                &TokenOptions {
+                    mode: Mode::Plain,
+                    ..base.clone()
+                },
+            )?;
+            Some(plain.ms_per_token)
+        }
+        None => None,
+    };
+    let mut points = Vec::with_capacity(xs.len());
+    for &x in xs {
+        let mut point = base.clone();
+        let per = match over {
+            SweepOver::Rank => {
+                point.rank = x;
+                1.0
+            }
+            SweepOver::Batch => {
+                if model.is_some() {
+                    bail!("a sweep over batch sizes needs --he-only");
+                }
+                point.batch = x;
+                x as f64
+            }
+        };
+        let report = match model {
+            Some(model) => token::full_report(model, &point)?,
+            None => token::run_he_only(&point)?,
+        };
+        points.push(SweepPoint {
+            x,
+            plain_ms_per_token: plain,
+            lora_ms_per_token: report.lora_ms_per_token / per,
+            secure_ms_per_token: report.ms_per_token / per,
+        });
+    }
+    Ok(Sweep {
+        over,
+        he_only: model.is_none(),
+        tokens: base.tokens,
+        prompt_tokens: base.prompt_tokens,
+        points,
+    })
+}
+
+impl Sweep {
+    /// One line per point.
+    pub fn table(&self) -> String {
+        let x = match self.over {
+            SweepOver::Rank => "rank",
+            SweepOver::Batch => "batch",
+        };
+        let mut out = format!(
+            "sweep over {x} ({} decode steps, {} prompt tokens per point; median ms/token{}):\n",
+            self.tokens,
+            self.prompt_tokens,
+            if self.over == SweepOver::Batch {
+                ", step time / batch"
+            } else {
+                ""
+            }
+        );
+        out.push_str(&format!(
+            "{x:>6}  {:>10}  {:>10}  {:>10}  {:>9}\n",
+            "plain", "lora", "secure", "secure/lora"
+        ));
+        for p in &self.points {
+            let plain = p
+                .plain_ms_per_token
+                .map_or_else(|| "-".to_string(), |v| format!("{v:.2}"));
+            out.push_str(&format!(
+                "{:>6}  {plain:>10}  {:>10.3}  {:>10.1}  {:>9.1}\n",
+                p.x,
+                p.lora_ms_per_token,
+                p.secure_ms_per_token,
+                p.secure_ms_per_token / p.lora_ms_per_token.max(f64::MIN_POSITIVE)
+            ));
+        }
+        out
+    }
+}
+
+/// A comma-separated list of positive integers, as `--plot-points` takes it.
+pub fn parse_points(list: &str) -> Result<Vec<usize>> {
+    list.split(',')
+        .map(|s| match s.trim().parse::<usize>() {
+            Ok(v) if v > 0 => Ok(v),
+            _ => bail!("{s:?} in --plot-points is not a positive integer"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_parse_or_fail_clearly() {
+        assert_eq!(parse_points("1, 2,64").unwrap(), vec![1, 2, 64]);
+        assert!(parse_points("1,x")
+            .unwrap_err()
+            .to_string()
+            .contains("\"x\""));
+        assert!(parse_points("0").is_err());
+    }
+}
