@@ -11,6 +11,7 @@ use helora::ckks::{
 };
 use helora::linear::reply_widths;
 use helora::pll::{AdapterId, ClientId, PllServer, PllSettings};
+use rayon::prelude::*;
 use std::collections::HashMap;
 
 /// One adapted input site of one token: the projections of `layer` named in `modules`
@@ -146,15 +147,17 @@ impl SecureServer {
                     .ok_or_else(|| anyhow!("no adapter for layer {} {m}", first.layer))
             })
             .collect::<Result<Vec<_>>>()?;
+        // Decoding uploads and compacting replies are independent per ciphertext: both run
+        // on every core (the evaluation itself is parallel inside the PLL server).
         let tokens = requests
-            .iter()
+            .par_iter()
             .map(|request| {
                 if request.inputs.is_empty() {
                     bail!("request for layer {} has no input", request.layer);
                 }
                 request
                     .inputs
-                    .iter()
+                    .par_iter()
                     .map(|bytes| {
                         let seeded = SeededCiphertext::from_bytes(&self.params, bytes)
                             .context("input ciphertext")?;
@@ -166,12 +169,12 @@ impl SecureServer {
         let outputs = self.pll.apply_group_batch(client, &ids, &tokens, threads)?;
         let (c0_bits, c1_bits) = self.reply_bits;
         outputs
-            .iter()
+            .par_iter()
             .map(|token| {
                 let outputs = token
-                    .iter()
+                    .par_iter()
                     .map(|cts| {
-                        cts.iter()
+                        cts.par_iter()
                             .map(|ct| {
                                 Ok(self
                                     .compactor
