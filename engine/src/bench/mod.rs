@@ -1,5 +1,12 @@
 //! `helora bench`: timings of the HE core on this machine.
 
+pub mod cuda;
+#[cfg(feature = "cuda")]
+mod cuda_lora;
+#[cfg(feature = "cuda")]
+mod cuda_ops;
+pub mod cuda_report;
+pub mod floor;
 pub mod keys;
 pub mod lora;
 pub mod machine;

@@ -24,6 +24,7 @@ mod module;
 mod ntt;
 mod pointwise;
 mod tables;
+mod timing;
 
 use super::{Backend, BackendError};
 use crate::ring::{Basis, BasisExtender, RingContext, RnsPoly};
@@ -36,6 +37,7 @@ use std::sync::Arc;
 use tables::{BasisTables, Tables};
 
 pub use cudarc::driver::CudaStream as Stream;
+pub use timing::StreamTimer;
 
 /// A polynomial in device memory: limb-major `[limb][coeff]`, like [`RnsPoly`].
 #[derive(Debug)]
