@@ -156,7 +156,7 @@ pub struct LoraArgs {
     #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
     pub device: DeviceChoice,
     /// With --device cuda: independent ciphertexts applied back to back for the throughput
-    /// figure (default 64; the CPU batch is --tokens).
+    /// figure (default 64; the CPU batch is --tokens; --tokens and --threads are for the CPU).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub batch: Option<u32>,
 }

@@ -18,7 +18,7 @@ use super::keys;
 use super::lora::{check_replies, encrypt_inputs, expand, random_inputs, LoraOptions, LoraReport};
 use super::machine;
 use super::ops::params_for;
-use super::timing::{measure, measure_samples, Iterations, Timing};
+use super::timing::{measure, measure_samples, median, Iterations, Timing};
 use anyhow::{bail, Context, Result};
 use helora::backend::CudaBackend;
 use helora::ckks::{Decryptor, Encoder, Evaluator, SymmetricEncryptor};
@@ -83,9 +83,14 @@ pub fn run(options: &LoraOptions, batch: usize) -> Result<CudaLoraReport> {
         .collect::<Result<Vec<Vec<_>>, _>>()?;
 
     let timer = server.backend().timer()?;
+    // The host's time to queue the apply, beside the device's: a queue time well below the
+    // device time shows the host did not wait for the device inside the apply.
+    let mut queued = Vec::new();
     let apply = measure_samples(iters, || -> Result<Duration> {
         timer.start()?;
+        let host = Instant::now();
         let out = plan.apply(&server, &inputs[0])?;
+        queued.push(host.elapsed());
         let t = timer.stop()?;
         drop(out);
         Ok(t)
@@ -180,6 +185,7 @@ pub fn run(options: &LoraOptions, batch: usize) -> Result<CudaLoraReport> {
         backend: "cuda",
         device,
         apply_us,
+        apply_queue_us: median(&mut queued).as_secs_f64() * 1e6,
         apply_path_us: apply_path.micros(),
         expand_us: expand_t.micros(),
         token_layer_us: expand_t.micros() + apply_path.micros(),
@@ -198,7 +204,7 @@ pub fn run(options: &LoraOptions, batch: usize) -> Result<CudaLoraReport> {
             "apply_us: CUDA events around one apply on device-resident inputs, to the rescaled reply",
             "apply_path_us: as apply_us, with the host-to-device copy of the expanded upload (in NTT form already)",
             "expand_us: the server's CPU regenerating c1 from the seed (no device-side expansion yet)",
-            "no host synchronisation inside the apply: it only queues work on one stream",
+            "no host synchronisation inside the apply: it only queues work on one stream (apply_queue_us: the host's time to queue it, warm-up samples included)",
             "floors: inputs, replies, diagonal plaintexts and rotation keys each moved once (batch: shared ones once per batch)",
         ],
     })

@@ -14,6 +14,8 @@ pub struct CudaLoraReport {
     pub backend: &'static str,
     pub device: String,
     pub apply_us: f64,
+    /// Host wall time of the `apply` call (queueing only, no wait for the device).
+    pub apply_queue_us: f64,
     pub apply_path_us: f64,
     pub expand_us: f64,
     pub token_layer_us: f64,
@@ -45,6 +47,10 @@ impl CudaLoraReport {
                     self.apply_floor_ratio,
                     self.common.apply_iterations
                 ),
+            ),
+            (
+                "apply queued in µs",
+                format!("{:.1} (host time to queue it)", self.apply_queue_us),
             ),
             (
                 "upload + apply µs",
