@@ -62,6 +62,7 @@ impl Clone for CudaPoly {
         if let (Some(dst), Some(src)) = (buf.ptr(0), self.buf.ptr(0)) {
             let bytes = self.words() * 8;
             if bytes > 0 {
+                device::bind(pool.stream(), &pool.errors);
                 // SAFETY: both buffers hold at least `words` u64 and live on this stream.
                 let r = unsafe {
                     cudarc::driver::result::memcpy_dtod_async(
@@ -247,6 +248,9 @@ impl Backend for CudaBackend {
         let dst = self
             .addr(&out)
             .ok_or_else(|| BackendError::Device("device allocation failed".into()))?;
+        self.device
+            .bind_to_thread()
+            .map_err(|e| driver("binding the CUDA context", e))?;
         // SAFETY: `dst` holds `words` u64 of this stream's memory, and the driver has staged a
         // pageable source when the call returns, so `p` may go at once.
         let r = unsafe {
@@ -284,6 +288,7 @@ impl Backend for CudaBackend {
     fn zero(&self, basis: Basis, ntt_form: bool) -> CudaPoly {
         let p = self.alloc_poly(basis, ntt_form);
         if let Some(dst) = self.addr(&p) {
+            device::bind(&self.stream, &self.errors);
             // SAFETY: `dst` holds `words` u64 of this stream's memory.
             let r = unsafe {
                 cudarc::driver::result::memset_d8_async(

@@ -72,6 +72,9 @@ impl CudaBackend {
         let copy = || {
             let (s, _) = cudarc::driver::DevicePtr::device_ptr(&src, &self.stream);
             let (d, _) = cudarc::driver::DevicePtr::device_ptr(&dst, &self.stream);
+            self.device
+                .bind_to_thread()
+                .map_err(|e| driver("binding the CUDA context", e))?;
             // SAFETY: both buffers hold `words` u64 on this stream and outlive the copy
             // (the timer waits for it before they drop).
             let r = unsafe {
