@@ -93,7 +93,7 @@ for name in ("lora_batch1", "lora_batch64"):
         print(f"{name}: no result")
         continue
     print(f"{name}: apply {r['apply_us']:.1f} µs (floor {r['apply_floor_us']:.1f}, ratio "
-          f"{r['apply_floor_ratio']:.2f}; queued in {r['apply_queue_us']:.1f}), upload+apply {r['apply_path_us']:.1f}, token-layer "
+          f"{r['apply_floor_ratio']:.2f}; queued in {r['apply_queue_us']:.1f}, {r['launches_per_apply']} launches), upload+apply {r['apply_path_us']:.1f}, token-layer "
           f"{r['token_layer_us']:.1f} (target ≤ 100); batch {r['batch']}: "
           f"{r['applies_per_s']:.0f} applies/s (target ≥ 40000), rel. error {r['relative_error']:.1e}")
 PY

@@ -95,6 +95,9 @@ pub fn run(options: &LoraOptions, batch: usize) -> Result<CudaLoraReport> {
         drop(out);
         Ok(t)
     })?;
+    let before = server.backend().launches();
+    drop(plan.apply(&server, &inputs[0])?);
+    let launches_per_apply = server.backend().launches() - before;
     let apply_path = measure_samples(iters, || -> Result<Duration> {
         timer.start()?;
         let device_inputs = host_inputs[0]
@@ -186,6 +189,7 @@ pub fn run(options: &LoraOptions, batch: usize) -> Result<CudaLoraReport> {
         device,
         apply_us,
         apply_queue_us: median(&mut queued).as_secs_f64() * 1e6,
+        launches_per_apply,
         apply_path_us: apply_path.micros(),
         expand_us: expand_t.micros(),
         token_layer_us: expand_t.micros() + apply_path.micros(),

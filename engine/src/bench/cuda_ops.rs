@@ -63,11 +63,7 @@ pub fn run(options: &OpsOptions) -> Result<OpsReport> {
 }
 
 /// Device time of `op`: events around one call; its output is dropped after the stop.
-fn device<T>(
-    timer: &StreamTimer,
-    iters: Iterations,
-    mut op: impl FnMut() -> Result<T>,
-) -> Result<Timing> {
+fn device<T>(timer: &StreamTimer, iters: Iterations, op: impl Fn() -> Result<T>) -> Result<Timing> {
     measure_samples(iters, || -> Result<Duration> {
         timer.start()?;
         let out = op()?;
@@ -75,6 +71,13 @@ fn device<T>(
         drop(out);
         Ok(t)
     })
+}
+
+/// Kernel launches one call of `op` queues.
+fn launches_of<T>(backend: &CudaBackend, op: impl FnOnce() -> Result<T>) -> Result<u64> {
+    let before = backend.launches();
+    drop(op()?);
+    Ok(backend.launches() - before)
 }
 
 /// Device time of an in-place NTT of every polynomial in `polys` (all in the domain
@@ -143,6 +146,7 @@ fn time_ops(
     );
     let mut ops = Vec::new();
     let mut floor_bytes = Vec::new();
+    let mut launches = Vec::new();
     let mut record = |key, what, timing, floor: Option<f64>| {
         ops.push(OpTiming { key, what, timing });
         if let Some(bytes) = floor {
@@ -241,6 +245,10 @@ fn time_ops(
         None,
     );
 
+    launches.push((
+        "ct_pt_mul_us",
+        launches_of(backend, || Ok(evaluator.mul_plain(&ct_a, &pt_dev)?))?,
+    ));
     let t = device(&timer, iters, || Ok(evaluator.mul_plain(&ct_a, &pt_dev)?))?;
     record(
         "ct_pt_mul_us",
@@ -248,6 +256,10 @@ fn time_ops(
         t,
         Some(shape.ct_pt_mul()),
     );
+    launches.push((
+        "ct_ct_mul_relin_us",
+        launches_of(backend, || Ok(evaluator.mul_relin(&ct_a, &ct_b)?))?,
+    ));
     let t = device(&timer, iters, || Ok(evaluator.mul_relin(&ct_a, &ct_b)?))?;
     record(
         "ct_ct_mul_relin_us",
@@ -255,6 +267,10 @@ fn time_ops(
         t,
         Some(shape.ct_ct_mul_relin()),
     );
+    launches.push((
+        "rescale_us",
+        launches_of(backend, || Ok(evaluator.rescale(&ct_a)?))?,
+    ));
     let t = device(&timer, iters, || Ok(evaluator.rescale(&ct_a)?))?;
     record(
         "rescale_us",
@@ -280,6 +296,7 @@ fn time_ops(
         let [b, a] = backend.key_switch_inner_product(&digits, &key, None);
         Ok([backend.mod_down(&b), backend.mod_down(&a)])
     };
+    launches.push(("key_switch_us", launches_of(backend, key_switch)?));
     let t = device(&timer, iters, key_switch)?;
     record(
         "key_switch_us",
@@ -302,6 +319,10 @@ fn time_ops(
         t,
         Some(shape.key_switch()),
     );
+    launches.push((
+        "rotate_us",
+        launches_of(backend, || Ok(evaluator.rotate(&ct_a, 1)?))?,
+    ));
     let t = device(&timer, iters, || Ok(evaluator.rotate(&ct_a, 1)?))?;
     record(
         "rotate_us",
@@ -309,9 +330,9 @@ fn time_ops(
         t,
         Some(shape.rotations(1)),
     );
-    let t = device(&timer, iters, || {
-        Ok(evaluator.rotate_hoisted(&ct_a, &HOISTED_STEPS)?)
-    })?;
+    let hoisted = || Ok(evaluator.rotate_hoisted(&ct_a, &HOISTED_STEPS)?);
+    launches.push(("hoisted_rotate_8_us", launches_of(backend, hoisted)?));
+    let t = device(&timer, iters, hoisted)?;
     record(
         "hoisted_rotate_8_us",
         "8 rotations (steps 1..=8) sharing one decomposition",
@@ -325,6 +346,7 @@ fn time_ops(
         copy_bandwidth_gbs: 0.0,
         ntt_batch_limbs: batch_limbs,
         floor_bytes,
+        launches,
         host_ops: vec![
             "encode_us",
             "decode_us",

@@ -16,6 +16,8 @@ pub struct CudaLoraReport {
     pub apply_us: f64,
     /// Host wall time of the `apply` call (queueing only, no wait for the device).
     pub apply_queue_us: f64,
+    /// Kernel launches one apply queues.
+    pub launches_per_apply: u64,
     pub apply_path_us: f64,
     pub expand_us: f64,
     pub token_layer_us: f64,
@@ -50,7 +52,10 @@ impl CudaLoraReport {
             ),
             (
                 "apply queued in µs",
-                format!("{:.1} (host time to queue it)", self.apply_queue_us),
+                format!(
+                    "{:.1} (host time to queue it; {} kernel launches)",
+                    self.apply_queue_us, self.launches_per_apply
+                ),
             ),
             (
                 "upload + apply µs",

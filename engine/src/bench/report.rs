@@ -71,6 +71,8 @@ pub struct DeviceFigures {
     pub ntt_batch_limbs: usize,
     /// (timed key, bytes the operation must move at least).
     pub floor_bytes: Vec<(&'static str, f64)>,
+    /// (timed key, kernel launches one call queues).
+    pub launches: Vec<(&'static str, u64)>,
     /// Timed keys that ran on the host (the client's side), not on the device.
     pub host_ops: Vec<&'static str>,
 }
@@ -203,6 +205,9 @@ impl OpsReport {
             for (key, floor, _, ratio) in d.floors(self) {
                 let _ = writeln!(out, "  {key:<width$} {floor:>12.1} {ratio:>7.2}");
             }
+            let launches: Vec<String> =
+                d.launches.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let _ = writeln!(out, "  kernel launches per call: {}", launches.join(", "));
         }
         out
     }
@@ -250,6 +255,7 @@ impl Serialize for OpsReport {
                 map.serialize_entry(&floor_key, &round_us(floor))?;
                 map.serialize_entry(&ratio_key, &((ratio * 100.0).round() / 100.0))?;
             }
+            map.serialize_entry("launches", &Entries(d.launches.clone()))?;
             map.serialize_entry("host_ops", &d.host_ops)?;
         }
         map.serialize_entry(
@@ -354,6 +360,7 @@ mod tests {
             ntt_batch_limbs: 64,
             // 500 MB at 1000 GB/s: 500 µs, rotate measured at 1000 µs.
             floor_bytes: vec![("rotate_us", 5e8), ("missing_us", 1.0)],
+            launches: vec![("rotate_us", 40)],
             host_ops: vec!["ntt_us"],
         });
         let v: serde_json::Value = serde_json::to_value(&r).unwrap();
@@ -361,6 +368,7 @@ mod tests {
         assert_eq!(v["device"], "Test GPU");
         assert_eq!(v["rotate_floor_us"], 500.0);
         assert_eq!(v["rotate_floor_ratio"], 2.0);
+        assert_eq!(v["launches"]["rotate_us"], 40);
         assert!(v.get("missing_floor_us").is_none());
         assert!(r.table().contains("rotate_floor_us"));
         assert_eq!(serde_json::to_value(report()).unwrap()["backend"], "cpu");

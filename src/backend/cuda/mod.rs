@@ -33,6 +33,7 @@ use device::{driver, Sticky};
 use memory::{Buffer, Pool};
 use module::Kernels;
 use pointwise::Binary;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tables::{BasisTables, Tables};
 
@@ -97,6 +98,8 @@ pub struct CudaBackend {
     pool: Arc<Pool>,
     tables: Tables,
     errors: Arc<Sticky>,
+    /// Kernel launches queued so far (for benchmarks: launches per operation).
+    launches: AtomicU64,
 }
 
 impl CudaBackend {
@@ -154,6 +157,7 @@ impl CudaBackend {
             kernels,
             tables,
             errors,
+            launches: AtomicU64::new(0),
         })
     }
 
@@ -177,6 +181,12 @@ impl CudaBackend {
         let r = self.device.check_err();
         self.errors.record_result("on the device", r);
         self.errors.check()
+    }
+
+    /// Kernel launches queued since the backend was made: the difference around an
+    /// operation is its launch count (each costs the host a few µs to queue).
+    pub fn launches(&self) -> u64 {
+        self.launches.load(Ordering::Relaxed)
     }
 
     /// Frees the pooled (unused) device buffers.
