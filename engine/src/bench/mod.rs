@@ -1,11 +1,10 @@
 //! `helora bench`: timings of the HE core on this machine.
 
+pub mod clock;
 pub mod cuda;
-#[cfg(feature = "cuda")]
-mod cuda_lora;
-#[cfg(feature = "cuda")]
-mod cuda_ops;
-pub mod cuda_report;
+pub mod device_lora;
+pub mod device_ops;
+pub mod device_report;
 pub mod floor;
 pub mod keys;
 pub mod lora;

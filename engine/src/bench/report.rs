@@ -65,6 +65,8 @@ pub struct OpsReport {
 #[derive(Clone, Debug)]
 pub struct DeviceFigures {
     pub name: String,
+    /// The backend's name ("cuda"; "cpu" where tests run the device code on the CPU).
+    pub backend: &'static str,
     /// Device-to-device copy bandwidth, bytes read + written per second, in GB/s.
     pub copy_bandwidth_gbs: f64,
     /// Limbs transformed by `ntt_batch_us`.
@@ -220,10 +222,7 @@ impl Serialize for OpsReport {
         let (s, m) = (&self.setup, &self.machine);
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("helora_version", env!("CARGO_PKG_VERSION"))?;
-        map.serialize_entry(
-            "backend",
-            if self.device.is_some() { "cuda" } else { "cpu" },
-        )?;
+        map.serialize_entry("backend", self.device.as_ref().map_or("cpu", |d| d.backend))?;
         map.serialize_entry("n", &s.n)?;
         map.serialize_entry("slots", &s.slots)?;
         map.serialize_entry("level", &s.level)?;
@@ -356,6 +355,7 @@ mod tests {
         let mut r = report();
         r.device = Some(DeviceFigures {
             name: "Test GPU".into(),
+            backend: "cuda",
             copy_bandwidth_gbs: 1000.0,
             ntt_batch_limbs: 64,
             // 500 MB at 1000 GB/s: 500 µs, rotate measured at 1000 µs.

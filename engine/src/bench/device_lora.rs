@@ -1,5 +1,6 @@
 //! `helora bench lora --device cuda`: the CPU run's LoRA apply (same JSON keys) on
-//! `Evaluator<CudaBackend>`, timed with CUDA events, beside its memory-traffic floor.
+//! `Evaluator<B>` for a [`Device`] B (CUDA; the CPU backend in tests), timed with the
+//! device's clock (CUDA events), beside its memory-traffic floor.
 //!
 //! - `apply_us`: events around one `plan.apply` on device-resident inputs, up to the
 //!   rescaled reply. `apply_path_us`: events around the host-to-device copy of the
@@ -12,7 +13,8 @@
 //! - Batch: `batch` independent ciphertexts already on the device, applied back to back on
 //!   the backend's one stream (the evaluator is single-stream), events around all of them.
 
-use super::cuda_report::CudaLoraReport;
+use super::clock::Device;
+use super::device_report::DeviceLoraReport;
 use super::floor::{self, LoraTraffic};
 use super::keys;
 use super::lora::{check_replies, encrypt_inputs, expand, random_inputs, LoraOptions, LoraReport};
@@ -20,16 +22,19 @@ use super::machine;
 use super::ops::params_for;
 use super::timing::{measure, measure_samples, median, Iterations, Timing};
 use anyhow::{bail, Context, Result};
-use helora::backend::CudaBackend;
-use helora::ckks::{Decryptor, Encoder, Evaluator, SymmetricEncryptor};
+use helora::ckks::{Decryptor, Encoder, Evaluator, Params, SymmetricEncryptor};
 use helora::linear::{random_lora_factors, LoraPlan};
 use helora::math::sampling;
 use std::time::{Duration, Instant};
 
-/// Bytes per buffer of the bandwidth copy: far above the L2.
-const COPY_BYTES: usize = 512 << 20;
-
-pub fn run(options: &LoraOptions, batch: usize) -> Result<CudaLoraReport> {
+/// Runs the benchmark on the backend `make` builds for the parameters (CUDA; the CPU
+/// backend in tests), its copy bandwidth measured over copies of `copy_bytes`.
+pub fn run<B: Device>(
+    options: &LoraOptions,
+    batch: usize,
+    make: impl FnOnce(&Params) -> Result<B>,
+    copy_bytes: usize,
+) -> Result<DeviceLoraReport> {
     let LoraOptions {
         d_in, d_out, rank, ..
     } = *options;
@@ -37,20 +42,19 @@ pub fn run(options: &LoraOptions, batch: usize) -> Result<CudaLoraReport> {
         bail!("--d-in, --d-out, --r and --batch must be positive");
     }
     let params = params_for(options.n)?;
-    let backend = CudaBackend::new(params.ring().clone(), params.alpha())
-        .context("starting the CUDA backend")?;
+    let backend = make(&params)?;
     let device = backend.device_name()?;
     let bandwidth = backend
-        .copy_bandwidth(COPY_BYTES, 20)
+        .copy_bandwidth(copy_bytes, 20)
         .context("measuring the device copy bandwidth")?;
-    backend.trim_pool();
+    backend.trim();
     let mut rng = sampling::os_rng()?;
     let (a, b) = random_lora_factors(d_in, d_out, rank, &mut rng)?;
     let encoder = Encoder::new(params.n())?;
     let mut server = Evaluator::with_backend(&params, backend)?;
     let start = Instant::now();
     let plan = LoraPlan::new(&server, &encoder, &a, &b, 2).context("building the LoRA plan")?;
-    server.backend().synchronize()?;
+    server.backend().wait()?;
     let plan_build_ms = start.elapsed().as_secs_f64() * 1e3;
     let steps = plan.rotation_steps();
     let keys = keys::generate(&params, &steps)?;
@@ -183,9 +187,9 @@ pub fn run(options: &LoraOptions, batch: usize) -> Result<CudaLoraReport> {
         cpu: machine::cpu_model(),
         simd: machine::ntt_kernels(params.ring()),
     };
-    Ok(CudaLoraReport {
+    Ok(DeviceLoraReport {
         common,
-        backend: "cuda",
+        backend: server.backend().name(),
         device,
         apply_us,
         apply_queue_us: median(&mut queued).as_secs_f64() * 1e6,
@@ -212,4 +216,47 @@ pub fn run(options: &LoraOptions, batch: usize) -> Result<CudaLoraReport> {
             "floors: inputs, replies, diagonal plaintexts and rotation keys each moved once (batch: shared ones once per batch)",
         ],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use helora::backend::CpuBackend;
+
+    /// The device benchmark's code on the CPU backend (host clock), small shapes: the
+    /// batch decrypts correctly and every figure is there.
+    #[test]
+    fn device_lora_runs_on_the_cpu_backend() {
+        let options = LoraOptions {
+            d_in: 256,
+            d_out: 128,
+            rank: 4,
+            n: 8192,
+            tokens: 1,
+            iters: Some(1),
+            threads: 1,
+        };
+        let make = |p: &Params| Ok(CpuBackend::new(p.ring().clone(), p.alpha()));
+        let r = run(&options, 3, make, 1 << 20).unwrap();
+        assert_eq!((r.backend, r.batch, r.common.tokens), ("cpu", 3, 3));
+        assert!(
+            r.common.relative_error < 1e-2,
+            "{}",
+            r.common.relative_error
+        );
+        for x in [
+            r.apply_us,
+            r.apply_path_us,
+            r.token_layer_us,
+            r.applies_per_s,
+            r.apply_floor_us,
+            r.apply_floor_ratio,
+            r.batch_floor_ratio,
+        ] {
+            assert!(x > 0.0, "{r:?}");
+        }
+        assert!(r.table().contains("applies/s"));
+        let v = serde_json::to_value(&r).unwrap();
+        assert!(v["ms_per_apply"].as_f64().is_some() && v["apply_us"].as_f64().is_some());
+    }
 }

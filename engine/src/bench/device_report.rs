@@ -1,12 +1,12 @@
 //! The result of `helora bench lora --device cuda`: the CPU run's keys (flattened) and the
-//! GPU figures beside their memory-traffic floors; see `cuda_lora.rs` for what each means.
+//! GPU figures beside their memory-traffic floors; see `device_lora.rs` for what each means.
 
 use super::lora::LoraReport;
 use serde::Serialize;
 use std::fmt::Write;
 
 #[derive(Clone, Debug, Serialize)]
-pub struct CudaLoraReport {
+pub struct DeviceLoraReport {
     /// The CPU run's keys; `ms_per_apply` is the device time of one apply, the batch keys
     /// (`tokens` = `batch`, `ms_per_token_batch`, `tokens_per_s`) the back-to-back batch.
     #[serde(flatten)]
@@ -35,7 +35,7 @@ pub struct CudaLoraReport {
     pub notes: Vec<&'static str>,
 }
 
-impl CudaLoraReport {
+impl DeviceLoraReport {
     /// Aligned `name  value` lines for people: the GPU figures, then the CPU run's rows.
     pub fn table(&self) -> String {
         let rows = [

@@ -1,10 +1,12 @@
 //! `helora bench ops --device cuda`: the CPU run's operations (same JSON keys) through
-//! `Evaluator<CudaBackend>`, each device operation timed with CUDA events around one call
-//! on an otherwise idle stream (so a gap while the host still queues launches counts),
+//! `Evaluator<B>` for a [`Device`] B (CUDA; the CPU backend in tests), each device operation
+//! timed with the device's clock (CUDA events) around one call on an otherwise idle stream
+//! (so a gap while the host still queues launches counts),
 //! after warm-up, medians; plus a key switch, a batched NTT, the device's copy bandwidth
 //! and every device operation's memory-traffic floor. Encoding, encryption and decryption
 //! are the client's work and stay on the host (timed on the host's clock).
 
+use super::clock::{Device, Timer};
 use super::floor::Shape;
 use super::ops::{host_machine, params_for, setup, OpsOptions, HOISTED_STEPS};
 use super::report::{DeviceFigures, OpTiming, OpsReport};
@@ -12,7 +14,6 @@ use super::timing::{measure, measure_samples, Iterations, Timing};
 use super::{keys, plaintext};
 use crate::progress::Progress;
 use anyhow::{Context, Result};
-use helora::backend::{Backend, CudaBackend, CudaPoly, StreamTimer};
 use helora::ckks::{Decryptor, Encoder, Encryptor, Evaluator, Params, SymmetricEncryptor};
 use helora::ring::{Basis, RnsPoly};
 use std::time::Duration;
@@ -24,18 +25,20 @@ const NTT_BATCH_MIN_LIMBS: usize = 1024;
 /// Key switches queued back to back between one pair of events for the pipelined figure.
 const PIPELINED: usize = 16;
 
-/// Bytes per buffer of the bandwidth copy: far above the L2.
-const COPY_BYTES: usize = 512 << 20;
-
-pub fn run(options: &OpsOptions) -> Result<OpsReport> {
+/// Runs the benchmark on the backend `make` builds for the parameters, its copy bandwidth
+/// measured over copies of `copy_bytes` (far above the L2 on a GPU).
+pub fn run<B: Device>(
+    options: &OpsOptions,
+    make: impl FnOnce(&Params) -> Result<B>,
+    copy_bytes: usize,
+) -> Result<OpsReport> {
     let params = params_for(options.n)?;
-    let backend = CudaBackend::new(params.ring().clone(), params.alpha())
-        .context("starting the CUDA backend")?;
+    let backend = make(&params)?;
     let name = backend.device_name()?;
     let bandwidth = backend
-        .copy_bandwidth(COPY_BYTES, 20)
+        .copy_bandwidth(copy_bytes, 20)
         .context("measuring the device copy bandwidth")?;
-    backend.trim_pool();
+    backend.trim();
     let iters = options
         .iters
         .map_or(Iterations::DEFAULT_ADAPTIVE, Iterations::Fixed);
@@ -63,7 +66,7 @@ pub fn run(options: &OpsOptions) -> Result<OpsReport> {
 }
 
 /// Device time of `op`: events around one call; its output is dropped after the stop.
-fn device<T>(timer: &StreamTimer, iters: Iterations, op: impl Fn() -> Result<T>) -> Result<Timing> {
+fn device<T>(timer: &dyn Timer, iters: Iterations, op: impl Fn() -> Result<T>) -> Result<Timing> {
     measure_samples(iters, || -> Result<Duration> {
         timer.start()?;
         let out = op()?;
@@ -74,7 +77,7 @@ fn device<T>(timer: &StreamTimer, iters: Iterations, op: impl Fn() -> Result<T>)
 }
 
 /// Kernel launches one call of `op` queues.
-fn launches_of<T>(backend: &CudaBackend, op: impl FnOnce() -> Result<T>) -> Result<u64> {
+fn launches_of<B: Device, T>(backend: &B, op: impl FnOnce() -> Result<T>) -> Result<u64> {
     let before = backend.launches();
     drop(op()?);
     Ok(backend.launches() - before)
@@ -82,11 +85,11 @@ fn launches_of<T>(backend: &CudaBackend, op: impl FnOnce() -> Result<T>) -> Resu
 
 /// Device time of an in-place NTT of every polynomial in `polys` (all in the domain
 /// `forward` starts from): the transform back runs untimed before each sample.
-fn ntt_time(
-    backend: &CudaBackend,
-    timer: &StreamTimer,
+fn ntt_time<B: Device>(
+    backend: &B,
+    timer: &dyn Timer,
     iters: Iterations,
-    polys: &mut [CudaPoly],
+    polys: &mut [B::Poly],
     forward: bool,
 ) -> Result<Timing> {
     measure_samples(iters, || -> Result<Duration> {
@@ -108,20 +111,21 @@ fn ntt_time(
                 backend.ntt_inverse(p);
             }
         }
-        Ok(timer.stop()?)
+        timer.stop()
     })
 }
 
-fn time_ops(
+fn time_ops<B: Device>(
     params: &Params,
     keys: &keys::BenchKeys,
-    evaluator: &Evaluator<CudaBackend>,
+    evaluator: &Evaluator<B>,
     iters: Iterations,
 ) -> Result<(Vec<OpTiming>, DeviceFigures)> {
     let ctx = params.ring();
     let top = params.max_level();
     let backend = evaluator.backend();
     let timer = backend.timer()?;
+    let timer = &*timer;
     let shape = Shape {
         n: params.n(),
         limbs: top + 1,
@@ -159,14 +163,14 @@ fn time_ops(
     let limb = RnsPoly::from_data(params.n(), Basis::level(0), false, pt.poly.limb(0).to_vec())
         .context("one limb")?;
     let mut one = vec![backend.upload(&limb)?];
-    let t = ntt_time(backend, &timer, iters, &mut one, true)?;
+    let t = ntt_time(backend, timer, iters, &mut one, true)?;
     record(
         "ntt_us",
         "forward NTT of one limb (one prime, N coefficients)",
         t,
         Some(shape.ntt(1)),
     );
-    let t = ntt_time(backend, &timer, iters, &mut one, false)?;
+    let t = ntt_time(backend, timer, iters, &mut one, false)?;
     record(
         "intt_us",
         "inverse NTT of one limb (one prime, N coefficients)",
@@ -176,14 +180,14 @@ fn time_ops(
     let mut coeff = pt.poly.clone();
     coeff.ntt_form = false;
     let mut poly = vec![backend.upload(&coeff)?];
-    let t = ntt_time(backend, &timer, iters, &mut poly, true)?;
+    let t = ntt_time(backend, timer, iters, &mut poly, true)?;
     record(
         "ntt_poly_us",
         "forward NTT of one polynomial at the top level (all its limbs)",
         t,
         Some(shape.ntt(shape.limbs)),
     );
-    let t = ntt_time(backend, &timer, iters, &mut poly, false)?;
+    let t = ntt_time(backend, timer, iters, &mut poly, false)?;
     record(
         "intt_poly_us",
         "inverse NTT of one polynomial at the top level (all its limbs)",
@@ -196,7 +200,7 @@ fn time_ops(
         .map(|_| backend.upload(&RnsPoly::zero(params.n(), full, false)))
         .collect::<Result<Vec<_>, _>>()?;
     let batch_limbs = count * full.len();
-    let t = ntt_time(backend, &timer, iters, &mut batch, true)?;
+    let t = ntt_time(backend, timer, iters, &mut batch, true)?;
     record(
         "ntt_batch_us",
         "forward NTTs of ntt_batch_limbs limbs: polynomials over Q ∪ P queued back to back",
@@ -204,7 +208,7 @@ fn time_ops(
         Some(shape.ntt(batch_limbs)),
     );
     drop(batch);
-    backend.trim_pool();
+    backend.trim();
 
     // The client's side, on the host.
     let host = measure(iters, || {
@@ -249,7 +253,7 @@ fn time_ops(
         "ct_pt_mul_us",
         launches_of(backend, || Ok(evaluator.mul_plain(&ct_a, &pt_dev)?))?,
     ));
-    let t = device(&timer, iters, || Ok(evaluator.mul_plain(&ct_a, &pt_dev)?))?;
+    let t = device(timer, iters, || Ok(evaluator.mul_plain(&ct_a, &pt_dev)?))?;
     record(
         "ct_pt_mul_us",
         "ciphertext × plaintext",
@@ -260,7 +264,7 @@ fn time_ops(
         "ct_ct_mul_relin_us",
         launches_of(backend, || Ok(evaluator.mul_relin(&ct_a, &ct_b)?))?,
     ));
-    let t = device(&timer, iters, || Ok(evaluator.mul_relin(&ct_a, &ct_b)?))?;
+    let t = device(timer, iters, || Ok(evaluator.mul_relin(&ct_a, &ct_b)?))?;
     record(
         "ct_ct_mul_relin_us",
         "ciphertext × ciphertext with relinearisation",
@@ -271,7 +275,7 @@ fn time_ops(
         "rescale_us",
         launches_of(backend, || Ok(evaluator.rescale(&ct_a)?))?,
     ));
-    let t = device(&timer, iters, || Ok(evaluator.rescale(&ct_a)?))?;
+    let t = device(timer, iters, || Ok(evaluator.rescale(&ct_a)?))?;
     record(
         "rescale_us",
         "rescale by the top prime (one level down)",
@@ -297,7 +301,7 @@ fn time_ops(
         Ok([backend.mod_down(&b), backend.mod_down(&a)])
     };
     launches.push(("key_switch_us", launches_of(backend, key_switch)?));
-    let t = device(&timer, iters, key_switch)?;
+    let t = device(timer, iters, key_switch)?;
     record(
         "key_switch_us",
         "key switch of one polynomial (decompose, inner product with the key, ModDown)",
@@ -323,7 +327,7 @@ fn time_ops(
         "rotate_us",
         launches_of(backend, || Ok(evaluator.rotate(&ct_a, 1)?))?,
     ));
-    let t = device(&timer, iters, || Ok(evaluator.rotate(&ct_a, 1)?))?;
+    let t = device(timer, iters, || Ok(evaluator.rotate(&ct_a, 1)?))?;
     record(
         "rotate_us",
         "rotation by 1 slot (decomposition + key switch)",
@@ -332,7 +336,7 @@ fn time_ops(
     );
     let hoisted = || Ok(evaluator.rotate_hoisted(&ct_a, &HOISTED_STEPS)?);
     launches.push(("hoisted_rotate_8_us", launches_of(backend, hoisted)?));
-    let t = device(&timer, iters, hoisted)?;
+    let t = device(timer, iters, hoisted)?;
     record(
         "hoisted_rotate_8_us",
         "8 rotations (steps 1..=8) sharing one decomposition",
@@ -340,9 +344,10 @@ fn time_ops(
         Some(shape.rotations(HOISTED_STEPS.len())),
     );
     progress.finish();
-    backend.synchronize()?;
+    backend.wait()?;
     let figures = DeviceFigures {
         name: String::new(),
+        backend: backend.name(),
         copy_bandwidth_gbs: 0.0,
         ntt_batch_limbs: batch_limbs,
         floor_bytes,
@@ -356,4 +361,45 @@ fn time_ops(
         ],
     };
     Ok((ops, figures))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use helora::backend::CpuBackend;
+
+    /// The device benchmark's code on the CPU backend (host clock): every key, floor and
+    /// ratio is there, and the NTT domains stay consistent (a transform in the wrong domain
+    /// would fail the run on CUDA).
+    #[test]
+    fn device_ops_run_on_the_cpu_backend() {
+        let options = OpsOptions {
+            n: 8192,
+            iters: Some(1),
+        };
+        let make = |p: &Params| Ok(CpuBackend::new(p.ring().clone(), p.alpha()));
+        let report = run(&options, make, 1 << 20).unwrap();
+        let v = serde_json::to_value(&report).unwrap();
+        assert_eq!(v["backend"], "cpu");
+        for key in [
+            "ntt_us",
+            "ntt_batch_us",
+            "key_switch_us",
+            "key_switch_pipelined_us",
+            "hoisted_rotate_8_us",
+            "key_switch_floor_us",
+            "key_switch_floor_ratio",
+            "ct_ct_mul_relin_floor_ratio",
+            "copy_bandwidth_gbs",
+        ] {
+            assert!(
+                v[key].as_f64().is_some_and(|x| x > 0.0),
+                "{key}: {}",
+                v[key]
+            );
+        }
+        assert_eq!(v["ntt_batch_limbs"], 1024);
+        assert_eq!(v["launches"]["key_switch_us"], 0);
+        assert!(v.get("encrypt_floor_us").is_none());
+    }
 }
