@@ -86,7 +86,7 @@ for name in ("ops_n8192", "ops_n65536"):
     for op in ("ntt", "intt", "ntt_poly", "ntt_batch", "ct_pt_mul", "ct_ct_mul_relin",
                "rescale", "key_switch", "key_switch_pipelined", "rotate", "hoisted_rotate_8"):
         print(f"  {op:<22} {r.get(op + '_us', '-'):>10}  floor {r.get(op + '_floor_us', '-'):>8}"
-              f"  ratio {r.get(op + '_floor_ratio', '-')}")
+              f"  ratio {r.get(op + '_floor_ratio', '-'):>6}  launches {r.get('launches', {}).get(op + '_us', '-')}")
 for name in ("lora_batch1", "lora_batch64"):
     r = load(name)
     if r is None:

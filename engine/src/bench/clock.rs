@@ -18,6 +18,8 @@ pub trait Timer {
 
 pub trait Device: Backend {
     fn device_name(&self) -> Result<String>;
+    /// How `timer` measures, for the reports.
+    fn clock(&self) -> &'static str;
     fn timer(&self) -> Result<Box<dyn Timer + '_>>;
     /// Kernel launches queued so far (0 where there are none).
     fn launches(&self) -> u64;
@@ -48,7 +50,11 @@ impl Timer for HostTimer {
 
 impl Device for CpuBackend {
     fn device_name(&self) -> Result<String> {
-        Ok("cpu (host clock)".into())
+        Ok("cpu".into())
+    }
+
+    fn clock(&self) -> &'static str {
+        "the host's clock"
     }
 
     fn timer(&self) -> Result<Box<dyn Timer + '_>> {
@@ -102,6 +108,10 @@ mod cuda {
     impl Device for CudaBackend {
         fn device_name(&self) -> Result<String> {
             Ok(CudaBackend::device_name(self)?)
+        }
+
+        fn clock(&self) -> &'static str {
+            "CUDA events on the backend's stream"
         }
 
         fn timer(&self) -> Result<Box<dyn Timer + '_>> {

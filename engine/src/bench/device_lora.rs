@@ -191,6 +191,7 @@ pub fn run<B: Device>(
         common,
         backend: server.backend().name(),
         device,
+        clock: server.backend().clock(),
         apply_us,
         apply_queue_us: median(&mut queued).as_secs_f64() * 1e6,
         launches_per_apply,

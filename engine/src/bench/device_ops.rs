@@ -145,7 +145,11 @@ fn time_ops<B: Device>(
 
     const COUNT: u64 = 17;
     let progress = Progress::start(
-        &format!("timing {COUNT} operations on the GPU (N = {})", params.n()),
+        &format!(
+            "timing {COUNT} operations on the {} backend (N = {})",
+            backend.name(),
+            params.n()
+        ),
         COUNT,
     );
     let mut ops = Vec::new();
@@ -348,6 +352,7 @@ fn time_ops<B: Device>(
     let figures = DeviceFigures {
         name: String::new(),
         backend: backend.name(),
+        clock: backend.clock(),
         copy_bandwidth_gbs: 0.0,
         ntt_batch_limbs: batch_limbs,
         floor_bytes,

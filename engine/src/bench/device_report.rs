@@ -13,6 +13,8 @@ pub struct DeviceLoraReport {
     pub common: LoraReport,
     pub backend: &'static str,
     pub device: String,
+    /// How the device times were taken.
+    pub clock: &'static str,
     pub apply_us: f64,
     /// Host wall time of the `apply` call (queueing only, no wait for the device).
     pub apply_queue_us: f64,
@@ -39,9 +41,9 @@ impl DeviceLoraReport {
     /// Aligned `name  value` lines for people: the GPU figures, then the CPU run's rows.
     pub fn table(&self) -> String {
         let rows = [
-            ("device", self.device.clone()),
+            ("device", format!("{} ({})", self.device, self.clock)),
             (
-                "apply µs (events)",
+                "apply µs (device)",
                 format!(
                     "{:.1} (floor {:.1}, ratio {:.2}; median of {})",
                     self.apply_us,

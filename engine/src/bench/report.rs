@@ -67,6 +67,8 @@ pub struct DeviceFigures {
     pub name: String,
     /// The backend's name ("cuda"; "cpu" where tests run the device code on the CPU).
     pub backend: &'static str,
+    /// How the device operations were timed.
+    pub clock: &'static str,
     /// Device-to-device copy bandwidth, bytes read + written per second, in GB/s.
     pub copy_bandwidth_gbs: f64,
     /// Limbs transformed by `ntt_batch_us`.
@@ -167,9 +169,11 @@ impl OpsReport {
         if let Some(d) = &self.device {
             let _ = writeln!(
                 out,
-                "  {:<8} {} (CUDA events on the backend's stream, after warm-up), copy bandwidth {:.0} GB/s; on the host: {}",
+                "  {:<8} {} ({} backend, timed with {} after warm-up), copy bandwidth {:.0} GB/s; on the host: {}",
                 "device",
                 d.name,
+                d.backend,
+                d.clock,
                 d.copy_bandwidth_gbs,
                 d.host_ops.join(", ")
             );
@@ -198,13 +202,20 @@ impl OpsReport {
             );
         }
         if let Some(d) = &self.device {
+            let floors = d.floors(self);
+            let width = floors
+                .iter()
+                .map(|f| f.0.len())
+                .max()
+                .unwrap_or(0)
+                .max(width);
             let _ = writeln!(out);
             let _ = writeln!(
                 out,
                 "  {:<width$} {:>12} {:>7}  (bytes that must move / copy bandwidth)",
                 "floor", "floor µs", "ratio"
             );
-            for (key, floor, _, ratio) in d.floors(self) {
+            for (key, floor, _, ratio) in floors {
                 let _ = writeln!(out, "  {key:<width$} {floor:>12.1} {ratio:>7.2}");
             }
             let launches: Vec<String> =
@@ -248,6 +259,7 @@ impl Serialize for OpsReport {
         }
         if let Some(d) = &self.device {
             map.serialize_entry("device", &d.name)?;
+            map.serialize_entry("clock", d.clock)?;
             map.serialize_entry("copy_bandwidth_gbs", &round_us(d.copy_bandwidth_gbs))?;
             map.serialize_entry("ntt_batch_limbs", &d.ntt_batch_limbs)?;
             for (floor_key, floor, ratio_key, ratio) in d.floors(self) {
@@ -356,6 +368,7 @@ mod tests {
         r.device = Some(DeviceFigures {
             name: "Test GPU".into(),
             backend: "cuda",
+            clock: "test clock",
             copy_bandwidth_gbs: 1000.0,
             ntt_batch_limbs: 64,
             // 500 MB at 1000 GB/s: 500 µs, rotate measured at 1000 µs.
