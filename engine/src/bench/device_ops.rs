@@ -1,10 +1,10 @@
 //! `helora bench ops --device cuda`: the CPU run's operations (same JSON keys) through
 //! `Evaluator<B>` for a [`Device`] B (CUDA; the CPU backend in tests), each device operation
 //! timed with the device's clock (CUDA events) around one call on an otherwise idle stream
-//! (so a gap while the host still queues launches counts),
-//! after warm-up, medians; plus a key switch, a batched NTT, the device's copy bandwidth
-//! and every device operation's memory-traffic floor. Encoding, encryption and decryption
-//! are the client's work and stay on the host (timed on the host's clock).
+//! (so a gap while the host still queues launches counts), after warm-up, medians; plus a
+//! key switch, a batched NTT, the device's copy bandwidth, kernel launches per call and
+//! every device operation's memory-traffic floor. Encoding, encryption and decryption are
+//! the client's work and stay on the host (timed on the host's clock).
 
 use super::clock::{Device, Timer};
 use super::floor::Shape;
