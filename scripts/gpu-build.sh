@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds, here (no GPU needed), what the GPU machine runs: the parity test binary with the
-# `cuda` feature and the kernels compiled to PTX by nvcc, in the release profile, stripped,
-# into .gpu/ with scripts/gpu-run.sh. Copy the repository (or just .gpu/ and scripts/) to the
+# Builds, here (no GPU needed), what the GPU machine runs: the parity test binary and the
+# `helora` binary (for `bench ops/lora --device cuda`), both with the `cuda` feature and the
+# kernels compiled to PTX by nvcc, in the release profile, stripped, into .gpu/ with
+# scripts/gpu-run.sh. Copy the repository (or just .gpu/ and scripts/) to the
 # GPU machine and run `bash scripts/gpu-run.sh` from the repository root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,10 @@ if [ -z "$binary" ] || [ ! -f "$binary" ]; then
 fi
 cp "$binary" "$out/bin/backend_parity"
 strip "$out/bin/backend_parity"
+# The engine binary: the HE backend on CUDA, the base model (candle) on the CPU.
+cargo build -p helora-engine --release --features cuda --bin helora
+cp target/release/helora "$out/bin/helora"
+strip "$out/bin/helora"
 cp scripts/gpu-run.sh "$out/"
 git rev-parse HEAD > "$out/commit" 2>/dev/null || echo unknown > "$out/commit"
 

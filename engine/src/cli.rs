@@ -81,9 +81,11 @@ pub struct GenerateArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Times each CKKS operation on the CPU, single-threaded (medians in microseconds).
+    /// Times each CKKS operation on the CPU, single-threaded, or on the GPU with
+    /// `--device cuda` (medians in microseconds).
     Ops(OpsArgs),
-    /// Applies one LoRA plan to encrypted inputs on the CPU (client and server in-process).
+    /// Applies one LoRA plan to encrypted inputs on the CPU or the GPU (client and server
+    /// in-process).
     Lora(LoraArgs),
     /// Per-token latency of decoding at a model preset's shapes (random weights made in
     /// place): plain, lora or secure, with the base model or the HE path alone.
@@ -167,6 +169,13 @@ pub struct LoraArgs {
     /// Print exactly one JSON object on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Where the server's HE work runs (cuda: a binary built with `--features cuda`).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
+    /// With --device cuda: independent ciphertexts applied back to back for the throughput
+    /// figure (default 64; the CPU batch is --tokens; --tokens and --threads are for the CPU).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub batch: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +189,9 @@ pub struct OpsArgs {
     /// Timed iterations per operation (default: adaptive, about 0.5 s and at least 10).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub iters: Option<u32>,
+    /// Where the operations run (cuda: a binary built with `--features cuda`).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
 }
 
 /// Runs a parsed command line.
@@ -254,7 +266,10 @@ fn bench_ops(args: &OpsArgs) -> Result<()> {
         n: args.n,
         iters: args.iters.map(|k| k as usize),
     };
-    let report = bench::ops::run(&options)?;
+    let report = match args.device {
+        DeviceChoice::Cpu => bench::ops::run(&options)?,
+        DeviceChoice::Cuda => bench::cuda::ops(&options)?,
+    };
     write_report(&report, args.json, || report.table())
 }
 
@@ -272,6 +287,13 @@ fn bench_lora(args: &LoraArgs) -> Result<()> {
         iters: args.iters.map(|k| k as usize),
         threads,
     };
+    if args.device == DeviceChoice::Cuda {
+        let report = bench::cuda::lora(&options, args.batch.map_or(64, |b| b as usize))?;
+        return write_report(&report, args.json, || report.table());
+    }
+    if args.batch.is_some() {
+        bail!("--batch is for --device cuda; the CPU batch is --tokens");
+    }
     let report = bench::lora::run(&options)?;
     write_report(&report, args.json, || report.table())
 }

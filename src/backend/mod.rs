@@ -9,7 +9,7 @@ pub mod kernels;
 
 pub use cpu::CpuBackend;
 #[cfg(feature = "cuda")]
-pub use cuda::{CudaBackend, CudaPoly};
+pub use cuda::{CudaBackend, CudaPoly, StreamTimer};
 
 use crate::ring::{Basis, RingContext, RnsPoly};
 use std::sync::Arc;

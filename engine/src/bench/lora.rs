@@ -9,11 +9,12 @@ use super::machine;
 use super::ops::params_for;
 use super::timing::{measure, Iterations};
 use anyhow::{bail, Context, Result};
+use helora::backend::Backend;
 use helora::ckks::{
-    CompactCiphertext, Decryptor, Encoder, Evaluator, Plaintext, SeededCiphertext, Serializable,
-    SymmetricEncryptor,
+    Ciphertext, CompactCiphertext, Decryptor, Encoder, Evaluator, Params, Plaintext,
+    SeededCiphertext, Serializable, SymmetricEncryptor,
 };
-use helora::linear::{random_lora_factors, reply_widths, LoraGroup, LoraPlan};
+use helora::linear::{random_lora_factors, reply_widths, LoraGroup, LoraPlan, Matrix};
 use helora::math::sampling;
 use helora::ring::Basis;
 use serde::Serialize;
@@ -91,40 +92,13 @@ pub fn run(options: &LoraOptions) -> Result<LoraReport> {
     // Client: seeded uploads, one per input chunk and token.
     let mut encryptor = SymmetricEncryptor::new(&params, &keys.secret)?;
     let decryptor = Decryptor::new(&params, &keys.secret)?;
-    let level = plan.input_level();
-    let xs: Vec<Vec<f64>> = (0..tokens)
-        .map(|_| {
-            (0..d_in)
-                .map(|_| sampling::standard_normal(&mut rng))
-                .collect()
-        })
-        .collect();
-    let mut upload_bytes = 0;
-    let mut inputs = Vec::with_capacity(tokens);
-    for x in &xs {
-        let mut token = Vec::new();
-        for slots in plan.input_layout().pack(x)? {
-            let poly = encoder.encode(
-                params.ring(),
-                &slots,
-                params.default_scale(),
-                Basis::level(level),
-            )?;
-            let seeded = encryptor.encrypt_seeded(&Plaintext {
-                poly,
-                level,
-                scale: params.default_scale(),
-            })?;
-            let bytes = seeded.to_bytes(&params)?;
-            upload_bytes = bytes.len() * plan.input_layout().chunks;
-            // The server's view: bytes in, ciphertext out.
-            token.push(helora::ckks::expand_seeded(
-                &params,
-                &SeededCiphertext::from_bytes(&params, &bytes)?,
-            )?);
-        }
-        inputs.push(token);
-    }
+    let xs = random_inputs(d_in, tokens, &mut rng);
+    let (uploads, upload_bytes) = encrypt_inputs(&params, &plan, &encoder, &mut encryptor, &xs)?;
+    // The server's view: bytes in, ciphertexts out.
+    let inputs = uploads
+        .iter()
+        .map(|token| token.iter().map(|bytes| expand(&params, bytes)).collect())
+        .collect::<Result<Vec<Vec<_>>>>()?;
 
     let iters = options
         .iters
@@ -138,28 +112,16 @@ pub fn run(options: &LoraOptions) -> Result<LoraReport> {
     let outputs = group.apply_batch(&server, &inputs, threads)?;
     let batch_seconds = start.elapsed().as_secs_f64();
 
-    // Replies: compact, serialized, decrypted by the client.
-    let (c0_bits, c1_bits) = reply_widths(&params);
-    let (mut err2, mut norm2, mut download_bytes) = (0.0, 0.0, 0);
-    for (x, out) in xs.iter().zip(&outputs) {
-        let mut decoded = Vec::new();
-        let mut bytes_this_token = 0;
-        for ct in &out[0] {
-            let bytes = server.compact(ct, c0_bits, c1_bits)?.to_bytes(&params)?;
-            bytes_this_token += bytes.len();
-            let pt = decryptor.decrypt_compact(&CompactCiphertext::from_bytes(&params, &bytes)?)?;
-            decoded.push(encoder.decode(params.ring(), &pt.poly, pt.scale)?);
-        }
-        download_bytes = bytes_this_token;
-        let got = plan.output_layout().unpack(&decoded)?;
-        let want = b.left_multiply(&a.left_multiply(x));
-        err2 += got
-            .iter()
-            .zip(&want)
-            .map(|(g, w)| (g - w).powi(2))
-            .sum::<f64>();
-        norm2 += want.iter().map(|w| w * w).sum::<f64>();
-    }
+    let replies: Vec<&[_]> = outputs.iter().map(|out| out[0].as_slice()).collect();
+    let check = check_replies(
+        &server,
+        &plan,
+        &decryptor,
+        &encoder,
+        (&a, &b),
+        &xs,
+        &replies,
+    )?;
     let counts = plan.op_counts();
     Ok(LoraReport {
         n: params.n(),
@@ -180,14 +142,116 @@ pub fn run(options: &LoraOptions) -> Result<LoraReport> {
         ms_per_token_batch: batch_seconds * 1e3 / tokens as f64,
         tokens_per_s: tokens as f64 / batch_seconds,
         threads,
-        relative_error: (err2 / norm2.max(f64::MIN_POSITIVE)).sqrt(),
+        relative_error: check.relative_error,
         upload_bytes,
-        download_bytes,
-        reply_bits: [c0_bits, c1_bits],
+        download_bytes: check.download_bytes,
+        reply_bits: check.reply_bits,
         keygen_ms: keys.elapsed.as_secs_f64() * 1e3,
         plan_build_ms,
         cpu: machine::cpu_model(),
         simd: machine::ntt_kernels(params.ring()),
+    })
+}
+
+/// `tokens` unit-variance activations of width `d_in`.
+pub(super) fn random_inputs(
+    d_in: usize,
+    tokens: usize,
+    rng: &mut impl rand_core::RngCore,
+) -> Vec<Vec<f64>> {
+    (0..tokens)
+        .map(|_| (0..d_in).map(|_| sampling::standard_normal(rng)).collect())
+        .collect()
+}
+
+/// The client's uploads: per token, one serialized seeded ciphertext per input chunk at the
+/// plan's input level; and the bytes one token uploads.
+pub(super) fn encrypt_inputs<B: Backend>(
+    params: &Params,
+    plan: &LoraPlan<B>,
+    encoder: &Encoder,
+    encryptor: &mut SymmetricEncryptor,
+    xs: &[Vec<f64>],
+) -> Result<(Vec<Vec<Vec<u8>>>, usize)> {
+    let level = plan.input_level();
+    let mut upload_bytes = 0;
+    let mut uploads = Vec::with_capacity(xs.len());
+    for x in xs {
+        let mut token = Vec::new();
+        for slots in plan.input_layout().pack(x)? {
+            let poly = encoder.encode(
+                params.ring(),
+                &slots,
+                params.default_scale(),
+                Basis::level(level),
+            )?;
+            let seeded = encryptor.encrypt_seeded(&Plaintext {
+                poly,
+                level,
+                scale: params.default_scale(),
+            })?;
+            token.push(seeded.to_bytes(params)?);
+        }
+        upload_bytes = token.iter().map(Vec::len).sum();
+        uploads.push(token);
+    }
+    Ok((uploads, upload_bytes))
+}
+
+/// The server's receipt of one upload: parse, then regenerate c1 from the seed.
+pub(super) fn expand(params: &Params, bytes: &[u8]) -> Result<Ciphertext> {
+    Ok(helora::ckks::expand_seeded(
+        params,
+        &SeededCiphertext::from_bytes(params, bytes)?,
+    )?)
+}
+
+/// How the replies decrypted.
+pub(super) struct ReplyCheck {
+    /// ‖ŷ − y‖₂ / ‖y‖₂ over all tokens.
+    pub relative_error: f64,
+    /// Compact reply bytes of one token.
+    pub download_bytes: usize,
+    pub reply_bits: [u32; 2],
+}
+
+/// Compacts, serializes and decrypts each token's reply as the client would, and compares
+/// it with x·A·B in f64.
+pub(super) fn check_replies<B: Backend>(
+    server: &Evaluator<B>,
+    plan: &LoraPlan<B>,
+    decryptor: &Decryptor,
+    encoder: &Encoder,
+    (a, b): (&Matrix, &Matrix),
+    xs: &[Vec<f64>],
+    replies: &[&[Ciphertext<B::Poly>]],
+) -> Result<ReplyCheck> {
+    let params = server.params();
+    let (c0_bits, c1_bits) = reply_widths(params);
+    let (mut err2, mut norm2, mut download_bytes) = (0.0, 0.0, 0);
+    for (x, out) in xs.iter().zip(replies) {
+        let mut decoded = Vec::new();
+        let mut bytes_this_token = 0;
+        for ct in out.iter() {
+            let bytes = server.compact(ct, c0_bits, c1_bits)?.to_bytes(params)?;
+            bytes_this_token += bytes.len();
+            let pt = decryptor.decrypt_compact(&CompactCiphertext::from_bytes(params, &bytes)?)?;
+            decoded.push(encoder.decode(params.ring(), &pt.poly, pt.scale)?);
+        }
+        download_bytes = bytes_this_token;
+        let got = plan.output_layout().unpack(&decoded)?;
+        let want = b.left_multiply(&a.left_multiply(x));
+        err2 += got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (g - w).powi(2))
+            .sum::<f64>();
+        norm2 += want.iter().map(|w| w * w).sum::<f64>();
+    }
+    Ok(ReplyCheck {
+        relative_error: (err2 / norm2.max(f64::MIN_POSITIVE)).sqrt(),
+        download_bytes,
+        reply_bits: [c0_bits, c1_bits],
     })
 }
 

@@ -1,5 +1,11 @@
 //! `helora bench`: timings of the HE core on this machine.
 
+pub mod clock;
+pub mod cuda;
+pub mod device_lora;
+pub mod device_ops;
+pub mod device_report;
+pub mod floor;
 pub mod full_model;
 pub mod hardware;
 pub mod keys;

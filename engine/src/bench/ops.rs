@@ -46,8 +46,26 @@ pub fn run(options: &OpsOptions) -> Result<OpsReport> {
         .map_or(Iterations::DEFAULT_ADAPTIVE, Iterations::Fixed);
     let keys = keys::generate(&params, &HOISTED_STEPS)?;
     let ops = time_ops(&params, &keys, iters)?;
+    let iters_mode = if options.iters.is_some() {
+        "fixed"
+    } else {
+        "adaptive"
+    };
+    Ok(OpsReport {
+        setup: setup(&params),
+        machine: host_machine(&params, 1),
+        iters_mode,
+        keygen: keys.elapsed,
+        switching_keys: keys.switching_keys,
+        ops,
+        device: None,
+    })
+}
+
+/// The parameter set as the report shows it.
+pub fn setup(params: &Params) -> Setup {
     let spec = params.spec();
-    let setup = Setup {
+    Setup {
         n: params.n(),
         slots: params.slots(),
         level: params.max_level(),
@@ -57,26 +75,17 @@ pub fn run(options: &OpsOptions) -> Result<OpsReport> {
         log_qp: spec.total_modulus_bits(),
         log_qp_max_128: max_modulus_bits_128(spec.log_n).unwrap_or(0),
         log_scale: spec.log_scale,
-    };
-    let machine = Machine {
+    }
+}
+
+/// The host CPU, its NTT kernel for this ring, and the threads used.
+pub fn host_machine(params: &Params, threads: usize) -> Machine {
+    Machine {
         cpu: machine::cpu_model(),
         simd: machine::ntt_kernels(params.ring()),
         simd_cpu: machine::simd_capability(),
-        threads: 1,
-    };
-    let iters_mode = if options.iters.is_some() {
-        "fixed"
-    } else {
-        "adaptive"
-    };
-    Ok(OpsReport {
-        setup,
-        machine,
-        iters_mode,
-        keygen: keys.elapsed,
-        switching_keys: keys.switching_keys,
-        ops,
-    })
+        threads,
+    }
 }
 
 /// Times every operation in this thread (the CPU backend does not spawn any).

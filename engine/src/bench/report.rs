@@ -56,6 +56,50 @@ pub struct OpsReport {
     pub keygen: Duration,
     pub switching_keys: usize,
     pub ops: Vec<OpTiming>,
+    /// Set for a run on a GPU (`--device cuda`).
+    pub device: Option<DeviceFigures>,
+}
+
+/// What a GPU run adds: the device, its copy bandwidth and each device operation's
+/// memory-traffic floor (see `floor.rs`).
+#[derive(Clone, Debug)]
+pub struct DeviceFigures {
+    pub name: String,
+    /// The backend's name ("cuda"; "cpu" where tests run the device code on the CPU).
+    pub backend: &'static str,
+    /// How the device operations were timed.
+    pub clock: &'static str,
+    /// Device-to-device copy bandwidth, bytes read + written per second, in GB/s.
+    pub copy_bandwidth_gbs: f64,
+    /// Limbs transformed by `ntt_batch_us`.
+    pub ntt_batch_limbs: usize,
+    /// (timed key, bytes the operation must move at least).
+    pub floor_bytes: Vec<(&'static str, f64)>,
+    /// (timed key, kernel launches one call queues).
+    pub launches: Vec<(&'static str, u64)>,
+    /// Timed keys that ran on the host (the client's side), not on the device.
+    pub host_ops: Vec<&'static str>,
+}
+
+impl DeviceFigures {
+    /// (`<op>_floor_us`, floor µs, `<op>_floor_ratio`, measured / floor) per floored key.
+    pub fn floors(&self, report: &OpsReport) -> Vec<(String, f64, String, f64)> {
+        let bandwidth = self.copy_bandwidth_gbs * 1e9;
+        self.floor_bytes
+            .iter()
+            .filter_map(|&(key, bytes)| {
+                let measured = report.op_us(key)?;
+                let stem = key.strip_suffix("_us").unwrap_or(key);
+                let floor = super::floor::floor_us(bytes, bandwidth);
+                Some((
+                    format!("{stem}_floor_us"),
+                    floor,
+                    format!("{stem}_floor_ratio"),
+                    super::floor::ratio(measured, floor),
+                ))
+            })
+            .collect()
+    }
 }
 
 pub const HOISTED_RATIO_KEY: &str = "hoisted_extra_step_ratio";
@@ -122,6 +166,18 @@ impl OpsReport {
             .chain([HOISTED_RATIO_KEY.len(), "operation".len()])
             .max()
             .unwrap_or(0);
+        if let Some(d) = &self.device {
+            let _ = writeln!(
+                out,
+                "  {:<8} {} ({} backend, timed with {} after warm-up), copy bandwidth {:.0} GB/s; on the host: {}",
+                "device",
+                d.name,
+                d.backend,
+                d.clock,
+                d.copy_bandwidth_gbs,
+                d.host_ops.join(", ")
+            );
+        }
         let _ = writeln!(out);
         let _ = writeln!(
             out,
@@ -145,6 +201,27 @@ impl OpsReport {
                 HOISTED_RATIO_KEY, ratio, "", HOISTED_RATIO_WHAT
             );
         }
+        if let Some(d) = &self.device {
+            let floors = d.floors(self);
+            let width = floors
+                .iter()
+                .map(|f| f.0.len())
+                .max()
+                .unwrap_or(0)
+                .max(width);
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "  {:<width$} {:>12} {:>7}  (bytes that must move / copy bandwidth)",
+                "floor", "floor µs", "ratio"
+            );
+            for (key, floor, _, ratio) in floors {
+                let _ = writeln!(out, "  {key:<width$} {floor:>12.1} {ratio:>7.2}");
+            }
+            let launches: Vec<String> =
+                d.launches.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let _ = writeln!(out, "  kernel launches per call: {}", launches.join(", "));
+        }
         out
     }
 }
@@ -156,6 +233,7 @@ impl Serialize for OpsReport {
         let (s, m) = (&self.setup, &self.machine);
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("helora_version", env!("CARGO_PKG_VERSION"))?;
+        map.serialize_entry("backend", self.device.as_ref().map_or("cpu", |d| d.backend))?;
         map.serialize_entry("n", &s.n)?;
         map.serialize_entry("slots", &s.slots)?;
         map.serialize_entry("level", &s.level)?;
@@ -178,6 +256,18 @@ impl Serialize for OpsReport {
         }
         if let Some(ratio) = self.hoisted_extra_step_ratio() {
             map.serialize_entry(HOISTED_RATIO_KEY, &((ratio * 1000.0).round() / 1000.0))?;
+        }
+        if let Some(d) = &self.device {
+            map.serialize_entry("device", &d.name)?;
+            map.serialize_entry("clock", d.clock)?;
+            map.serialize_entry("copy_bandwidth_gbs", &round_us(d.copy_bandwidth_gbs))?;
+            map.serialize_entry("ntt_batch_limbs", &d.ntt_batch_limbs)?;
+            for (floor_key, floor, ratio_key, ratio) in d.floors(self) {
+                map.serialize_entry(&floor_key, &round_us(floor))?;
+                map.serialize_entry(&ratio_key, &((ratio * 100.0).round() / 100.0))?;
+            }
+            map.serialize_entry("launches", &Entries(d.launches.clone()))?;
+            map.serialize_entry("host_ops", &d.host_ops)?;
         }
         map.serialize_entry(
             "iterations",
@@ -248,6 +338,7 @@ mod tests {
                 op("rotate_us", 1000),
                 op("hoisted_rotate_8_us", 3100),
             ],
+            device: None,
         }
     }
 
@@ -269,6 +360,31 @@ mod tests {
         assert_eq!(v["hoisted_extra_step_ratio"], 0.3);
         assert_eq!(v["definitions"]["ntt_us"], "test op");
         assert!(json.find("\"n\"").unwrap() < json.find("\"ntt_us\"").unwrap());
+    }
+
+    #[test]
+    fn device_runs_add_floors_and_ratios() {
+        let mut r = report();
+        r.device = Some(DeviceFigures {
+            name: "Test GPU".into(),
+            backend: "cuda",
+            clock: "test clock",
+            copy_bandwidth_gbs: 1000.0,
+            ntt_batch_limbs: 64,
+            // 500 MB at 1000 GB/s: 500 µs, rotate measured at 1000 µs.
+            floor_bytes: vec![("rotate_us", 5e8), ("missing_us", 1.0)],
+            launches: vec![("rotate_us", 40)],
+            host_ops: vec!["ntt_us"],
+        });
+        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["backend"], "cuda");
+        assert_eq!(v["device"], "Test GPU");
+        assert_eq!(v["rotate_floor_us"], 500.0);
+        assert_eq!(v["rotate_floor_ratio"], 2.0);
+        assert_eq!(v["launches"]["rotate_us"], 40);
+        assert!(v.get("missing_floor_us").is_none());
+        assert!(r.table().contains("rotate_floor_us"));
+        assert_eq!(serde_json::to_value(report()).unwrap()["backend"], "cpu");
     }
 
     #[test]

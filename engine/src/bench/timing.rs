@@ -40,30 +40,38 @@ impl Timing {
     }
 }
 
-/// Times `op`; the first error stops the measurement and is returned.
+/// Times `op` on the host's clock; the first error stops the measurement and is returned.
 pub fn measure<T, E>(iters: Iterations, mut op: impl FnMut() -> Result<T, E>) -> Result<Timing, E> {
-    let mut run = || -> Result<Duration, E> {
+    measure_samples(iters, || {
         let start = Instant::now();
         black_box(op()?);
         Ok(start.elapsed())
-    };
+    })
+}
+
+/// As [`measure`], for a `sample` that times one run itself (e.g. with device events) and
+/// returns its duration; warm-up runs are samples thrown away.
+pub fn measure_samples<E>(
+    iters: Iterations,
+    mut sample: impl FnMut() -> Result<Duration, E>,
+) -> Result<Timing, E> {
     let mut samples = Vec::new();
     match iters {
         Iterations::Fixed(k) => {
-            run()?;
+            sample()?;
             for _ in 0..k.max(1) {
-                samples.push(run()?);
+                samples.push(sample()?);
             }
         }
         Iterations::Adaptive { budget, min, max } => {
             let warm = Instant::now();
-            run()?;
+            sample()?;
             while warm.elapsed() < budget / 10 {
-                run()?;
+                sample()?;
             }
             let start = Instant::now();
             while samples.len() < max.max(1) && (samples.len() < min || start.elapsed() < budget) {
-                samples.push(run()?);
+                samples.push(sample()?);
             }
         }
     }

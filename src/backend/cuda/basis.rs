@@ -109,6 +109,7 @@ impl CudaBackend {
         if bytes == 0 {
             return;
         }
+        super::device::bind(&self.stream, &self.errors);
         // SAFETY: both ranges lie inside live buffers of this context (checked by callers);
         // the copy is queued on the backend's stream like every other use of them.
         let r = unsafe {

@@ -36,6 +36,16 @@ pub(super) fn open(ordinal: usize) -> Result<(Arc<CudaContext>, Arc<CudaStream>)
     Ok((ctx, stream))
 }
 
+/// Makes the stream's context current on this thread before a raw driver call (a copy or a
+/// memset): those need it, and a rayon worker may not have made it current yet (cudarc's own
+/// launches and allocations bind it themselves).
+pub(super) fn bind(stream: &CudaStream, errors: &Sticky) {
+    errors.record_result(
+        "binding the CUDA context",
+        stream.context().bind_to_thread(),
+    );
+}
+
 pub(super) fn driver(what: &str, e: DriverError) -> BackendError {
     BackendError::Device(format!("{what}: {e}"))
 }

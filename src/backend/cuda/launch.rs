@@ -24,6 +24,9 @@ pub(super) fn elementwise(total: u64) -> LaunchConfig {
 macro_rules! launch {
     ($backend:expr, $name:literal, $cfg:expr, $($arg:ident),* $(,)?) => {{
         let backend = &$backend;
+        backend
+            .launches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match backend.kernels.get($name) {
             Some(f) => {
                 use cudarc::driver::PushKernelArg as _;

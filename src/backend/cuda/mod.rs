@@ -24,6 +24,7 @@ mod module;
 mod ntt;
 mod pointwise;
 mod tables;
+mod timing;
 
 use super::{Backend, BackendError};
 use crate::ring::{Basis, BasisExtender, RingContext, RnsPoly};
@@ -32,10 +33,12 @@ use device::{driver, Sticky};
 use memory::{Buffer, Pool};
 use module::Kernels;
 use pointwise::Binary;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tables::{BasisTables, Tables};
 
 pub use cudarc::driver::CudaStream as Stream;
+pub use timing::StreamTimer;
 
 /// A polynomial in device memory: limb-major `[limb][coeff]`, like [`RnsPoly`].
 #[derive(Debug)]
@@ -60,6 +63,7 @@ impl Clone for CudaPoly {
         if let (Some(dst), Some(src)) = (buf.ptr(0), self.buf.ptr(0)) {
             let bytes = self.words() * 8;
             if bytes > 0 {
+                device::bind(pool.stream(), &pool.errors);
                 // SAFETY: both buffers hold at least `words` u64 and live on this stream.
                 let r = unsafe {
                     cudarc::driver::result::memcpy_dtod_async(
@@ -94,6 +98,8 @@ pub struct CudaBackend {
     pool: Arc<Pool>,
     tables: Tables,
     errors: Arc<Sticky>,
+    /// Kernel launches queued so far (for benchmarks: launches per operation).
+    launches: AtomicU64,
 }
 
 impl CudaBackend {
@@ -151,6 +157,7 @@ impl CudaBackend {
             kernels,
             tables,
             errors,
+            launches: AtomicU64::new(0),
         })
     }
 
@@ -174,6 +181,12 @@ impl CudaBackend {
         let r = self.device.check_err();
         self.errors.record_result("on the device", r);
         self.errors.check()
+    }
+
+    /// Kernel launches queued since the backend was made: the difference around an
+    /// operation is its launch count (each costs the host a few µs to queue).
+    pub fn launches(&self) -> u64 {
+        self.launches.load(Ordering::Relaxed)
     }
 
     /// Frees the pooled (unused) device buffers.
@@ -245,6 +258,9 @@ impl Backend for CudaBackend {
         let dst = self
             .addr(&out)
             .ok_or_else(|| BackendError::Device("device allocation failed".into()))?;
+        self.device
+            .bind_to_thread()
+            .map_err(|e| driver("binding the CUDA context", e))?;
         // SAFETY: `dst` holds `words` u64 of this stream's memory, and the driver has staged a
         // pageable source when the call returns, so `p` may go at once.
         let r = unsafe {
@@ -282,6 +298,7 @@ impl Backend for CudaBackend {
     fn zero(&self, basis: Basis, ntt_form: bool) -> CudaPoly {
         let p = self.alloc_poly(basis, ntt_form);
         if let Some(dst) = self.addr(&p) {
+            device::bind(&self.stream, &self.errors);
             // SAFETY: `dst` holds `words` u64 of this stream's memory.
             let r = unsafe {
                 cudarc::driver::result::memset_d8_async(

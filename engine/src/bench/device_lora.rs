@@ -1,0 +1,263 @@
+//! `helora bench lora --device cuda`: the CPU run's LoRA apply (same JSON keys) on
+//! `Evaluator<B>` for a [`Device`] B (CUDA; the CPU backend in tests), timed with the
+//! device's clock (CUDA events), beside its memory-traffic floor.
+//!
+//! - `apply_us`: events around one `plan.apply` on device-resident inputs, up to the
+//!   rescaled reply. `apply_path_us`: events around the host-to-device copy of the
+//!   expanded upload and the apply (the upload arrives in NTT form: c0 is sent so and c1
+//!   is sampled so, so there is nothing to transform). The seed expansion runs on the
+//!   server's CPU (`expand_us`, host clock); `token_layer_us` adds it.
+//! - The apply path has no host synchronisation: `LoraPlan::apply` and the evaluator only
+//!   queue work (no download, no synchronize); the pageable host-to-device copy of the
+//!   upload returns once the driver has staged it.
+//! - Batch: `batch` independent ciphertexts already on the device, applied back to back on
+//!   the backend's one stream (the evaluator is single-stream), events around all of them.
+
+use super::clock::Device;
+use super::device_report::DeviceLoraReport;
+use super::floor::{self, LoraTraffic};
+use super::keys;
+use super::lora::{check_replies, encrypt_inputs, expand, random_inputs, LoraOptions, LoraReport};
+use super::machine;
+use super::ops::params_for;
+use super::timing::{measure, measure_samples, median, Iterations, Timing};
+use anyhow::{bail, Context, Result};
+use helora::ckks::{Decryptor, Encoder, Evaluator, Params, SymmetricEncryptor};
+use helora::linear::{random_lora_factors, LoraPlan};
+use helora::math::sampling;
+use std::time::{Duration, Instant};
+
+/// Runs the benchmark on the backend `make` builds for the parameters (CUDA; the CPU
+/// backend in tests), its copy bandwidth measured over copies of `copy_bytes`.
+pub fn run<B: Device>(
+    options: &LoraOptions,
+    batch: usize,
+    make: impl FnOnce(&Params) -> Result<B>,
+    copy_bytes: usize,
+) -> Result<DeviceLoraReport> {
+    let LoraOptions {
+        d_in, d_out, rank, ..
+    } = *options;
+    if d_in == 0 || d_out == 0 || rank == 0 || batch == 0 {
+        bail!("--d-in, --d-out, --r and --batch must be positive");
+    }
+    let params = params_for(options.n)?;
+    let backend = make(&params)?;
+    let device = backend.device_name()?;
+    let bandwidth = backend
+        .copy_bandwidth(copy_bytes, 20)
+        .context("measuring the device copy bandwidth")?;
+    backend.trim();
+    let mut rng = sampling::os_rng()?;
+    let (a, b) = random_lora_factors(d_in, d_out, rank, &mut rng)?;
+    let encoder = Encoder::new(params.n())?;
+    let mut server = Evaluator::with_backend(&params, backend)?;
+    let start = Instant::now();
+    let plan = LoraPlan::new(&server, &encoder, &a, &b, 2).context("building the LoRA plan")?;
+    server.backend().wait()?;
+    let plan_build_ms = start.elapsed().as_secs_f64() * 1e3;
+    let steps = plan.rotation_steps();
+    let keys = keys::generate(&params, &steps)?;
+    server
+        .set_keys(&keys.eval)
+        .context("loading the evaluation keys onto the device")?;
+
+    let mut encryptor = SymmetricEncryptor::new(&params, &keys.secret)?;
+    let decryptor = Decryptor::new(&params, &keys.secret)?;
+    let xs = random_inputs(d_in, batch, &mut rng);
+    let (uploads, upload_bytes) = encrypt_inputs(&params, &plan, &encoder, &mut encryptor, &xs)?;
+    let iters = options
+        .iters
+        .map_or(Iterations::DEFAULT_ADAPTIVE, Iterations::Fixed);
+
+    // The server's CPU: parse and expand one token's upload.
+    let expand_t = measure(iters, || {
+        uploads[0]
+            .iter()
+            .map(|bytes| expand(&params, bytes))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let host_inputs = uploads
+        .iter()
+        .map(|token| token.iter().map(|bytes| expand(&params, bytes)).collect())
+        .collect::<Result<Vec<Vec<_>>>>()?;
+    let inputs = host_inputs
+        .iter()
+        .map(|token| token.iter().map(|ct| server.upload(ct)).collect())
+        .collect::<Result<Vec<Vec<_>>, _>>()?;
+
+    let timer = server.backend().timer()?;
+    // The host's time to queue the apply, beside the device's: a queue time well below the
+    // device time shows the host did not wait for the device inside the apply.
+    let mut queued = Vec::new();
+    let apply = measure_samples(iters, || -> Result<Duration> {
+        timer.start()?;
+        let host = Instant::now();
+        let out = plan.apply(&server, &inputs[0])?;
+        queued.push(host.elapsed());
+        let t = timer.stop()?;
+        drop(out);
+        Ok(t)
+    })?;
+    let before = server.backend().launches();
+    drop(plan.apply(&server, &inputs[0])?);
+    let launches_per_apply = server.backend().launches() - before;
+    let apply_path = measure_samples(iters, || -> Result<Duration> {
+        timer.start()?;
+        let device_inputs = host_inputs[0]
+            .iter()
+            .map(|ct| server.upload(ct))
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = plan.apply(&server, &device_inputs)?;
+        let t = timer.stop()?;
+        drop(out);
+        Ok(t)
+    })?;
+    let batch_iters = options.iters.map_or(
+        Iterations::Adaptive {
+            budget: Duration::from_secs(2),
+            min: 5,
+            max: 1000,
+        },
+        Iterations::Fixed,
+    );
+    let mut outputs = Vec::new();
+    let batched: Timing = measure_samples(batch_iters, || -> Result<Duration> {
+        timer.start()?;
+        let out = inputs
+            .iter()
+            .map(|token| plan.apply(&server, token))
+            .collect::<Result<Vec<_>, _>>()?;
+        let t = timer.stop()?;
+        outputs = out;
+        Ok(t)
+    })?;
+    let replies: Vec<&[_]> = outputs.iter().map(Vec::as_slice).collect();
+    let check = check_replies(
+        &server,
+        &plan,
+        &decryptor,
+        &encoder,
+        (&a, &b),
+        &xs,
+        &replies,
+    )?;
+
+    let traffic = LoraTraffic {
+        n: params.n(),
+        level: plan.input_level(),
+        special: params.p_primes().len(),
+        alpha: params.alpha(),
+        input_chunks: plan.input_layout().chunks,
+        output_chunks: plan.output_layout().chunks,
+        rank_padded: plan.rank_padded(),
+        rotation_keys: steps.len(),
+    };
+    let apply_us = apply.micros();
+    let batch_us = batched.micros();
+    let per_apply_us = batch_us / batch as f64;
+    let apply_floor_us = floor::floor_us(traffic.single(), bandwidth);
+    let batch_floor_us = floor::floor_us(traffic.batched(batch), bandwidth);
+    let counts = plan.op_counts();
+    let common = LoraReport {
+        n: params.n(),
+        d_in,
+        d_out,
+        rank,
+        tokens: batch,
+        input_ciphertexts: plan.input_layout().chunks,
+        output_ciphertexts: plan.output_layout().chunks,
+        keyswitches: counts.keyswitches,
+        hoisted_keyswitches: counts.hoisted_keyswitches,
+        decompositions: counts.decompositions,
+        pt_muls: counts.pt_muls,
+        depth: counts.depth,
+        rotation_keys: steps.len(),
+        ms_per_apply: apply_us / 1e3,
+        apply_iterations: apply.iters,
+        ms_per_token_batch: per_apply_us / 1e3,
+        tokens_per_s: 1e6 / per_apply_us,
+        threads: 1,
+        relative_error: check.relative_error,
+        upload_bytes,
+        download_bytes: check.download_bytes,
+        reply_bits: check.reply_bits,
+        keygen_ms: keys.elapsed.as_secs_f64() * 1e3,
+        plan_build_ms,
+        cpu: machine::cpu_model(),
+        simd: machine::ntt_kernels(params.ring()),
+    };
+    Ok(DeviceLoraReport {
+        common,
+        backend: server.backend().name(),
+        device,
+        clock: server.backend().clock(),
+        apply_us,
+        apply_queue_us: median(&mut queued).as_secs_f64() * 1e6,
+        launches_per_apply,
+        apply_path_us: apply_path.micros(),
+        expand_us: expand_t.micros(),
+        token_layer_us: expand_t.micros() + apply_path.micros(),
+        batch,
+        batch_us,
+        batch_iterations: batched.iters,
+        applies_per_s: 1e6 / per_apply_us,
+        batch_mode: "single stream: the batch's applies queued back to back",
+        copy_bandwidth_gbs: bandwidth / 1e9,
+        apply_floor_us,
+        apply_floor_ratio: floor::ratio(apply_us, apply_floor_us),
+        batch_floor_us_per_apply: batch_floor_us,
+        batch_floor_ratio: floor::ratio(per_apply_us, batch_floor_us),
+        host_syncs_in_apply: 0,
+        notes: vec![
+            "apply_us: CUDA events around one apply on device-resident inputs, to the rescaled reply",
+            "apply_path_us: as apply_us, with the host-to-device copy of the expanded upload (in NTT form already)",
+            "expand_us: the server's CPU regenerating c1 from the seed (no device-side expansion yet)",
+            "no host synchronisation inside the apply: it only queues work on one stream (apply_queue_us: the host's time to queue it, warm-up samples included)",
+            "floors: inputs, replies, diagonal plaintexts and rotation keys each moved once (batch: shared ones once per batch)",
+        ],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use helora::backend::CpuBackend;
+
+    /// The device benchmark's code on the CPU backend (host clock), small shapes: the
+    /// batch decrypts correctly and every figure is there.
+    #[test]
+    fn device_lora_runs_on_the_cpu_backend() {
+        let options = LoraOptions {
+            d_in: 256,
+            d_out: 128,
+            rank: 4,
+            n: 8192,
+            tokens: 1,
+            iters: Some(1),
+            threads: 1,
+        };
+        let make = |p: &Params| Ok(CpuBackend::new(p.ring().clone(), p.alpha()));
+        let r = run(&options, 3, make, 1 << 20).unwrap();
+        assert_eq!((r.backend, r.batch, r.common.tokens), ("cpu", 3, 3));
+        assert!(
+            r.common.relative_error < 1e-2,
+            "{}",
+            r.common.relative_error
+        );
+        for x in [
+            r.apply_us,
+            r.apply_path_us,
+            r.token_layer_us,
+            r.applies_per_s,
+            r.apply_floor_us,
+            r.apply_floor_ratio,
+            r.batch_floor_ratio,
+        ] {
+            assert!(x > 0.0, "{r:?}");
+        }
+        assert!(r.table().contains("applies/s"));
+        let v = serde_json::to_value(&r).unwrap();
+        assert!(v["ms_per_apply"].as_f64().is_some() && v["apply_us"].as_f64().is_some());
+    }
+}
