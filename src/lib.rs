@@ -9,6 +9,5 @@ pub mod backend;
 pub mod ckks;
 pub mod linear;
 pub mod math;
-mod parallel;
 pub mod pll;
 pub mod ring;

@@ -2,7 +2,6 @@
 //! allows, bit-identical to the scalar references).
 
 use super::{Backend, BackendError};
-use crate::parallel;
 use crate::ring::kernels::{self, Path};
 use crate::ring::{arith, automorphism, rescale, Basis, BasisExtender, RingContext, RnsPoly};
 use std::collections::HashMap;
@@ -58,6 +57,10 @@ impl Backend for CpuBackend {
     }
 
     fn upload(&self, p: &RnsPoly) -> Result<RnsPoly, BackendError> {
+        self.upload_owned(p.clone())
+    }
+
+    fn upload_owned(&self, p: RnsPoly) -> Result<RnsPoly, BackendError> {
         if p.n() != self.ctx.n() || !self.ctx.contains(p.basis()) {
             return Err(BackendError::Shape(format!(
                 "degree {} basis {:?}",
@@ -65,7 +68,7 @@ impl Backend for CpuBackend {
                 p.basis()
             )));
         }
-        Ok(p.clone())
+        Ok(p)
     }
 
     fn download(&self, p: &RnsPoly) -> Result<RnsPoly, BackendError> {
@@ -136,9 +139,9 @@ impl Backend for CpuBackend {
         let level = c.basis().q - 1;
         let mut coeff = c.clone();
         arith::ntt_inverse(&self.ctx, &mut coeff);
-        // Digits are independent: one job each.
-        let digits: Vec<usize> = (0..self.extender.digit_count(level)).collect();
-        parallel::map(digits, |j| self.extender.mod_up(&self.ctx, &coeff, c, j))
+        (0..self.extender.digit_count(level))
+            .map(|j| self.extender.mod_up(&self.ctx, &coeff, c, j))
+            .collect()
     }
 
     fn key_switch_inner_product(
@@ -156,9 +159,7 @@ impl Backend for CpuBackend {
             RnsPoly::zero(self.ctx.n(), basis, true),
         ];
         let [out0, out1] = &mut out;
-        // Output limbs are independent: one job each.
-        let limbs: Vec<_> = out0.limbs_mut().zip(out1.limbs_mut()).enumerate().collect();
-        parallel::for_each(limbs, |(limb, (o0, o1))| {
+        for (limb, (o0, o1)) in out0.limbs_mut().zip(out1.limbs_mut()).enumerate() {
             let m = self.ctx.modulus(basis, limb);
             // Key limbs: same ciphertext prime index, special primes after all of Q_L.
             let key_limb = if basis.is_special(limb) {
@@ -181,7 +182,7 @@ impl Backend for CpuBackend {
                 [&k0, &k1],
                 [o0, o1],
             );
-        });
+        }
         out
     }
 

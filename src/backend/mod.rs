@@ -33,6 +33,11 @@ pub trait Backend: Send + Sync {
 
     /// Copies a host polynomial into backend memory.
     fn upload(&self, p: &RnsPoly) -> Result<Self::Poly, BackendError>;
+    /// Moves a host polynomial into backend memory (a copy where that memory is not the
+    /// host's).
+    fn upload_owned(&self, p: RnsPoly) -> Result<Self::Poly, BackendError> {
+        self.upload(&p)
+    }
     /// Copies a backend polynomial to the host.
     fn download(&self, p: &Self::Poly) -> Result<RnsPoly, BackendError>;
 

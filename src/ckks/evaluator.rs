@@ -5,7 +5,6 @@ use super::galois::{conjugation_element, rotation_element};
 use super::keys::{EvaluationKeys, SwitchingKey};
 use super::{CkksError, Params};
 use crate::backend::{Backend, CpuBackend};
-use crate::parallel;
 use crate::ring::{Basis, RnsPoly};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -665,10 +664,11 @@ impl<B: Backend> Evaluator<B> {
             .zip(combinations)
             .map(|(acc, terms)| {
                 let [mut c0, mut c1] = acc.out;
-                if let Some(extended) = acc.extended {
-                    let [d0, d1] = self.mod_down_pair(&extended);
-                    self.backend.add_assign(&mut c0, &d0);
-                    self.backend.add_assign(&mut c1, &d1);
+                if let Some([e0, e1]) = acc.extended {
+                    self.backend
+                        .add_assign(&mut c0, &self.backend.mod_down(&e0));
+                    self.backend
+                        .add_assign(&mut c1, &self.backend.mod_down(&e1));
                 }
                 let pt_scale = terms.first().map_or(1.0, |(_, pt)| pt.scale);
                 Ciphertext {
@@ -728,13 +728,7 @@ impl<B: Backend> Evaluator<B> {
     }
 
     fn switch(&self, digits: &[B::Poly], key: &DeviceKey<B>, galois: Option<u64>) -> [B::Poly; 2] {
-        let x = self.backend.key_switch_inner_product(digits, key, galois);
-        self.mod_down_pair(&x)
-    }
-
-    /// ModDown of both halves of a key-switch result, side by side on the worker pool.
-    fn mod_down_pair(&self, [x0, x1]: &[B::Poly; 2]) -> [B::Poly; 2] {
-        let (d0, d1) = parallel::join(|| self.backend.mod_down(x0), || self.backend.mod_down(x1));
-        [d0, d1]
+        let [x0, x1] = self.backend.key_switch_inner_product(digits, key, galois);
+        [self.backend.mod_down(&x0), self.backend.mod_down(&x1)]
     }
 }

@@ -185,7 +185,7 @@ impl<B: Backend> LoraPlan<B> {
     pub fn output_diagonals_plus(
         &self,
         evaluator: &Evaluator<B>,
-        deltas: &[Vec<RnsPoly>],
+        deltas: Vec<Vec<RnsPoly>>,
     ) -> Result<OutputDiagonals<B>, LinearError> {
         if deltas.len() != self.step2.len() || deltas.iter().any(|d| d.len() != self.rank_padded) {
             return Err(LinearError::Shape(format!(
@@ -211,7 +211,7 @@ impl<B: Backend> LoraPlan<B> {
                             )));
                         }
                         // The q part of a diagonal is its extended form's first limbs.
-                        let mut extended = backend.upload(d).map_err(CkksError::from)?;
+                        let mut extended = backend.upload_owned(d).map_err(CkksError::from)?;
                         backend.add_assign(&mut extended, &pt.extended);
                         let mut q_part = extended.clone();
                         backend.truncate_q(&mut q_part, pt.level + 1);
@@ -397,7 +397,7 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
         evaluator: &Evaluator<B>,
         inputs: &[Ciphertext<B::Poly>],
     ) -> Result<GroupOutput<B::Poly>, LinearError> {
-        rayon::scope(|_| self.apply_with(evaluator, inputs, &mut |_| Ok(None)))
+        self.apply_with(evaluator, inputs, &mut |_| Ok(None))
     }
 
     /// As [`apply`](Self::apply), with member p's B diagonals replaced by `step2(p)` where

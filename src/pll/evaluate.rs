@@ -1,25 +1,25 @@
 //! One protected application: the plan with perturbed B diagonals, then every output
 //! re-randomised and flooded. With the protection off, exactly the plain plan.
 //!
-//! Everything the protection adds is independent of the input (E, Enc_pk(0), the flood),
-//! so a second job on the worker pool draws it while the plan runs: E first, then the
-//! masks (needed at the end). E is drawn from its own seed by whichever side needs it
-//! first, so the plan never waits on a job that no thread has picked up. On a busy server
-//! this hides the latency, not the work.
+//! Everything the protection adds is independent of the input (E with the B diagonals it
+//! perturbs, Enc_pk(0), the flood), so a second job on the worker pool prepares it while
+//! the plan runs: the perturbed diagonals first (step 3 needs them), then the masks (needed
+//! at the end). The diagonals come from their own seed and are made by whichever side needs
+//! them first, so the plan never waits on a job that no thread has picked up. On a busy
+//! server this hides the latency, not the work.
 
 use super::flooding::{apply_mask, draw_mask};
 use super::{Adapter, PllError, PllSettings};
 use crate::backend::Backend;
 use crate::ckks::{Ciphertext, Encryptor, Evaluator};
-use crate::linear::LoraGroup;
+use crate::linear::{LoraGroup, OutputDiagonals};
 use crate::math::sampling::{self, NoiseRng};
-use crate::ring::RnsPoly;
 use rand::SeedableRng;
 use rand_core::RngCore;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
-/// E per adapter (None without noise), per output ciphertext and diagonal.
-type Perturbations = Vec<Option<Vec<Vec<RnsPoly>>>>;
+/// Per adapter, its step-3 diagonals B + E (None without noise), until the plan takes them.
+type Perturbed<B> = Vec<Mutex<Option<Result<OutputDiagonals<B>, PllError>>>>;
 /// Enc_pk(0) + flood per adapter and output ciphertext.
 type Masks = Vec<Vec<Ciphertext>>;
 
@@ -47,28 +47,33 @@ pub(crate) fn apply_protected<B: Backend>(
     let mut perturbation_seed = [0u8; 32];
     rng.fill_bytes(&mut perturbation_seed);
     let mut mask_rng: NoiseRng = sampling::fork(rng);
-    let perturbations = OnceLock::<Perturbations>::new();
-    let draw_perturbations = || {
+    let perturbed = OnceLock::<Perturbed<B>>::new();
+    let perturb = || -> Perturbed<B> {
         let mut rng = NoiseRng::from_seed(perturbation_seed);
         adapters
             .iter()
-            .map(|a| a.perturbation.map(|p| p.draw(params, &mut rng)))
+            .map(|a| {
+                let diagonals = a.perturbation.map(|p| {
+                    let e = p.draw(params, &mut rng);
+                    Ok(a.plan.output_diagonals_plus(evaluator, e)?)
+                });
+                Mutex::new(diagonals)
+            })
             .collect()
     };
     let (outputs, masks) = rayon::join(
         || {
             group.apply_with::<PllError>(evaluator, inputs, &mut |p| {
-                let drawn = perturbations.get_or_init(draw_perturbations);
-                drawn
+                let slot = perturbed
+                    .get_or_init(perturb)
                     .get(p)
-                    .and_then(Option::as_ref)
-                    .map(|e| adapters[p].plan.output_diagonals_plus(evaluator, e))
-                    .transpose()
-                    .map_err(PllError::from)
+                    .ok_or_else(protection_failed)?;
+                let taken = slot.lock().map_err(|_| protection_failed())?.take();
+                taken.transpose()
             })
         },
         || -> Result<Masks, PllError> {
-            perturbations.get_or_init(draw_perturbations);
+            perturbed.get_or_init(perturb);
             adapters
                 .iter()
                 .map(|a| {
@@ -94,4 +99,9 @@ pub(crate) fn apply_protected<B: Backend>(
         }
     }
     Ok(outputs)
+}
+
+/// A perturbation slot that is missing or whose preparing thread panicked.
+fn protection_failed() -> PllError {
+    PllError::Malformed("the protection's perturbed diagonals are unavailable".into())
 }
