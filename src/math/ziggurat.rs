@@ -71,37 +71,57 @@ pub fn standard_normal<G: RngCore>(rng: &mut G) -> f64 {
     sample(tables(), rng)
 }
 
-/// Fills `out` with standard normal f64s (the tables fetched once).
+/// Fills `out` with standard normal f64s (the tables fetched once, the first draw of each
+/// sample read in blocks: the generator's per-call overhead was a third of the cost).
 pub fn fill_standard_normal<G: RngCore>(rng: &mut G, out: &mut [f64]) {
+    const BLOCK: usize = 64;
     let t = tables();
-    out.iter_mut().for_each(|x| *x = sample(t, rng));
+    let mut bytes = [0u8; BLOCK * 8];
+    for chunk in out.chunks_mut(BLOCK) {
+        let bytes = &mut bytes[..chunk.len() * 8];
+        rng.fill_bytes(bytes);
+        for (x, word) in chunk.iter_mut().zip(bytes.chunks_exact(8)) {
+            let mut first = [0u8; 8];
+            first.copy_from_slice(word);
+            *x = match attempt(t, u64::from_le_bytes(first), rng) {
+                Some(x) => x,
+                None => sample(t, rng),
+            };
+        }
+    }
 }
 
 fn sample<G: RngCore>(t: &Tables, rng: &mut G) -> f64 {
     loop {
-        let bits = rng.next_u64();
-        let i = (bits & 0xff) as usize;
-        let sign = if bits & 0x100 != 0 { -1.0 } else { 1.0 };
-        let x = unit(bits) * t.x[i];
-        if x < t.x[i + 1] {
-            return sign * x;
-        }
-        if i == 0 {
-            // The tail beyond R (Marsaglia): R + a with a exponential, accepted by e^(−a²/2).
-            loop {
-                let a = -(1.0 - unit(rng.next_u64())).ln() / R;
-                let b = -(1.0 - unit(rng.next_u64())).ln();
-                if 2.0 * b > a * a {
-                    return sign * (R + a);
-                }
-            }
-        }
-        // The wedge between x[i+1] and x[i]: accept under the curve.
-        let y = t.f[i] + (t.f[i + 1] - t.f[i]) * unit(rng.next_u64());
-        if y < density(x) {
-            return sign * x;
+        if let Some(x) = attempt(t, rng.next_u64(), rng) {
+            return x;
         }
     }
+}
+
+/// One round of the ziggurat from the draw `bits`: the sample, or None to start over.
+fn attempt<G: RngCore>(t: &Tables, bits: u64, rng: &mut G) -> Option<f64> {
+    let i = (bits & 0xff) as usize;
+    // Bit 8 is the sign, moved to the f64's sign bit (no branch on a random bit).
+    let sign = (bits & 0x100) << 55;
+    let with_sign = |x: f64| f64::from_bits(x.to_bits() | sign);
+    let x = unit(bits) * t.x[i];
+    if x < t.x[i + 1] {
+        return Some(with_sign(x));
+    }
+    if i == 0 {
+        // The tail beyond R (Marsaglia): R + a with a exponential, accepted by e^(−a²/2).
+        loop {
+            let a = -(1.0 - unit(rng.next_u64())).ln() / R;
+            let b = -(1.0 - unit(rng.next_u64())).ln();
+            if 2.0 * b > a * a {
+                return Some(with_sign(R + a));
+            }
+        }
+    }
+    // The wedge between x[i+1] and x[i]: accept under the curve.
+    let y = t.f[i] + (t.f[i + 1] - t.f[i]) * unit(rng.next_u64());
+    (y < density(x)).then(|| with_sign(x))
 }
 
 #[cfg(test)]
@@ -124,7 +144,18 @@ mod tests {
     fn samples_match_the_normal_distribution() {
         let mut rng = os_rng().unwrap();
         let n = 400_000;
-        let xs: Vec<f64> = (0..n).map(|_| standard_normal(&mut rng)).collect();
+        let single: Vec<f64> = (0..n).map(|_| standard_normal(&mut rng)).collect();
+        // The block path, with a length that leaves a partial block.
+        let mut filled = vec![0.0; n + 37];
+        fill_standard_normal(&mut rng, &mut filled);
+        filled.truncate(n);
+        for xs in [single, filled] {
+            check_normal(&xs);
+        }
+    }
+
+    fn check_normal(xs: &[f64]) {
+        let n = xs.len();
         let moment = |k: i32| xs.iter().map(|x| x.powi(k)).sum::<f64>() / n as f64;
         assert!(moment(1).abs() < 0.01);
         assert!((moment(2) - 1.0).abs() < 0.015);
