@@ -122,6 +122,7 @@ pub fn ptxas_report() -> Option<&'static str> {
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
+    use std::io::Write;
     use std::path::Path;
 
     /// `(stem, extension)` of every file in kernels/.
@@ -198,7 +199,10 @@ mod tests {
                 Ok("1"),
                 "HELORA_REQUIRE_NVCC=1 but the crate was built without nvcc"
             );
-            println!("skipped: built without nvcc, so there is no PTX to check");
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: built without nvcc, so there is no PTX to check"
+            );
             return;
         }
         for name in KERNELS {
@@ -368,7 +372,10 @@ mod tests {
                 Ok("1"),
                 "HELORA_REQUIRE_NVCC=1 but no C++ compiler (CXX, c++, g++) was found"
             );
-            println!("skipped: no C++ compiler to run kernels/emulate/check.cpp");
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: no C++ compiler to run kernels/emulate/check.cpp"
+            );
             return;
         };
         let dir = std::env::temp_dir().join(format!("helora-kernels-{}", std::process::id()));
