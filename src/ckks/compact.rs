@@ -9,7 +9,7 @@ use super::encryptor::Decryptor;
 use super::evaluator::Evaluator;
 use super::CkksError;
 use crate::backend::Backend;
-use crate::ring::{arith, Basis, RnsPoly};
+use crate::ring::{arith, Basis, RnsPoly, TwoPrimeCrt};
 
 /// A reply switched to 2^c1_bits; c0 is rounded further to `c0_bits` (≤ c1_bits), so
 /// c0 ∈ [0, 2^c0_bits) stands for c0·2^(c1_bits − c0_bits) and c1 ∈ [0, 2^c1_bits).
@@ -127,12 +127,9 @@ impl Decryptor {
         arith::ntt_inverse(ring, &mut v);
         arith::add_assign(ring, &mut v, &c0);
         // Two-prime CRT to the centered integer, then its residue mod 2^c1_bits, centered.
-        let q0_inv_mod_p0 = p0
-            .inv(p0.reduce(q0.value()))
-            .ok_or(CkksError::InvalidParams(
-                "q_0 and p_0 are not coprime".into(),
-            ))?;
-        let product = q0.value() as i128 * p0.value() as i128;
+        let crt = TwoPrimeCrt::new(q0, p0).ok_or(CkksError::InvalidParams(
+            "q_0 and p_0 are not coprime".into(),
+        ))?;
         let mask = limit - 1;
         let mut m = RnsPoly::zero(n, Basis::level(0), false);
         for (out, (&a, &b)) in m
@@ -140,11 +137,7 @@ impl Decryptor {
             .iter_mut()
             .zip(v.limb(0).iter().zip(v.limb(1)))
         {
-            let t = p0.mul(p0.sub(b, p0.reduce(a)), q0_inv_mod_p0);
-            let mut x = a as i128 + q0.value() as i128 * t as i128;
-            if x > product / 2 {
-                x -= product;
-            }
+            let x = crt.centered(a, b);
             let r = (x as u64) & mask;
             let centered = if r >= limit / 2 {
                 r as i64 - limit as i64

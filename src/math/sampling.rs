@@ -5,6 +5,7 @@
 use rand::SeedableRng;
 pub use rand_chacha::ChaCha20Rng;
 use rand_core::RngCore;
+use std::sync::OnceLock;
 
 /// Standard deviation of the error distribution (the HE standard's value).
 pub const ERROR_STD_DEV: f64 = 3.2;
@@ -103,7 +104,9 @@ fn gaussian_cdt(sigma: f64) -> [u64; ERROR_BOUND + 1] {
 
 /// `n` discrete Gaussian samples with standard deviation [`ERROR_STD_DEV`].
 pub fn gaussian<R: RngCore>(rng: &mut R, n: usize) -> Vec<i64> {
-    let cdt = gaussian_cdt(ERROR_STD_DEV);
+    // Built once: every encryption draws from it several times.
+    static CDT: OnceLock<[u64; ERROR_BOUND + 1]> = OnceLock::new();
+    let cdt = CDT.get_or_init(|| gaussian_cdt(ERROR_STD_DEV));
     let mut out = Vec::with_capacity(n);
     // Signs come 64 to a draw (a sign of 0 is harmless).
     let mut signs = 0u64;

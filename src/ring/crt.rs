@@ -68,28 +68,51 @@ pub fn centered_coefficients_f64(ctx: &RingContext, poly: &RnsPoly) -> Result<Ve
         .collect())
 }
 
-/// Centered values of x with x ≡ r0 (mod q0), x ≡ r1 (mod q1): Garner's two digits,
-/// x = r0 + q0·((r1 − r0)·q0⁻¹ mod q1), exact in 128 bits.
+/// Garner's CRT for two coprime word-sized moduli, exact in 128 bits:
+/// x = r0 + q0·((r1 − r0)·q0⁻¹ mod q1), centered into (−Q/2, Q/2].
+#[derive(Clone, Copy, Debug)]
+pub struct TwoPrimeCrt {
+    m0: Modulus,
+    m1: Modulus,
+    inv: u64,
+    inv_shoup: u64,
+    product: u128,
+}
+
+impl TwoPrimeCrt {
+    /// None when the moduli are not coprime.
+    pub fn new(m0: Modulus, m1: Modulus) -> Option<Self> {
+        let inv = m1.inv(m1.reduce(m0.value()))?;
+        Some(Self {
+            m0,
+            m1,
+            inv,
+            inv_shoup: m1.shoup(inv),
+            product: m0.value() as u128 * m1.value() as u128,
+        })
+    }
+
+    /// The centered integer with residues `r0` mod q0 and `r1` mod q1.
+    #[inline]
+    pub fn centered(&self, r0: u64, r1: u64) -> i128 {
+        let m1 = self.m1;
+        let v1 = m1.mul_shoup(m1.sub(r1, m1.reduce(r0)), self.inv, self.inv_shoup);
+        let x = r0 as u128 + self.m0.value() as u128 * v1 as u128;
+        if x > self.product / 2 {
+            x as i128 - self.product as i128
+        } else {
+            x as i128
+        }
+    }
+}
+
+/// Centered values from two primes' residues, as f64 (rounded to nearest, like Garner's).
 fn centered_two_primes(m0: Modulus, m1: Modulus, r0: &[u64], r1: &[u64]) -> Vec<f64> {
-    let (q0, q1) = (m0.value(), m1.value());
-    // Distinct primes are coprime, so the inverse exists.
-    let inv = m1
-        .inv(m1.reduce(q0))
-        .expect("RNS primes are pairwise coprime");
-    let inv_shoup = m1.shoup(inv);
-    let q = q0 as u128 * q1 as u128;
-    let half = q / 2;
+    // Distinct primes are coprime.
+    let crt = TwoPrimeCrt::new(m0, m1).expect("RNS primes are pairwise coprime");
     r0.iter()
         .zip(r1)
-        .map(|(&a, &b)| {
-            let v1 = m1.mul_shoup(m1.sub(b, m1.reduce(a)), inv, inv_shoup);
-            let x = a as u128 + q0 as u128 * v1 as u128;
-            if x > half {
-                -((q - x) as f64)
-            } else {
-                x as f64
-            }
-        })
+        .map(|(&a, &b)| crt.centered(a, b) as f64)
         .collect()
 }
 

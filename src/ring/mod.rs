@@ -20,7 +20,7 @@ mod simd;
 
 pub use basis_extension::{rescale, BaseConverter, BasisExtender};
 pub use context::{RingContext, MAX_LOG_N, MIN_LOG_N};
-pub use crt::{centered_coefficients_f64, CrtError};
+pub use crt::{centered_coefficients_f64, CrtError, TwoPrimeCrt};
 pub(crate) use ntt::bit_reverse;
 pub use ntt::NttTable;
 pub use poly::{Basis, RnsPoly};
