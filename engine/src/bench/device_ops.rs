@@ -8,13 +8,13 @@
 
 use super::clock::{Device, Timer};
 use super::floor::Shape;
-use super::ops::{host_machine, params_for, setup, OpsOptions, HOISTED_STEPS};
+use super::keys;
+use super::ops::{host_machine, params_for, setup, Operands, OpsOptions, HOISTED_STEPS};
 use super::report::{DeviceFigures, OpTiming, OpsReport};
 use super::timing::{measure, measure_samples, Iterations, Timing};
-use super::{keys, plaintext};
 use crate::progress::Progress;
 use anyhow::{Context, Result};
-use helora::ckks::{Decryptor, Encoder, Encryptor, Evaluator, Params, SymmetricEncryptor};
+use helora::ckks::{Evaluator, Params};
 use helora::ring::{Basis, RnsPoly};
 use std::time::Duration;
 
@@ -132,16 +132,18 @@ fn time_ops<B: Device>(
         special: params.p_primes().len(),
         alpha: params.alpha(),
     };
-    let mut symmetric = SymmetricEncryptor::new(params, &keys.secret)?;
-    let mut public = Encryptor::new(params, keys.public.clone())?;
-    let decryptor = Decryptor::new(params, &keys.secret)?;
-    let encoder = Encoder::new(params.n()).context("building the encoder")?;
-    let values = plaintext::random_values(params.slots())?;
-    let pt = plaintext::encode(&encoder, params, &values, top)?;
-    let pt_dev = evaluator.upload_plaintext(&pt)?;
-    let ct_host = symmetric.encrypt(&pt)?;
-    let ct_a = evaluator.upload(&ct_host)?;
-    let ct_b = evaluator.upload(&symmetric.encrypt(&plaintext::random(&encoder, params, top)?)?)?;
+    let Operands {
+        mut symmetric,
+        mut public,
+        decryptor,
+        encoder,
+        values,
+        pt,
+        pt_dev,
+        ct_host,
+        ct_a,
+        ct_b,
+    } = Operands::new(params, keys, evaluator)?;
 
     const COUNT: u64 = 17;
     let progress = Progress::start(

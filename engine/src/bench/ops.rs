@@ -6,9 +6,10 @@ use super::timing::{measure, Iterations};
 use super::{keys, machine, plaintext};
 use crate::progress::Progress;
 use anyhow::{anyhow, Context, Result};
+use helora::backend::Backend;
 use helora::ckks::{
-    max_modulus_bits_128, Decryptor, Encoder, Encryptor, Evaluator, ParamSpec, Params,
-    SymmetricEncryptor,
+    max_modulus_bits_128, Ciphertext, Decryptor, Encoder, Encryptor, Evaluator, ParamSpec, Params,
+    Plaintext, SymmetricEncryptor,
 };
 use helora::ring::{arith, Basis};
 use std::convert::Infallible;
@@ -89,6 +90,51 @@ pub fn host_machine(params: &Params, threads: usize) -> Machine {
 }
 
 /// Times every operation in this thread (the CPU backend does not spawn any).
+/// What the timed operations start from, on any backend: the client's encryptors and
+/// decryptor, an encoder, random top-level values, their plaintext (host and backend) and
+/// two ciphertexts on the backend (the first also on the host).
+pub struct Operands<B: Backend> {
+    pub symmetric: SymmetricEncryptor,
+    pub public: Encryptor,
+    pub decryptor: Decryptor,
+    pub encoder: Encoder,
+    pub values: Vec<f64>,
+    pub pt: Plaintext,
+    pub pt_dev: Plaintext<B::Poly>,
+    pub ct_host: Ciphertext,
+    pub ct_a: Ciphertext<B::Poly>,
+    pub ct_b: Ciphertext<B::Poly>,
+}
+
+impl<B: Backend> Operands<B> {
+    pub fn new(params: &Params, keys: &keys::BenchKeys, evaluator: &Evaluator<B>) -> Result<Self> {
+        let top = params.max_level();
+        let mut symmetric = SymmetricEncryptor::new(params, &keys.secret)?;
+        let public = Encryptor::new(params, keys.public.clone())?;
+        let decryptor = Decryptor::new(params, &keys.secret)?;
+        let encoder = Encoder::new(params.n()).context("building the encoder")?;
+        let values = plaintext::random_values(params.slots())?;
+        let pt = plaintext::encode(&encoder, params, &values, top)?;
+        let pt_dev = evaluator.upload_plaintext(&pt)?;
+        let ct_host = symmetric.encrypt(&pt)?;
+        let ct_a = evaluator.upload(&ct_host)?;
+        let second = symmetric.encrypt(&plaintext::random(&encoder, params, top)?)?;
+        let ct_b = evaluator.upload(&second)?;
+        Ok(Self {
+            symmetric,
+            public,
+            decryptor,
+            encoder,
+            values,
+            pt,
+            pt_dev,
+            ct_host,
+            ct_a,
+            ct_b,
+        })
+    }
+}
+
 fn time_ops(params: &Params, keys: &keys::BenchKeys, iters: Iterations) -> Result<Vec<OpTiming>> {
     let ctx = params.ring();
     let top = params.max_level();
@@ -96,17 +142,18 @@ fn time_ops(params: &Params, keys: &keys::BenchKeys, iters: Iterations) -> Resul
     evaluator
         .set_keys(&keys.eval)
         .context("loading the evaluation keys")?;
-    let mut symmetric = SymmetricEncryptor::new(params, &keys.secret)?;
-    let mut public = Encryptor::new(params, keys.public.clone())?;
-    let decryptor = Decryptor::new(params, &keys.secret)?;
-
-    let encoder = Encoder::new(params.n()).context("building the encoder")?;
-    let values = plaintext::random_values(params.slots())?;
-    let pt = plaintext::encode(&encoder, params, &values, top)?;
-    let pt_dev = evaluator.upload_plaintext(&pt)?;
-    let ct_host = symmetric.encrypt(&pt)?;
-    let ct_a = evaluator.upload(&ct_host)?;
-    let ct_b = evaluator.upload(&symmetric.encrypt(&plaintext::random(&encoder, params, top)?)?)?;
+    let Operands {
+        mut symmetric,
+        mut public,
+        decryptor,
+        encoder,
+        values,
+        pt,
+        pt_dev,
+        ct_host,
+        ct_a,
+        ct_b,
+    } = Operands::new(params, keys, &evaluator)?;
 
     const COUNT: u64 = 14;
     let progress = Progress::start(
