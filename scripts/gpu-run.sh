@@ -82,7 +82,8 @@ for name in ("ops_n8192", "ops_n65536"):
         print(f"{name}: no result")
         continue
     print(f"{name}: {r.get('device')}, copy bandwidth {r.get('copy_bandwidth_gbs')} GB/s, "
-          f"{r.get('limbs')} limbs, NTT batch of {r.get('ntt_batch_limbs')} limbs")
+          f"{r.get('limbs')} limbs, NTT batch of {r.get('ntt_batch_limbs')} limbs, "
+          f"key switch over {r.get('key_switch_limbs')} primes")
     for op in ("ntt", "intt", "ntt_poly", "ntt_batch", "ct_pt_mul", "ct_ct_mul_relin",
                "rescale", "key_switch", "key_switch_pipelined", "rotate", "hoisted_rotate_8"):
         print(f"  {op:<22} {r.get(op + '_us', '-'):>10}  floor {r.get(op + '_floor_us', '-'):>8}"

@@ -73,6 +73,8 @@ pub struct DeviceFigures {
     pub copy_bandwidth_gbs: f64,
     /// Limbs transformed by `ntt_batch_us`.
     pub ntt_batch_limbs: usize,
+    /// Ciphertext primes of the key switch's input (`key_switch_us`).
+    pub key_switch_limbs: usize,
     /// (timed key, bytes the operation must move at least).
     pub floor_bytes: Vec<(&'static str, f64)>,
     /// (timed key, kernel launches one call queues).
@@ -262,6 +264,7 @@ impl Serialize for OpsReport {
             map.serialize_entry("clock", d.clock)?;
             map.serialize_entry("copy_bandwidth_gbs", &round_us(d.copy_bandwidth_gbs))?;
             map.serialize_entry("ntt_batch_limbs", &d.ntt_batch_limbs)?;
+            map.serialize_entry("key_switch_limbs", &d.key_switch_limbs)?;
             for (floor_key, floor, ratio_key, ratio) in d.floors(self) {
                 map.serialize_entry(&floor_key, &round_us(floor))?;
                 map.serialize_entry(&ratio_key, &((ratio * 100.0).round() / 100.0))?;
@@ -371,6 +374,7 @@ mod tests {
             clock: "test clock",
             copy_bandwidth_gbs: 1000.0,
             ntt_batch_limbs: 64,
+            key_switch_limbs: 24,
             // 500 MB at 1000 GB/s: 500 µs, rotate measured at 1000 µs.
             floor_bytes: vec![("rotate_us", 5e8), ("missing_us", 1.0)],
             launches: vec![("rotate_us", 40)],
