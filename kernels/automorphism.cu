@@ -4,8 +4,9 @@
 // Layout: `rows` rows of N = 2^log_n u64 (log_n ≥ 1), limb-major `[poly][limb][coeff]`,
 // `total` = rows · N. Out of place: `out` and `in` must not overlap.
 //
-// Launch shape (both kernels): 1-D, any gridDim.x / blockDim.x (e.g. 256 threads, a few
-// blocks per SM); each thread walks the elements with a grid-sized stride.
+// Launch shape (`automorphism_ntt`, `automorphism_coeff`): 1-D, any gridDim.x / blockDim.x
+// (e.g. 256 threads, a few blocks per SM); each thread walks the elements with a grid-sized
+// stride. `automorphism_ntt_batch` adds gridDim.y, one per Galois element.
 
 #include "modarith.cuh"
 
@@ -23,15 +24,37 @@ __device__ __forceinline__ u32 bit_reverse(u32 x, u32 log_n) {
 // — `automorphism_ntt_permutation`, computed on the fly instead of read from a table (a
 // table per Galois element would cost N·4 bytes of reads per limb; the index math is free
 // next to the gather). 2N divides 2^32, so e·g may wrap in 32 bits before the mask.
+__device__ __forceinline__ u64 ntt_source(u64 i, u32 galois, u32 log_n) {
+    const u32 mask = (2u << log_n) - 1;
+    const u32 slot = (u32)i & ((1u << log_n) - 1);
+    const u32 e = 2 * bit_reverse(slot, log_n) + 1;
+    const u32 eg = (e * galois) & mask;
+    return i - slot + bit_reverse((eg - 1) >> 1, log_n);
+}
+
 extern "C" __global__ void automorphism_ntt(u64* out, const u64* in, u32 galois, u32 log_n,
                                             u64 total) {
-    const u32 mask = (2u << log_n) - 1;
     GRID_STRIDE(i, total) {
-        const u32 slot = (u32)i & ((1u << log_n) - 1);
-        const u64 row = i - slot;
-        const u32 e = 2 * bit_reverse(slot, log_n) + 1;
-        const u32 eg = (e * galois) & mask;
-        out[i] = in[row + bit_reverse((eg - 1) >> 1, log_n)];
+        out[i] = in[ntt_source(i, galois, log_n)];
+    }
+}
+
+// `automorphism_ntt` of one input by several Galois elements in one launch (hoisted
+// rotations rotate c0 by every step): blockIdx.y picks the element and its output, passed by
+// value in `AutomorphismBatch`; blockIdx.x / gridDim.x stride over the elements as above.
+#define AUTOMORPHISM_BATCH 32
+
+struct AutomorphismBatch {
+    u64* out[AUTOMORPHISM_BATCH];
+    u32 galois[AUTOMORPHISM_BATCH];
+};
+
+extern "C" __global__ void automorphism_ntt_batch(AutomorphismBatch ops, const u64* in,
+                                                  u32 log_n, u64 total) {
+    const u32 galois = ops.galois[blockIdx.y];
+    u64* const out = ops.out[blockIdx.y];
+    GRID_STRIDE(i, total) {
+        out[i] = in[ntt_source(i, galois, log_n)];
     }
 }
 

@@ -7,13 +7,15 @@
 //! GPU is present. Without one, a GPU test prints "skipped: <reason>" to stderr and passes,
 //! unless HELORA_REQUIRE_GPU=1 (the GPU machine's run) makes it fail.
 
-use helora::backend::{Backend, CpuBackend};
+use helora::backend::{Backend, BackendError, CpuBackend, KeySwitchStep};
 use helora::ckks::*;
 use helora::linear::{random_lora_factors, LoraPlan};
 use helora::ring::{arith, automorphism, rescale, Basis, BasisExtender, RingContext, RnsPoly};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 // ---- whether and where to run the GPU side -----------------------------------------------
 
@@ -229,11 +231,100 @@ fn check_primitives<B: Backend>(b: &B, alpha: usize, seed: u64) {
             );
         }
 
+        check_batched_inner_products(b, &digits, &host_digits, level, &mut rng);
+
         let y = random(&ctx, Basis::new(level + 1, p), true, &mut rng);
         assert_eq!(
             down(b, &b.mod_down(&up(b, &y))),
             ext.mod_down(&ctx, &y),
             "mod_down at level {level}"
+        );
+    }
+
+    // More elements than one batched launch takes (32), in both domains.
+    let elements = galois_elements_for_batch(n as u64, 34);
+    for ntt in [true, false] {
+        let a = random(&ctx, Basis::level(0), ntt, &mut rng);
+        let got = b.automorphisms(&up(b, &a), &elements);
+        assert_eq!(got.len(), elements.len());
+        for (k, (got, &g)) in got.iter().zip(&elements).enumerate() {
+            let want = if ntt {
+                automorphism::automorphism_ntt(
+                    &a,
+                    &automorphism::automorphism_ntt_permutation(n, g),
+                )
+            } else {
+                automorphism::automorphism_coeff(&ctx, &a, g)
+            };
+            assert_eq!(
+                down(b, got),
+                want,
+                "automorphisms element {k} ({g}), NTT {ntt}"
+            );
+        }
+    }
+}
+
+/// `count` Galois elements: conjugation (2N − 1), then powers of 5 (rotations by 1, 2, …).
+fn galois_elements_for_batch(n: u64, count: usize) -> Vec<u64> {
+    let powers = (1..count).scan(1u64, |g, _| {
+        *g = *g * 5 % (2 * n);
+        Some(*g)
+    });
+    std::iter::once(2 * n - 1).chain(powers).collect()
+}
+
+/// `key_switch_inner_products` of `digits` against the definition: a few steps with keys of
+/// their own (the identity, a rotation, conjugation; keys over Q_L ∪ P and over Q_l ∪ P
+/// mixed), and at level 0 more steps than one batched launch takes.
+fn check_batched_inner_products<B: Backend>(
+    b: &B,
+    digits: &[B::Poly],
+    host_digits: &[RnsPoly],
+    level: usize,
+    rng: &mut ChaCha8Rng,
+) {
+    let ctx = b.context().clone();
+    let n = ctx.n() as u64;
+    let mut galois: Vec<Option<u64>> = vec![None, Some(5), Some(2 * n - 1), Some(25)];
+    if level == 0 {
+        galois = galois_elements_for_batch(n, 33)
+            .into_iter()
+            .map(Some)
+            .chain([None])
+            .collect();
+    }
+    let own_basis = Basis::new(level + 1, ctx.p().len());
+    let keys: Vec<Vec<[RnsPoly; 2]>> = (0..galois.len())
+        .map(|s| {
+            let basis = if s % 2 == 1 {
+                own_basis
+            } else {
+                ctx.full_basis()
+            };
+            (0..host_digits.len())
+                .map(|_| [0; 2].map(|_| random(&ctx, basis, true, rng)))
+                .collect()
+        })
+        .collect();
+    let device_keys: Vec<Vec<[B::Poly; 2]>> = keys
+        .iter()
+        .map(|k| k.iter().map(|[kb, ka]| [up(b, kb), up(b, ka)]).collect())
+        .collect();
+    let steps: Vec<KeySwitchStep<B::Poly>> = device_keys
+        .iter()
+        .zip(&galois)
+        .map(|(k, &g)| (k.as_slice(), g))
+        .collect();
+    let got = b.key_switch_inner_products(digits, &steps);
+    assert_eq!(got.len(), steps.len(), "one output pair per step");
+    for (s, ((key, &g), [g0, g1])) in keys.iter().zip(&galois).zip(&got).enumerate() {
+        let want = inner_product_reference(&ctx, host_digits, key, g);
+        assert_eq!(
+            [down(b, g0), down(b, g1)],
+            want,
+            "key_switch_inner_products step {s} of {} at level {level}, galois {g:?}",
+            steps.len()
         );
     }
 }
@@ -365,6 +456,123 @@ fn check_lora<B: Backend>(params: &Params, b: B) {
     assert_eq!(got, want, "LoRA apply");
 }
 
+// ---- batched hoisting on the CPU ---------------------------------------------------------------
+
+/// The CPU backend asking for hoisted batches of `batch` steps (as a device backend does),
+/// and recording the largest batch it was given, so the evaluator's batched path runs
+/// here against the one-step CPU evaluator.
+struct Batching {
+    cpu: CpuBackend,
+    batch: usize,
+    largest: Arc<AtomicUsize>,
+}
+
+impl Backend for Batching {
+    type Poly = RnsPoly;
+
+    fn name(&self) -> &'static str {
+        "cpu-batching"
+    }
+    fn context(&self) -> &Arc<RingContext> {
+        self.cpu.context()
+    }
+    fn upload(&self, p: &RnsPoly) -> Result<RnsPoly, BackendError> {
+        self.cpu.upload(p)
+    }
+    fn download(&self, p: &RnsPoly) -> Result<RnsPoly, BackendError> {
+        self.cpu.download(p)
+    }
+    fn basis(&self, p: &RnsPoly) -> Basis {
+        self.cpu.basis(p)
+    }
+    fn is_ntt(&self, p: &RnsPoly) -> bool {
+        self.cpu.is_ntt(p)
+    }
+    fn zero(&self, basis: Basis, ntt_form: bool) -> RnsPoly {
+        self.cpu.zero(basis, ntt_form)
+    }
+    fn ntt_forward(&self, p: &mut RnsPoly) {
+        self.cpu.ntt_forward(p)
+    }
+    fn ntt_inverse(&self, p: &mut RnsPoly) {
+        self.cpu.ntt_inverse(p)
+    }
+    fn add_assign(&self, a: &mut RnsPoly, b: &RnsPoly) {
+        self.cpu.add_assign(a, b)
+    }
+    fn sub_assign(&self, a: &mut RnsPoly, b: &RnsPoly) {
+        self.cpu.sub_assign(a, b)
+    }
+    fn neg_assign(&self, a: &mut RnsPoly) {
+        self.cpu.neg_assign(a)
+    }
+    fn mul_assign(&self, a: &mut RnsPoly, b: &RnsPoly) {
+        self.cpu.mul_assign(a, b)
+    }
+    fn mul_add_assign(&self, acc: &mut RnsPoly, a: &RnsPoly, b: &RnsPoly) {
+        self.cpu.mul_add_assign(acc, a, b)
+    }
+    fn mul_scalar_assign(&self, a: &mut RnsPoly, residues: &[u64]) {
+        self.cpu.mul_scalar_assign(a, residues)
+    }
+    fn automorphism(&self, p: &RnsPoly, galois: u64) -> RnsPoly {
+        self.cpu.automorphism(p, galois)
+    }
+    fn truncate_q(&self, p: &mut RnsPoly, q: usize) {
+        self.cpu.truncate_q(p, q)
+    }
+    fn rescale(&self, p: &RnsPoly) -> RnsPoly {
+        self.cpu.rescale(p)
+    }
+    fn decompose(&self, c: &RnsPoly) -> Vec<RnsPoly> {
+        self.cpu.decompose(c)
+    }
+    fn key_switch_inner_product(
+        &self,
+        digits: &[RnsPoly],
+        key: &[[RnsPoly; 2]],
+        galois: Option<u64>,
+    ) -> [RnsPoly; 2] {
+        self.cpu.key_switch_inner_product(digits, key, galois)
+    }
+    fn mod_down(&self, x: &RnsPoly) -> RnsPoly {
+        self.cpu.mod_down(x)
+    }
+    fn key_switch_inner_products(
+        &self,
+        digits: &[RnsPoly],
+        steps: &[KeySwitchStep<'_, RnsPoly>],
+    ) -> Vec<[RnsPoly; 2]> {
+        self.largest.fetch_max(steps.len(), Ordering::Relaxed);
+        self.cpu.key_switch_inner_products(digits, steps)
+    }
+    fn automorphisms(&self, p: &RnsPoly, galois: &[u64]) -> Vec<RnsPoly> {
+        self.largest.fetch_max(galois.len(), Ordering::Relaxed);
+        self.cpu.automorphisms(p, galois)
+    }
+    fn key_switch_batch(&self, _basis: Basis) -> usize {
+        self.batch
+    }
+}
+
+/// Runs `check` (a generic body) on a [`Batching`] CPU backend of 3 steps per batch and
+/// checks that the evaluator used full batches and no larger ones.
+fn with_batches_of_3(check: impl FnOnce(&Params, Batching)) {
+    let p = params(ParamSpec::n13_depth2());
+    let largest = Arc::new(AtomicUsize::new(0));
+    let backend = Batching {
+        cpu: cpu(&p),
+        batch: 3,
+        largest: largest.clone(),
+    };
+    check(&p, backend);
+    assert_eq!(
+        largest.load(Ordering::Relaxed),
+        3,
+        "the hoisted paths batch up to key_switch_batch() steps"
+    );
+}
+
 // ---- the tests -----------------------------------------------------------------------------
 
 #[test]
@@ -383,6 +591,16 @@ fn cpu_evaluator_through_generic_backend() {
 fn cpu_lora_through_generic_backend() {
     let p = params(ParamSpec::n13_depth2());
     check_lora(&p, cpu(&p));
+}
+
+#[test]
+fn cpu_evaluator_with_batched_hoisting() {
+    with_batches_of_3(check_evaluator);
+}
+
+#[test]
+fn cpu_lora_with_batched_hoisting() {
+    with_batches_of_3(check_lora);
 }
 
 #[test]

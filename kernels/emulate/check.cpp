@@ -14,11 +14,16 @@
 #include "pointwise.cu"
 #include "rescale.cu"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <random>
 
 typedef unsigned __int128 u128;
+
+// The by-value structs as the Rust launchers lay them out (src/backend/cuda/).
+static_assert(sizeof(KeySwitchBatch) == 3072);
+static_assert(sizeof(AutomorphismBatch) == 384);
 
 static std::mt19937_64 rng(20261101);
 static int failures = 0;
@@ -206,6 +211,25 @@ static void check_ntt(u32 log_n, u32 log_outer, unsigned block, u32 limbs, u32 p
     for (u64 i = 0; i < total; ++i) bad += ntt[i] != coeff[i];
     CHECK(bad == 0, "NTT(σ_%u(a)) != σ_%u(NTT(a)) at %llu places, N=2^%u", galois, galois,
           (unsigned long long)bad, log_n);
+
+    // The batched NTT-domain automorphism against one launch per element, conjugation
+    // (2N − 1) and the identity among them.
+    const u32 elements[] = {galois, (u32)(2 * n - 1), 1, (u32)(5 % (2 * n)), (u32)(25 % (2 * n))};
+    const u32 count = sizeof elements / sizeof elements[0];
+    std::vector<std::vector<u64>> batch(count, std::vector<u64>(total));
+    AutomorphismBatch ops{};
+    for (u32 k = 0; k < count; ++k) {
+        ops.out[k] = batch[k].data();
+        ops.galois[k] = elements[k];
+    }
+    launch(3, 5, [&] { automorphism_ntt_batch(ops, spectrum.data(), log_n, total); }, count);
+    for (u32 k = 0; k < count; ++k) {
+        launch(2, 7, [&] { automorphism_ntt(ntt.data(), spectrum.data(), elements[k], log_n, total); });
+        bad = 0;
+        for (u64 i = 0; i < total; ++i) bad += batch[k][i] != ntt[i];
+        CHECK(bad == 0, "automorphism_ntt_batch element %u (σ_%u) differs at %llu places, N=2^%u",
+              k, elements[k], (unsigned long long)bad, log_n);
+    }
 }
 
 // The pointwise kernels and the modular primitives against 128-bit arithmetic, on the
@@ -519,6 +543,65 @@ static void case_key_switch(Reader& r) {
             o1, want1);
 }
 
+// KEY_SWITCH_BATCH: log_n, q, p, digits, steps, then per step its galois (0: none) and key_q,
+// primes (q + p), the digits (q + p rows each), per step its keys (b_j then a_j for each
+// digit, key_q + p rows each), then per step want0, want1 (q + p rows). Run in launches of at
+// most KEY_SWITCH_BATCH_STEPS steps and KEY_SWITCH_BATCH_KEYS keys, as the backend splits.
+static void case_key_switch_batch(Reader& r) {
+    const u32 log_n = r.next(), q = r.next(), p = r.next(), d = r.next(), steps = r.next();
+    const u64 n = 1ull << log_n, limbs = q + p;
+    std::vector<u32> galois(steps), key_q(steps);
+    for (u32 s = 0; s < steps; ++s) {
+        galois[s] = r.next();
+        key_q[s] = r.next();
+    }
+    const auto primes = r.take(limbs);
+    std::vector<std::vector<u64>> digits, k0, k1, want0, want1;
+    for (u32 j = 0; j < d; ++j) digits.push_back(r.take(limbs * n));
+    for (u32 s = 0; s < steps; ++s) {
+        for (u32 j = 0; j < d; ++j) {
+            k0.push_back(r.take((key_q[s] + p) * n));
+            k1.push_back(r.take((key_q[s] + p) * n));
+        }
+    }
+    for (u32 s = 0; s < steps; ++s) {
+        want0.push_back(r.take(limbs * n));
+        want1.push_back(r.take(limbs * n));
+    }
+    CHECK(d >= 1 && d <= KEY_SWITCH_MAX_DIGITS, "key_switch_inner_products: %u digits", d);
+    if (!r.ok || d == 0 || d > KEY_SWITCH_MAX_DIGITS) return;
+    std::vector<RnsModulus> mods;
+    for (u64 m : primes) mods.push_back(rns_modulus(m));
+    std::vector<std::vector<u64>> o0(steps, std::vector<u64>(limbs * n)), o1 = o0;
+    const u32 per_launch = std::min<u32>(KEY_SWITCH_BATCH_STEPS, KEY_SWITCH_BATCH_KEYS / d);
+    for (u32 at = 0; at < steps; at += per_launch) {
+        const u32 count = std::min(per_launch, steps - at);
+        KeySwitchBatch ops{};
+        for (u32 j = 0; j < d; ++j) ops.digit[j] = digits[j].data();
+        for (u32 s = 0; s < count; ++s) {
+            for (u32 j = 0; j < d; ++j) {
+                ops.key0[s * d + j] = k0[(at + s) * d + j].data();
+                ops.key1[s * d + j] = k1[(at + s) * d + j].data();
+            }
+            ops.out0[s] = o0[at + s].data();
+            ops.out1[s] = o1[at + s].data();
+            ops.galois[s] = galois[at + s];
+            ops.key_q[s] = key_q[at + s];
+        }
+        launch(3, 64, [&] { key_switch_inner_products(ops, d, mods.data(), q, limbs, log_n); },
+               count);
+    }
+    char what[96];
+    for (u32 s = 0; s < steps; ++s) {
+        snprintf(what, sizeof what, "key_switch_inner_products step %u of %u (galois %u)", s,
+                 steps, galois[s]);
+        compare(what, o0[s], want0[s]);
+        snprintf(what, sizeof what, "key_switch_inner_products step %u of %u (galois %u), a half",
+                 s, steps, galois[s]);
+        compare(what, o1[s], want1[s]);
+    }
+}
+
 // Runs every case of the file; returns how many ran.
 static int run_vectors(const char* path) {
     std::ifstream f(path, std::ios::binary);
@@ -532,6 +615,7 @@ static int run_vectors(const char* path) {
             case 2: case_mod_up(r); break;
             case 3: case_mod_down(r); break;
             case 4: case_key_switch(r); break;
+            case 5: case_key_switch_batch(r); break;
             default: r.ok = false;
         }
         ++cases;

@@ -43,10 +43,12 @@ inline void __syncthreads() { block_barrier->arrive_and_wait(); }
 alignas(16) unsigned long long s[1 << 16];
 
 // kernel<<<grid, block>>>(...) as launch(grid, block, [&] { kernel(...); }): `block` threads
-// run every block in turn, meeting at a barrier before the next one reuses `s`.
+// run every block in turn, meeting at a barrier before the next one reuses `s`. A 2-D grid
+// (grid × grid_y blocks) as launch(grid, block, kernel, grid_y); blocks run y-major.
 template <class F>
-void launch(unsigned grid, unsigned block, F kernel) {
+void launch(unsigned grid, unsigned block, F kernel, unsigned grid_y = 1) {
     gridDim.x = grid;
+    gridDim.y = grid_y;
     blockDim.x = block;
     std::barrier<> barrier(block);
     block_barrier = &barrier;
@@ -54,10 +56,13 @@ void launch(unsigned grid, unsigned block, F kernel) {
     for (unsigned t = 0; t < block; ++t) {
         threads.emplace_back([&, t] {
             threadIdx.x = t;
-            for (unsigned b = 0; b < grid; ++b) {
-                blockIdx.x = b;
-                kernel();
-                barrier.arrive_and_wait();
+            for (unsigned y = 0; y < grid_y; ++y) {
+                blockIdx.y = y;
+                for (unsigned b = 0; b < grid; ++b) {
+                    blockIdx.x = b;
+                    kernel();
+                    barrier.arrive_and_wait();
+                }
             }
         });
     }

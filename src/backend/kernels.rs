@@ -39,7 +39,14 @@ pub const KERNELS: &[&str] = &[
 
 // Keep in the order of `KERNELS` (a test checks both against kernels/).
 const TABLE: &[Kernel] = &[
-    kernel!("automorphism", ["automorphism_ntt", "automorphism_coeff"]),
+    kernel!(
+        "automorphism",
+        [
+            "automorphism_ntt",
+            "automorphism_ntt_batch",
+            "automorphism_coeff",
+        ]
+    ),
     kernel!(
         "basis_conversion",
         [
@@ -48,7 +55,10 @@ const TABLE: &[Kernel] = &[
             "base_convert_center",
         ]
     ),
-    kernel!("key_switch", ["key_switch_inner_product"]),
+    kernel!(
+        "key_switch",
+        ["key_switch_inner_product", "key_switch_inner_products"]
+    ),
     kernel!(
         "ntt",
         [
@@ -241,7 +251,7 @@ mod tests {
     /// Cases for check.cpp's composite checks: random inputs and what the CPU backend makes
     /// of them, as little-endian u64 words (the layout is documented at each `case_*` there).
     mod cpu_cases {
-        use crate::backend::{Backend, CpuBackend};
+        use crate::backend::{Backend, CpuBackend, KeySwitchStep};
         use crate::math::ntt_prime_chain;
         use crate::ring::{arith, rescale, Basis, BasisExtender, RingContext, RnsPoly};
         use rand::{Rng, SeedableRng};
@@ -252,6 +262,7 @@ mod tests {
         const MOD_UP: u64 = 2;
         const MOD_DOWN: u64 = 3;
         const KEY_SWITCH: u64 = 4;
+        const KEY_SWITCH_BATCH: u64 = 5;
 
         fn ring(log_n: u32, q_bits: &[u32], p_bits: &[u32]) -> Arc<RingContext> {
             let n = 1 << log_n;
@@ -316,6 +327,7 @@ mod tests {
                         cases += 1;
                     }
                 }
+                cases += key_switch_batches(&ctx, &mut w, &mut rng);
                 if log_n > 10 {
                     continue;
                 }
@@ -354,6 +366,82 @@ mod tests {
             let bytes: Vec<u8> = w.iter().flat_map(|x| x.to_le_bytes()).collect();
             std::fs::write(path, bytes).unwrap();
             cases
+        }
+
+        /// Batched key-switch inner products (`key_switch_inner_products`, the CPU's loop
+        /// over single steps) for several steps and digits: Galois elements with the identity
+        /// and the conjugation 2N − 1 among them, keys over Q_L ∪ P and over Q_l ∪ P in one
+        /// batch, and at N = 2^10 more steps than one launch takes.
+        fn key_switch_batches(
+            ctx: &Arc<RingContext>,
+            w: &mut Vec<u64>,
+            rng: &mut ChaCha8Rng,
+        ) -> usize {
+            let backend = CpuBackend::new(ctx.clone(), 2);
+            let (n, p) = (ctx.n() as u64, ctx.p().len());
+            let conjugate = 2 * n - 1;
+            let mut batches = vec![
+                (4usize, vec![5, conjugate, 0, 3, 25, 5]),
+                (3, vec![conjugate, 7]),
+            ];
+            if ctx.log_n() == 10 {
+                // 40 steps: two launches of at most 32 (the powers of 5 and conjugation).
+                let powers = (1..=39).scan(1u64, |g, _| {
+                    *g = *g * 5 % (2 * n);
+                    Some(*g)
+                });
+                batches.push((2, std::iter::once(conjugate).chain(powers).collect()));
+            }
+            for (q, galois) in &batches {
+                let q = *q;
+                let digits_n = q.div_ceil(2);
+                let basis = Basis::new(q, p);
+                let digits: Vec<RnsPoly> = (0..digits_n)
+                    .map(|_| random(ctx, basis, true, rng))
+                    .collect();
+                // Odd steps' keys over Q_l ∪ P, the others' over Q_L ∪ P with a digit more.
+                let keys: Vec<Vec<[RnsPoly; 2]>> = (0..galois.len())
+                    .map(|s| {
+                        let (key_basis, count) = if s % 2 == 1 {
+                            (basis, digits_n)
+                        } else {
+                            (ctx.full_basis(), digits_n + 1)
+                        };
+                        (0..count)
+                            .map(|_| {
+                                [
+                                    random(ctx, key_basis, true, rng),
+                                    random(ctx, key_basis, true, rng),
+                                ]
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let steps: Vec<KeySwitchStep<RnsPoly>> = keys
+                    .iter()
+                    .zip(galois)
+                    .map(|(k, &g)| (k.as_slice(), (g != 0).then_some(g)))
+                    .collect();
+                let outs = backend.key_switch_inner_products(&digits, &steps);
+                w.extend([KEY_SWITCH_BATCH, ctx.log_n() as u64, q as u64, p as u64]);
+                w.extend([digits_n as u64, galois.len() as u64]);
+                for (k, &g) in keys.iter().zip(galois) {
+                    w.extend([g, k[0][0].basis().q as u64]);
+                }
+                header(w, ctx, basis, false);
+                digits.iter().for_each(|d| w.extend(d.data()));
+                for k in &keys {
+                    for [b, a] in &k[..digits_n] {
+                        w.extend(b.data());
+                        w.extend(a.data());
+                    }
+                }
+                for [o0, o1] in &outs {
+                    w.extend(o0.data());
+                    w.extend(o1.data());
+                }
+            }
+            batches.len()
         }
     }
 

@@ -78,4 +78,38 @@ pub trait Backend: Send + Sync {
     ) -> [Self::Poly; 2];
     /// ⌊x / P⌉ over Q_l (NTT form in and out).
     fn mod_down(&self, x: &Self::Poly) -> Self::Poly;
+
+    /// [`key_switch_inner_product`](Self::key_switch_inner_product) of the same `digits`
+    /// with each step's key and Galois element, in the order of `steps` (hoisted rotations:
+    /// one decomposition, many keys). A device backend computes them all in one launch; the
+    /// default calls the one-step method per step, so its results are the reference.
+    fn key_switch_inner_products(
+        &self,
+        digits: &[Self::Poly],
+        steps: &[KeySwitchStep<'_, Self::Poly>],
+    ) -> Vec<[Self::Poly; 2]> {
+        steps
+            .iter()
+            .map(|&(key, galois)| self.key_switch_inner_product(digits, key, galois))
+            .collect()
+    }
+
+    /// [`automorphism`](Self::automorphism) of `p` by each element of `galois`, in order.
+    fn automorphisms(&self, p: &Self::Poly, galois: &[u64]) -> Vec<Self::Poly> {
+        galois.iter().map(|&g| self.automorphism(p, g)).collect()
+    }
+
+    /// How many steps a hoisted loop should pass to one
+    /// [`key_switch_inner_products`](Self::key_switch_inner_products) call for digits over
+    /// `basis` (Q_l ∪ P). Each step's pair of extended outputs stays alive until the caller
+    /// is done with the batch, so this bounds that memory. The default, 1, suits backends
+    /// where a batch saves nothing (the CPU): one step's pair at a time.
+    fn key_switch_batch(&self, basis: Basis) -> usize {
+        let _ = basis;
+        1
+    }
 }
+
+/// One step of [`Backend::key_switch_inner_products`]: a switching key (b_j, a_j) over
+/// Q_L ∪ P and the Galois element folded into its inner product (None: identity).
+pub type KeySwitchStep<'a, P> = (&'a [[P; 2]], Option<u64>);

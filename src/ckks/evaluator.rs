@@ -465,7 +465,9 @@ impl<B: Backend> Evaluator<B> {
     }
 
     /// Rotations by every step in `steps` sharing one decomposition of the input (hoisting):
-    /// each extra step costs an inner product and a ModDown, not a new decomposition.
+    /// each extra step costs an inner product and a ModDown, not a new decomposition. The
+    /// inner products and c0's automorphisms run in batches of the backend's
+    /// [`key_switch_batch`](Backend::key_switch_batch) steps (one launch each on a device).
     pub fn rotate_hoisted(
         &self,
         a: &Ciphertext<B::Poly>,
@@ -483,22 +485,70 @@ impl<B: Backend> Evaluator<B> {
                 });
             }
         }
-        let digits = if steps.iter().any(|&s| rotation_element(s, n) != 1) {
-            self.backend.decompose(&a.c1)
-        } else {
-            Vec::new()
-        };
+        let rotated: Vec<u64> = steps
+            .iter()
+            .map(|&s| rotation_element(s, n))
+            .filter(|&g| g != 1)
+            .collect();
+        let mut done = Vec::with_capacity(rotated.len());
+        if !rotated.is_empty() {
+            let digits = self.backend.decompose(&a.c1);
+            let batch = self.hoisting_batch(a.level);
+            for chunk in rotated.chunks(batch) {
+                let switched = self.inner_products(&digits, chunk)?;
+                let c0_rotated = self.backend.automorphisms(&a.c0, chunk);
+                for ([x0, x1], c0_g) in switched.into_iter().zip(&c0_rotated) {
+                    let mut c0 = self.backend.mod_down(&x0);
+                    self.backend.add_assign(&mut c0, c0_g);
+                    done.push(Ciphertext {
+                        c0,
+                        c1: self.backend.mod_down(&x1),
+                        level: a.level,
+                        scale: a.scale,
+                    });
+                }
+            }
+        }
+        // Back into the order of `steps`, identities as copies of the input.
+        let mut done = done.into_iter();
         steps
             .iter()
             .map(|&s| {
-                let g = rotation_element(s, n);
-                if g == 1 {
+                if rotation_element(s, n) == 1 {
                     Ok(a.clone())
                 } else {
-                    self.galois_from_digits(a, &digits, g)
+                    done.next().ok_or(CkksError::Malformed(
+                        "hoisted rotation computed fewer results than steps".into(),
+                    ))
                 }
             })
             .collect()
+    }
+
+    /// Steps per batched key switch of a level-`level` decomposition.
+    fn hoisting_batch(&self, level: usize) -> usize {
+        let basis = Basis::new(level + 1, self.params.ring().p().len());
+        self.backend.key_switch_batch(basis).max(1)
+    }
+
+    /// The key-switch inner products of `digits` with the Galois keys of `elements`, in
+    /// one backend call.
+    fn inner_products(
+        &self,
+        digits: &[B::Poly],
+        elements: &[u64],
+    ) -> Result<Vec<[B::Poly; 2]>, CkksError> {
+        let steps = elements
+            .iter()
+            .map(|&g| {
+                let key = self.galois.get(&g).ok_or(CkksError::MissingGaloisKey {
+                    galois: g,
+                    step: None,
+                })?;
+                Ok((key.as_slice(), Some(g)))
+            })
+            .collect::<Result<Vec<_>, CkksError>>()?;
+        Ok(self.backend.key_switch_inner_products(digits, &steps))
     }
 
     /// Prepares a plaintext for [`linear_combination_hoisted`](Self::linear_combination_hoisted):
@@ -561,8 +611,10 @@ impl<B: Backend> Evaluator<B> {
     /// Several sums Σ_k pt_k ⊙ rot(a, step_k) of the same ciphertext. Each distinct step's
     /// key-switch inner product (the expensive part) is computed once and shared by every
     /// sum that uses it; each rotated term then costs two plaintext products in the extended
-    /// basis, and each sum one ModDown per half. Plaintexts must be at `a`'s level and share
-    /// one scale within a sum; a result's scale is `a.scale` times its plaintexts' scale.
+    /// basis, and each sum one ModDown per half. The inner products and c0's automorphisms
+    /// of all distinct steps run in batches, as in [`rotate_hoisted`](Self::rotate_hoisted).
+    /// Plaintexts must be at `a`'s level and share one scale within a sum; a result's scale
+    /// is `a.scale` times its plaintexts' scale.
     pub fn linear_combinations_hoisted(
         &self,
         a: &Ciphertext<B::Poly>,
@@ -578,7 +630,7 @@ impl<B: Backend> Evaluator<B> {
         }
         let n = self.params.n();
         // Validate everything first; collect the distinct rotation elements in order.
-        let mut elements: Vec<(u64, i64)> = Vec::new();
+        let mut elements: Vec<u64> = Vec::new();
         for terms in combinations {
             let Some((_, first)) = terms.first() else {
                 return Err(CkksError::Malformed(
@@ -594,14 +646,14 @@ impl<B: Backend> Evaluator<B> {
                 }
                 Self::same_scale(pt.scale, first.scale)?;
                 let g = rotation_element(step, n);
-                if g != 1 && !elements.iter().any(|&(e, _)| e == g) {
+                if g != 1 && !elements.contains(&g) {
                     if !self.galois.contains_key(&g) {
                         return Err(CkksError::MissingGaloisKey {
                             galois: g,
                             step: Some(step),
                         });
                     }
-                    elements.push((g, step));
+                    elements.push(g);
                 }
             }
         }
@@ -632,30 +684,26 @@ impl<B: Backend> Evaluator<B> {
                 }
             }
         }
-        for &(g, _) in &elements {
-            let key = self.galois.get(&g).ok_or(CkksError::MissingGaloisKey {
-                galois: g,
-                step: None,
-            })?;
-            let [x0, x1] = self
-                .backend
-                .key_switch_inner_product(&decomposed.digits, key, Some(g));
-            let c0_rotated = self.backend.automorphism(&a.c0, g);
-            for (terms, acc) in combinations.iter().zip(&mut accs) {
-                for &(_, pt) in terms
-                    .iter()
-                    .filter(|(step, _)| rotation_element(*step, n) == g)
-                {
-                    let ext = acc.extended.get_or_insert_with(|| {
-                        [
-                            self.backend.zero(ext_basis, true),
-                            self.backend.zero(ext_basis, true),
-                        ]
-                    });
-                    self.backend.mul_add_assign(&mut ext[0], &x0, &pt.extended);
-                    self.backend.mul_add_assign(&mut ext[1], &x1, &pt.extended);
-                    self.backend
-                        .mul_add_assign(&mut acc.out[0], &c0_rotated, &pt.q_part);
+        for chunk in elements.chunks(self.hoisting_batch(a.level)) {
+            let switched = self.inner_products(&decomposed.digits, chunk)?;
+            let c0_rotated = self.backend.automorphisms(&a.c0, chunk);
+            for ((&g, [x0, x1]), c0_g) in chunk.iter().zip(&switched).zip(&c0_rotated) {
+                for (terms, acc) in combinations.iter().zip(&mut accs) {
+                    for &(_, pt) in terms
+                        .iter()
+                        .filter(|(step, _)| rotation_element(*step, n) == g)
+                    {
+                        let ext = acc.extended.get_or_insert_with(|| {
+                            [
+                                self.backend.zero(ext_basis, true),
+                                self.backend.zero(ext_basis, true),
+                            ]
+                        });
+                        self.backend.mul_add_assign(&mut ext[0], x0, &pt.extended);
+                        self.backend.mul_add_assign(&mut ext[1], x1, &pt.extended);
+                        self.backend
+                            .mul_add_assign(&mut acc.out[0], c0_g, &pt.q_part);
+                    }
                 }
             }
         }

@@ -18,6 +18,13 @@ pub(super) fn elementwise(total: u64) -> LaunchConfig {
     }
 }
 
+/// [`elementwise`] over `total` elements for each of `batch` items: blockIdx.y is the item.
+pub(super) fn elementwise_batch(total: u64, batch: usize) -> LaunchConfig {
+    let mut cfg = elementwise(total);
+    cfg.grid_dim.1 = batch as u32;
+    cfg
+}
+
 /// Queues kernel `$name` with the given arguments, each a local variable (the launch reads
 /// them by reference, so they must outlive the call). A failed launch is recorded in the
 /// backend's sticky error.

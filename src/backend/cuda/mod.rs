@@ -26,7 +26,7 @@ mod pointwise;
 mod tables;
 mod timing;
 
-use super::{Backend, BackendError};
+use super::{Backend, BackendError, KeySwitchStep};
 use crate::ring::{Basis, BasisExtender, RingContext, RnsPoly};
 use cudarc::driver::{CudaContext, CudaStream};
 use device::{driver, Sticky};
@@ -396,5 +396,21 @@ impl Backend for CudaBackend {
 
     fn mod_down(&self, x: &CudaPoly) -> CudaPoly {
         self.mod_down_poly(x)
+    }
+
+    fn key_switch_inner_products(
+        &self,
+        digits: &[CudaPoly],
+        steps: &[KeySwitchStep<'_, CudaPoly>],
+    ) -> Vec<[CudaPoly; 2]> {
+        self.inner_products(digits, steps)
+    }
+
+    fn automorphisms(&self, p: &CudaPoly, galois: &[u64]) -> Vec<CudaPoly> {
+        self.automorphisms_batched(p, galois)
+    }
+
+    fn key_switch_batch(&self, basis: Basis) -> usize {
+        self.hoisted_batch(basis)
     }
 }

@@ -1,6 +1,6 @@
 //! Element-wise launches: kernels/pointwise.cu and kernels/automorphism.cu.
 
-use super::launch::{elementwise, launch};
+use super::launch::{elementwise, elementwise_batch, launch};
 use super::{CudaBackend, CudaPoly};
 use cudarc::driver::DeviceRepr;
 
@@ -16,6 +16,21 @@ pub(super) struct LimbScalars {
 
 // SAFETY: plain words, laid out as the C struct (two arrays of 64 u64).
 unsafe impl DeviceRepr for LimbScalars {}
+
+/// `AUTOMORPHISM_BATCH` of kernels/automorphism.cu: Galois elements per batched launch.
+const AUTOMORPHISM_BATCH: usize = 32;
+
+/// `AutomorphismBatch` of kernels/automorphism.cu: outputs and Galois elements by value.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct AutomorphismBatch {
+    out: [u64; AUTOMORPHISM_BATCH],
+    galois: [u32; AUTOMORPHISM_BATCH],
+}
+
+// SAFETY: plain words, laid out as the C struct (32 pointers, then 32 u32: 384 bytes).
+unsafe impl DeviceRepr for AutomorphismBatch {}
+const _: () = assert!(std::mem::size_of::<AutomorphismBatch>() == 384);
 
 /// Which binary kernel.
 #[derive(Clone, Copy)]
@@ -175,5 +190,55 @@ impl CudaBackend {
                 total
             );
         }
+    }
+
+    /// `p` by every element of `galois`, one launch per `AUTOMORPHISM_BATCH` elements in the
+    /// NTT domain (one launch each in the coefficient domain, which hoisting never uses).
+    pub(super) fn automorphisms_batched(&self, p: &CudaPoly, galois: &[u64]) -> Vec<CudaPoly> {
+        let outs: Vec<CudaPoly> = galois
+            .iter()
+            .map(|_| self.alloc_poly(p.basis, p.ntt_form))
+            .collect();
+        if !p.ntt_form {
+            for (out, &g) in outs.iter().zip(galois) {
+                self.automorphism_into(out, p, g);
+            }
+            return outs;
+        }
+        let n = self.n as u64;
+        if let Some(&g) = galois.iter().find(|&&g| g.is_multiple_of(2) || g >= 2 * n) {
+            self.errors.record(|| format!("invalid Galois element {g}"));
+            return outs;
+        }
+        let Some((_, total, _)) = self.shape("automorphism", &[p]) else {
+            return outs;
+        };
+        let Some(pi) = self.addr(p) else {
+            return outs;
+        };
+        let log_n = self.log_n;
+        for (c, chunk) in galois.chunks(AUTOMORPHISM_BATCH).enumerate() {
+            let mut ops = AutomorphismBatch {
+                out: [0; AUTOMORPHISM_BATCH],
+                galois: [0; AUTOMORPHISM_BATCH],
+            };
+            for (k, &g) in chunk.iter().enumerate() {
+                let Some(po) = self.addr(&outs[c * AUTOMORPHISM_BATCH + k]) else {
+                    return outs;
+                };
+                ops.out[k] = po;
+                ops.galois[k] = g as u32;
+            }
+            launch!(
+                self,
+                "automorphism_ntt_batch",
+                elementwise_batch(total, chunk.len()),
+                ops,
+                pi,
+                log_n,
+                total
+            );
+        }
+        outs
     }
 }
