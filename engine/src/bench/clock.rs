@@ -54,10 +54,13 @@ pub trait Device: Backend {
     fn copy_into(&self, dst: &mut Self::Poly, src: &Self::Poly) -> Result<()>;
 }
 
+/// Work on an input, run again by each eager "replay".
+type Work<'a, S, T> = Box<dyn FnMut(&S) -> Result<T> + 'a>;
+
 /// The CPU backend's "replay": no graph, each launch runs the work again, eagerly.
 struct Eager<'a, S, T> {
     input: S,
-    f: Box<dyn FnMut(&S) -> Result<T> + 'a>,
+    f: Work<'a, S, T>,
     output: T,
 }
 

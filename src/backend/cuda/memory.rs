@@ -225,7 +225,8 @@ impl<A: Allocator> Pool<A> {
         lock(&self.state).free.bytes()
     }
 
-    pub(super) fn capturing(&self) -> bool {
+    #[cfg(test)]
+    fn capturing(&self) -> bool {
         lock(&self.state).capture.is_some()
     }
 
