@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds, here (no GPU needed), what the GPU machine runs: the GPU test binaries
-# (backend_parity, cuda_graph) and the
-# `helora` binary (for `bench ops/lora --device cuda`), all with the `cuda` feature and the
-# kernels compiled to PTX by nvcc, in the release profile, stripped, into .gpu/ with
+# (backend_parity, cuda_graph) and the `helora` binary (for `bench ops/lora --device cuda`),
+# all with the `cuda` feature and the kernels compiled to PTX by nvcc, in the release
+# profile, stripped, into .gpu/ with
 # scripts/gpu-run.sh. Copy the repository (or just .gpu/ and scripts/) to the
 # GPU machine and run `bash scripts/gpu-run.sh` from the repository root.
 set -euo pipefail
