@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds, here (no GPU needed), what the GPU machine runs: the parity test binary and the
-# `helora` binary (for `bench ops/lora --device cuda`), both with the `cuda` feature and the
-# kernels compiled to PTX by nvcc, in the release profile, stripped, into .gpu/ with
+# Builds, here (no GPU needed), what the GPU machine runs: the GPU test binaries
+# (backend_parity, cuda_graph) and the `helora` binary (for `bench ops/lora --device cuda`),
+# all with the `cuda` feature and the kernels compiled to PTX by nvcc, in the release
+# profile, stripped, into .gpu/ with
 # scripts/gpu-run.sh. Copy the repository (or just .gpu/ and scripts/) to the
 # GPU machine and run `bash scripts/gpu-run.sh` from the repository root.
 set -euo pipefail
@@ -15,26 +16,28 @@ out=.gpu
 rm -rf "$out"
 mkdir -p "$out/bin"
 
-# The path of the test binary from cargo's JSON messages.
-json=$(cargo test -p helora --release --features cuda --test backend_parity --no-run \
-    --message-format=json)
-binary=$(printf '%s\n' "$json" | python3 -c '
-import json, sys
+# The GPU test binaries (paths from cargo's JSON messages).
+for test in backend_parity cuda_graph; do
+    json=$(cargo test -p helora --release --features cuda --test "$test" --no-run \
+        --message-format=json)
+    binary=$(printf '%s\n' "$json" | TEST="$test" python3 -c '
+import json, os, sys
 for line in sys.stdin:
     try:
         m = json.loads(line)
     except ValueError:
         continue
     if m.get("reason") == "compiler-artifact" and m.get("executable") \
-            and m.get("target", {}).get("name") == "backend_parity":
+            and m.get("target", {}).get("name") == os.environ["TEST"]:
         print(m["executable"])
 ')
-if [ -z "$binary" ] || [ ! -f "$binary" ]; then
-    echo "gpu-build: could not find the backend_parity test binary" >&2
-    exit 1
-fi
-cp "$binary" "$out/bin/backend_parity"
-strip "$out/bin/backend_parity"
+    if [ -z "$binary" ] || [ ! -f "$binary" ]; then
+        echo "gpu-build: could not find the $test test binary" >&2
+        exit 1
+    fi
+    cp "$binary" "$out/bin/$test"
+    strip "$out/bin/$test"
+done
 # The engine binary: the HE backend on CUDA, the base model (candle) on the CPU.
 cargo build -p helora-engine --release --features cuda --bin helora
 cp target/release/helora "$out/bin/helora"

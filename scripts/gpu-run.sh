@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (no Rust, no network), from the repository root, after
 # scripts/gpu-build.sh filled .gpu/ on the build machine: finds the CUDA libraries, runs the
-# parity tests with HELORA_REQUIRE_GPU=1 (a missing GPU or driver fails instead of skipping),
+# GPU tests with HELORA_REQUIRE_GPU=1 (a missing GPU or driver fails instead of skipping),
 # then the GPU benchmarks (`bench ops --device cuda` at N = 2^13 and 2^16, `bench lora
 # --device cuda` at batch 1 and 64), writes logs and JSON under $OUT (default .gpu/out) and
 # prints a short summary and a table of the figures last. A few minutes on an H100.
@@ -38,6 +38,9 @@ start=$(date +%s)
 "$gpu/bin/backend_parity" --test-threads=1 2>&1 | tee "$out/backend_parity.log"
 status=${PIPESTATUS[0]}
 seconds=$(( $(date +%s) - start ))
+# CUDA graphs of the LoRA apply (tests/cuda_graph.rs).
+"$gpu/bin/cuda_graph" --test-threads=1 2>&1 | tee "$out/cuda_graph.log"
+graph_status=${PIPESTATUS[0]}
 
 # The benchmarks: JSON on stdout, progress and errors in the logs. Each has a time limit so
 # the whole run stays well under 10 minutes.
@@ -64,7 +67,8 @@ fi
 echo
 echo "== summary (commit $(cat "$gpu/commit" 2>/dev/null || echo unknown))"
 grep -E '^test |^test result' "$out/backend_parity.log" || true
-echo "backend_parity: exit $status in ${seconds}s; logs in $out"
+grep -E '^test |^test result' "$out/cuda_graph.log" || true
+echo "backend_parity: exit $status in ${seconds}s; cuda_graph: exit $graph_status; logs in $out"
 cat "$out/bench.log"
 python3 - "$out" <<'PY' || true
 import json, os, sys
@@ -97,6 +101,10 @@ for name in ("lora_batch1", "lora_batch64"):
           f"{r['apply_floor_ratio']:.2f}; queued in {r['apply_queue_us']:.1f}, {r['launches_per_apply']} launches), upload+apply {r['apply_path_us']:.1f}, token-layer "
           f"{r['token_layer_us']:.1f} (target ≤ 100); batch {r['batch']}: "
           f"{r['applies_per_s']:.0f} applies/s (target ≥ 40000), rel. error {r['relative_error']:.1e}")
+    if 'graph_apply_us' in r:
+        print(f"  graph replay {r['graph_apply_us']:.1f} µs ({r['graph_launches_per_apply']} launch "
+              f"vs {r['launches_per_apply']} eager; captured in {r['graph_capture_ms']:.1f} ms)")
 PY
+[ "$status" -eq 0 ] && status=$graph_status
 [ "$status" -eq 0 ] && status=$bench_status
 exit "$status"

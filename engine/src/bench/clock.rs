@@ -1,13 +1,24 @@
 //! What the device benchmarks (`device_ops.rs`, `device_lora.rs`) need beyond `Backend`: a
-//! clock on the backend's queue, its launch count, its name, its copy bandwidth and a wait.
-//! On CUDA: events on the backend's stream. On the CPU backend, which runs the same
-//! benchmark code in tests on any machine: the host's clock, and no launches.
+//! clock on the backend's queue, its launch count, its name, its copy bandwidth, a wait, and
+//! captured work to replay. On CUDA: events on the backend's stream, and CUDA graphs. On the
+//! CPU backend, which runs the same benchmark code in tests on any machine: the host's
+//! clock, no launches, and no graphs (a replay runs the work again, eagerly).
 
 use anyhow::Result;
 use helora::backend::{Backend, CpuBackend};
+use helora::ring::RnsPoly;
 use std::cell::Cell;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+
+/// Work captured once and replayed on fixed buffers: the input it reads (refill it between
+/// launches) and the output every launch writes.
+pub trait Replay<S, T> {
+    fn input(&mut self) -> &mut S;
+    /// Queues one replay.
+    fn launch(&mut self) -> Result<()>;
+    fn output(&self) -> &T;
+}
 
 /// Marks the start and the end of timed work on a backend's queue.
 pub trait Timer {
@@ -29,6 +40,43 @@ pub trait Device: Backend {
     fn wait(&self) -> Result<()>;
     /// Frees cached buffers that are not in use.
     fn trim(&self);
+    /// How `capture` replays, for the reports.
+    fn replay_mode(&self) -> &'static str;
+    /// Launches one replay queues (a graph: 1; the CPU backend: 0).
+    fn launches_per_replay(&self) -> u64;
+    /// Captures the work `f` queues on `input` for replays.
+    fn capture<'a, S: 'a, T: 'a>(
+        &'a self,
+        input: S,
+        f: impl FnMut(&S) -> Result<T> + 'a,
+    ) -> Result<Box<dyn Replay<S, T> + 'a>>;
+    /// Copies `src` into `dst` on the backend's queue (same basis and domain).
+    fn copy_into(&self, dst: &mut Self::Poly, src: &Self::Poly) -> Result<()>;
+}
+
+/// Work on an input, run again by each eager "replay".
+type Work<'a, S, T> = Box<dyn FnMut(&S) -> Result<T> + 'a>;
+
+/// The CPU backend's "replay": no graph, each launch runs the work again, eagerly.
+struct Eager<'a, S, T> {
+    input: S,
+    f: Work<'a, S, T>,
+    output: T,
+}
+
+impl<S, T> Replay<S, T> for Eager<'_, S, T> {
+    fn input(&mut self) -> &mut S {
+        &mut self.input
+    }
+
+    fn launch(&mut self) -> Result<()> {
+        self.output = (self.f)(&self.input)?;
+        Ok(())
+    }
+
+    fn output(&self) -> &T {
+        &self.output
+    }
 }
 
 /// The host's clock: work on the CPU backend is done when its call returns.
@@ -86,13 +134,43 @@ impl Device for CpuBackend {
     }
 
     fn trim(&self) {}
+
+    fn replay_mode(&self) -> &'static str {
+        "none on the CPU backend: each replay runs the apply again, eagerly"
+    }
+
+    fn launches_per_replay(&self) -> u64 {
+        0
+    }
+
+    fn capture<'a, S: 'a, T: 'a>(
+        &'a self,
+        input: S,
+        mut f: impl FnMut(&S) -> Result<T> + 'a,
+    ) -> Result<Box<dyn Replay<S, T> + 'a>> {
+        let output = f(&input)?;
+        Ok(Box::new(Eager {
+            input,
+            f: Box::new(f),
+            output,
+        }))
+    }
+
+    fn copy_into(&self, dst: &mut RnsPoly, src: &RnsPoly) -> Result<()> {
+        if (dst.n(), dst.basis(), dst.ntt_form) != (src.n(), src.basis(), src.ntt_form) {
+            anyhow::bail!("copying a polynomial into one of another shape");
+        }
+        dst.clone_from(src);
+        Ok(())
+    }
 }
 
 #[cfg(feature = "cuda")]
 mod cuda {
-    use super::{Device, Timer};
+    use super::{Device, Replay, Timer};
     use anyhow::Result;
-    use helora::backend::{CudaBackend, StreamTimer};
+    use helora::backend::cuda::CapturedGraph;
+    use helora::backend::{CudaBackend, CudaPoly, StreamTimer};
     use std::time::Duration;
 
     impl Timer for StreamTimer {
@@ -132,6 +210,52 @@ mod cuda {
 
         fn trim(&self) {
             self.trim_pool();
+        }
+
+        fn replay_mode(&self) -> &'static str {
+            "CUDA graph of the whole apply, one launch per replay"
+        }
+
+        fn launches_per_replay(&self) -> u64 {
+            1
+        }
+
+        fn capture<'a, S: 'a, T: 'a>(
+            &'a self,
+            input: S,
+            mut f: impl FnMut(&S) -> Result<T> + 'a,
+        ) -> Result<Box<dyn Replay<S, T> + 'a>> {
+            let (graph, output) = CudaBackend::capture(self, || f(&input))?;
+            Ok(Box::new(Graph {
+                graph,
+                input,
+                output: output?,
+            }))
+        }
+
+        fn copy_into(&self, dst: &mut CudaPoly, src: &CudaPoly) -> Result<()> {
+            Ok(CudaBackend::copy_into(self, dst, src)?)
+        }
+    }
+
+    /// A CUDA graph with the input it reads and the output it writes.
+    struct Graph<S, T> {
+        graph: CapturedGraph,
+        input: S,
+        output: T,
+    }
+
+    impl<S, T> Replay<S, T> for Graph<S, T> {
+        fn input(&mut self) -> &mut S {
+            &mut self.input
+        }
+
+        fn launch(&mut self) -> Result<()> {
+            Ok(self.graph.launch()?)
+        }
+
+        fn output(&self) -> &T {
+            &self.output
         }
     }
 }

@@ -12,8 +12,14 @@
 //!   upload returns once the driver has staged it.
 //! - Batch: `batch` independent ciphertexts already on the device, applied back to back on
 //!   the backend's one stream (the evaluator is single-stream), events around all of them.
+//! - `graph_apply_us`: the same apply captured once as a CUDA graph (on a fixed
+//!   device-resident input) and replayed: before each replay the next input is copied into
+//!   the captured input's buffers (device to device, outside the events), then one graph
+//!   launch replaces the eager apply's `launches_per_apply` kernel launches. The last
+//!   replay's reply is checked bit for bit against the eager apply of the same input. The
+//!   CPU backend (tests) has no graphs: its replays run the apply again, eagerly.
 
-use super::clock::Device;
+use super::clock::{Device, Replay};
 use super::device_report::DeviceLoraReport;
 use super::floor::{self, LoraTraffic};
 use super::keys;
@@ -22,7 +28,7 @@ use super::machine;
 use super::ops::params_for;
 use super::timing::{measure, measure_samples, median, Iterations, Timing};
 use anyhow::{bail, Context, Result};
-use helora::ckks::{Decryptor, Encoder, Evaluator, Params, SymmetricEncryptor};
+use helora::ckks::{Ciphertext, Decryptor, Encoder, Evaluator, Params, SymmetricEncryptor};
 use helora::linear::{random_lora_factors, LoraPlan};
 use helora::math::sampling;
 use std::time::{Duration, Instant};
@@ -132,6 +138,26 @@ pub fn run<B: Device>(
         outputs = out;
         Ok(t)
     })?;
+
+    // One apply captured as a graph on a copy of the first input, replayed over the batch.
+    let start = Instant::now();
+    let mut replay = server
+        .backend()
+        .capture(inputs[0].clone(), |x| Ok(plan.apply(&server, x)?))
+        .context("capturing the apply as a CUDA graph")?;
+    server.backend().wait()?;
+    let graph_capture_ms = start.elapsed().as_secs_f64() * 1e3;
+    let mut next = 0;
+    let graph = measure_samples(iters, || -> Result<Duration> {
+        refill(server.backend(), replay.input(), &inputs[next % batch])?;
+        next += 1;
+        timer.start()?;
+        replay.launch()?;
+        timer.stop()
+    })?;
+    check_replay(&server, replay.as_mut(), &inputs, &outputs)?;
+    drop(replay);
+
     let replies: Vec<&[_]> = outputs.iter().map(Vec::as_slice).collect();
     let check = check_replies(
         &server,
@@ -209,14 +235,76 @@ pub fn run<B: Device>(
         batch_floor_us_per_apply: batch_floor_us,
         batch_floor_ratio: floor::ratio(per_apply_us, batch_floor_us),
         host_syncs_in_apply: 0,
+        graph_apply_us: graph.micros(),
+        graph_iterations: graph.iters,
+        graph_launches_per_apply: server.backend().launches_per_replay(),
+        graph_capture_ms,
+        graph_mode: server.backend().replay_mode(),
         notes: vec![
             "apply_us: CUDA events around one apply on device-resident inputs, to the rescaled reply",
             "apply_path_us: as apply_us, with the host-to-device copy of the expanded upload (in NTT form already)",
             "expand_us: the server's CPU regenerating c1 from the seed (no device-side expansion yet)",
             "no host synchronisation inside the apply: it only queues work on one stream (apply_queue_us: the host's time to queue it, warm-up samples included)",
             "floors: inputs, replies, diagonal plaintexts and rotation keys each moved once (batch: shared ones once per batch)",
+            "graph_apply_us: events around one launch of the apply captured as a graph, after the next input was copied into the captured input's buffers; its reply checked bit for bit against the eager apply's",
         ],
     })
+}
+
+/// Copies a token's input ciphertexts into the ones a replay reads (device to device).
+fn refill<B: Device>(
+    backend: &B,
+    dst: &mut [Ciphertext<B::Poly>],
+    src: &[Ciphertext<B::Poly>],
+) -> Result<()> {
+    if dst.len() != src.len() {
+        bail!(
+            "{} input ciphertexts for a replay of {}",
+            src.len(),
+            dst.len()
+        );
+    }
+    for (d, s) in dst.iter_mut().zip(src) {
+        if (d.level, d.scale) != (s.level, s.scale) {
+            bail!("a replay's input must have the captured input's level and scale");
+        }
+        backend.copy_into(&mut d.c0, &s.c0)?;
+        backend.copy_into(&mut d.c1, &s.c1)?;
+    }
+    Ok(())
+}
+
+/// Replays on the batch's last input: the reply must equal, bit for bit, the eager apply's
+/// reply on the same input, and the replay must queue no kernel launch of its own.
+fn check_replay<B: Device>(
+    server: &Evaluator<B>,
+    replay: &mut dyn Replay<Vec<Ciphertext<B::Poly>>, Vec<Ciphertext<B::Poly>>>,
+    inputs: &[Vec<Ciphertext<B::Poly>>],
+    eager: &[Vec<Ciphertext<B::Poly>>],
+) -> Result<()> {
+    let (Some(input), Some(want)) = (inputs.last(), eager.last()) else {
+        bail!("no input to check the replay on");
+    };
+    refill(server.backend(), replay.input(), input)?;
+    let before = server.backend().launches();
+    replay.launch()?;
+    if server.backend().launches() != before {
+        bail!("a graph replay queued kernel launches of its own");
+    }
+    let got = replay.output();
+    if got.len() != want.len() {
+        bail!(
+            "the replay returned {} ciphertexts, the eager apply {}",
+            got.len(),
+            want.len()
+        );
+    }
+    for (g, w) in got.iter().zip(want) {
+        if server.download(g)? != server.download(w)? {
+            bail!("the graph replay's reply differs from the eager apply's on the same input");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -247,6 +335,7 @@ mod tests {
         );
         for x in [
             r.apply_us,
+            r.graph_apply_us,
             r.apply_path_us,
             r.token_layer_us,
             r.applies_per_s,
@@ -256,8 +345,14 @@ mod tests {
         ] {
             assert!(x > 0.0, "{r:?}");
         }
-        assert!(r.table().contains("applies/s"));
+        assert!(r.table().contains("applies/s") && r.table().contains("graph replay"));
+        assert_eq!(
+            r.graph_launches_per_apply, 0,
+            "the CPU backend has no graphs"
+        );
+        assert!(r.graph_mode.contains("eagerly"), "{}", r.graph_mode);
         let v = serde_json::to_value(&r).unwrap();
         assert!(v["ms_per_apply"].as_f64().is_some() && v["apply_us"].as_f64().is_some());
+        assert!(v["graph_apply_us"].as_f64().is_some() && v["graph_mode"].as_str().is_some());
     }
 }

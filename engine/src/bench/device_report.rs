@@ -34,6 +34,15 @@ pub struct DeviceLoraReport {
     pub batch_floor_us_per_apply: f64,
     pub batch_floor_ratio: f64,
     pub host_syncs_in_apply: usize,
+    /// One replay of the apply captured as a graph (device time, median).
+    pub graph_apply_us: f64,
+    pub graph_iterations: usize,
+    /// Launches one replay queues: 1 graph launch (0 on the CPU backend, which has none).
+    pub graph_launches_per_apply: u64,
+    /// Host time to capture, instantiate and upload the graph.
+    pub graph_capture_ms: f64,
+    /// How the replays ran (a CUDA graph; on the CPU backend the eager apply again).
+    pub graph_mode: &'static str,
     pub notes: Vec<&'static str>,
 }
 
@@ -57,6 +66,18 @@ impl DeviceLoraReport {
                 format!(
                     "{:.1} (host time to queue it; {} kernel launches)",
                     self.apply_queue_us, self.launches_per_apply
+                ),
+            ),
+            (
+                "graph replay µs",
+                format!(
+                    "{:.1} (median of {}; {} launch vs {} eager; captured in {:.1} ms; {})",
+                    self.graph_apply_us,
+                    self.graph_iterations,
+                    self.graph_launches_per_apply,
+                    self.launches_per_apply,
+                    self.graph_capture_ms,
+                    self.graph_mode
                 ),
             ),
             (

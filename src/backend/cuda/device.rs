@@ -53,15 +53,35 @@ pub(super) fn driver(what: &str, e: DriverError) -> BackendError {
 /// The first error of an operation that cannot return one (kernel launches, allocations in
 /// `Backend` methods without a `Result`), kept like CUDA's own asynchronous errors: once set
 /// it stays, and `download` and `synchronize` report it.
+///
+/// While a graph is captured, errors go to the capture instead: its work has not run, so a
+/// failure fails the capture and leaves the backend as it was.
 #[derive(Debug, Default)]
-pub(super) struct Sticky(Mutex<Option<String>>);
+pub(super) struct Sticky(Mutex<StickyState>);
+
+#[derive(Debug, Default)]
+struct StickyState {
+    first: Option<String>,
+    /// Some while capturing: the capture's first error, if any.
+    capture: Option<Option<String>>,
+}
 
 impl Sticky {
+    fn state(&self) -> std::sync::MutexGuard<'_, StickyState> {
+        // Every critical section leaves the state consistent, even one that panicked.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub(super) fn record(&self, message: impl FnOnce() -> String) {
-        if let Ok(mut first) = self.0.lock() {
-            if first.is_none() {
-                *first = Some(message());
-            }
+        let mut state = self.state();
+        let slot = match &mut state.capture {
+            Some(capture) => capture,
+            None => &mut state.first,
+        };
+        if slot.is_none() {
+            *slot = Some(message());
         }
     }
 
@@ -72,16 +92,26 @@ impl Sticky {
     }
 
     pub(super) fn check(&self) -> Result<(), BackendError> {
-        match self.0.lock() {
-            Ok(first) => match first.as_ref() {
-                Some(m) => Err(BackendError::Device(format!(
-                    "an earlier CUDA operation failed: {m}"
-                ))),
-                None => Ok(()),
-            },
-            Err(_) => Err(BackendError::Device(
-                "the backend's error state was poisoned by a panic".into(),
-            )),
+        match self.state().first.as_ref() {
+            Some(m) => Err(BackendError::Device(format!(
+                "an earlier CUDA operation failed: {m}"
+            ))),
+            None => Ok(()),
         }
+    }
+
+    /// Whether a capture is under way (its errors go to it).
+    pub(super) fn capturing(&self) -> bool {
+        self.state().capture.is_some()
+    }
+
+    /// Errors go to the capture from now on.
+    pub(super) fn begin_capture(&self) {
+        self.state().capture = Some(None);
+    }
+
+    /// Errors stick to the backend again; the capture's first error, if any.
+    pub(super) fn end_capture(&self) -> Option<String> {
+        self.state().capture.take().flatten()
     }
 }

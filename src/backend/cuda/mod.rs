@@ -12,11 +12,14 @@
 //!   left unspecified, and `download` and `synchronize` report it from then on.
 //! - Device memory comes from a pool that reuses freed buffers by size; twiddles, moduli
 //!   and basis-conversion constants are uploaded once, when the backend is made.
+//! - [`CudaBackend::capture`] records the work of a closure (e.g. a whole LoRA apply) as a
+//!   CUDA graph that [`CapturedGraph::launch`] replays with one launch (graph.rs).
 //!
 //! See docs/cuda.md for the kernels, the build and the GPU test procedure.
 
 mod basis;
 mod device;
+mod graph;
 mod key_switch;
 mod launch;
 mod memory;
@@ -38,6 +41,7 @@ use std::sync::Arc;
 use tables::{BasisTables, Tables};
 
 pub use cudarc::driver::CudaStream as Stream;
+pub use graph::CapturedGraph;
 pub use timing::StreamTimer;
 
 /// A polynomial in device memory: limb-major `[limb][coeff]`, like [`RnsPoly`].
@@ -175,6 +179,7 @@ impl CudaBackend {
 
     /// Waits for every queued operation; reports the first error of any of them.
     pub fn synchronize(&self) -> Result<(), BackendError> {
+        graph::refuse_while_capturing(&self.errors, "synchronising the stream")?;
         self.errors.check()?;
         let r = self.stream.synchronize();
         self.errors.record_result("running on the device", r);
@@ -189,7 +194,8 @@ impl CudaBackend {
         self.launches.load(Ordering::Relaxed)
     }
 
-    /// Frees the pooled (unused) device buffers.
+    /// Frees the pooled (unused) device buffers; nothing while a captured graph lives (it may
+    /// still read pooled memory).
     pub fn trim_pool(&self) {
         self.pool.trim();
     }
@@ -246,6 +252,9 @@ impl Backend for CudaBackend {
     }
 
     fn upload(&self, p: &RnsPoly) -> Result<CudaPoly, BackendError> {
+        // A copy from pageable host memory cannot be captured (the graph would not copy the
+        // new data on a replay); refuse before the driver invalidates the capture.
+        graph::refuse_while_capturing(&self.errors, "uploading a polynomial")?;
         if p.n() != self.n || !self.ctx.contains(p.basis()) {
             return Err(BackendError::Shape(format!(
                 "degree {} basis {:?}",
@@ -271,16 +280,27 @@ impl Backend for CudaBackend {
     }
 
     fn download(&self, p: &CudaPoly) -> Result<RnsPoly, BackendError> {
+        graph::refuse_while_capturing(&self.errors, "downloading a polynomial")?;
         self.errors.check()?;
-        let slice = p
+        let src = p
             .buf
-            .slice()
-            .filter(|s| s.len() >= p.words())
+            .ptr(0)
+            .filter(|_| p.buf.len() >= p.words())
             .ok_or_else(|| BackendError::Device("polynomial has no device memory".into()))?;
-        let data = self
-            .stream
-            .clone_dtoh(&slice.slice(0..p.words()))
-            .map_err(|e| driver("downloading a polynomial", e))?;
+        let mut data = vec![0u64; p.words()];
+        if !data.is_empty() {
+            self.device
+                .bind_to_thread()
+                .map_err(|e| driver("binding the CUDA context", e))?;
+            // SAFETY: `src` holds `words` u64 of this stream's memory and `data` as many; the
+            // stream is synchronised below before `data` is used or dropped.
+            let r = unsafe {
+                cudarc::driver::result::memcpy_dtoh_async(&mut data, src, self.stream.cu_stream())
+            };
+            let waited = self.stream.synchronize();
+            r.map_err(|e| driver("downloading a polynomial", e))?;
+            waited.map_err(|e| driver("downloading a polynomial", e))?;
+        }
         // The copy waited for the stream: any failure of the work before it shows now.
         self.synchronize()?;
         RnsPoly::from_data(self.n, p.basis, p.ntt_form, data)

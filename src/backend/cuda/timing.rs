@@ -3,6 +3,7 @@
 //! copy bandwidth, the yardstick of the memory-traffic floors.
 
 use super::device::{driver, Sticky};
+use super::graph::refuse_while_capturing;
 use super::{BackendError, CudaBackend};
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{CudaEvent, CudaStream};
@@ -20,6 +21,7 @@ pub struct StreamTimer {
 impl StreamTimer {
     /// Marks the start: work queued from now on is timed.
     pub fn start(&self) -> Result<(), BackendError> {
+        refuse_while_capturing(&self.errors, "a timing event")?;
         self.start
             .record(&self.stream)
             .map_err(|e| driver("recording a timing event", e))
@@ -28,6 +30,7 @@ impl StreamTimer {
     /// Marks the end, waits for it (the only host wait), and returns the device time
     /// between the two marks. Reports the first failure of the timed work.
     pub fn stop(&self) -> Result<Duration, BackendError> {
+        refuse_while_capturing(&self.errors, "a timing event")?;
         self.stop
             .record(&self.stream)
             .map_err(|e| driver("recording a timing event", e))?;
@@ -61,6 +64,7 @@ impl CudaBackend {
     /// bytes written (2 × the copy's size): the median of `reps` copies of `bytes` (after
     /// one warm-up copy). Use a size well above the L2 cache so that DRAM is measured.
     pub fn copy_bandwidth(&self, bytes: usize, reps: usize) -> Result<f64, BackendError> {
+        refuse_while_capturing(&self.errors, "measuring the copy bandwidth")?;
         let words = bytes.div_ceil(8).max(1);
         let alloc = || {
             self.stream
