@@ -5,7 +5,8 @@
 #   bin/helora           `bench ops/lora --device cuda` (feature `cuda`: starts anywhere)
 #   bin/helora-gpu       the full GPU build (helora-engine/gpu): the base model on CUDA too,
 #                        for `generate` and `bench token --device cuda`
-#   bin/gpu, bin/cli_gpu that build's tests
+#   bin/gpu.xz, bin/cli_gpu.xz  that build's tests, xz-compressed (candle's kernels make each
+#                        test binary ~40 MB; gpu-run.sh unpacks them)
 # The kernels are compiled by nvcc (ours to PTX, candle's for CUDA_COMPUTE_CAP=90). The full
 # GPU build links against scripts/cuda-stubs.sh's stand-ins here, without an rpath, so the
 # GPU machine's real CUDA libraries load there. Copy the repository (or .gpu/, scripts/ and
@@ -62,8 +63,10 @@ cp target/release/helora "$out/bin/helora-gpu"
 strip "$out/bin/helora-gpu"
 json=$(cargo test -p helora-engine --release --features gpu --test gpu --test cli_gpu --no-run \
     --message-format=json)
-printf '%s\n' "$json" | copy_test gpu
-printf '%s\n' "$json" | copy_test cli_gpu
+for name in gpu cli_gpu; do
+    printf '%s\n' "$json" | copy_test "$name"
+    xz -T0 -6 -f "$out/bin/$name"
+done
 cp scripts/gpu-run.sh "$out/"
 git rev-parse HEAD > "$out/commit" 2>/dev/null || echo unknown > "$out/commit"
 
