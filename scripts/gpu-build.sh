@@ -3,10 +3,11 @@
 # into .gpu/ with scripts/gpu-run.sh:
 #   bin/backend_parity   the HE parity tests (feature `cuda`)
 #   bin/helora           `bench ops/lora --device cuda` (feature `cuda`: starts anywhere)
-#   bin/helora-gpu       the full GPU build (helora-engine/gpu): the base model on CUDA too,
+#   bin/helora-gpu.xz    the full GPU build (helora-engine/gpu): the base model on CUDA too,
 #                        for `generate` and `bench token --device cuda`
-#   bin/gpu.xz, bin/cli_gpu.xz  that build's tests, xz-compressed (candle's kernels make each
-#                        test binary ~40 MB; gpu-run.sh unpacks them)
+#   bin/gpu.xz, bin/cli_gpu.xz  that build's tests
+# The full GPU build's binaries are xz-compressed (candle's MoE kernels put 33 MB of sm_90a
+# code in each; gpu-run.sh unpacks them).
 # The kernels are compiled by nvcc (ours to PTX, candle's for CUDA_COMPUTE_CAP=90). The full
 # GPU build links against scripts/cuda-stubs.sh's stand-ins here, without an rpath, so the
 # GPU machine's real CUDA libraries load there. Copy the repository (or .gpu/, scripts/ and
@@ -65,6 +66,8 @@ json=$(cargo test -p helora-engine --release --features gpu --test gpu --test cl
     --message-format=json)
 for name in gpu cli_gpu; do
     printf '%s\n' "$json" | copy_test "$name"
+done
+for name in helora-gpu gpu cli_gpu; do
     xz -T0 -6 -f "$out/bin/$name"
 done
 cp scripts/gpu-run.sh "$out/"

@@ -58,21 +58,29 @@ status=0
 : >"$out/bench.log"
 : >"$out/tests.log"
 
-# A test binary with HELORA_REQUIRE_GPU=1; its exit status and time go to tests.log.
-# bin/NAME.xz (the full GPU build's tests) is unpacked first, outside .gpu/ and $OUT, with
-# Python's lzma (xz may not be installed there).
+# The full GPU build's binaries travel as bin/NAME.xz: unpacked here, outside .gpu/ and
+# $OUT, with Python's lzma (xz may not be installed).
 unpacked=$(mktemp -d "${TMPDIR:-/tmp}/helora-gpu-bin.XXXXXX")
 trap 'rm -rf "$unpacked"' EXIT
+for packed in "$gpu"/bin/*.xz; do
+    [ -f "$packed" ] || continue
+    name=$(basename "$packed" .xz)
+    python3 -c 'import lzma, shutil, sys
+with lzma.open(sys.argv[1]) as src, open(sys.argv[2], "wb") as dst:
+    shutil.copyfileobj(src, dst)' "$packed" "$unpacked/$name" && chmod +x "$unpacked/$name" ||
+        echo "could not unpack $packed" | tee -a "$out/device.log"
+done
+# The path of binary NAME: in .gpu/bin, or unpacked.
+bin() {
+    if [ -x "$gpu/bin/$1" ]; then echo "$gpu/bin/$1"; else echo "$unpacked/$1"; fi
+}
+
+# A test binary with HELORA_REQUIRE_GPU=1; its exit status and time go to tests.log.
 run_tests() {
     local name=$1
     shift
-    local t0=$(date +%s) binary="$gpu/bin/$name" rc=1
-    if [ ! -x "$binary" ] && [ -f "$binary.xz" ]; then
-        python3 -c 'import lzma, shutil, sys
-with lzma.open(sys.argv[1]) as src, open(sys.argv[2], "wb") as dst:
-    shutil.copyfileobj(src, dst)' "$binary.xz" "$unpacked/$name" && chmod +x "$unpacked/$name"
-        binary="$unpacked/$name"
-    fi
+    local t0=$(date +%s) binary rc=1
+    binary=$(bin "$name")
     if [ -x "$binary" ]; then
         "$@" "$binary" --test-threads=1 2>&1 | tee "$out/$name.log"
         rc=${PIPESTATUS[0]}
@@ -86,15 +94,16 @@ with lzma.open(sys.argv[1]) as src, open(sys.argv[2], "wb") as dst:
 # The benchmarks: JSON on stdout, progress and errors in the logs. Each has a time limit so
 # each part stays well under 10 minutes.
 bench() {
-    local name=$1 binary=$2 limit=$3
+    local name=$1 binary limit=$3
+    binary=$(bin "$2")
     shift 3
     local t0=$(date +%s)
-    if [ ! -x "$gpu/bin/$binary" ]; then
-        echo "$name: no $gpu/bin/$binary, not run" | tee -a "$out/bench.log"
+    if [ ! -x "$binary" ]; then
+        echo "$name: no $binary, not run" | tee -a "$out/bench.log"
         status=1
         return
     fi
-    timeout "$limit" "$gpu/bin/$binary" bench "$@" --json >"$out/$name.json" 2>"$out/$name.log"
+    timeout "$limit" "$binary" bench "$@" --json >"$out/$name.json" 2>"$out/$name.log"
     local rc=$?
     echo "$name: exit $rc in $(( $(date +%s) - t0 ))s" | tee -a "$out/bench.log"
     [ "$rc" -eq 0 ] || { tail -5 "$out/$name.log"; status=1; }
@@ -110,7 +119,7 @@ fi
 if [ "$run_model" = 1 ]; then
     # The tests find the binary and the test data of this copy of the repository.
     run_tests gpu env HELORA_ENGINE_DIR="$PWD/engine"
-    run_tests cli_gpu env HELORA_BIN="$gpu/bin/helora-gpu"
+    run_tests cli_gpu env HELORA_BIN="$(bin helora-gpu)"
     bench token_smollm2_cuda helora-gpu 240 token --preset smollm2-135m --device cuda
     bench token_chatglm2_secure_cuda helora-gpu 300 token --preset chatglm2-6b --rank 8 \
         --device cuda --mode secure --tokens 16
