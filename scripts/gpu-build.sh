@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# Builds, here (no GPU needed), what the GPU machine runs: the GPU test binaries
-# (backend_parity, cuda_graph) and the `helora` binary (for `bench ops/lora --device cuda`),
-# all with the `cuda` feature and the kernels compiled to PTX by nvcc, in the release
-# profile, stripped, into .gpu/ with
-# scripts/gpu-run.sh. Copy the repository (or just .gpu/ and scripts/) to the
-# GPU machine and run `bash scripts/gpu-run.sh` from the repository root.
+# Builds, here (no GPU needed), what the GPU machine runs, in the release profile, stripped,
+# into .gpu/ with scripts/gpu-run.sh:
+#   bin/backend_parity, bin/cuda_graph   the HE parity and CUDA graph tests (feature `cuda`)
+#   bin/helora           `bench ops/lora --device cuda` (feature `cuda`: starts anywhere)
+#   bin/helora-gpu.xz    the full GPU build (helora-engine/gpu): the base model on CUDA too,
+#                        for `generate` and `bench token --device cuda`
+#   bin/gpu.xz, bin/cli_gpu.xz  that build's tests
+# The full GPU build's binaries are xz-compressed (candle's MoE kernels put 33 MB of sm_90a
+# code in each; gpu-run.sh unpacks them).
+# The kernels are compiled by nvcc (ours to PTX, candle's for CUDA_COMPUTE_CAP=90). The full
+# GPU build links against scripts/cuda-stubs.sh's stand-ins here, without an rpath, so the
+# GPU machine's real CUDA libraries load there. Copy the repository (or .gpu/, scripts/ and
+# engine/tests/data/) to the GPU machine and run `bash scripts/gpu-run.sh` from the
+# repository root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,32 +24,54 @@ out=.gpu
 rm -rf "$out"
 mkdir -p "$out/bin"
 
-# The GPU test binaries (paths from cargo's JSON messages).
-for test in backend_parity cuda_graph; do
-    json=$(cargo test -p helora --release --features cuda --test "$test" --no-run \
-        --message-format=json)
-    binary=$(printf '%s\n' "$json" | TEST="$test" python3 -c '
-import json, os, sys
+# Copies test binary NAME, built by `cargo test ... --no-run --message-format=json` whose
+# messages are on stdin, to .gpu/bin/NAME (stripped).
+copy_test() {
+    local name=$1 binary
+    binary=$(python3 -c '
+import json, sys
 for line in sys.stdin:
     try:
         m = json.loads(line)
     except ValueError:
         continue
     if m.get("reason") == "compiler-artifact" and m.get("executable") \
-            and m.get("target", {}).get("name") == os.environ["TEST"]:
+            and m.get("target", {}).get("name") == sys.argv[1]:
         print(m["executable"])
-')
+' "$name")
     if [ -z "$binary" ] || [ ! -f "$binary" ]; then
-        echo "gpu-build: could not find the $test test binary" >&2
+        echo "gpu-build: could not find the $name test binary" >&2
         exit 1
     fi
-    cp "$binary" "$out/bin/$test"
-    strip "$out/bin/$test"
+    cp "$binary" "$out/bin/$name"
+    strip "$out/bin/$name"
+}
+
+for test in backend_parity cuda_graph; do
+    json=$(cargo test -p helora --release --features cuda --test "$test" --no-run \
+        --message-format=json)
+    printf '%s\n' "$json" | copy_test "$test"
 done
 # The engine binary: the HE backend on CUDA, the base model (candle) on the CPU.
 cargo build -p helora-engine --release --features cuda --bin helora
 cp target/release/helora "$out/bin/helora"
 strip "$out/bin/helora"
+
+# The full GPU build, last: it replaces target/release/helora.
+stubs_env=$(bash scripts/cuda-stubs.sh --env)
+eval "$stubs_env"
+export CUDA_COMPUTE_CAP=90
+cargo build -p helora-engine --release --features gpu --bin helora
+cp target/release/helora "$out/bin/helora-gpu"
+strip "$out/bin/helora-gpu"
+json=$(cargo test -p helora-engine --release --features gpu --test gpu --test cli_gpu --no-run \
+    --message-format=json)
+for name in gpu cli_gpu; do
+    printf '%s\n' "$json" | copy_test "$name"
+done
+for name in helora-gpu gpu cli_gpu; do
+    xz -T0 -6 -f "$out/bin/$name"
+done
 cp scripts/gpu-run.sh "$out/"
 git rev-parse HEAD > "$out/commit" 2>/dev/null || echo unknown > "$out/commit"
 

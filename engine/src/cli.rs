@@ -69,6 +69,8 @@ pub struct GenerateArgs {
     /// The server's Private Linear Layer (noise on B, flooding, query budget).
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub pll: Switch,
+    /// Where the base model runs (cuda: the full GPU build, `--features gpu`; f32 weights).
+    /// The HE work and the client's key stay on the CPU.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
     pub device: DeviceChoice,
     /// After a secure run, compare its logits and tokens with the plaintext lora reference.
@@ -115,6 +117,8 @@ pub struct TokenArgs {
     pub batch: u32,
     #[arg(long, value_enum, default_value_t = Mode::Secure)]
     pub mode: Mode,
+    /// Where the base model runs (cuda: the full GPU build, `--features gpu`; bf16 weights).
+    /// The HE work stays on the CPU.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
     pub device: DeviceChoice,
     /// Only the HE path at the preset's shapes (for CPUs where the base model does not fit).
@@ -228,11 +232,15 @@ fn generate_text(args: &GenerateArgs) -> Result<()> {
 }
 
 fn bench_token(args: &TokenArgs) -> Result<()> {
-    if args.device != DeviceChoice::Cpu {
-        bail!(
-            "--device cuda: the CUDA path of bench token is not built yet; use --device cpu \
-             (with --he-only for presets whose base model does not fit in memory)"
-        );
+    if args.device == DeviceChoice::Cuda {
+        if args.he_only {
+            bail!(
+                "--he-only runs the HE path alone, on the CPU; --device cuda is for the base \
+                 model (drop --he-only)"
+            );
+        }
+        // Before anything is built: a clear error where the GPU or the GPU build is missing.
+        crate::device::check(args.device)?;
     }
     if args.he_only && args.mode != Mode::Secure {
         bail!("--he-only measures secure mode (and the plaintext adapter beside it)");
@@ -248,6 +256,7 @@ fn bench_token(args: &TokenArgs) -> Result<()> {
         mode: args.mode,
         he_only: args.he_only,
         memory_limit: args.memory_limit_mib.map(|mib| mib.saturating_mul(1 << 20)),
+        device: args.device,
     };
     let Some(plot) = &args.plot else {
         let report = bench::token::run(&options)?;

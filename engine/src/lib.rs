@@ -5,6 +5,7 @@ pub mod adapter;
 pub mod attack;
 pub mod bench;
 pub mod cli;
+pub mod device;
 pub mod generate;
 pub mod model;
 pub mod plain_lora;

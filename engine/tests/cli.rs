@@ -462,3 +462,39 @@ fn bench_token_plot_writes_a_png_and_the_sweep() {
     }
     std::fs::remove_dir_all(&dir).expect("cleaning up");
 }
+
+/// (The full GPU build's behaviour is tests/cli_gpu.rs's.)
+#[cfg(not(feature = "gpu"))]
+#[test]
+fn device_cuda_for_the_base_model_names_the_gpu_build() {
+    for args in [
+        vec!["generate", "--device", "cuda", "--mode", "plain"],
+        vec![
+            "bench",
+            "token",
+            "--preset",
+            "smollm2-135m",
+            "--device",
+            "cuda",
+        ],
+    ] {
+        let out = helora(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--features gpu") && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let out = helora(&[
+        "bench",
+        "token",
+        "--preset",
+        "smollm2-135m",
+        "--device",
+        "cuda",
+        "--he-only",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("drop --he-only"), "{stderr}");
+}

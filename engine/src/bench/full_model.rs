@@ -12,7 +12,7 @@ use crate::model::{InputSite, LoraHook, Model, NoHook, Sampler};
 use crate::plain_lora::PlainLoraHook;
 use crate::secure::{HeStats, InProcess};
 use anyhow::{bail, Result};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use std::time::{Duration, Instant};
 
 /// One mode's decode, as measured.
@@ -56,7 +56,7 @@ pub fn run(
     match mode {
         Mode::Plain => decode(model, NoHook, |_| HeStats::default(), prompt, tokens, probe),
         Mode::Lora => {
-            let hook = PlainLoraHook::new(adapter()?, &Device::Cpu)?;
+            let hook = PlainLoraHook::new(adapter()?, model.device())?;
             decode(model, hook, |_| HeStats::default(), prompt, tokens, probe)
         }
         Mode::Secure => {

@@ -25,6 +25,13 @@ pub struct Hardware {
     pub energy_j_per_token: Option<f64>,
 }
 
+/// Free memory of GPU 0 in bytes, as NVML reports it; `None` where NVML is not there.
+pub fn gpu_memory_free() -> Option<u64> {
+    let nvml = Nvml::init().ok()?;
+    let info = nvml.device_by_index(0).ok()?.memory_info().ok()?;
+    Some(info.free)
+}
+
 /// An open NVML session on GPU 0 with the energy counter at the start of the timed part.
 pub struct Probe {
     nvml: Nvml,

@@ -2,12 +2,14 @@
 //! download), for `bench token`: projections and embeddings uniform with standard
 //! deviation 1/√fan_in (so every projection keeps activations near unit scale and the
 //! logits stay finite), unit RMS-norm weights, zero biases. Before anything is allocated,
-//! [`check_memory`] compares the f32 footprint with the memory available.
+//! [`check_memory`] compares the f32 footprint with the memory available (on a GPU,
+//! [`check_gpu_memory`] the bf16 footprint with the GPU's free memory).
 
 use crate::model::{Architecture, Model, ModelConfig, ModelWeights};
 use crate::progress::Progress;
 use anyhow::{bail, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
+use half::bf16;
 use helora::math::sampling;
 use rand_core::RngCore;
 use std::collections::HashMap;
@@ -81,7 +83,12 @@ pub fn parameter_count(config: &ModelConfig) -> u64 {
 /// (allocated by doubling from 256, so rounded up the same way), plus the largest fused
 /// projection, which exists twice while [`Model::new`] concatenates it.
 pub fn memory_needed(config: &ModelConfig, positions: usize) -> u64 {
-    let weights = 4 * parameter_count(config);
+    footprint(config, positions, 4)
+}
+
+/// As [`memory_needed`] with `weight_bytes` per parameter (the cache stays f32).
+fn footprint(config: &ModelConfig, positions: usize, weight_bytes: u64) -> u64 {
+    let weights = weight_bytes * parameter_count(config);
     let capacity = positions
         .max(256)
         .next_power_of_two()
@@ -93,7 +100,7 @@ pub fn memory_needed(config: &ModelConfig, positions: usize) -> u64 {
         .map(|p| p.1 * p.2)
         .max()
         .unwrap_or(0);
-    weights + kv as u64 + 4 * 2 * largest as u64
+    weights + kv as u64 + weight_bytes * 2 * largest as u64
 }
 
 /// `MemAvailable` of /proc/meminfo in bytes; `None` where it cannot be read.
@@ -135,8 +142,43 @@ pub fn check_memory(
     }
 }
 
-/// Builds the model on the CPU, every tensor from a generator seeded with `seed`.
-pub fn build(config: &ModelConfig, seed: u64) -> Result<Model> {
+/// As [`check_memory`] for the model on a GPU: bf16 weights against the GPU's free memory
+/// (`None` where unknown: the run goes on).
+pub fn check_gpu_memory(
+    preset: &str,
+    config: &ModelConfig,
+    positions: usize,
+    free: Option<u64>,
+) -> Result<()> {
+    let need = footprint(config, positions, 2);
+    match free {
+        Some(free) if need > free => bail!(
+            "the {preset} base model needs about {:.1} GiB of GPU memory in bf16 ({:.2} \
+             billion parameters plus the key/value cache), but only {:.1} GiB is free on the \
+             GPU: pick a smaller preset (smollm2-135m)",
+            gib(need),
+            parameter_count(config) as f64 / 1e9,
+            gib(free)
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Builds the model on `device`, every tensor from a generator seeded with `seed`: f32 on
+/// the CPU; on a GPU the matrices in bf16 (what a GPU deployment runs), each made on the
+/// host and uploaded before the next, so the host holds one tensor at a time. The same
+/// seed gives the same values on both, up to bf16 rounding.
+pub fn build(config: &ModelConfig, seed: u64, device: &Device) -> Result<Model> {
+    let matrices = if device.is_cpu() {
+        DType::F32
+    } else {
+        DType::BF16
+    };
+    build_with(config, seed, device, matrices)
+}
+
+/// As [`build`] with the matrices in `matrices` (f32 or bf16).
+fn build_with(config: &ModelConfig, seed: u64, device: &Device, matrices: DType) -> Result<Model> {
     let shapes = tensor_shapes(config);
     let progress = Progress::start(
         &format!(
@@ -151,36 +193,56 @@ pub fn build(config: &ModelConfig, seed: u64) -> Result<Model> {
     let mut tensors = HashMap::with_capacity(shapes.len());
     for (name, shape, fill) in shapes {
         let count: usize = shape.iter().product();
-        let values = match fill {
-            Fill::Ones => vec![1f32; count],
-            Fill::Zeros => vec![0f32; count],
+        let tensor = match fill {
+            Fill::Ones => Tensor::from_vec(vec![1f32; count], shape, device)?,
+            Fill::Zeros => Tensor::from_vec(vec![0f32; count], shape, device)?,
             Fill::Scaled => {
                 let fan_in = *shape.last().unwrap_or(&1);
                 // Uniform on ±√3·σ has standard deviation σ; two draws per 64-bit word.
                 let half_width = (3.0 / fan_in as f64).sqrt() as f32;
-                uniform(&mut rng, count, half_width)
+                match matrices {
+                    DType::BF16 => {
+                        let values = uniform_as(&mut rng, count, half_width, bf16::from_f32);
+                        Tensor::from_vec(values, shape, device)?
+                    }
+                    DType::F32 => {
+                        Tensor::from_vec(uniform(&mut rng, count, half_width), shape, device)?
+                    }
+                    other => bail!("random matrices in {other:?}: only f32 and bf16"),
+                }
             }
         };
-        tensors.insert(name, Tensor::from_vec(values, shape, &Device::Cpu)?);
+        tensors.insert(name, tensor);
         progress.advance();
     }
     progress.finish();
     Model::new(ModelWeights {
         config: config.clone(),
         tensors,
-        device: Device::Cpu,
+        device: device.clone(),
     })
 }
 
 /// `count` values uniform in [−half_width, half_width).
 fn uniform(rng: &mut impl RngCore, count: usize, half_width: f32) -> Vec<f32> {
+    uniform_as(rng, count, half_width, |v| v)
+}
+
+/// As [`uniform`], each value stored through `convert` (bf16 for a GPU: no f32 copy of the
+/// tensor is ever held).
+fn uniform_as<T>(
+    rng: &mut impl RngCore,
+    count: usize,
+    half_width: f32,
+    convert: impl Fn(f32) -> T,
+) -> Vec<T> {
     let scale = 2.0 * half_width / (1u64 << 32) as f32;
     let mut out = Vec::with_capacity(count);
     while out.len() < count {
         let word = rng.next_u64();
         for part in [word as u32, (word >> 32) as u32] {
             if out.len() < count {
-                out.push(part as f32 * scale - half_width);
+                out.push(convert(part as f32 * scale - half_width));
             }
         }
     }
@@ -215,6 +277,22 @@ mod tests {
     }
 
     #[test]
+    fn gpu_memory_check_counts_bf16() {
+        let c = preset("chatglm2-6b").unwrap();
+        // 6.24 B parameters in bf16 and the largest projection twice: about 12.1 GiB.
+        check_gpu_memory("chatglm2-6b", &c, 24, Some(13 << 30)).unwrap();
+        assert!(check_gpu_memory("chatglm2-6b", &c, 24, Some(12 << 30)).is_err());
+        let err = check_gpu_memory("chatglm2-6b", &c, 24, Some(8 << 30))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("GPU memory in bf16") && err.contains("8.0 GiB"),
+            "{err}"
+        );
+        check_gpu_memory("chatglm2-6b", &c, 24, None).unwrap();
+    }
+
+    #[test]
     fn memory_check_names_need_and_availability() {
         let c = preset("chatglm2-6b").unwrap();
         let err = check_memory("chatglm2-6b", &c, 24, Some(16 << 30))
@@ -229,6 +307,36 @@ mod tests {
         check_memory("chatglm2-6b", &c, 24, None).unwrap();
         let small = preset("smollm2-135m").unwrap();
         check_memory("smollm2-135m", &small, 24, Some(2 << 30)).unwrap();
+    }
+
+    #[test]
+    fn bf16_matrices_give_the_f32_model_up_to_rounding() -> Result<()> {
+        // What a GPU build makes, here on the CPU: the same seed, the matrices in bf16,
+        // activations in f32 (Linear casts around each product).
+        let mut c = preset("smollm2-135m")?;
+        c.num_layers = 2;
+        let f32_model = build_with(&c, 5, &Device::Cpu, DType::F32)?;
+        let bf16_model = build_with(&c, 5, &Device::Cpu, DType::BF16)?;
+        assert_eq!(f32_model.weight_dtype(), DType::F32);
+        assert_eq!(bf16_model.weight_dtype(), DType::BF16);
+        let prompt = [1, 500, 9000, 42];
+        let logits = |m: &Model| -> Result<Vec<f32>> {
+            let mut cache = m.new_cache();
+            let mut hook = crate::model::NoHook;
+            m.forward(&prompt, &mut cache, &mut hook)?;
+            Ok(m.forward(&[7], &mut cache, &mut hook)?.to_vec1()?)
+        };
+        let (want, got) = (logits(&f32_model)?, logits(&bf16_model)?);
+        let diff: f64 = want
+            .iter()
+            .zip(&got)
+            .map(|(w, g)| ((w - g) as f64).powi(2))
+            .sum();
+        let norm: f64 = want.iter().map(|&w| (w as f64).powi(2)).sum();
+        let err = (diff / norm).sqrt();
+        // bf16 keeps 8 bits of mantissa: about 0.4 % per weight, averaged over each sum.
+        assert!(err > 0.0 && err < 2e-2, "relative error {err}");
+        Ok(())
     }
 
     #[test]

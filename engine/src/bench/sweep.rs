@@ -4,7 +4,7 @@
 //! runs the HE path and the plaintext adapter product at every point.
 
 use super::token::{self, TokenOptions, TokenReport};
-use super::{machine, plot, random_model};
+use super::{machine, plot};
 use crate::generate::Mode;
 use crate::model::Model;
 use anyhow::{bail, Result};
@@ -86,7 +86,7 @@ pub fn run_and_plot(
         (report, run(options, over, xs, None)?)
     } else {
         let config = token::check_full(options)?;
-        let model = random_model::build(&config, token::SEED)?;
+        let model = token::build_model(options, &config)?;
         let report = token::full_report(&model, options)?;
         (report, run(options, over, xs, Some(&model))?)
     };

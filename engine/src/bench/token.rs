@@ -20,7 +20,8 @@ use super::machine;
 use super::random_model;
 use super::timing::{ms, percentile};
 use crate::adapter::LoraAdapter;
-use crate::generate::Mode;
+use crate::device::{self, model_device};
+use crate::generate::{DeviceChoice, Mode};
 use crate::model::presets::{default_targets, preset};
 use crate::model::{InputSite, LoraHook, Model, ModelConfig};
 use crate::plain_lora::PlainLoraHook;
@@ -46,8 +47,11 @@ pub struct TokenOptions {
     /// The mode of the full-model path (`--he-only` is always secure).
     pub mode: Mode,
     pub he_only: bool,
-    /// Memory the full model may use; `None`: what /proc/meminfo says is available.
+    /// Memory the full model may use; `None`: what /proc/meminfo says is available (on a
+    /// GPU: what NVML says is free).
     pub memory_limit: Option<u64>,
+    /// Where the base model runs (the full-model path; the HE work is on the CPU).
+    pub device: DeviceChoice,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -71,7 +75,11 @@ pub struct TokenReport {
     pub rank: usize,
     pub targets: Vec<String>,
     pub mode: &'static str,
+    /// Where the base model ran (`cpu` with `--he-only`).
     pub device: &'static str,
+    /// The base model's matrices: f32 on the CPU, bf16 on a GPU (absent with `--he-only`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_dtype: Option<&'static str>,
     pub batch: usize,
     /// Tokens per second over all sequences in flight.
     pub tokens_per_s: f64,
@@ -206,6 +214,7 @@ pub fn run_he_only(options: &TokenOptions) -> Result<TokenReport> {
         targets,
         mode: "secure",
         device: "cpu",
+        weight_dtype: None,
         batch: options.batch,
         tokens_per_s: options.batch as f64 * 1e3 / median.max(f64::MIN_POSITIVE),
         he_only: true,
@@ -249,8 +258,14 @@ pub fn run(options: &TokenOptions) -> Result<TokenReport> {
 /// The full model at the preset's shapes: checked against the memory, built, run.
 pub fn run_full(options: &TokenOptions) -> Result<TokenReport> {
     let config = check_full(options)?;
-    let model = random_model::build(&config, SEED)?;
+    let model = build_model(options, &config)?;
     full_report(&model, options)
+}
+
+/// The random model of a checked full-model run, on the options' device.
+pub fn build_model(options: &TokenOptions, config: &ModelConfig) -> Result<Model> {
+    let device = model_device(options.device)?;
+    random_model::build(config, SEED, &device)
 }
 
 /// Validates a full-model run and returns the preset's configuration; fails before
@@ -281,8 +296,17 @@ pub fn check_full(options: &TokenOptions) -> Result<ModelConfig> {
              {budget}: lower --tokens or --prompt-tokens"
         );
     }
-    let available = options.memory_limit.or_else(random_model::memory_available);
-    random_model::check_memory(&options.preset, &config, positions, available)?;
+    match options.device {
+        DeviceChoice::Cpu => {
+            let available = options.memory_limit.or_else(random_model::memory_available);
+            random_model::check_memory(&options.preset, &config, positions, available)?;
+        }
+        DeviceChoice::Cuda => {
+            // The host holds one tensor at a time; the GPU holds the model.
+            let free = options.memory_limit.or_else(hardware::gpu_memory_free);
+            random_model::check_gpu_memory(&options.preset, &config, positions, free)?;
+        }
+    }
     Ok(config)
 }
 
@@ -334,7 +358,8 @@ pub fn full_report(model: &Model, options: &TokenOptions) -> Result<TokenReport>
         rank: options.rank,
         targets,
         mode: mode_name(options.mode),
-        device: "cpu",
+        device: device::name(model.device()),
+        weight_dtype: Some(model.weight_dtype().as_str()),
         batch: 1,
         tokens_per_s: 1e3 / median.max(f64::MIN_POSITIVE),
         he_only: false,
@@ -476,8 +501,13 @@ impl TokenReport {
             (
                 "mode",
                 format!(
-                    "{} on {}, {path}, batch {}{pll}",
-                    self.mode, self.device, self.batch
+                    "{} on {}{}, {path}, batch {}{pll}",
+                    self.mode,
+                    self.device,
+                    self.weight_dtype
+                        .map(|d| format!(" ({d} weights)"))
+                        .unwrap_or_default(),
+                    self.batch
                 ),
             ),
             (

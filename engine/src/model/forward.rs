@@ -2,12 +2,12 @@
 //! [`KvCache`], final norm and output projection, with a [`LoraHook`] at every site.
 
 use super::cache::KvCache;
-use super::layer::{take, Layer, Shared, SiteModules};
+use super::layer::{take, take_matrix, Layer, Shared, SiteModules};
 use super::linear::Linear;
 use super::rope::{RopeStyle, Rotary};
 use super::{attention, chatglm, llama, Architecture, LoraHook, ModelConfig, ModelWeights};
 use anyhow::{bail, Context, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 pub struct Model {
     shared: Shared,
@@ -59,7 +59,7 @@ impl Model {
             Architecture::ChatGlm2 => &CHATGLM2,
         };
         let (vocab, hidden) = (config.vocab_size, config.hidden_size);
-        let embedding = take(&mut weights, layout.embedding, &[vocab, hidden])?;
+        let embedding = take_matrix(&mut weights, layout.embedding, &[vocab, hidden])?;
         let layers = (0..config.num_layers)
             .map(|i| (layout.layer)(&mut weights, i))
             .collect::<Result<Vec<_>>>()?;
@@ -67,7 +67,10 @@ impl Model {
         let output = if config.tie_embeddings {
             Linear::new(embedding.clone(), None)
         } else {
-            Linear::new(take(&mut weights, layout.output, &[vocab, hidden])?, None)
+            Linear::new(
+                take_matrix(&mut weights, layout.output, &[vocab, hidden])?,
+                None,
+            )
         };
         let rotary = Rotary::new(&config, layout.rope, &weights.device)?;
         Ok(Self {
@@ -82,6 +85,17 @@ impl Model {
 
     pub fn config(&self) -> &ModelConfig {
         &self.shared.config
+    }
+
+    /// Where the weights, the caches and the activations live.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The dtype of the projection matrices: f32, or bf16 where they were given in bf16
+    /// (activations, norms and the cache are f32 either way).
+    pub fn weight_dtype(&self) -> DType {
+        self.embedding.dtype()
     }
 
     /// An empty cache for one sequence.
@@ -142,7 +156,8 @@ impl Model {
             );
         }
         let ids = Tensor::new(tokens, &self.device)?;
-        let mut x = self.embedding.index_select(&ids, 0)?;
+        // Activations are f32 whatever the weights' dtype (a no-op for f32 weights).
+        let mut x = self.embedding.index_select(&ids, 0)?.to_dtype(DType::F32)?;
         let group = c.num_heads / c.num_kv_heads;
         let mask = attention::causal_mask(group, tokens.len(), cache.len(), &self.device)?;
         for (i, layer) in self.layers.iter().enumerate() {

@@ -186,7 +186,33 @@ fn add_deltas(
 /// The tensor `name`, checked to have `shape`, as f32, taken out of `weights` so the
 /// fused copies never coexist with all the originals (peak memory stays near one model).
 pub(crate) fn take(weights: &mut ModelWeights, name: &str, shape: &[usize]) -> Result<Tensor> {
-    let tensor = weights.get(name, shape)?.to_dtype(DType::F32)?;
+    take_as(weights, name, shape, DType::F32)
+}
+
+/// As [`take`] for a matrix (a projection or the embedding): bf16 stays bf16 (the GPU
+/// bench's random model, half the memory and bandwidth; [`Linear`] computes in it),
+/// anything else becomes f32.
+pub(crate) fn take_matrix(
+    weights: &mut ModelWeights,
+    name: &str,
+    shape: &[usize],
+) -> Result<Tensor> {
+    let stored = weights.get(name, shape)?.dtype();
+    let dtype = if stored == DType::BF16 {
+        DType::BF16
+    } else {
+        DType::F32
+    };
+    take_as(weights, name, shape, dtype)
+}
+
+fn take_as(
+    weights: &mut ModelWeights,
+    name: &str,
+    shape: &[usize],
+    dtype: DType,
+) -> Result<Tensor> {
+    let tensor = weights.get(name, shape)?.to_dtype(dtype)?;
     weights.tensors.remove(name);
     Ok(tensor)
 }
@@ -202,7 +228,11 @@ pub(crate) fn fused(
     let mut matrices = Vec::with_capacity(parts.len());
     let mut biases = Vec::with_capacity(parts.len());
     for &(name, d_out) in parts {
-        matrices.push(take(weights, &format!("{name}.weight"), &[d_out, d_in])?);
+        matrices.push(take_matrix(
+            weights,
+            &format!("{name}.weight"),
+            &[d_out, d_in],
+        )?);
         let bias_name = format!("{name}.bias");
         if bias {
             biases.push(take(weights, &bias_name, &[d_out])?);

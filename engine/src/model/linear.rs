@@ -17,9 +17,18 @@ impl Linear {
         Self { weight, bias }
     }
 
-    /// `x`: `[n, d_in]` → `[n, d_out]`.
+    /// `x`: `[n, d_in]` → `[n, d_out]`, in `x`'s dtype. A bf16 weight (the GPU bench) gets
+    /// its input in bf16 and gives the product back in `x`'s dtype.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.matmul(&self.weight.t()?).context("projection")?;
+        let weight = self.weight.t()?;
+        let y = if x.dtype() == weight.dtype() {
+            x.matmul(&weight)
+        } else {
+            x.to_dtype(weight.dtype())?
+                .matmul(&weight)?
+                .to_dtype(x.dtype())
+        }
+        .context("projection")?;
         match &self.bias {
             Some(b) => Ok(y.broadcast_add(b)?),
             None => Ok(y),

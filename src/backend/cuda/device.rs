@@ -4,26 +4,9 @@ use super::super::BackendError;
 use cudarc::driver::{CudaContext, CudaStream, DriverError};
 use std::sync::{Arc, Mutex};
 
-/// Opens device `ordinal` with a stream of its own. Checks for the driver library first:
-/// cudarc's dynamic loading panics on first use when `libcuda.so` is missing.
+/// Opens device `ordinal` with a stream of its own.
 pub(super) fn open(ordinal: usize) -> Result<(Arc<CudaContext>, Arc<CudaStream>), BackendError> {
-    // SAFETY: only tries to dlopen the driver library and drops it again.
-    if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return Err(BackendError::Device(
-            "no CUDA driver (libcuda.so could not be loaded)".into(),
-        ));
-    }
-    let count = CudaContext::device_count().map_err(|e| driver("counting CUDA devices", e))?;
-    if count <= 0 {
-        return Err(BackendError::Device(
-            "the CUDA driver reports no device".into(),
-        ));
-    }
-    if ordinal >= count as usize {
-        return Err(BackendError::Device(format!(
-            "CUDA device {ordinal} does not exist ({count} found)"
-        )));
-    }
+    check_device(ordinal)?;
     let ctx = CudaContext::new(ordinal).map_err(|e| driver("creating a CUDA context", e))?;
     // SAFETY: every buffer this context's handle creates is used only on the one stream
     // below (allocation, kernels, copies, free), so stream order is all the synchronisation
@@ -34,6 +17,34 @@ pub(super) fn open(ordinal: usize) -> Result<(Arc<CudaContext>, Arc<CudaStream>)
         .new_stream()
         .map_err(|e| driver("creating a CUDA stream", e))?;
     Ok((ctx, stream))
+}
+
+/// Checks that the CUDA driver is there and has device `ordinal`, with a clear error
+/// where it is not (no GPU, no driver, or the stub libraries of a build machine). Callers
+/// that open the device some other way (candle) check with this first.
+pub fn check_device(ordinal: usize) -> Result<(), BackendError> {
+    // Dynamic loading panics on the first driver call when `libcuda.so` is missing; a
+    // linked binary does not start without it, so there the library is known to be there.
+    #[cfg(not(feature = "cuda-linked"))]
+    // SAFETY: only tries to dlopen the driver library and drops it again.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(BackendError::Device(
+            "no CUDA driver (libcuda.so could not be loaded)".into(),
+        ));
+    }
+    let count = CudaContext::device_count()
+        .map_err(|e| BackendError::Device(format!("no usable CUDA driver or device: {e}")))?;
+    if count <= 0 {
+        return Err(BackendError::Device(
+            "the CUDA driver reports no device".into(),
+        ));
+    }
+    if ordinal >= count as usize {
+        return Err(BackendError::Device(format!(
+            "CUDA device {ordinal} does not exist ({count} found)"
+        )));
+    }
+    Ok(())
 }
 
 /// Makes the stream's context current on this thread before a raw driver call (a copy or a

@@ -1,9 +1,10 @@
 //! The CUDA backend (feature `cuda`): polynomials in device memory, the kernels of
 //! `kernels/` launched on one stream, bit-identical to [`CpuBackend`](super::CpuBackend).
 //!
-//! - The driver is loaded at run time (cudarc's dynamic loading): a binary built with the
-//!   feature starts anywhere, and [`CudaBackend::new`] returns an error, not a panic, where
-//!   there is no driver or no device.
+//! - With feature `cuda` the driver is loaded at run time (cudarc's dynamic loading): a
+//!   binary built with it starts anywhere, and [`CudaBackend::new`] returns an error, not a
+//!   panic, where there is no driver or no device. With `cuda-linked` (the engine's full GPU
+//!   build, beside candle) the driver is linked: the binary needs it to start.
 //! - Every operation is queued on the backend's stream and returns at once; only `upload`,
 //!   `download` and [`CudaBackend::synchronize`] wait for the device.
 //! - Errors of the trait methods that return no `Result` (a failed launch or allocation, or
@@ -41,6 +42,7 @@ use std::sync::Arc;
 use tables::{BasisTables, Tables};
 
 pub use cudarc::driver::CudaStream as Stream;
+pub use device::check_device;
 pub use graph::CapturedGraph;
 pub use timing::StreamTimer;
 

@@ -40,8 +40,9 @@ impl Kernels {
 
 /// NVRTC reads no files: the headers are pasted in where they are included.
 fn nvrtc(ctx: &Arc<CudaContext>, name: &str) -> Result<Ptx, BackendError> {
-    // SAFETY: only tries to dlopen libnvrtc and drops it again (cudarc panics on first use
-    // without it).
+    // Dynamic loading panics on first use without libnvrtc; a linked binary has it.
+    #[cfg(not(feature = "cuda-linked"))]
+    // SAFETY: only tries to dlopen libnvrtc and drops it again.
     if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
         return Err(BackendError::Device(format!(
             "built without nvcc, so kernels/{name}.cu must be compiled at run time, but \
