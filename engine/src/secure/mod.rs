@@ -97,7 +97,6 @@ fn server_on(
         Device::Cpu => Ok(Box::new(SecureServer::new(params, adapter, settings)?)),
         #[cfg(feature = "gpu")]
         Device::Cuda(cuda) => Ok(Box::new(gpu::server(params, adapter, settings, cuda)?)),
-        #[allow(unreachable_patterns)]
         other => anyhow::bail!(
             "secure mode has no HE backend for a base model on {}",
             crate::device::name(other)
