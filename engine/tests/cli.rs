@@ -240,6 +240,7 @@ fn bench_token_he_only_json() {
         "download_bytes_per_token",
         "lora_ms_per_token",
         "overhead_ratio",
+        "overlap",
     ] {
         assert!(
             v[key].as_f64().is_some_and(|x| x > 0.0),
@@ -318,6 +319,7 @@ fn check_token_report(v: &serde_json::Value, mode: &str) {
         "prefill_ms",
         "lora_ms_per_token",
         "overhead_ratio",
+        "overlap",
     ] {
         assert!(
             v[key].as_f64().is_some_and(|x| x > 0.0 && x.is_finite()),
@@ -342,6 +344,14 @@ fn check_token_report(v: &serde_json::Value, mode: &str) {
     }
     let wall = v["mean_ms_per_token"].as_f64().expect("mean");
     assert!(sum <= wall * (1.0 + 1e-9) + 1e-9, "{mode}: {sum} > {wall}");
+    // On the CPU the stages run one after another: the overlap is their share of the step.
+    let idle = breakdown["idle"].as_f64().expect("idle");
+    let overlap = v["overlap"].as_f64().expect("overlap");
+    assert!(
+        (overlap - (sum - idle) / wall).abs() < 1e-9 && overlap <= 1.0 + 1e-9,
+        "{mode}: overlap {overlap}, stages {} ms, step {wall} ms",
+        sum - idle
+    );
     assert!(breakdown["base_forward"].as_f64().is_some_and(|x| x > 0.0));
     for key in ["upload_bytes_per_token", "download_bytes_per_token"] {
         let bytes = v[key].as_f64().expect(key);

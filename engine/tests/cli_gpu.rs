@@ -59,7 +59,7 @@ fn json(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
 }
 
-const TOKEN_KEYS: [&str; 7] = [
+const TOKEN_KEYS: [&str; 8] = [
     "ms_per_token",
     "p90_ms_per_token",
     "mean_ms_per_token",
@@ -67,6 +67,7 @@ const TOKEN_KEYS: [&str; 7] = [
     "tokens_per_s",
     "lora_ms_per_token",
     "overhead_ratio",
+    "overlap",
 ];
 
 #[test]

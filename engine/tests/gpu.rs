@@ -1,7 +1,8 @@
 //! The base model on CUDA (feature `gpu`) against the same model on the CPU, through the
 //! library: tiny-llama's weights (tests/data, so the test needs no download) with a random
 //! adapter, in lora mode (the adapter on the device) and in secure mode (the projection's
-//! input copied to the host for encryption, the decrypted delta added on the device).
+//! input copied to the host for encryption, the decrypted delta added on the device; the
+//! HE server on the CPU, or on the GPU beside the model).
 //! Teacher-forced, so both devices see the same tokens: the prompt, then the CPU's greedy
 //! choices one by one through the key/value cache.
 //!
@@ -161,6 +162,54 @@ fn secure_mode_on_the_gpu_matches_lora_on_the_cpu() -> Result<()> {
         let err = relative_error(g, w);
         assert!(err < SECURE_TOLERANCE, "step {step}: relative error {err}");
     }
+    Ok(())
+}
+
+/// The HE server on the GPU too (the CUDA backend on its own stream of candle's context)
+/// against secure mode entirely on the CPU. The two HE backends are bit-identical and the
+/// PLL is off, so the runs differ only by the base model's devices and each encryption's
+/// fresh noise.
+#[test]
+fn secure_mode_with_the_he_server_on_the_gpu_matches_the_cpu() -> Result<()> {
+    let Some(gpu) = cuda() else { return Ok(()) };
+    let cpu_model = tiny_llama(&Device::Cpu)?;
+    let adapter = adapter(&cpu_model)?;
+    let mut cpu_session = InProcess::start(&adapter, false)?;
+    assert_eq!(cpu_session.server.backend(), "cpu");
+    let mut tokens = Vec::new();
+    let want = decode(
+        &cpu_model,
+        &mut cpu_session.hook(),
+        &PROMPT,
+        STEPS,
+        |_, l| {
+            tokens.push(argmax(l));
+            argmax(l)
+        },
+    )?;
+
+    let model = tiny_llama(&gpu)?;
+    let mut session = InProcess::start_on(&adapter, false, &gpu)?;
+    assert_eq!(
+        session.server.backend(),
+        "cuda",
+        "the HE server is on the GPU"
+    );
+    let mut hook = session.hook();
+    let mut greedy = Vec::new();
+    let got = decode(&model, &mut hook, &PROMPT, STEPS, |step, l| {
+        greedy.push(argmax(l));
+        tokens[step]
+    })?;
+    assert!(hook.stats.requests > 0, "the server was asked");
+    for (step, (g, w)) in got.iter().zip(&want).enumerate() {
+        let err = relative_error(g, w);
+        assert!(err < SECURE_TOLERANCE, "step {step}: relative error {err}");
+    }
+    assert_eq!(
+        greedy, tokens,
+        "greedy tokens of secure mode on the GPU and the CPU"
+    );
     Ok(())
 }
 

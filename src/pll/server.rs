@@ -91,6 +91,11 @@ impl<B: Backend> PllServer<B> {
         &self.settings
     }
 
+    /// The backend of the server's own evaluator (clients' come from the same factory).
+    pub fn backend(&self) -> &B {
+        self.evaluator.backend()
+    }
+
     /// Registers an adapter y = x·A·B for inputs encrypted at `level`.
     pub fn add_adapter(
         &mut self,

@@ -60,7 +60,7 @@ pub fn run(
             decode(model, hook, |_| HeStats::default(), prompt, tokens, probe)
         }
         Mode::Secure => {
-            let mut session = InProcess::start(adapter()?, pll)?;
+            let mut session = InProcess::start_on(adapter()?, pll, model.device())?;
             let (setup_ms, key_upload_bytes) = (ms(session.setup), session.key_upload_bytes);
             let trace = decode(model, session.hook(), |h| h.stats, prompt, tokens, probe)?;
             Ok(Trace {

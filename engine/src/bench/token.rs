@@ -50,7 +50,7 @@ pub struct TokenOptions {
     /// Memory the full model may use; `None`: what /proc/meminfo says is available (on a
     /// GPU: what NVML says is free).
     pub memory_limit: Option<u64>,
-    /// Where the base model runs (the full-model path; the HE work is on the CPU).
+    /// Where the base model runs (the full-model path), and in secure mode the HE server.
     pub device: DeviceChoice,
 }
 
@@ -67,6 +67,20 @@ pub struct Breakdown {
     pub copies: f64,
     /// The rest of the step: sampling the token, the loop itself.
     pub idle: f64,
+}
+
+impl Breakdown {
+    /// The stages that do work (all but idle), as they were timed, side by side or not.
+    pub fn stages(&self) -> f64 {
+        self.base_forward + self.lora + self.encrypt + self.he_eval + self.decrypt + self.copies
+    }
+
+    /// Stage time per wall time of a step of `mean_ms`: above 1 where stages ran at the
+    /// same time, 1 where they ran one after another with nothing else, below 1 by the
+    /// idle share.
+    pub fn overlap(&self, mean_ms: f64) -> f64 {
+        self.stages() / mean_ms.max(f64::MIN_POSITIVE)
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -97,6 +111,10 @@ pub struct TokenReport {
     pub prefill_ms: f64,
     /// Mean ms per decode step by stage.
     pub breakdown: Breakdown,
+    /// The breakdown's stages (all but idle) summed, over `mean_ms_per_token`: how much of
+    /// the stages' time ran side by side (> 1 where they overlap, ≈ 1 where they run one
+    /// after another).
+    pub overlap: f64,
     pub upload_bytes_per_token: f64,
     pub download_bytes_per_token: f64,
     /// The same tokens with the adapter in plaintext (median ms per decode step).
@@ -201,9 +219,8 @@ pub fn run_he_only(options: &TokenOptions) -> Result<TokenReport> {
         copies: per(copies),
         ..Breakdown::default()
     };
-    let accounted = breakdown.encrypt + breakdown.he_eval + breakdown.decrypt + breakdown.copies;
     let breakdown = Breakdown {
-        idle: (total_ms - accounted).max(0.0),
+        idle: (total_ms - breakdown.stages()).max(0.0),
         ..breakdown
     };
     let (median, p90) = (percentile(&times, 0.5), percentile(&times, 0.9));
@@ -227,6 +244,7 @@ pub fn run_he_only(options: &TokenOptions) -> Result<TokenReport> {
         p90_ms_per_token: p90,
         mean_ms_per_token: total_ms,
         prefill_ms,
+        overlap: breakdown.overlap(total_ms),
         breakdown,
         upload_bytes_per_token: (after.upload_bytes - before.upload_bytes) as f64
             / (options.tokens * options.batch) as f64,
@@ -372,6 +390,7 @@ pub fn full_report(model: &Model, options: &TokenOptions) -> Result<TokenReport>
         p90_ms_per_token: p90,
         mean_ms_per_token: mean,
         prefill_ms: trace.prefill_ms,
+        overlap: breakdown.overlap(mean),
         breakdown,
         upload_bytes_per_token: per_token(trace.he.upload_bytes),
         download_bytes_per_token: per_token(trace.he.download_bytes),
@@ -411,8 +430,7 @@ fn full_breakdown(trace: &Trace, mode: Mode, mean_ms: f64) -> Breakdown {
             b.copies = (hook - he).max(0.0);
         }
     }
-    let accounted = b.base_forward + b.lora + b.encrypt + b.he_eval + b.decrypt + b.copies;
-    b.idle = (mean_ms - accounted).max(0.0);
+    b.idle = (mean_ms - b.stages()).max(0.0);
     b
 }
 
@@ -549,6 +567,15 @@ impl TokenReport {
                     "base forward {:.1}, lora {:.2}, encrypt {:.1}, evaluate {:.1}, decrypt \
                      {:.1}, copies {:.2}, idle {:.2}",
                     b.base_forward, b.lora, b.encrypt, b.he_eval, b.decrypt, b.copies, b.idle
+                ),
+            ),
+            (
+                "overlap",
+                format!(
+                    "{:.2} (stages {:.1} ms / step {:.1} ms)",
+                    self.overlap,
+                    b.stages(),
+                    self.mean_ms_per_token
                 ),
             ),
             (

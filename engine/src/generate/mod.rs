@@ -116,7 +116,7 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
     let mut plain_hook = None;
     if let Some(adapter) = &adapter {
         match options.mode {
-            Mode::Secure => session = Some(InProcess::start(adapter, options.pll)?),
+            Mode::Secure => session = Some(InProcess::start_on(adapter, options.pll, &device)?),
             _ => plain_hook = Some(PlainLoraHook::new(adapter, &device)?),
         }
     }

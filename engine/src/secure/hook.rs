@@ -3,7 +3,7 @@
 //! the bytes each way are counted.
 
 use super::client::SecureClient;
-use super::server::SecureServer;
+use super::server::Serve;
 use crate::model::{InputSite, LoraHook};
 use anyhow::{bail, Result};
 use candle_core::Tensor;
@@ -32,7 +32,7 @@ impl HeStats {
 
 pub struct SecureHook<'a> {
     pub client: &'a mut SecureClient,
-    pub server: &'a mut SecureServer,
+    pub server: &'a mut dyn Serve,
     pub id: ClientId,
     pub stats: HeStats,
 }

@@ -8,6 +8,8 @@
 //! a network would carry.
 
 pub mod client;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod hook;
 pub mod manifest;
 pub mod server;
@@ -15,9 +17,13 @@ pub mod server;
 pub use client::{KeyUpload, SecureClient};
 pub use hook::{HeStats, SecureHook};
 pub use manifest::{Manifest, ProjectionShape};
-pub use server::{Reply, Request, SecureServer};
+pub use server::{Reply, Request, SecureServer, Serve};
 
+use crate::adapter::LoraAdapter;
+use anyhow::Result;
+use candle_core::Device;
 use helora::ckks::{ParamSpec, Params};
+use helora::pll::PllSettings;
 
 /// The CKKS parameters both roles use: N = 2^13, three 40–50-bit primes (depth 2, what the
 /// plan consumes) and one special prime, 128-bit secure.
@@ -29,7 +35,8 @@ pub fn parameters() -> anyhow::Result<Params> {
 /// `bench token` run. They still talk only in serialized bytes.
 pub struct InProcess {
     pub client: SecureClient,
-    pub server: SecureServer,
+    /// On the CPU backend, or on the base model's GPU ([`start_on`](Self::start_on)).
+    pub server: Box<dyn Serve>,
     pub id: helora::pll::ClientId,
     /// Evaluation and public key bytes the client sent.
     pub key_upload_bytes: usize,
@@ -38,16 +45,24 @@ pub struct InProcess {
 }
 
 impl InProcess {
-    /// A server for `adapter` (the PLL on or off) and a fresh client registered with it.
-    pub fn start(adapter: &crate::adapter::LoraAdapter, pll: bool) -> anyhow::Result<Self> {
+    /// A server for `adapter` (the PLL on or off) on the CPU backend and a fresh client
+    /// registered with it.
+    pub fn start(adapter: &LoraAdapter, pll: bool) -> Result<Self> {
+        Self::start_on(adapter, pll, &Device::Cpu)
+    }
+
+    /// As [`start`](Self::start), with the server's HE work on `device`, the base model's:
+    /// the CPU backend for the CPU, the CUDA backend on a stream of its own for a GPU (the
+    /// full GPU build, module `gpu`).
+    pub fn start_on(adapter: &LoraAdapter, pll: bool, device: &Device) -> Result<Self> {
         let params = parameters()?;
         let settings = if pll {
-            helora::pll::PllSettings::default()
+            PllSettings::default()
         } else {
-            helora::pll::PllSettings::off()
+            PllSettings::off()
         };
         let start = std::time::Instant::now();
-        let mut server = SecureServer::new(&params, adapter, settings)?;
+        let mut server = server_on(&params, adapter, settings, device)?;
         let (client, keys) = SecureClient::new(&params, server.manifest().clone())?;
         let id = helora::pll::ClientId(1);
         server.register_client(id, &keys.eval_keys, &keys.public_key)?;
@@ -64,9 +79,27 @@ impl InProcess {
     pub fn hook(&mut self) -> SecureHook<'_> {
         SecureHook {
             client: &mut self.client,
-            server: &mut self.server,
+            server: self.server.as_mut(),
             id: self.id,
             stats: HeStats::default(),
         }
+    }
+}
+
+/// The server whose HE backend sits beside a base model on `device`.
+fn server_on(
+    params: &Params,
+    adapter: &LoraAdapter,
+    settings: PllSettings,
+    device: &Device,
+) -> Result<Box<dyn Serve>> {
+    match device {
+        Device::Cpu => Ok(Box::new(SecureServer::new(params, adapter, settings)?)),
+        #[cfg(feature = "gpu")]
+        Device::Cuda(cuda) => Ok(Box::new(gpu::server(params, adapter, settings, cuda)?)),
+        other => anyhow::bail!(
+            "secure mode has no HE backend for a base model on {}",
+            crate::device::name(other)
+        ),
     }
 }

@@ -6,6 +6,7 @@ use super::manifest::{Manifest, ProjectionShape};
 use crate::adapter::LoraAdapter;
 use crate::progress::Progress;
 use anyhow::{anyhow, bail, Context, Result};
+use helora::backend::{Backend, CpuBackend};
 use helora::ckks::{
     expand_seeded, EvaluationKeys, Evaluator, Params, PublicKey, SeededCiphertext, Serializable,
 };
@@ -39,9 +40,27 @@ impl Reply {
     }
 }
 
-pub struct SecureServer {
+/// What the in-process roles need of a server, whichever backend evaluates: lets
+/// `generate` and `bench token` pick the backend at run time (`--device`).
+pub trait Serve {
+    fn manifest(&self) -> &Manifest;
+    fn settings(&self) -> &PllSettings;
+    /// The HE backend's name (`cpu`, `cuda`).
+    fn backend(&self) -> &'static str;
+    fn register_client(&mut self, id: ClientId, eval_keys: &[u8], public_key: &[u8]) -> Result<()>;
+    fn apply_batch(
+        &mut self,
+        client: ClientId,
+        requests: &[Request],
+        threads: usize,
+    ) -> Result<Vec<Reply>>;
+}
+
+/// The server on HE backend `B`. Its PLL's outputs come back to the host (the PLL
+/// downloads them), so replies are compacted and serialized on the CPU whatever `B` is.
+pub struct SecureServer<B: Backend = CpuBackend> {
     params: Params,
-    pll: PllServer,
+    pll: PllServer<B>,
     ids: HashMap<(usize, String), AdapterId>,
     manifest: Manifest,
     /// Keyless: switches replies to their compact form.
@@ -49,10 +68,19 @@ pub struct SecureServer {
     reply_bits: (u32, u32),
 }
 
-impl SecureServer {
-    /// Encodes every adapted projection of `adapter` (once, not per token).
+impl SecureServer<CpuBackend> {
+    /// A server on the CPU backend; see [`with_pll`](SecureServer::with_pll).
     pub fn new(params: &Params, adapter: &LoraAdapter, settings: PllSettings) -> Result<Self> {
-        let mut pll = PllServer::cpu(params, settings).context("starting the PLL server")?;
+        let pll = PllServer::cpu(params, settings).context("starting the PLL server")?;
+        Self::with_pll(adapter, pll)
+    }
+}
+
+impl<B: Backend> SecureServer<B> {
+    /// Encodes every adapted projection of `adapter` into `pll`, a fresh PLL server on the
+    /// backend of choice (once, not per token). The parameters are the PLL's.
+    pub fn with_pll(adapter: &LoraAdapter, mut pll: PllServer<B>) -> Result<Self> {
+        let params = &pll.params().clone();
         let level = params.max_level();
         let progress = Progress::start(
             "encoding the adapter for the server",
@@ -187,5 +215,32 @@ impl SecureServer {
                 Ok(Reply { outputs })
             })
             .collect()
+    }
+}
+
+impl<B: Backend> Serve for SecureServer<B> {
+    fn manifest(&self) -> &Manifest {
+        SecureServer::manifest(self)
+    }
+
+    fn settings(&self) -> &PllSettings {
+        SecureServer::settings(self)
+    }
+
+    fn backend(&self) -> &'static str {
+        self.pll.backend().name()
+    }
+
+    fn register_client(&mut self, id: ClientId, eval_keys: &[u8], public_key: &[u8]) -> Result<()> {
+        SecureServer::register_client(self, id, eval_keys, public_key)
+    }
+
+    fn apply_batch(
+        &mut self,
+        client: ClientId,
+        requests: &[Request],
+        threads: usize,
+    ) -> Result<Vec<Reply>> {
+        SecureServer::apply_batch(self, client, requests, threads)
     }
 }
