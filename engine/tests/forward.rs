@@ -609,9 +609,22 @@ fn a_hook_delta_acts_like_the_same_weight_change() {
     }
 }
 
-/// Wants every site and records what it was shown.
+/// Wants every site and records what it was shown; counts the `deltas` calls that did not
+/// follow a `stage` of the same site and input.
 struct Recorder {
     seen: Vec<(usize, &'static [&'static str], Vec<usize>)>,
+    staged: Option<(InputSite, Tensor)>,
+    unstaged: usize,
+}
+
+impl Recorder {
+    fn new() -> Self {
+        Self {
+            seen: Vec::new(),
+            staged: None,
+            unstaged: 0,
+        }
+    }
 }
 
 impl LoraHook for Recorder {
@@ -619,7 +632,27 @@ impl LoraHook for Recorder {
         true
     }
 
+    fn stage(&mut self, site: InputSite, x: &Tensor) -> Result<()> {
+        self.staged = Some((site, x.clone()));
+        Ok(())
+    }
+
     fn deltas(&mut self, site: InputSite, x: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let same_input = match self.staged.take() {
+            Some((staged, input)) if staged == site => {
+                input.dims() == x.dims()
+                    && (&input - x)?
+                        .abs()?
+                        .flatten_all()?
+                        .max(0)?
+                        .to_scalar::<f32>()?
+                        == 0.0
+            }
+            _ => false,
+        };
+        if !same_input {
+            self.unstaged += 1;
+        }
         self.seen
             .push((site.layer, site.modules, x.dims().to_vec()));
         Ok(vec![None; site.modules.len()])
@@ -631,7 +664,7 @@ fn the_hook_sees_every_site_with_its_input() {
     for arch in [Architecture::Llama, Architecture::ChatGlm2] {
         let c = config(arch);
         let model = model(&c);
-        let mut recorder = Recorder { seen: Vec::new() };
+        let mut recorder = Recorder::new();
         let hooked = full_logits(&model, &mut recorder);
         assert_eq!(
             relative_error(&hooked, &full_logits(&model, &mut NoHook)),
@@ -664,6 +697,9 @@ fn the_hook_sees_every_site_with_its_input() {
             }
         }
         assert_eq!(recorder.seen, expected, "{arch:?}");
+        // Each site's input reached the hook through `stage` first (the secure hook copies
+        // it to the host there, before the base projection is queued).
+        assert_eq!(recorder.unstaged, 0, "{arch:?}");
     }
 }
 

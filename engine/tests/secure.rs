@@ -172,12 +172,7 @@ fn secure_error(settings: PllSettings) -> Result<f64> {
     let (mut client, mut server) = roles(&dir, settings)?;
     let adapter = LoraAdapter::load(&dir, &config())?;
     let mut plain = PlainLoraHook::new(&adapter, &Device::Cpu)?;
-    let mut hook = SecureHook {
-        client: &mut client,
-        server: &mut server,
-        id: ClientId(7),
-        stats: Default::default(),
-    };
+    let mut hook = SecureHook::new(&mut client, &mut server, ClientId(7));
     let mut worst: f64 = 0.0;
     for layer in 0..2 {
         let site = InputSite {

@@ -42,6 +42,14 @@ pub trait LoraHook {
 
     /// Whether any module of `site` is adapted (lets the forward pass skip the call).
     fn wants(&self, site: InputSite) -> bool;
+
+    /// Called with the same `x` before the forward pass queues `site`'s base projections:
+    /// a hook that needs `x` on the host copies it here, so that on a GPU the copy does not
+    /// wait for those projections, which then run while the hook works in `deltas`.
+    fn stage(&mut self, site: InputSite, x: &Tensor) -> Result<()> {
+        let _ = (site, x);
+        Ok(())
+    }
 }
 
 /// The base model alone.

@@ -95,6 +95,7 @@ impl Layer {
         let eps = c.rms_eps as f32;
 
         let h = candle_nn::ops::rms_norm(x, &self.attention_norm, eps)?;
+        stage(hook, index, qkv_site, &h)?;
         let qkv = self.qkv.forward(&h)?;
         let qkv = add_deltas(hook, index, qkv_site, &h, qkv)?;
         let heads = |offset: usize, count: usize| -> Result<Tensor> {
@@ -112,19 +113,36 @@ impl Layer {
         let v = heads(c.num_heads + c.num_kv_heads, c.num_kv_heads)?;
         let (keys, values) = cache.append(index, &k, &v)?;
         let attended = attention::attend(&q, &keys, &values, mask)?;
+        stage(hook, index, output_site, &attended)?;
         let out = self.output.forward(&attended)?;
         let out = add_deltas(hook, index, output_site, &attended, out)?;
         let x = (x + out)?;
 
         let h = candle_nn::ops::rms_norm(&x, &self.mlp_norm, eps)?;
+        stage(hook, index, gate_up_site, &h)?;
         let gate_up = self.gate_up.forward(&h)?;
         let gate_up = add_deltas(hook, index, gate_up_site, &h, gate_up)?;
         let f = c.intermediate_size;
         let act = (candle_nn::ops::silu(&gate_up.narrow(1, 0, f)?)? * gate_up.narrow(1, f, f)?)?;
+        stage(hook, index, down_site, &act)?;
         let out = self.down.forward(&act)?;
         let out = add_deltas(hook, index, down_site, &act, out)?;
         Ok((x + out)?)
     }
+}
+
+/// Hands `site`'s input to `hook` before its projections are queued (see
+/// [`LoraHook::stage`]).
+fn stage(hook: &mut dyn LoraHook, layer: usize, site: &Site, x: &Tensor) -> Result<()> {
+    let input = InputSite {
+        layer,
+        modules: site.modules,
+    };
+    if hook.wants(input) {
+        hook.stage(input, x)
+            .with_context(|| format!("LoRA input for layer {layer} {:?}", site.modules))?;
+    }
+    Ok(())
 }
 
 /// Asks `hook` for the deltas of `site` on input `x` and adds them to `y`, whose columns

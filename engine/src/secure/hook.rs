@@ -35,11 +35,35 @@ pub struct SecureHook<'a> {
     pub server: &'a mut dyn Serve,
     pub id: ClientId,
     pub stats: HeStats,
+    /// The input [`stage`](LoraHook::stage) copied to the host, and its site.
+    staged: Option<(InputSite, Vec<Vec<f32>>)>,
+}
+
+impl<'a> SecureHook<'a> {
+    pub fn new(client: &'a mut SecureClient, server: &'a mut dyn Serve, id: ClientId) -> Self {
+        Self {
+            client,
+            server,
+            id,
+            stats: HeStats::default(),
+            staged: None,
+        }
+    }
+}
+
+/// `x`'s rows on the host, as f32.
+fn host_rows(x: &Tensor) -> Result<Vec<Vec<f32>>> {
+    Ok(x.to_dtype(candle_core::DType::F32)?.to_vec2()?)
 }
 
 impl LoraHook for SecureHook<'_> {
     fn wants(&self, site: InputSite) -> bool {
         self.client.manifest().adapts_any(site.layer, site.modules)
+    }
+
+    fn stage(&mut self, site: InputSite, x: &Tensor) -> Result<()> {
+        self.staged = Some((site, host_rows(x)?));
+        Ok(())
     }
 
     fn deltas(&mut self, site: InputSite, x: &Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -54,7 +78,10 @@ impl LoraHook for SecureHook<'_> {
         if adapted.is_empty() {
             return Ok(out);
         }
-        let rows: Vec<Vec<f32>> = x.to_dtype(candle_core::DType::F32)?.to_vec2()?;
+        let rows = match self.staged.take() {
+            Some((staged, rows)) if staged == site => rows,
+            _ => host_rows(x)?,
+        };
         // deltas[module][token]
         let mut deltas: Vec<Vec<f32>> = vec![Vec::new(); adapted.len()];
         // All tokens of this call at once: a prompt's tokens are evaluated in parallel.

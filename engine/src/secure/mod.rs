@@ -77,12 +77,7 @@ impl InProcess {
 
     /// The forward pass's hook over these roles, counting from zero.
     pub fn hook(&mut self) -> SecureHook<'_> {
-        SecureHook {
-            client: &mut self.client,
-            server: self.server.as_mut(),
-            id: self.id,
-            stats: HeStats::default(),
-        }
+        SecureHook::new(&mut self.client, self.server.as_mut(), self.id)
     }
 }
 
