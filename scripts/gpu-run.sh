@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (no Rust, no network), from the repository root, after
 # scripts/gpu-build.sh filled .gpu/ on the build machine: finds the CUDA libraries, then
-#   he     the parity and CUDA graph tests with HELORA_REQUIRE_GPU=1 (a missing GPU or driver fails instead
-#          of skipping), then the HE benchmarks (`bench ops --device cuda` at N = 2^13 and
-#          2^16, `bench lora --device cuda` at batch 1 and 64);
+#   he     the parity and CUDA graph tests with HELORA_REQUIRE_GPU=1 (a missing GPU or
+#          driver fails instead of skipping), then the HE benchmarks (`bench ops --device
+#          cuda` at N = 2^13 and 2^16, `bench lora --device cuda` at batch 1 and 64);
 #   model  the full GPU build (bin/helora-gpu): its tests (bin/gpu, bin/cli_gpu) with
-#          HELORA_REQUIRE_GPU=1, then `bench token --device cuda` (SmolLM2-135M lora; ChatGLM2-6B
-#          rank 8, 16 tokens, secure and lora; bf16 weights on the GPU, HE on the CPU);
+#          HELORA_REQUIRE_GPU=1, then `bench token --device cuda` (SmolLM2-135M lora;
+#          ChatGLM2-6B rank 8, 16 tokens, secure and lora; bf16 weights on the GPU, the HE
+#          server on a stream of its own);
 # writes logs and JSON under $OUT (default .gpu/out) and prints a short summary and a table
 # of the figures last. `bash scripts/gpu-run.sh [he|model|all]` (default all; each part
 # takes a few minutes on an H100, so run them as two commands where one has a time limit).
