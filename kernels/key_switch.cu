@@ -66,29 +66,41 @@ __device__ __forceinline__ void mac128(u64& lo, u64& hi, u64 a, u64 b) {
     hi += __umul64hi(a, b) + (lo < p_lo);
 }
 
+// Both halves of output element i (limb-major over `limbs` rows of N): the digits at the
+// permuted slot times the keys at the same slot, reduced once. Shared by both entry points.
+__device__ __forceinline__ void inner_product_at(u64 i, u64* out0, u64* out1,
+                                                 const u64* const* digit,
+                                                 const u64* const* key0,
+                                                 const u64* const* key1, u32 digits,
+                                                 const RnsModulus* mods, u32 q, u32 key_q,
+                                                 u32 galois, u32 log_n) {
+    const u32 n = 1u << log_n;
+    const u32 slot = (u32)i & (n - 1);
+    const u32 row = (u32)(i >> log_n);
+    const u32 src = ks_source_slot(slot, galois, log_n);
+    const u64 key_row = row < q ? row : key_q + (row - q);
+    const u64 d_at = (u64)row * n + src;
+    const u64 k_at = key_row * n + slot;
+    u64 lo0 = 0, hi0 = 0, lo1 = 0, hi1 = 0;
+    for (u32 j = 0; j < digits; ++j) {
+        const u64 v = digit[j][d_at];
+        mac128(lo0, hi0, v, key0[j][k_at]);
+        mac128(lo1, hi1, v, key1[j][k_at]);
+    }
+    const RnsModulus& m = mods[row];
+    out0[i] = barrett_reduce_128(lo0, hi0, m.value, m.barrett_hi, m.barrett_lo);
+    out1[i] = barrett_reduce_128(lo1, hi1, m.value, m.barrett_hi, m.barrett_lo);
+}
+
 extern "C" __global__ void key_switch_inner_product(u64* out0, u64* out1,
                                                     KeySwitchOperands ops, u32 digits,
                                                     const RnsModulus* mods, u32 q, u32 limbs,
                                                     u32 key_q, u32 galois, u32 log_n) {
-    const u32 n = 1u << log_n;
     const u64 total = (u64)limbs << log_n;
     for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (u64)gridDim.x * blockDim.x) {
-        const u32 slot = (u32)i & (n - 1);
-        const u32 row = (u32)(i >> log_n);
-        const u32 src = ks_source_slot(slot, galois, log_n);
-        const u64 key_row = row < q ? row : key_q + (row - q);
-        const u64 d_at = (u64)row * n + src;
-        const u64 k_at = key_row * n + slot;
-        u64 lo0 = 0, hi0 = 0, lo1 = 0, hi1 = 0;
-        for (u32 j = 0; j < digits; ++j) {
-            const u64 v = ops.digit[j][d_at];
-            mac128(lo0, hi0, v, ops.key0[j][k_at]);
-            mac128(lo1, hi1, v, ops.key1[j][k_at]);
-        }
-        const RnsModulus& m = mods[row];
-        out0[i] = barrett_reduce_128(lo0, hi0, m.value, m.barrett_hi, m.barrett_lo);
-        out1[i] = barrett_reduce_128(lo1, hi1, m.value, m.barrett_hi, m.barrett_lo);
+        inner_product_at(i, out0, out1, ops.digit, ops.key0, ops.key1, digits, mods, q, key_q,
+                         galois, log_n);
     }
 }
 
@@ -96,29 +108,13 @@ extern "C" __global__ void key_switch_inner_products(KeySwitchBatch ops, u32 dig
                                                      const RnsModulus* mods, u32 q, u32 limbs,
                                                      u32 log_n) {
     const u32 step = blockIdx.y;
-    const u32 n = 1u << log_n;
     const u64 total = (u64)limbs << log_n;
-    const u32 galois = ops.galois[step];
-    const u32 key_q = ops.key_q[step];
-    const u32 keys = step * digits;
-    u64* const out0 = ops.out0[step];
-    u64* const out1 = ops.out1[step];
+    // This step's keys: digit j at step · digits + j.
+    const u64* const* key0 = ops.key0 + step * digits;
+    const u64* const* key1 = ops.key1 + step * digits;
     for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (u64)gridDim.x * blockDim.x) {
-        const u32 slot = (u32)i & (n - 1);
-        const u32 row = (u32)(i >> log_n);
-        const u32 src = ks_source_slot(slot, galois, log_n);
-        const u64 key_row = row < q ? row : key_q + (row - q);
-        const u64 d_at = (u64)row * n + src;
-        const u64 k_at = key_row * n + slot;
-        u64 lo0 = 0, hi0 = 0, lo1 = 0, hi1 = 0;
-        for (u32 j = 0; j < digits; ++j) {
-            const u64 v = ops.digit[j][d_at];
-            mac128(lo0, hi0, v, ops.key0[keys + j][k_at]);
-            mac128(lo1, hi1, v, ops.key1[keys + j][k_at]);
-        }
-        const RnsModulus& m = mods[row];
-        out0[i] = barrett_reduce_128(lo0, hi0, m.value, m.barrett_hi, m.barrett_lo);
-        out1[i] = barrett_reduce_128(lo1, hi1, m.value, m.barrett_hi, m.barrett_lo);
+        inner_product_at(i, ops.out0[step], ops.out1[step], ops.digit, key0, key1, digits, mods,
+                         q, ops.key_q[step], ops.galois[step], log_n);
     }
 }
