@@ -20,41 +20,12 @@ set -euo pipefail
 # cudarc's version in Cargo.lock: the symbols come from its bindings.
 CUDARC=0.19.10
 
-usage() {
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
-}
+source "$(dirname "${BASH_SOURCE[0]}")/setup-common.sh"
+setup_args build 14 "$@"
 
-mode=build
-case "${1:-}" in
-    "") ;;
-    --env) mode=env ;;
-    -h | --help)
-        usage
-        exit 0
-        ;;
-    *)
-        echo "error: unknown argument '$1'" >&2
-        usage >&2
-        exit 2
-        ;;
-esac
-
-die() {
-    echo "error: $*" >&2
-    exit 1
-}
 say() { echo "cuda-stubs: $*" >&2; }
 
-# Same rule as scripts/install-cuda.sh and the engine's model cache.
-if [[ -n "${HELORA_CACHE_DIR:-}" ]]; then
-    cache="$HELORA_CACHE_DIR"
-elif [[ -n "${XDG_CACHE_HOME:-}" ]]; then
-    cache="$XDG_CACHE_HOME/helora"
-elif [[ -n "${HOME:-}" ]]; then
-    cache="$HOME/.cache/helora"
-else
-    die "no cache directory is known here; set HELORA_CACHE_DIR"
-fi
+cache=$(helora_cache_dir)
 # Bump the suffix when the generator below changes.
 root="$cache/cuda-stubs-cudarc-$CUDARC-v2"
 marker="$root/.built"

@@ -19,41 +19,12 @@ WHEELS=(
     nvidia-cuda-nvrtc==13.0.88
 )
 
-usage() {
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
-}
+source "$(dirname "${BASH_SOURCE[0]}")/setup-common.sh"
+setup_args install 10 "$@"
 
-mode=install
-case "${1:-}" in
-    "") ;;
-    --env) mode=env ;;
-    -h | --help)
-        usage
-        exit 0
-        ;;
-    *)
-        echo "error: unknown argument '$1'" >&2
-        usage >&2
-        exit 2
-        ;;
-esac
-
-die() {
-    echo "error: $*" >&2
-    exit 1
-}
 say() { echo "install-cuda: $*" >&2; }
 
-# Same rule as the engine's model cache: HELORA_CACHE_DIR, else the user's cache dir + helora.
-if [[ -n "${HELORA_CACHE_DIR:-}" ]]; then
-    cache="$HELORA_CACHE_DIR"
-elif [[ -n "${XDG_CACHE_HOME:-}" ]]; then
-    cache="$XDG_CACHE_HOME/helora"
-elif [[ -n "${HOME:-}" ]]; then
-    cache="$HOME/.cache/helora"
-else
-    die "no cache directory is known here; set HELORA_CACHE_DIR"
-fi
+cache=$(helora_cache_dir)
 root="$cache/cuda-13.0"
 cuda_home="$root/nvidia/cu13"
 marker="$root/.installed"
