@@ -459,12 +459,13 @@ fn check_lora<B: Backend>(params: &Params, b: B) {
 // ---- batched hoisting on the CPU ---------------------------------------------------------------
 
 /// The CPU backend asking for hoisted batches of `batch` steps (as a device backend does),
-/// and recording the largest batch it was given, so the evaluator's batched path runs
-/// here against the one-step CPU evaluator.
+/// and recording the largest batch it was given and how many steps it switched in all, so
+/// the evaluator's batched path runs here against the one-step CPU evaluator.
 struct Batching {
     cpu: CpuBackend,
     batch: usize,
     largest: Arc<AtomicUsize>,
+    switched: Arc<AtomicUsize>,
 }
 
 impl Backend for Batching {
@@ -544,6 +545,7 @@ impl Backend for Batching {
         steps: &[KeySwitchStep<'_, RnsPoly>],
     ) -> Vec<[RnsPoly; 2]> {
         self.largest.fetch_max(steps.len(), Ordering::Relaxed);
+        self.switched.fetch_add(steps.len(), Ordering::Relaxed);
         self.cpu.key_switch_inner_products(digits, steps)
     }
     fn automorphisms(&self, p: &RnsPoly, galois: &[u64]) -> Vec<RnsPoly> {
@@ -564,6 +566,7 @@ fn with_batches_of_3(check: impl FnOnce(&Params, Batching)) {
         cpu: cpu(&p),
         batch: 3,
         largest: largest.clone(),
+        switched: Arc::default(),
     };
     check(&p, backend);
     assert_eq!(
@@ -601,6 +604,37 @@ fn cpu_evaluator_with_batched_hoisting() {
 #[test]
 fn cpu_lora_with_batched_hoisting() {
     with_batches_of_3(check_lora);
+}
+
+#[test]
+fn repeated_hoisted_steps_are_switched_once() {
+    let p = params(ParamSpec::n13_depth2());
+    let switched = Arc::new(AtomicUsize::new(0));
+    let backend = Batching {
+        cpu: cpu(&p),
+        batch: 3,
+        largest: Arc::default(),
+        switched: switched.clone(),
+    };
+    let mut client = Client::new(&p);
+    let keys = client.keygen.evaluation_keys(&STEPS, false).expect("keys");
+    let reference = evaluator(&p, cpu(&p), &keys);
+    let device = evaluator(&p, backend, &keys);
+    let x = client.encrypt_values(&[0.5, -0.25, 0.125], p.max_level());
+    // 7 and 7 + slots rotate alike; 0 and `slots` are the identity.
+    let slots = p.slots() as i64;
+    let steps = [1, 7, 1, 0, 7 + slots, -1, slots, 1];
+    let got = device.rotate_hoisted(&x, &steps).expect("hoisted");
+    assert_eq!(got.len(), steps.len());
+    for (&step, ct) in steps.iter().zip(&got) {
+        let want = reference.rotate(&x, step).expect("rotate");
+        assert_eq!(ct, &want, "hoisted step {step} differs from its rotation");
+    }
+    assert_eq!(
+        switched.load(Ordering::Relaxed),
+        3,
+        "one key switch per distinct rotation (1, 7, -1)"
+    );
 }
 
 #[test]

@@ -465,9 +465,11 @@ impl<B: Backend> Evaluator<B> {
     }
 
     /// Rotations by every step in `steps` sharing one decomposition of the input (hoisting):
-    /// each extra step costs an inner product and a ModDown, not a new decomposition. The
-    /// inner products and c0's automorphisms run in batches of the backend's
-    /// [`key_switch_batch`](Backend::key_switch_batch) steps (one launch each on a device).
+    /// each extra step costs an inner product and a ModDown, not a new decomposition. Steps
+    /// that rotate alike (repeats, or steps equal modulo the slot count) are computed once
+    /// and copied. The inner products and c0's automorphisms run in batches of the
+    /// backend's [`key_switch_batch`](Backend::key_switch_batch) steps (one launch each on
+    /// a device).
     pub fn rotate_hoisted(
         &self,
         a: &Ciphertext<B::Poly>,
@@ -475,26 +477,26 @@ impl<B: Backend> Evaluator<B> {
     ) -> Result<Vec<Ciphertext<B::Poly>>, CkksError> {
         self.check(a)?;
         let n = self.params.n();
-        // Check every key before any work.
+        // Check every key before any work; collect the distinct rotation elements in order.
+        let mut elements: Vec<u64> = Vec::new();
         for &s in steps {
             let g = rotation_element(s, n);
-            if g != 1 && !self.galois.contains_key(&g) {
+            if g == 1 || elements.contains(&g) {
+                continue;
+            }
+            if !self.galois.contains_key(&g) {
                 return Err(CkksError::MissingGaloisKey {
                     galois: g,
                     step: Some(s),
                 });
             }
+            elements.push(g);
         }
-        let rotated: Vec<u64> = steps
-            .iter()
-            .map(|&s| rotation_element(s, n))
-            .filter(|&g| g != 1)
-            .collect();
-        let mut done = Vec::with_capacity(rotated.len());
-        if !rotated.is_empty() {
+        let mut done = Vec::with_capacity(elements.len());
+        if !elements.is_empty() {
             let digits = self.backend.decompose(&a.c1);
             let batch = self.hoisting_batch(a.level);
-            for chunk in rotated.chunks(batch) {
+            for chunk in elements.chunks(batch) {
                 let switched = self.inner_products(&digits, chunk)?;
                 let c0_rotated = self.backend.automorphisms(&a.c0, chunk);
                 for ([x0, x1], c0_g) in switched.into_iter().zip(&c0_rotated) {
@@ -509,18 +511,30 @@ impl<B: Backend> Evaluator<B> {
                 }
             }
         }
-        // Back into the order of `steps`, identities as copies of the input.
-        let mut done = done.into_iter();
+        // Back into the order of `steps`, identities as copies of the input; a result is
+        // copied for all but the last step that uses it, which takes it.
+        let index = |s: i64| elements.iter().position(|&e| e == rotation_element(s, n));
+        let mut uses = vec![0usize; elements.len()];
+        steps
+            .iter()
+            .filter_map(|&s| index(s))
+            .for_each(|i| uses[i] += 1);
+        let mut done: Vec<Option<Ciphertext<B::Poly>>> = done.into_iter().map(Some).collect();
         steps
             .iter()
             .map(|&s| {
-                if rotation_element(s, n) == 1 {
-                    Ok(a.clone())
+                let Some(i) = index(s) else {
+                    return Ok(a.clone());
+                };
+                uses[i] -= 1;
+                let result = if uses[i] == 0 {
+                    done.get_mut(i).and_then(Option::take)
                 } else {
-                    done.next().ok_or(CkksError::Malformed(
-                        "hoisted rotation computed fewer results than steps".into(),
-                    ))
-                }
+                    done.get(i).cloned().flatten()
+                };
+                result.ok_or(CkksError::Malformed(
+                    "hoisted rotation computed fewer results than steps".into(),
+                ))
             })
             .collect()
     }
