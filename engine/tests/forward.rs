@@ -214,6 +214,97 @@ fn forward_all_rows_match_forward_at_each_length() {
     }
 }
 
+/// Three sequences with prompts of different lengths, prefilled in one batch and then
+/// decoded one token each per batched step, against each sequence run on its own; with a
+/// rank-1 hook on layer 1's first projection, so each row's delta must reach its own
+/// sequence.
+fn check_batch(config: &ModelConfig) {
+    let model = model(config);
+    let (_, d_in, d_out) = config.projections()[0];
+    let mut rng = seeded_rng([9; 32]);
+    let mut hook = RankOne {
+        layer: 1,
+        module: config.projections()[0].0,
+        a: random(&mut rng, &[d_in, 1], 0.0, 0.5),
+        b: random(&mut rng, &[1, d_out], 0.0, 0.5),
+        calls: 0,
+    };
+    let prompts: [&[u32]; 3] = [&TOKENS[..5], &TOKENS[2..3], &TOKENS[4..11]];
+    let decoded: [[u32; 3]; 3] = [[7, 1, 60], [2, 2, 9], [33, 0, 5]];
+
+    let mut want = Vec::new();
+    for (prompt, next) in prompts.iter().zip(&decoded) {
+        let mut cache = model.new_cache();
+        let mut rows = vec![model.forward(prompt, &mut cache, &mut hook).unwrap()];
+        for &t in next {
+            rows.push(model.forward(&[t], &mut cache, &mut hook).unwrap());
+        }
+        want.push(rows);
+    }
+
+    let mut caches: Vec<_> = prompts.iter().map(|_| model.new_cache()).collect();
+    hook.calls = 0;
+    let prefill = model
+        .forward_batch(&prompts, &mut caches, &mut hook)
+        .unwrap();
+    assert_eq!(hook.calls, 1, "one hook call for the whole batch");
+    let mut got = vec![prefill];
+    for step in 0..3 {
+        let tokens: Vec<[u32; 1]> = decoded.iter().map(|d| [d[step]]).collect();
+        let tokens: Vec<&[u32]> = tokens.iter().map(|t| t.as_slice()).collect();
+        got.push(
+            model
+                .forward_batch(&tokens, &mut caches, &mut hook)
+                .unwrap(),
+        );
+    }
+    for (s, cache) in caches.iter().enumerate() {
+        assert_eq!(cache.len(), prompts[s].len() + 3);
+    }
+    for (step, logits) in got.iter().enumerate() {
+        assert_eq!(logits.dims(), [3, config.vocab_size]);
+        for (s, rows) in want.iter().enumerate() {
+            let err = relative_error(&logits.get(s).unwrap(), &rows[step]);
+            assert!(
+                err < 1e-5,
+                "{:?} sequence {s} step {step}: relative error {err}",
+                config.arch
+            );
+        }
+    }
+}
+
+#[test]
+fn a_batch_of_sequences_matches_each_sequence_alone() {
+    check_batch(&config(Architecture::Llama));
+    check_batch(&plain_llama());
+    check_batch(&config(Architecture::ChatGlm2));
+}
+
+#[test]
+fn bad_batches_are_errors_and_leave_the_caches_alone() {
+    let c = config(Architecture::Llama);
+    let model = model(&c);
+    let mut caches = vec![model.new_cache(), model.new_cache()];
+    let err = |r: Result<Tensor>| error_text(r);
+    let e = err(model.forward_batch(&[&[1]], &mut caches, &mut NoHook));
+    assert!(e.contains("1 sequences of tokens for 2 caches"), "{e}");
+    let e = err(model.forward_batch(&[&[1], &[]], &mut caches, &mut NoHook));
+    assert!(e.contains("no tokens"), "{e}");
+    let e = err(model.forward_batch(&[], &mut [], &mut NoHook));
+    assert!(e.contains("no tokens"), "{e}");
+    // One sequence too long: nothing is written to either cache.
+    model
+        .forward(&[1; 30], &mut caches[1], &mut NoHook)
+        .unwrap();
+    let e = err(model.forward_batch(&[&[1, 2], &[3, 4, 5]], &mut caches, &mut NoHook));
+    assert!(e.contains("33 positions"), "{e}");
+    assert_eq!((caches[0].len(), caches[1].len()), (0, 30));
+    let e = err(model.forward_batch(&[&[1], &[64]], &mut caches, &mut NoHook));
+    assert!(e.contains("token id 64"), "{e}");
+    assert_eq!((caches[0].len(), caches[1].len()), (0, 30));
+}
+
 #[test]
 fn a_cleared_cache_starts_over() {
     let model = model(&config(Architecture::ChatGlm2));

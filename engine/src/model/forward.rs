@@ -2,7 +2,7 @@
 //! [`KvCache`], final norm and output projection, with a [`LoraHook`] at every site.
 
 use super::cache::KvCache;
-use super::layer::{take, take_matrix, Layer, Shared, SiteModules};
+use super::layer::{take, take_matrix, Layer, Segment, Shared, SiteModules};
 use super::linear::Linear;
 use super::rope::{RopeStyle, Rotary};
 use super::{attention, chatglm, llama, Architecture, LoraHook, ModelConfig, ModelWeights};
@@ -111,10 +111,31 @@ impl Model {
         cache: &mut KvCache,
         hook: &mut dyn LoraHook,
     ) -> Result<Tensor> {
-        let hidden = self.layers(tokens, cache, hook)?;
-        // Only the last position's logits are needed to go on: skip the rest of the head.
-        let last = hidden.narrow(0, tokens.len() - 1, 1)?;
-        Ok(self.logits(&last)?.squeeze(0)?)
+        let logits = self.forward_batch(&[tokens], std::slice::from_mut(cache), hook)?;
+        Ok(logits.squeeze(0)?)
+    }
+
+    /// Several sequences in one pass: `tokens[s]` is appended to `caches[s]` (prompts of
+    /// any lengths, or one token each while decoding). The projections and the hook see
+    /// every sequence's rows together, so a batch of sequences costs one matrix product
+    /// (and, in secure mode, one request) per site. Returns the logits after each
+    /// sequence's last token, `[sequences, vocab]` f32.
+    pub fn forward_batch(
+        &self,
+        tokens: &[&[u32]],
+        caches: &mut [KvCache],
+        hook: &mut dyn LoraHook,
+    ) -> Result<Tensor> {
+        let hidden = self.layers(tokens, caches, hook)?;
+        // Only each sequence's last position is needed to go on: skip the rest of the head.
+        let mut last = Vec::with_capacity(tokens.len());
+        let mut end = 0;
+        for t in tokens {
+            end += t.len();
+            last.push((end - 1) as u32);
+        }
+        let last = Tensor::new(last.as_slice(), &self.device)?;
+        self.logits(&hidden.index_select(&last, 0)?)
     }
 
     /// As [`forward`](Self::forward), with the logits after every token, `[tokens, vocab]`.
@@ -124,48 +145,66 @@ impl Model {
         cache: &mut KvCache,
         hook: &mut dyn LoraHook,
     ) -> Result<Tensor> {
-        let hidden = self.layers(tokens, cache, hook)?;
+        let hidden = self.layers(&[tokens], std::slice::from_mut(cache), hook)?;
         self.logits(&hidden)
     }
 
-    /// Hidden states after the last layer, `[tokens, hidden]`, before the final norm.
+    /// Hidden states after the last layer, every sequence's rows in order,
+    /// `[Σ tokens, hidden]`, before the final norm. Every check runs before any cache is
+    /// written, and the caches advance only when every layer has run.
     fn layers(
         &self,
-        tokens: &[u32],
-        cache: &mut KvCache,
+        tokens: &[&[u32]],
+        caches: &mut [KvCache],
         hook: &mut dyn LoraHook,
     ) -> Result<Tensor> {
         let c = self.config();
-        if tokens.is_empty() {
+        if tokens.len() != caches.len() {
+            bail!(
+                "{} sequences of tokens for {} caches",
+                tokens.len(),
+                caches.len()
+            );
+        }
+        if tokens.is_empty() || tokens.iter().any(|t| t.is_empty()) {
             bail!("no tokens to run the model on");
         }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
+        let all: Vec<u32> = tokens.concat();
+        if let Some(&bad) = all.iter().find(|&&t| t as usize >= c.vocab_size) {
             bail!(
                 "token id {bad} is outside the vocabulary of {}",
                 c.vocab_size
             );
         }
-        if !cache.fits(c) {
-            bail!("the key/value cache was made for a model of another shape");
+        let group = c.num_heads / c.num_kv_heads;
+        let mut segments = Vec::with_capacity(tokens.len());
+        for (t, cache) in tokens.iter().zip(caches.iter()) {
+            if !cache.fits(c) {
+                bail!("the key/value cache was made for a model of another shape");
+            }
+            let end = cache.len() + t.len();
+            if end > c.max_positions {
+                bail!(
+                    "the sequence would reach {end} positions, the model accepts {}",
+                    c.max_positions
+                );
+            }
+            segments.push(Segment {
+                rows: t.len(),
+                mask: attention::causal_mask(group, t.len(), cache.len(), &self.device)?,
+            });
         }
-        let end = cache.len() + tokens.len();
-        if end > c.max_positions {
-            bail!(
-                "the sequence would reach {end} positions, the model accepts {}",
-                c.max_positions
-            );
-        }
-        let ids = Tensor::new(tokens, &self.device)?;
+        let ids = Tensor::new(all.as_slice(), &self.device)?;
         // Activations are f32 whatever the weights' dtype (a no-op for f32 weights).
         let mut x = self.embedding.index_select(&ids, 0)?.to_dtype(DType::F32)?;
-        let group = c.num_heads / c.num_kv_heads;
-        let mask = attention::causal_mask(group, tokens.len(), cache.len(), &self.device)?;
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer
-                .forward(i, &x, mask.as_ref(), cache, hook, &self.shared)
+                .forward(i, &x, &segments, caches, hook, &self.shared)
                 .with_context(|| format!("layer {i}"))?;
         }
-        cache.advance(tokens.len());
+        for (t, cache) in tokens.iter().zip(caches.iter_mut()) {
+            cache.advance(t.len());
+        }
         Ok(x)
     }
 

@@ -76,43 +76,47 @@ impl Shared {
     }
 }
 
+/// The rows of one forward call that extend one sequence: `rows` new positions after
+/// that sequence's cached ones, with their [`attention::causal_mask`].
+pub(crate) struct Segment {
+    pub(crate) rows: usize,
+    pub(crate) mask: Option<Tensor>,
+}
+
 impl Layer {
-    /// Runs layer `index` on `x`, `[n, hidden]`, the rows for positions
-    /// `cache.len()..cache.len() + n`, writing this layer's keys and values to `cache`.
-    /// `mask` is [`attention::causal_mask`] for those positions.
+    /// Runs layer `index` on `x`, `[rows, hidden]`: `segments[s]` names the next rows,
+    /// the positions `caches[s].len()..` of sequence s, whose keys and values this layer
+    /// writes to `caches[s]`. Projections and the hook see every row at once; attention
+    /// and the rotary positions are per sequence.
     pub(crate) fn forward(
         &self,
         index: usize,
         x: &Tensor,
-        mask: Option<&Tensor>,
-        cache: &mut KvCache,
+        segments: &[Segment],
+        caches: &mut [KvCache],
         hook: &mut dyn LoraHook,
         shared: &Shared,
     ) -> Result<Tensor> {
         let c = &shared.config;
         let [qkv_site, output_site, gate_up_site, down_site] = &shared.sites;
-        let n = x.dim(0)?;
         let eps = c.rms_eps as f32;
 
         let h = candle_nn::ops::rms_norm(x, &self.attention_norm, eps)?;
         stage(hook, index, qkv_site, &h)?;
         let qkv = self.qkv.forward(&h)?;
         let qkv = add_deltas(hook, index, qkv_site, &h, qkv)?;
-        let heads = |offset: usize, count: usize| -> Result<Tensor> {
-            let part = qkv.narrow(1, offset * c.head_dim, count * c.head_dim)?;
-            Ok(part
-                .reshape((n, count, c.head_dim))?
-                .transpose(0, 1)?
-                .contiguous()?)
+        let mut attended = Vec::with_capacity(segments.len());
+        let mut first = 0;
+        for (segment, cache) in segments.iter().zip(caches.iter_mut()) {
+            let qkv = qkv.narrow(0, first, segment.rows)?;
+            attended.push(attend(index, &qkv, segment, cache, shared)?);
+            first += segment.rows;
+        }
+        let attended = if attended.len() == 1 {
+            attended.swap_remove(0)
+        } else {
+            Tensor::cat(&attended, 0)?
         };
-        let start = cache.len();
-        let q = shared.rotary.apply(&heads(0, c.num_heads)?, start)?;
-        let k = shared
-            .rotary
-            .apply(&heads(c.num_heads, c.num_kv_heads)?, start)?;
-        let v = heads(c.num_heads + c.num_kv_heads, c.num_kv_heads)?;
-        let (keys, values) = cache.append(index, &k, &v)?;
-        let attended = attention::attend(&q, &keys, &values, mask)?;
         stage(hook, index, output_site, &attended)?;
         let out = self.output.forward(&attended)?;
         let out = add_deltas(hook, index, output_site, &attended, out)?;
@@ -129,6 +133,34 @@ impl Layer {
         let out = add_deltas(hook, index, down_site, &act, out)?;
         Ok((x + out)?)
     }
+}
+
+/// Attention of one sequence's new rows of q|k|v, `[n, (heads + 2·kv_heads)·head_dim]`,
+/// over its cache (which receives their keys and values): `[n, heads · head_dim]`.
+fn attend(
+    layer: usize,
+    qkv: &Tensor,
+    segment: &Segment,
+    cache: &mut KvCache,
+    shared: &Shared,
+) -> Result<Tensor> {
+    let c = &shared.config;
+    let n = segment.rows;
+    let heads = |offset: usize, count: usize| -> Result<Tensor> {
+        let part = qkv.narrow(1, offset * c.head_dim, count * c.head_dim)?;
+        Ok(part
+            .reshape((n, count, c.head_dim))?
+            .transpose(0, 1)?
+            .contiguous()?)
+    };
+    let start = cache.len();
+    let q = shared.rotary.apply(&heads(0, c.num_heads)?, start)?;
+    let k = shared
+        .rotary
+        .apply(&heads(c.num_heads, c.num_kv_heads)?, start)?;
+    let v = heads(c.num_heads + c.num_kv_heads, c.num_kv_heads)?;
+    let (keys, values) = cache.append(layer, &k, &v)?;
+    attention::attend(&q, &keys, &values, segment.mask.as_ref())
 }
 
 /// Hands `site`'s input to `hook` before its projections are queued (see
