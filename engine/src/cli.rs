@@ -112,13 +112,14 @@ pub struct TokenArgs {
     /// Prompt tokens of the prefill.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub prompt_tokens: u32,
-    /// Sequences of one client in flight (one token of each per decode step).
+    /// Sequences of one client in flight: every decode step runs one token of each through
+    /// one forward pass (one HE request per adapted site); ms/token is the step's time.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub batch: u32,
     #[arg(long, value_enum, default_value_t = Mode::Secure)]
     pub mode: Mode,
     /// Where the base model runs (cuda: the full GPU build, `--features gpu`; bf16 weights).
-    /// The HE work stays on the CPU.
+    /// In secure mode the server's HE work runs there too, on a stream of its own.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
     pub device: DeviceChoice,
     /// Only the HE path at the preset's shapes (for CPUs where the base model does not fit).
@@ -134,7 +135,7 @@ pub struct TokenArgs {
     /// ms/token per mode into this PNG, with the published 1610 ms/token as a reference.
     #[arg(long)]
     pub plot: Option<std::path::PathBuf>,
-    /// What the --plot sweep varies (batch needs --he-only).
+    /// What the --plot sweep varies.
     #[arg(long, value_enum, default_value_t = SweepOver::Rank)]
     pub plot_over: SweepOver,
     /// The sweep's points, comma-separated (default: ranks 1,2,4,8,16,32,64 or batch sizes

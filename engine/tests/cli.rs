@@ -286,7 +286,8 @@ fn bench_token_he_only_json() {
 }
 
 /// `bench token` on the full SmolLM2-135M-shaped model with random weights, in `mode`.
-fn bench_token_full(mode: &str) -> serde_json::Value {
+fn bench_token_full(mode: &str, batch: u32) -> serde_json::Value {
+    let batch = batch.to_string();
     helora_json(&[
         "bench",
         "token",
@@ -298,18 +299,27 @@ fn bench_token_full(mode: &str) -> serde_json::Value {
         "2",
         "--prompt-tokens",
         "2",
+        "--batch",
+        &batch,
         "--pll",
         "off",
         "--json",
     ])
 }
 
-/// The keys issue 6 asks for, sane for a run in `mode`.
-fn check_token_report(v: &serde_json::Value, mode: &str) {
+/// The keys issue 6 asks for, sane for a run in `mode` with `batch` sequences.
+fn check_token_report(v: &serde_json::Value, mode: &str, batch: u32) {
     assert_eq!(v["preset"], "smollm2-135m");
     assert_eq!(v["mode"], mode);
     assert_eq!(v["device"], "cpu");
-    assert_eq!(v["batch"], 1);
+    assert_eq!(v["batch"], batch);
+    // A step decodes one token of every sequence.
+    let step = v["ms_per_token"].as_f64().expect("ms_per_token");
+    let rate = v["tokens_per_s"].as_f64().expect("tokens_per_s");
+    assert!(
+        (rate * step / 1e3 - f64::from(batch)).abs() < 1e-6,
+        "{mode}: {rate} tokens/s at {step} ms per step of {batch}"
+    );
     assert_eq!(v["rank"], 8);
     assert_eq!(v["he_only"], false);
     for key in [
@@ -363,11 +373,11 @@ fn check_token_report(v: &serde_json::Value, mode: &str) {
 
 #[test]
 fn bench_token_full_model_plain_and_lora() {
-    let plain = bench_token_full("plain");
-    check_token_report(&plain, "plain");
+    let plain = bench_token_full("plain", 1);
+    check_token_report(&plain, "plain", 1);
     assert_eq!(plain["breakdown"]["lora"], 0.0);
-    let lora = bench_token_full("lora");
-    check_token_report(&lora, "lora");
+    let lora = bench_token_full("lora", 1);
+    check_token_report(&lora, "lora", 1);
     assert!(lora["breakdown"]["lora"].as_f64().is_some_and(|x| x > 0.0));
     // The lora run is its own reference.
     assert_eq!(lora["overhead_ratio"], 1.0);
@@ -375,9 +385,16 @@ fn bench_token_full_model_plain_and_lora() {
 
 #[test]
 fn bench_token_full_model_secure() {
-    let v = bench_token_full("secure");
-    check_token_report(&v, "secure");
+    let v = bench_token_full("secure", 1);
+    check_token_report(&v, "secure", 1);
     assert_eq!(v["requests_per_token"], 30);
+    // Three sequences decoded together: the same requests and bytes per generated token.
+    let batch = bench_token_full("secure", 3);
+    check_token_report(&batch, "secure", 3);
+    assert_eq!(batch["requests_per_token"], 30);
+    for key in ["upload_bytes_per_token", "download_bytes_per_token"] {
+        assert_eq!(batch[key], v[key], "{key}");
+    }
     assert!(v["breakdown"]["he_eval"].as_f64().is_some_and(|x| x > 0.0));
     assert!(v["lora_reference"]
         .as_str()
@@ -408,8 +425,19 @@ fn bench_token_refuses_a_model_that_does_not_fit() {
     );
     for (args, expect) in [
         (vec!["--device", "cuda"], "CUDA"),
-        (vec!["--batch", "2"], "--he-only"),
-        (vec!["--plot", "x.png", "--plot-over", "batch"], "--he-only"),
+        // 8 + 4 + 1 positions of 600 sequences: past the PLL's 4096 queries per client.
+        (vec!["--batch", "600", "--tokens", "4"], "--batch"),
+        (
+            vec![
+                "--plot",
+                "x.png",
+                "--plot-over",
+                "batch",
+                "--plot-points",
+                "1,600",
+            ],
+            "budget",
+        ),
         (vec!["--plot", "x.png", "--plot-points", "1,x"], "\"x\""),
         (vec!["--plot", "x.png", "--plot-points", "1,65"], "65"),
         (

@@ -1,8 +1,9 @@
 //! `helora bench token` with the base model: a random model at a preset's shapes runs a
-//! prefill of a fixed random prompt, then N greedy decode steps, in one mode (plain: no
-//! hook; lora: the adapter in plaintext; secure: the in-process client and server with
-//! the PLL). Every step is timed, and the time inside the hook is split from the base
-//! forward so the breakdown adds up to the step.
+//! prefill of fixed random prompts (one per sequence of the batch), then N greedy decode
+//! steps of every sequence together, in one mode (plain: no hook; lora: the adapter in
+//! plaintext; secure: the in-process client and server with the PLL). Every step is
+//! timed, and the time inside the hook is split from the base forward so the breakdown
+//! adds up to the step.
 
 use super::hardware::{Hardware, Probe};
 use super::timing::ms;
@@ -19,7 +20,8 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug, Default)]
 pub struct Trace {
     pub prefill_ms: f64,
-    /// Wall time of each decode step: sampling the token, then the forward pass on it.
+    /// Wall time of each decode step: sampling every sequence's token, then one forward
+    /// pass over all of them.
     pub step_ms: Vec<f64>,
     /// Over all decode steps: time inside `Model::forward`, and the part of it spent in
     /// the hook.
@@ -29,24 +31,27 @@ pub struct Trace {
     pub he: HeStats,
     pub setup_ms: f64,
     pub key_upload_bytes: usize,
-    /// The greedy tokens (the last one sampled after the last step).
-    pub generated: Vec<u32>,
+    /// Each sequence's greedy tokens (the last one sampled after the last step).
+    pub generated: Vec<Vec<u32>>,
     pub hardware: Option<Hardware>,
 }
 
-/// Prefill of `prompt` and `tokens` decode steps of `model` in `mode` (`adapter` is
-/// needed for lora and secure). With `probe`, the GPU's energy counter brackets the
-/// decode.
+/// Prefill of `prompts` (one sequence each, all in one forward pass) and `tokens` decode
+/// steps of every sequence of `model` in `mode` (`adapter` is needed for lora and
+/// secure). With `probe`, the GPU's energy counter brackets the decode.
 pub fn run(
     model: &Model,
     adapter: Option<&LoraAdapter>,
     mode: Mode,
     pll: bool,
-    prompt: &[u32],
+    prompts: &[Vec<u32>],
     tokens: usize,
     probe: Option<&mut Probe>,
 ) -> Result<Trace> {
-    if prompt.is_empty() || tokens == 0 {
+    if prompts.is_empty() {
+        bail!("--batch must be positive");
+    }
+    if prompts.iter().any(Vec::is_empty) || tokens == 0 {
         bail!("--prompt-tokens and --tokens must be positive");
     }
     let adapter = || match adapter {
@@ -54,15 +59,22 @@ pub fn run(
         None => bail!("{mode:?} mode needs an adapter"),
     };
     match mode {
-        Mode::Plain => decode(model, NoHook, |_| HeStats::default(), prompt, tokens, probe),
+        Mode::Plain => decode(
+            model,
+            NoHook,
+            |_| HeStats::default(),
+            prompts,
+            tokens,
+            probe,
+        ),
         Mode::Lora => {
             let hook = PlainLoraHook::new(adapter()?, model.device())?;
-            decode(model, hook, |_| HeStats::default(), prompt, tokens, probe)
+            decode(model, hook, |_| HeStats::default(), prompts, tokens, probe)
         }
         Mode::Secure => {
             let mut session = InProcess::start_on(adapter()?, pll, model.device())?;
             let (setup_ms, key_upload_bytes) = (ms(session.setup), session.key_upload_bytes);
-            let trace = decode(model, session.hook(), |h| h.stats, prompt, tokens, probe)?;
+            let trace = decode(model, session.hook(), |h| h.stats, prompts, tokens, probe)?;
             Ok(Trace {
                 setup_ms,
                 key_upload_bytes,
@@ -95,7 +107,7 @@ fn decode<H: LoraHook>(
     model: &Model,
     hook: H,
     stats: impl Fn(&H) -> HeStats,
-    prompt: &[u32],
+    prompts: &[Vec<u32>],
     tokens: usize,
     mut probe: Option<&mut Probe>,
 ) -> Result<Trace> {
@@ -104,9 +116,10 @@ fn decode<H: LoraHook>(
         spent: Duration::ZERO,
     };
     let mut sampler = Sampler::greedy();
-    let mut cache = model.new_cache();
+    let mut caches: Vec<_> = prompts.iter().map(|_| model.new_cache()).collect();
+    let prompts: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
     let start = Instant::now();
-    let mut logits = model.forward(prompt, &mut cache, &mut hook)?;
+    let mut logits = model.forward_batch(&prompts, &mut caches, &mut hook)?;
     let prefill_ms = ms(start.elapsed());
 
     let before = stats(&hook.inner);
@@ -116,19 +129,29 @@ fn decode<H: LoraHook>(
     }
     let mut trace = Trace {
         prefill_ms,
+        generated: vec![Vec::with_capacity(tokens + 1); prompts.len()],
         ..Trace::default()
+    };
+    let sample_all = |sampler: &mut Sampler, logits: &Tensor, trace: &mut Trace| {
+        let mut next = Vec::with_capacity(prompts.len());
+        for (s, generated) in trace.generated.iter_mut().enumerate() {
+            let token = sampler.sample(&logits.get(s)?)?;
+            generated.push(token);
+            next.push([token]);
+        }
+        Ok::<_, anyhow::Error>(next)
     };
     for _ in 0..tokens {
         let step = Instant::now();
-        let next = sampler.sample(&logits)?;
-        trace.generated.push(next);
+        let next = sample_all(&mut sampler, &logits, &mut trace)?;
+        let next: Vec<&[u32]> = next.iter().map(|t| t.as_slice()).collect();
         let forward = Instant::now();
-        logits = model.forward(&[next], &mut cache, &mut hook)?;
+        logits = model.forward_batch(&next, &mut caches, &mut hook)?;
         trace.forward += forward.elapsed();
         trace.step_ms.push(ms(step.elapsed()));
     }
-    trace.hardware = probe.and_then(|p| p.finish(tokens));
-    trace.generated.push(sampler.sample(&logits)?);
+    trace.hardware = probe.and_then(|p| p.finish(tokens * prompts.len()));
+    sample_all(&mut sampler, &logits, &mut trace)?;
     trace.hook = hook.spent;
     let after = stats(&hook.inner);
     trace.he = HeStats {
@@ -146,8 +169,23 @@ fn decode<H: LoraHook>(
 /// A fixed prompt of `len` token ids spread over the vocabulary (a multiplicative
 /// sequence, so it is the same on every run without a generator).
 pub fn prompt(len: usize, vocab: usize) -> Vec<u32> {
+    prompt_of(0, len, vocab)
+}
+
+/// The fixed prompts of a batch of `batch` sequences: `batch` different ones, the first
+/// [`prompt`].
+pub fn prompts(batch: usize, len: usize, vocab: usize) -> Vec<Vec<u32>> {
+    (0..batch as u64)
+        .map(|s| prompt_of(s, len, vocab))
+        .collect()
+}
+
+fn prompt_of(sequence: u64, len: usize, vocab: usize) -> Vec<u32> {
     (0..len as u64)
-        .map(|i| ((i * 2_654_435_761 + 12_345) % vocab.max(1) as u64) as u32)
+        .map(|i| {
+            let i = i + sequence * 7_919;
+            ((i * 2_654_435_761 + 12_345) % vocab.max(1) as u64) as u32
+        })
         .collect()
 }
 
@@ -161,5 +199,8 @@ mod tests {
         assert_eq!(p, prompt(16, 1000));
         assert!(p.iter().all(|&t| t < 1000));
         assert!(p.windows(2).all(|w| w[0] != w[1]));
+        let batch = prompts(3, 16, 1000);
+        assert_eq!(batch[0], p);
+        assert!(batch[1] != batch[0] && batch[2] != batch[1] && batch[2] != batch[0]);
     }
 }

@@ -57,7 +57,14 @@ pub fn draw(sweep: &Sweep, path: &Path, title: &str) -> Result<()> {
             SweepOver::Rank => "decode ms per token (log scale)",
             SweepOver::Batch => "decode ms per token = step / batch (log scale)",
         })
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        // Ranks and batch sizes are whole: ticks between them stay unlabelled.
+        .x_label_formatter(&|x| {
+            if (x - x.round()).abs() < 1e-9 {
+                format!("{x:.0}")
+            } else {
+                String::new()
+            }
+        })
         .y_label_formatter(&|y| ms_label(*y))
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 16))

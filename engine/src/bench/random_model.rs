@@ -79,21 +79,22 @@ pub fn parameter_count(config: &ModelConfig) -> u64 {
         .sum()
 }
 
-/// Bytes the run needs: f32 weights, plus the key/value cache of `positions` positions
-/// (allocated by doubling from 256, so rounded up the same way), plus the largest fused
-/// projection, which exists twice while [`Model::new`] concatenates it.
-pub fn memory_needed(config: &ModelConfig, positions: usize) -> u64 {
-    footprint(config, positions, 4)
+/// Bytes the run needs: f32 weights, plus a key/value cache of `positions` positions for
+/// each of `sequences` sequences (allocated by doubling from 256, so rounded up the same
+/// way), plus the largest fused projection, which exists twice while [`Model::new`]
+/// concatenates it.
+pub fn memory_needed(config: &ModelConfig, positions: usize, sequences: usize) -> u64 {
+    footprint(config, positions, sequences, 4)
 }
 
 /// As [`memory_needed`] with `weight_bytes` per parameter (the cache stays f32).
-fn footprint(config: &ModelConfig, positions: usize, weight_bytes: u64) -> u64 {
+fn footprint(config: &ModelConfig, positions: usize, sequences: usize, weight_bytes: u64) -> u64 {
     let weights = weight_bytes * parameter_count(config);
     let capacity = positions
         .max(256)
         .next_power_of_two()
         .min(config.max_positions);
-    let kv = 4 * 2 * config.num_layers * config.kv_dim() * capacity;
+    let kv = 4 * 2 * config.num_layers * config.kv_dim() * capacity * sequences;
     let largest = config
         .projections()
         .iter()
@@ -126,13 +127,14 @@ pub fn check_memory(
     preset: &str,
     config: &ModelConfig,
     positions: usize,
+    sequences: usize,
     available: Option<u64>,
 ) -> Result<()> {
-    let need = memory_needed(config, positions);
+    let need = memory_needed(config, positions, sequences);
     match available {
         Some(available) if need > available => bail!(
             "the {preset} base model needs about {:.1} GiB in f32 ({:.2} billion parameters \
-             plus the key/value cache), but only {:.1} GiB of memory is available: run the HE \
+             plus the key/value caches), but only {:.1} GiB of memory is available: run the HE \
              path alone with --he-only, or pick a smaller preset (smollm2-135m)",
             gib(need),
             parameter_count(config) as f64 / 1e9,
@@ -148,13 +150,14 @@ pub fn check_gpu_memory(
     preset: &str,
     config: &ModelConfig,
     positions: usize,
+    sequences: usize,
     free: Option<u64>,
 ) -> Result<()> {
-    let need = footprint(config, positions, 2);
+    let need = footprint(config, positions, sequences, 2);
     match free {
         Some(free) if need > free => bail!(
             "the {preset} base model needs about {:.1} GiB of GPU memory in bf16 ({:.2} \
-             billion parameters plus the key/value cache), but only {:.1} GiB is free on the \
+             billion parameters plus the key/value caches), but only {:.1} GiB is free on the \
              GPU: pick a smaller preset (smollm2-135m)",
             gib(need),
             parameter_count(config) as f64 / 1e9,
@@ -280,22 +283,22 @@ mod tests {
     fn gpu_memory_check_counts_bf16() {
         let c = preset("chatglm2-6b").unwrap();
         // 6.24 B parameters in bf16 and the largest projection twice: about 12.1 GiB.
-        check_gpu_memory("chatglm2-6b", &c, 24, Some(13 << 30)).unwrap();
-        assert!(check_gpu_memory("chatglm2-6b", &c, 24, Some(12 << 30)).is_err());
-        let err = check_gpu_memory("chatglm2-6b", &c, 24, Some(8 << 30))
+        check_gpu_memory("chatglm2-6b", &c, 24, 1, Some(13 << 30)).unwrap();
+        assert!(check_gpu_memory("chatglm2-6b", &c, 24, 1, Some(12 << 30)).is_err());
+        let err = check_gpu_memory("chatglm2-6b", &c, 24, 1, Some(8 << 30))
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("GPU memory in bf16") && err.contains("8.0 GiB"),
             "{err}"
         );
-        check_gpu_memory("chatglm2-6b", &c, 24, None).unwrap();
+        check_gpu_memory("chatglm2-6b", &c, 24, 1, None).unwrap();
     }
 
     #[test]
     fn memory_check_names_need_and_availability() {
         let c = preset("chatglm2-6b").unwrap();
-        let err = check_memory("chatglm2-6b", &c, 24, Some(16 << 30))
+        let err = check_memory("chatglm2-6b", &c, 24, 1, Some(16 << 30))
             .unwrap_err()
             .to_string();
         assert!(
@@ -304,9 +307,16 @@ mod tests {
                 && err.contains("needs about 24."),
             "{err}"
         );
-        check_memory("chatglm2-6b", &c, 24, None).unwrap();
+        check_memory("chatglm2-6b", &c, 24, 1, None).unwrap();
         let small = preset("smollm2-135m").unwrap();
-        check_memory("smollm2-135m", &small, 24, Some(2 << 30)).unwrap();
+        check_memory("smollm2-135m", &small, 24, 1, Some(2 << 30)).unwrap();
+        // Each sequence of a batch has its own cache: 256 positions of 28 layers' keys and
+        // values (2 groups × 128) in f32.
+        let cache = 4 * 2 * 28 * 256 * 256;
+        assert_eq!(
+            memory_needed(&c, 24, 64) - memory_needed(&c, 24, 1),
+            63 * cache
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `bench token --plot`: the per-token latency of each mode over a range of ranks or batch
 //! sizes, with a few decode steps per point. The full-model path builds the model once
-//! and runs plain (once: it has no adapter), lora and secure at every rank; `--he-only`
-//! runs the HE path and the plaintext adapter product at every point.
+//! and runs lora and secure at every point, and plain once over ranks (it has no adapter)
+//! or at every batch size; `--he-only` runs the HE path and the plaintext adapter product
+//! at every point.
 
 use super::token::{self, TokenOptions, TokenReport};
 use super::{machine, plot};
@@ -69,16 +70,21 @@ pub fn run_and_plot(
                 );
             }
         }
-        SweepOver::Batch if !options.he_only => {
-            bail!(
-                "--plot-over batch needs --he-only: the base model decodes one sequence at a time"
-            )
-        }
         SweepOver::Batch => {}
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {
             bail!("{}: no such directory for --plot", dir.display());
+        }
+    }
+    // A batch point of the full model needs its caches to fit and its queries to stay
+    // within the PLL's budget.
+    if over == SweepOver::Batch && !options.he_only {
+        for &batch in xs {
+            token::check_full(&TokenOptions {
+                batch,
+                ..sweep_base(options)
+            })?;
         }
     }
     let (mut report, sweep) = if options.he_only {
@@ -110,6 +116,16 @@ pub fn run_and_plot(
     Ok(report)
 }
 
+/// The options every point starts from: a few tokens, secure mode.
+fn sweep_base(options: &TokenOptions) -> TokenOptions {
+    TokenOptions {
+        tokens: options.tokens.min(POINT_TOKENS),
+        prompt_tokens: options.prompt_tokens.min(POINT_TOKENS),
+        mode: Mode::Secure,
+        ..options.clone()
+    }
+}
+
 /// Runs the sweep over `xs`; `model` is the full model (`None` with `--he-only`).
 pub fn run(
     options: &TokenOptions,
@@ -120,39 +136,35 @@ pub fn run(
     if xs.is_empty() {
         bail!("the sweep has no points");
     }
-    let base = TokenOptions {
-        tokens: options.tokens.min(POINT_TOKENS),
-        prompt_tokens: options.prompt_tokens.min(POINT_TOKENS),
-        mode: Mode::Secure,
-        ..options.clone()
+    let base = sweep_base(options);
+    // The base model alone, per batch size (its cost changes with the batch; a rank does
+    // not change it, so a rank sweep measures it once).
+    let plain = |batch: usize| -> Result<Option<f64>> {
+        let Some(model) = model else {
+            return Ok(None);
+        };
+        let options = TokenOptions {
+            mode: Mode::Plain,
+            batch,
+            ..base.clone()
+        };
+        Ok(Some(token::full_report(model, &options)?.ms_per_token))
     };
-    let plain = match model {
-        Some(model) => {
-            let plain = token::full_report(
-                model,
-                &TokenOptions {
-                    mode: Mode::Plain,
-                    ..base.clone()
-                },
-            )?;
-            Some(plain.ms_per_token)
-        }
-        None => None,
+    let plain_once = match over {
+        SweepOver::Rank => plain(base.batch)?,
+        SweepOver::Batch => None,
     };
     let mut points = Vec::with_capacity(xs.len());
     for &x in xs {
         let mut point = base.clone();
-        let per = match over {
+        let (per, plain_ms) = match over {
             SweepOver::Rank => {
                 point.rank = x;
-                1.0
+                (1.0, plain_once)
             }
             SweepOver::Batch => {
-                if model.is_some() {
-                    bail!("a sweep over batch sizes needs --he-only");
-                }
                 point.batch = x;
-                x as f64
+                (x as f64, plain(x)?.map(|ms| ms / x as f64))
             }
         };
         let report = match model {
@@ -161,7 +173,7 @@ pub fn run(
         };
         points.push(SweepPoint {
             x,
-            plain_ms_per_token: plain,
+            plain_ms_per_token: plain_ms,
             lora_ms_per_token: report.lora_ms_per_token / per,
             secure_ms_per_token: report.ms_per_token / per,
         });

@@ -289,14 +289,8 @@ pub fn build_model(options: &TokenOptions, config: &ModelConfig) -> Result<Model
 /// Validates a full-model run and returns the preset's configuration; fails before
 /// anything large is allocated.
 pub fn check_full(options: &TokenOptions) -> Result<ModelConfig> {
-    if options.tokens == 0 || options.prompt_tokens == 0 {
-        bail!("--tokens and --prompt-tokens must be positive");
-    }
-    if options.batch != 1 {
-        bail!(
-            "--batch {} needs --he-only: the base model decodes one sequence at a time",
-            options.batch
-        );
+    if options.tokens == 0 || options.prompt_tokens == 0 || options.batch == 0 {
+        bail!("--tokens, --prompt-tokens and --batch must be positive");
     }
     let config = preset(&options.preset)?;
     // The prompt, the decoded tokens, and the last sampled one.
@@ -307,22 +301,36 @@ pub fn check_full(options: &TokenOptions) -> Result<ModelConfig> {
             config.max_positions
         );
     }
+    // Every sequence of the batch queries the same client's adapter.
     let budget = PllSettings::default().budget;
-    if options.mode == Mode::Secure && options.pll && positions as u64 > budget {
+    let queries = positions as u64 * options.batch as u64;
+    if options.mode == Mode::Secure && options.pll && queries > budget {
         bail!(
-            "{positions} tokens per adapted projection exceed the PLL's per-client budget of \
-             {budget}: lower --tokens or --prompt-tokens"
+            "{queries} tokens per adapted projection exceed the PLL's per-client budget of \
+             {budget}: lower --tokens, --prompt-tokens or --batch"
         );
     }
     match options.device {
         DeviceChoice::Cpu => {
             let available = options.memory_limit.or_else(random_model::memory_available);
-            random_model::check_memory(&options.preset, &config, positions, available)?;
+            random_model::check_memory(
+                &options.preset,
+                &config,
+                positions,
+                options.batch,
+                available,
+            )?;
         }
         DeviceChoice::Cuda => {
             // The host holds one tensor at a time; the GPU holds the model.
             let free = options.memory_limit.or_else(hardware::gpu_memory_free);
-            random_model::check_gpu_memory(&options.preset, &config, positions, free)?;
+            random_model::check_gpu_memory(
+                &options.preset,
+                &config,
+                positions,
+                options.batch,
+                free,
+            )?;
         }
     }
     Ok(config)
@@ -338,7 +346,7 @@ pub fn full_report(model: &Model, options: &TokenOptions) -> Result<TokenReport>
     let mut rng = sampling::seeded_rng(seed_bytes(SEED ^ options.rank as u64));
     let adapter = LoraAdapter::random(&config, &targets, options.rank, &mut rng)?;
     let sites = adapted_sites(&config, &adapter);
-    let prompt = full_model::prompt(options.prompt_tokens, config.vocab_size);
+    let prompts = full_model::prompts(options.batch, options.prompt_tokens, config.vocab_size);
 
     let mut probe = Probe::open();
     let trace = full_model::run(
@@ -346,7 +354,7 @@ pub fn full_report(model: &Model, options: &TokenOptions) -> Result<TokenReport>
         Some(&adapter),
         options.mode,
         options.pll,
-        &prompt,
+        &prompts,
         options.tokens,
         probe.as_mut(),
     )?;
@@ -357,7 +365,7 @@ pub fn full_report(model: &Model, options: &TokenOptions) -> Result<TokenReport>
             Some(&adapter),
             Mode::Lora,
             false,
-            &prompt,
+            &prompts,
             options.tokens,
             None,
         )?),
@@ -370,7 +378,8 @@ pub fn full_report(model: &Model, options: &TokenOptions) -> Result<TokenReport>
     let steps = trace.step_ms.len().max(1) as f64;
     let mean = trace.step_ms.iter().sum::<f64>() / steps;
     let breakdown = full_breakdown(&trace, options.mode, mean);
-    let per_token = |bytes: u64| bytes as f64 / steps;
+    // A step decodes one token of every sequence.
+    let per_token = |bytes: u64| bytes as f64 / (steps * options.batch as f64);
     Ok(TokenReport {
         preset: options.preset.clone(),
         rank: options.rank,
@@ -378,8 +387,8 @@ pub fn full_report(model: &Model, options: &TokenOptions) -> Result<TokenReport>
         mode: mode_name(options.mode),
         device: device::name(model.device()),
         weight_dtype: Some(model.weight_dtype().as_str()),
-        batch: 1,
-        tokens_per_s: 1e3 / median.max(f64::MIN_POSITIVE),
+        batch: options.batch,
+        tokens_per_s: options.batch as f64 * 1e3 / median.max(f64::MIN_POSITIVE),
         he_only: false,
         tokens: options.tokens,
         prompt_tokens: options.prompt_tokens,
