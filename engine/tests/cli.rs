@@ -9,10 +9,32 @@ fn helora(args: &[&str]) -> Output {
         .expect("the helora binary runs")
 }
 
+/// Every bench report says which build made it and when.
+fn check_provenance(v: &serde_json::Value) {
+    let run = &v["run"];
+    assert_eq!(run["helora_version"], env!("CARGO_PKG_VERSION"));
+    let commit = run["git_commit"].as_str().expect("git_commit");
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{commit}"
+    );
+    let profile = run["build_profile"].as_str().expect("build_profile");
+    assert_eq!(profile == "debug", cfg!(debug_assertions), "{profile}");
+    assert!(run["features"].is_array());
+    let started = run["started_utc"].as_str().expect("started_utc");
+    assert!(
+        started.len() == 20 && started.ends_with('Z') && started.as_bytes()[10] == b'T',
+        "{started}"
+    );
+    assert!(run["cores"].as_u64().is_some_and(|c| c >= 1));
+}
+
 #[test]
 fn bench_ops_json_is_one_object_on_stdout() {
     let v = helora_json(&["bench", "ops", "--n", "8192", "--iters", "2", "--json"]);
     assert!(v.is_object());
+    check_provenance(&v);
     assert_eq!(v["n"], 8192);
     assert_eq!(v["limbs"], 3);
     assert_eq!(v["special_primes"], 1);
@@ -98,6 +120,7 @@ fn bench_lora_json_reports_counts_accuracy_and_bytes() {
     assert_eq!(v["d_in"], 576);
     assert_eq!(v["rank"], 8);
     assert_eq!(v["depth"], 2);
+    check_provenance(&v);
     // r' − 1 = 7 hoisted rotations per diagonal product, log2(1024/8) = 7 fold rotations.
     assert_eq!(v["keyswitches"], 7 + 7 + 7);
     assert_eq!(v["hoisted_keyswitches"], 14);
@@ -232,6 +255,7 @@ fn bench_token_he_only_json() {
     assert_eq!(v["preset"], "smollm2-135m");
     assert_eq!(v["adapted_projections_per_token"], 60);
     assert_eq!(v["requests_per_token"], 30);
+    check_provenance(&v);
     for key in [
         "ms_per_token",
         "p90_ms_per_token",
@@ -312,6 +336,7 @@ fn check_token_report(v: &serde_json::Value, mode: &str, batch: u32) {
     assert_eq!(v["preset"], "smollm2-135m");
     assert_eq!(v["mode"], mode);
     assert_eq!(v["device"], "cpu");
+    check_provenance(v);
     assert_eq!(v["batch"], batch);
     // A step decodes one token of every sequence.
     let step = v["ms_per_token"].as_f64().expect("ms_per_token");

@@ -123,6 +123,8 @@ fn bench_token_device_cpu_still_runs_in_the_gpu_build() {
     ]);
     assert_eq!(v["device"], "cpu");
     assert_eq!(v["weight_dtype"], "f32");
+    // The report names the build that made it.
+    assert_eq!(v["run"]["features"], serde_json::json!(["cuda", "gpu"]));
     for key in TOKEN_KEYS {
         assert!(
             v[key].as_f64().is_some_and(|x| x > 0.0),

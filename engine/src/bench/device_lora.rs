@@ -26,6 +26,7 @@ use super::keys;
 use super::lora::{check_replies, encrypt_inputs, expand, random_inputs, LoraOptions, LoraReport};
 use super::machine;
 use super::ops::params_for;
+use super::provenance::Provenance;
 use super::timing::{measure, measure_samples, median, Iterations, Timing};
 use anyhow::{bail, Context, Result};
 use helora::ckks::{Ciphertext, Decryptor, Encoder, Evaluator, Params, SymmetricEncryptor};
@@ -211,6 +212,7 @@ pub fn run<B: Device>(
         keygen_ms: keys.elapsed.as_secs_f64() * 1e3,
         plan_build_ms,
         cpu: machine::cpu_model(),
+        run: Provenance::now(),
         simd: machine::ntt_kernels(params.ring()),
     };
     Ok(DeviceLoraReport {

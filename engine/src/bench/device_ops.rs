@@ -10,6 +10,7 @@ use super::clock::{Device, Timer};
 use super::floor::Shape;
 use super::keys;
 use super::ops::{host_machine, params_for, setup, Operands, OpsOptions, HOISTED_STEPS};
+use super::provenance::Provenance;
 use super::report::{DeviceFigures, OpTiming, OpsReport};
 use super::timing::{measure, measure_samples, Iterations, Timing};
 use crate::progress::Progress;
@@ -55,6 +56,7 @@ pub fn run<B: Device>(
     figures.name = name;
     figures.copy_bandwidth_gbs = bandwidth / 1e9;
     Ok(OpsReport {
+        run: Provenance::now(),
         setup: setup(&params),
         machine: host_machine(&params, 1),
         iters_mode: if options.iters.is_some() {

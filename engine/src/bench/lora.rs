@@ -7,6 +7,7 @@
 use super::keys;
 use super::machine;
 use super::ops::params_for;
+use super::provenance::Provenance;
 use super::timing::{measure, Iterations};
 use anyhow::{bail, Context, Result};
 use helora::backend::Backend;
@@ -63,6 +64,7 @@ pub struct LoraReport {
     pub plan_build_ms: f64,
     pub cpu: String,
     pub simd: String,
+    pub run: Provenance,
 }
 
 pub fn run(options: &LoraOptions) -> Result<LoraReport> {
@@ -149,6 +151,7 @@ pub fn run(options: &LoraOptions) -> Result<LoraReport> {
         keygen_ms: keys.elapsed.as_secs_f64() * 1e3,
         plan_build_ms,
         cpu: machine::cpu_model(),
+        run: Provenance::now(),
         simd: machine::ntt_kernels(params.ring()),
     })
 }
@@ -309,6 +312,7 @@ impl LoraReport {
             ),
             ("plan build", format!("{:.1} ms", self.plan_build_ms)),
             ("cpu / NTT kernel", format!("{} / {}", self.cpu, self.simd)),
+            ("build", self.run.summary()),
         ];
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         rows.iter()

@@ -14,6 +14,7 @@ pub mod machine;
 pub mod ops;
 pub mod plaintext;
 pub mod plot;
+pub mod provenance;
 pub mod random_model;
 pub mod report;
 pub mod sweep;

@@ -1,6 +1,7 @@
 //! `helora bench ops`: key generation, then a median timing of each CKKS operation on the
 //! CPU backend, single-threaded, at the top level of a preset parameter set.
 
+use super::provenance::Provenance;
 use super::report::{Machine, OpTiming, OpsReport, Setup};
 use super::timing::{measure, Iterations};
 use super::{keys, machine, plaintext};
@@ -53,6 +54,7 @@ pub fn run(options: &OpsOptions) -> Result<OpsReport> {
         "adaptive"
     };
     Ok(OpsReport {
+        run: Provenance::now(),
         setup: setup(&params),
         machine: host_machine(&params, 1),
         iters_mode,

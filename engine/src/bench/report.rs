@@ -1,6 +1,7 @@
 //! The result of `helora bench ops`: one flat JSON object, or an aligned table. Both are
 //! written from the same rows, so the two outputs always agree.
 
+use super::provenance::Provenance;
 use super::timing::Timing;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -58,6 +59,7 @@ pub struct OpsReport {
     pub ops: Vec<OpTiming>,
     /// Set for a run on a GPU (`--device cuda`).
     pub device: Option<DeviceFigures>,
+    pub run: Provenance,
 }
 
 /// What a GPU run adds: the device, its copy bandwidth and each device operation's
@@ -152,6 +154,7 @@ impl OpsReport {
             ("cpu", format!("{}, NTT kernel {} (CPU supports {}), {} thread", m.cpu, m.simd, m.simd_cpu, m.threads)),
             ("keygen", format!("{:.1} ms (secret, public, relinearisation and rotation keys: {} switching keys)", self.keygen_ms(), self.switching_keys)),
             ("timing", iters),
+            ("build", self.run.summary()),
         ];
         let _ = writeln!(
             out,
@@ -285,6 +288,7 @@ impl Serialize for OpsReport {
             self.ops.iter().map(|op| (op.key, op.what)).collect();
         definitions.push((HOISTED_RATIO_KEY, HOISTED_RATIO_WHAT));
         map.serialize_entry("definitions", &Entries(definitions))?;
+        map.serialize_entry("run", &self.run)?;
         map.end()
     }
 }
@@ -316,6 +320,7 @@ mod tests {
             },
         };
         OpsReport {
+            run: Provenance::now(),
             setup: Setup {
                 n: 8192,
                 slots: 4096,

@@ -17,6 +17,7 @@
 use super::full_model::{self, Trace};
 use super::hardware::{self, Hardware, Probe};
 use super::machine;
+use super::provenance::Provenance;
 use super::random_model;
 use super::timing::{ms, percentile};
 use crate::adapter::LoraAdapter;
@@ -138,6 +139,7 @@ pub struct TokenReport {
     /// `--plot`: the PNG written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plot: Option<String>,
+    pub run: Provenance,
 }
 
 /// `lora_reference` of `--he-only` runs.
@@ -258,6 +260,7 @@ pub fn run_he_only(options: &TokenOptions) -> Result<TokenReport> {
         key_upload_bytes,
         paper_ms_per_token: PAPER_MS_PER_TOKEN,
         cpu: machine::cpu_model(),
+        run: Provenance::now(),
         hardware,
         sweep: None,
         plot: None,
@@ -411,6 +414,7 @@ pub fn full_report(model: &Model, options: &TokenOptions) -> Result<TokenReport>
         key_upload_bytes: trace.key_upload_bytes,
         paper_ms_per_token: PAPER_MS_PER_TOKEN,
         cpu: machine::cpu_model(),
+        run: Provenance::now(),
         hardware: trace.hardware,
         sweep: None,
         plot: None,
@@ -621,6 +625,7 @@ impl TokenReport {
         }
         rows.push(("cpu", self.cpu.clone()));
         rows.push(("gpu", hardware::describe(self.hardware.as_ref())));
+        rows.push(("build", self.run.summary()));
         if let Some(plot) = &self.plot {
             rows.push(("plot", plot.clone()));
         }
