@@ -239,13 +239,13 @@ mod cuda {
     }
 
     /// A CUDA graph with the input it reads and the output it writes.
-    struct Graph<S, T> {
-        graph: CapturedGraph,
+    struct Graph<'a, S, T> {
+        graph: CapturedGraph<'a>,
         input: S,
         output: T,
     }
 
-    impl<S, T> Replay<S, T> for Graph<S, T> {
+    impl<S, T> Replay<S, T> for Graph<'_, S, T> {
         fn input(&mut self) -> &mut S {
             &mut self.input
         }

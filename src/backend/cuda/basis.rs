@@ -137,7 +137,8 @@ impl CudaBackend {
         };
         // r = INTT(x_l): the last limb in coefficient form.
         self.copy_rows(pr, px + 8 * (last * self.n) as u64, 1);
-        self.ntt_rows(false, pr, basis, last..q);
+        // `r` holds only row `last`.
+        self.ntt_rows_at(false, pr, basis, last..q);
         let Some(bt) = self.basis_tables(out_basis) else {
             return out;
         };
@@ -231,7 +232,8 @@ impl CudaBackend {
         };
         // The P limbs in coefficient form, converted to Q_l straight into the output.
         self.copy_rows(pp, px + 8 * (q * self.n) as u64, p);
-        self.ntt_rows(false, pp, basis, q..q + p);
+        // `p_part` holds only rows q.. of x.
+        self.ntt_rows_at(false, pp, basis, q..q + p);
         self.convert(conversion, pp, po, q as u32);
         self.ntt_rows(true, po, out_basis, 0..q);
         // The first q limbs of x are x over Q_l, in the same layout as `out`.

@@ -21,6 +21,7 @@ use super::memory::GraphMemory;
 use super::{BackendError, CudaBackend, CudaPoly};
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode, CUstreamCaptureStatus};
 use cudarc::driver::CudaGraph;
+use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -30,23 +31,25 @@ use std::sync::Arc;
 /// It reads and writes the device addresses of its capture: polynomials made before the
 /// capture that the work used (inputs, keys, plan diagonals) must stay alive while it is
 /// replayed, and a new input goes into the captured input's buffers
-/// ([`CudaBackend::copy_into`]). Not `Send`: CUDA graphs are not internally synchronised.
-pub struct CapturedGraph {
+/// ([`CudaBackend::copy_into`]). It borrows the backend whose kernels and tables its nodes
+/// use. Not `Send`: CUDA graphs are not internally synchronised.
+pub struct CapturedGraph<'a> {
     // Field order: the executable graph is destroyed before its memory goes back to the pool
     // (a replay still in flight completes first, and later users of the memory queue after
     // it on the same stream).
     graph: CudaGraph,
     _memory: Option<Arc<GraphMemory>>,
     errors: Arc<Sticky>,
+    _backend: PhantomData<&'a CudaBackend>,
 }
 
-impl std::fmt::Debug for CapturedGraph {
+impl std::fmt::Debug for CapturedGraph<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "CapturedGraph({:p})", self.graph.cu_graph_exec())
     }
 }
 
-impl CapturedGraph {
+impl CapturedGraph<'_> {
     /// Queues one replay on the backend's stream and returns at once.
     pub fn launch(&self) -> Result<(), BackendError> {
         refuse_while_capturing(&self.errors, "launching a captured graph")?;
@@ -78,7 +81,10 @@ impl CudaBackend {
     /// nothing else may use the backend meanwhile (the capture takes all of the stream).
     /// Fails, leaving the backend usable, if the backend has failed before, if a capture is
     /// under way, or if anything inside `f` failed or could not be captured.
-    pub fn capture<T>(&self, f: impl FnOnce() -> T) -> Result<(CapturedGraph, T), BackendError> {
+    pub fn capture<T>(
+        &self,
+        f: impl FnOnce() -> T,
+    ) -> Result<(CapturedGraph<'_>, T), BackendError> {
         let refused =
             |why: &str| BackendError::Device(format!("cannot capture a CUDA graph: {why}"));
         // Inside a capture: refused, and the outer capture fails.
@@ -131,6 +137,7 @@ impl CudaBackend {
                 graph,
                 _memory: memory,
                 errors: self.errors.clone(),
+                _backend: PhantomData,
             },
             out,
         ))

@@ -12,6 +12,8 @@
 //!   may take it again (the captured work is one stream-ordered chain), nothing else may;
 //! - buffers allocated during the capture belong to its `GraphMemory` for good: freed later
 //!   (e.g. the reply the graph writes), they go back to it, not to the pool;
+//! - a buffer of an earlier graph freed during a capture stays in that graph's memory, which
+//!   the capture's memory then keeps alive (the new graph may read it on every replay);
 //! - the `GraphMemory` returns everything to the pool once the graph and every buffer of
 //!   the capture are gone (later users queue after the graph's last replay on the stream);
 //! - `trim` frees nothing while any `GraphMemory` lives: a graph may still read a buffer
@@ -143,6 +145,8 @@ pub(super) struct Pool<A: Allocator = DriverMemory> {
 pub(super) struct GraphMemory<A: Allocator = DriverMemory> {
     shelf: Mutex<Shelf>,
     pool: Arc<Pool<A>>,
+    /// Earlier graphs' memory holding buffers this graph's capture let go of.
+    parents: Mutex<Vec<Arc<GraphMemory<A>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -239,6 +243,7 @@ impl<A: Allocator> Pool<A> {
         state.capture = Some(Arc::new(GraphMemory {
             shelf: Mutex::new(Shelf::default()),
             pool: self.clone(),
+            parents: Mutex::new(Vec::new()),
         }));
         state.graphs += 1;
         Ok(())
@@ -309,7 +314,15 @@ impl<A: Allocator> Drop for Buffer<A> {
     fn drop(&mut self) {
         if let Some(m) = self.mem.take() {
             match &self.graph {
-                Some(g) => lock(&g.shelf).put(m),
+                Some(g) => {
+                    // Freed during another graph's capture: that graph may read it on
+                    // every replay, so it keeps this buffer's graph memory alive.
+                    let capture = lock(&self.pool.state).capture.clone();
+                    if let Some(c) = capture.filter(|c| !Arc::ptr_eq(c, g)) {
+                        lock(&c.parents).push(g.clone());
+                    }
+                    lock(&g.shelf).put(m)
+                }
                 None => self.pool.release(m),
             }
         }
@@ -450,6 +463,29 @@ mod tests {
         pool.trim();
         assert_eq!(lock(&fake.freed).len(), 1, "the reply's buffer");
         drop(other);
+    }
+
+    #[test]
+    fn an_earlier_graphs_buffer_freed_in_a_capture_lives_as_long_as_the_new_graph() {
+        let (_, pool) = pool();
+        pool.begin_capture().unwrap();
+        let reply = pool.alloc(4);
+        let reply_addr = addr(&reply);
+        let first = pool.end_capture().expect("first graph");
+        // The first graph's reply is the second capture's input, let go of inside it.
+        pool.begin_capture().unwrap();
+        drop(reply);
+        let second = pool.end_capture().expect("second graph");
+        drop(first);
+        let others: Vec<_> = (0..3).map(|_| pool.alloc(4)).collect();
+        assert!(
+            others.iter().all(|b| addr(b) != reply_addr),
+            "the second graph still reads it"
+        );
+        drop(others);
+        drop(second);
+        let again: Vec<_> = (0..4).map(|_| pool.alloc(4)).collect();
+        assert!(again.iter().any(|b| addr(b) == reply_addr));
     }
 
     #[test]

@@ -108,6 +108,17 @@ pub struct CudaBackend {
     launches: AtomicU64,
 }
 
+impl Drop for CudaBackend {
+    /// Kernels still queued use this backend's modules and tables: wait for them before
+    /// those are released (not during a capture, where nothing has run and waiting is not
+    /// allowed).
+    fn drop(&mut self) {
+        if !self.errors.capturing() {
+            let _ = self.stream.synchronize();
+        }
+    }
+}
+
 impl CudaBackend {
     /// A backend on device 0 with a stream of its own, for `ctx` with key-switching digits
     /// of `alpha` primes (as [`CpuBackend::new`](super::CpuBackend::new)). Fails with a

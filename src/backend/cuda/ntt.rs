@@ -9,8 +9,27 @@ use cudarc::driver::LaunchConfig;
 const NTT_BLOCK: u32 = 256;
 
 impl CudaBackend {
-    /// Forward or inverse NTT of rows `rows` of a polynomial over `basis` at `data`.
+    /// Forward or inverse NTT of rows `rows` of the polynomial over `basis` at `poly` (the
+    /// address of its row 0).
     pub(super) fn ntt_rows(
+        &self,
+        forward: bool,
+        poly: u64,
+        basis: Basis,
+        rows: std::ops::Range<usize>,
+    ) {
+        self.ntt_rows_at(
+            forward,
+            poly + 8 * (rows.start * self.n) as u64,
+            basis,
+            rows,
+        )
+    }
+
+    /// As [`ntt_rows`](Self::ntt_rows) for rows stored on their own: `data` is the address
+    /// of row `rows.start` (e.g. a temporary holding only those rows), whose primes are
+    /// still those of `basis` at `rows`.
+    pub(super) fn ntt_rows_at(
         &self,
         forward: bool,
         data: u64,
@@ -27,7 +46,6 @@ impl CudaBackend {
             return;
         }
         let t = &self.tables;
-        let data = data + 8 * (rows.start * self.n) as u64;
         let (tw, tw_shoup) = if forward {
             (t.w(t.tw), t.w(t.tw_shoup))
         } else {
