@@ -8,7 +8,7 @@
 //! on every kernel argument once a context has a second stream) are turned off.
 //!
 //! Every evaluator of the PLL server (its own two and one per client) gets a backend on the
-//! same stream: buffers of one backend may be used by another's kernels (the adapter's
+//! same stream, sharing one load of the kernels and one upload of the tables: buffers of one backend may be used by another's kernels (the adapter's
 //! plaintexts are encoded by one, read by the clients'), which stream order makes safe.
 //! The PLL's batch jobs on several threads share the client's backend: their operations
 //! interleave on the one stream, each thread's in its own order, and the memory pool and
@@ -39,10 +39,11 @@ pub fn server(
     let stream = context
         .new_stream()
         .context("creating the CUDA stream of the HE server")?;
-    let (ring, alpha) = (params.ring().clone(), params.alpha());
+    // One module load and one table upload; every evaluator gets a sibling of this backend.
+    let first = CudaBackend::with_stream(params.ring().clone(), params.alpha(), stream)
+        .context("starting the CUDA backend of the HE server")?;
     let pll = PllServer::with_backend(params, settings, move |p| {
-        let backend = CudaBackend::with_stream(ring.clone(), alpha, stream.clone())?;
-        Evaluator::with_backend(p, backend)
+        Evaluator::with_backend(p, first.sibling())
     })
     .context("starting the PLL server on the GPU")?;
     SecureServer::with_pll(adapter, pll)

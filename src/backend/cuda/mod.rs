@@ -100,9 +100,10 @@ pub struct CudaBackend {
     log_outer: u32,
     device: Arc<CudaContext>,
     stream: Arc<CudaStream>,
-    kernels: Kernels,
+    /// Shared with [`sibling`](Self::sibling)s: loaded and uploaded once per device.
+    kernels: Arc<Kernels>,
     pool: Arc<Pool>,
-    tables: Tables,
+    tables: Arc<Tables>,
     errors: Arc<Sticky>,
     /// Kernel launches queued so far (for benchmarks: launches per operation).
     launches: AtomicU64,
@@ -156,10 +157,10 @@ impl CudaBackend {
         device
             .bind_to_thread()
             .map_err(|e| driver("binding the CUDA context", e))?;
-        let kernels = Kernels::load(&device)?;
+        let kernels = Arc::new(Kernels::load(&device)?);
         // Like `CpuBackend`, without its panic where there is nothing to key-switch with.
         let extender = (alpha >= 1 && !ctx.p().is_empty()).then(|| BasisExtender::new(&ctx, alpha));
-        let tables = Tables::upload(&stream, &ctx, extender.as_ref())?;
+        let tables = Arc::new(Tables::upload(&stream, &ctx, extender.as_ref())?);
         let errors = Arc::new(Sticky::default());
         let log_n = ctx.log_n();
         Ok(Self {
@@ -176,6 +177,26 @@ impl CudaBackend {
             errors,
             launches: AtomicU64::new(0),
         })
+    }
+
+    /// Another backend for the same ring on the same stream, sharing this one's loaded
+    /// kernels and constant tables (a server's per-client evaluators: no module load or
+    /// table upload per client), with its own memory pool and error state.
+    pub fn sibling(&self) -> Self {
+        let errors = Arc::new(Sticky::default());
+        Self {
+            ctx: self.ctx.clone(),
+            n: self.n,
+            log_n: self.log_n,
+            log_outer: self.log_outer,
+            device: self.device.clone(),
+            stream: self.stream.clone(),
+            kernels: self.kernels.clone(),
+            pool: Pool::new(self.stream.clone(), errors.clone()),
+            tables: self.tables.clone(),
+            errors,
+            launches: AtomicU64::new(0),
+        }
     }
 
     /// The stream every operation is queued on.
