@@ -13,7 +13,7 @@ use crate::model::{InputSite, LoraHook, Model, NoHook, Sampler};
 use crate::plain_lora::PlainLoraHook;
 use crate::secure::{HeStats, InProcess};
 use anyhow::{bail, Result};
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use std::time::{Duration, Instant};
 
 /// One mode's decode, as measured.
@@ -95,6 +95,13 @@ impl<H: LoraHook> LoraHook for Timed<H> {
         self.inner.wants(site)
     }
 
+    /// Passed on, so that the secure hook copies the input before the base projection is
+    /// queued (the overlap on a GPU). Not counted in `spent`: on a GPU the copy waits for
+    /// the base model's earlier work, which is base-forward time.
+    fn stage(&mut self, site: InputSite, x: &Tensor) -> Result<()> {
+        self.inner.stage(site, x)
+    }
+
     fn deltas(&mut self, site: InputSite, x: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let start = Instant::now();
         let out = self.inner.deltas(site, x);
@@ -133,6 +140,8 @@ fn decode<H: LoraHook>(
         ..Trace::default()
     };
     let sample_all = |sampler: &mut Sampler, logits: &Tensor, trace: &mut Trace| {
+        // One copy to the host for the whole batch, not one per sequence.
+        let logits = logits.to_device(&Device::Cpu)?;
         let mut next = Vec::with_capacity(prompts.len());
         for (s, generated) in trace.generated.iter_mut().enumerate() {
             let token = sampler.sample(&logits.get(s)?)?;
@@ -147,6 +156,9 @@ fn decode<H: LoraHook>(
         let next: Vec<&[u32]> = next.iter().map(|t| t.as_slice()).collect();
         let forward = Instant::now();
         logits = model.forward_batch(&next, &mut caches, &mut hook)?;
+        // On a GPU the pass has only been queued: wait for it, so the forward time is the
+        // base model's and not the next step's sampling's (no cost: sampling waits anyway).
+        model.device().synchronize()?;
         trace.forward += forward.elapsed();
         trace.step_ms.push(ms(step.elapsed()));
     }
@@ -192,6 +204,41 @@ fn prompt_of(sequence: u64, len: usize, vocab: usize) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records which calls reach it.
+    #[derive(Default)]
+    struct Calls(Vec<&'static str>);
+
+    impl LoraHook for Calls {
+        fn wants(&self, _site: InputSite) -> bool {
+            true
+        }
+        fn stage(&mut self, _site: InputSite, _x: &Tensor) -> Result<()> {
+            self.0.push("stage");
+            Ok(())
+        }
+        fn deltas(&mut self, site: InputSite, _x: &Tensor) -> Result<Vec<Option<Tensor>>> {
+            self.0.push("deltas");
+            Ok(vec![None; site.modules.len()])
+        }
+    }
+
+    #[test]
+    fn the_timed_hook_passes_every_call_on() -> Result<()> {
+        let mut hook = Timed {
+            inner: Calls::default(),
+            spent: Duration::ZERO,
+        };
+        let site = InputSite {
+            layer: 0,
+            modules: &["q_proj"],
+        };
+        let x = Tensor::zeros((1, 4), candle_core::DType::F32, &Device::Cpu)?;
+        hook.stage(site, &x)?;
+        hook.deltas(site, &x)?;
+        assert_eq!(hook.inner.0, ["stage", "deltas"]);
+        Ok(())
+    }
 
     #[test]
     fn prompts_are_fixed_and_in_the_vocabulary() {
