@@ -70,7 +70,8 @@ pub struct GenerateArgs {
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub pll: Switch,
     /// Where the base model runs (cuda: the full GPU build, `--features gpu`; f32 weights).
-    /// The HE work and the client's key stay on the CPU.
+    /// In secure mode the server's HE work runs there too, on a stream of its own; the
+    /// client's encryption, decryption and secret key stay on the CPU.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
     pub device: DeviceChoice,
     /// After a secure run, compare its logits and tokens with the plaintext lora reference.
