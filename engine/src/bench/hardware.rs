@@ -4,12 +4,17 @@
 //!
 //! NVML is queried whenever it initialises, whatever `--device` says: a CPU run on a GPU
 //! machine still reports the GPU (its power is then the idle draw, which says so).
+//!
+//! "The GPU" is CUDA's device 0: NVML numbers every GPU of the machine, CUDA only those in
+//! `CUDA_VISIBLE_DEVICES`, so the first entry there (an index or a `GPU-…` UUID) picks
+//! NVML's device. A MIG instance there has no NVML energy counter of its own: no report.
 
 use nvml_wrapper::enum_wrappers::device::Clock;
-use nvml_wrapper::Nvml;
+use nvml_wrapper::{Device, Nvml};
 use serde::Serialize;
 
-/// What NVML said about GPU 0; each field is absent where the GPU does not report it.
+/// What NVML said about CUDA's device 0; each field is absent where the GPU does not
+/// report it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Hardware {
     pub gpu_name: String,
@@ -25,14 +30,49 @@ pub struct Hardware {
     pub energy_j_per_token: Option<f64>,
 }
 
-/// Free memory of GPU 0 in bytes, as NVML reports it; `None` where NVML is not there.
+/// How `CUDA_VISIBLE_DEVICES` names CUDA's device 0 to NVML.
+#[derive(Debug, PartialEq, Eq)]
+enum VisibleDevice {
+    Index(u32),
+    Uuid(String),
+    /// A MIG instance or something NVML cannot be asked about.
+    Other,
+}
+
+/// The first entry of a `CUDA_VISIBLE_DEVICES` value (unset: device 0).
+fn first_visible(value: Option<&str>) -> VisibleDevice {
+    let Some(first) = value.and_then(|v| v.split(',').next()).map(str::trim) else {
+        return VisibleDevice::Index(0);
+    };
+    if let Ok(i) = first.parse() {
+        VisibleDevice::Index(i)
+    } else if first.starts_with("GPU-") {
+        VisibleDevice::Uuid(first.to_string())
+    } else {
+        VisibleDevice::Other
+    }
+}
+
+/// NVML's handle on CUDA's device 0.
+fn cuda_device_0(nvml: &Nvml) -> Option<Device<'_>> {
+    let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+    match first_visible(visible.as_deref()) {
+        VisibleDevice::Index(i) => nvml.device_by_index(i).ok(),
+        VisibleDevice::Uuid(uuid) => nvml.device_by_uuid(uuid.as_str()).ok(),
+        VisibleDevice::Other => None,
+    }
+}
+
+/// Free memory of CUDA's device 0 in bytes, as NVML reports it; `None` where NVML is not
+/// there.
 pub fn gpu_memory_free() -> Option<u64> {
     let nvml = Nvml::init().ok()?;
-    let info = nvml.device_by_index(0).ok()?.memory_info().ok()?;
+    let info = cuda_device_0(&nvml)?.memory_info().ok()?;
     Some(info.free)
 }
 
-/// An open NVML session on GPU 0 with the energy counter at the start of the timed part.
+/// An open NVML session on CUDA's device 0 with the energy counter at the start of the
+/// timed part.
 pub struct Probe {
     nvml: Nvml,
     start_mj: Option<u64>,
@@ -42,7 +82,7 @@ impl Probe {
     /// `None` where NVML does not load or sees no GPU: the caller goes on without it.
     pub fn open() -> Option<Self> {
         let nvml = Nvml::init().ok()?;
-        nvml.device_by_index(0).ok()?;
+        cuda_device_0(&nvml)?;
         Some(Self {
             nvml,
             start_mj: None,
@@ -51,16 +91,12 @@ impl Probe {
 
     /// Reads the energy counter (millijoules since the driver loaded) as the start.
     pub fn start(&mut self) {
-        self.start_mj = self
-            .nvml
-            .device_by_index(0)
-            .ok()
-            .and_then(|d| d.total_energy_consumption().ok());
+        self.start_mj = cuda_device_0(&self.nvml).and_then(|d| d.total_energy_consumption().ok());
     }
 
     /// The report after `tokens` timed tokens since [`start`](Self::start).
     pub fn finish(&self, tokens: usize) -> Option<Hardware> {
-        let device = self.nvml.device_by_index(0).ok()?;
+        let device = cuda_device_0(&self.nvml)?;
         let energy = match (self.start_mj, device.total_energy_consumption().ok()) {
             (Some(a), Some(b)) if tokens > 0 && b >= a => {
                 Some((b - a) as f64 / 1e3 / tokens as f64)
@@ -111,6 +147,20 @@ mod tests {
         assert!(v.get("energy_j_per_token").is_none());
         assert_eq!(v["power_w"], 300.0);
         assert_eq!(describe(Some(&h)), "GPU, 300 W");
+    }
+
+    #[test]
+    fn cuda_visible_devices_picks_the_nvml_device() {
+        use VisibleDevice::*;
+        assert_eq!(first_visible(None), Index(0));
+        assert_eq!(first_visible(Some("3")), Index(3));
+        assert_eq!(first_visible(Some(" 2, 0")), Index(2));
+        assert_eq!(
+            first_visible(Some("GPU-8f2c1a3e-0000-1111-2222-333344445555,1")),
+            Uuid("GPU-8f2c1a3e-0000-1111-2222-333344445555".into())
+        );
+        assert_eq!(first_visible(Some("MIG-1e6c5a7b-aaaa")), Other);
+        assert_eq!(first_visible(Some("")), Other);
     }
 
     #[test]
