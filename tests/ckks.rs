@@ -416,6 +416,21 @@ fn insecure_and_invalid_parameter_sets_are_rejected() {
     for spec in invalid {
         assert!(Params::new(spec.clone()).is_err(), "accepted {spec:?}");
     }
+    // Secure (1,116 bits at N = 2^16) but 16 or 17 digits of 62-bit primes overflow the
+    // key switch's 128-bit accumulator (at most 7 fit).
+    for digits in [8, 16, 17] {
+        let spec = ParamSpec {
+            log_n: 16,
+            q_bits: vec![62; 17],
+            p_bits: vec![62],
+            digits,
+            log_scale: 40,
+        };
+        match Params::new(spec) {
+            Err(e) => assert!(e.to_string().contains("accumulator"), "{digits}: {e}"),
+            Ok(_) => panic!("{digits} digits of 62-bit primes accepted"),
+        }
+    }
 }
 
 #[test]

@@ -105,8 +105,9 @@ impl Params {
             ));
         }
         let max_bits = *spec.q_bits.iter().chain(&spec.p_bits).max().unwrap_or(&0);
-        // The key-switch inner product accumulates `digits` products below 2^(2·bits) in 128 bits.
-        if (spec.digits as u128) << (2 * max_bits) > u128::MAX >> 1 {
+        // The key-switch inner product accumulates `digits` products below 2^(2·bits) in 128
+        // bits, with one bit to spare (compared by division: a shift would drop high bits).
+        if spec.digits as u128 > (u128::MAX >> 1) >> (2 * max_bits) {
             return invalid(format!(
                 "{} digits of {max_bits}-bit primes overflow the key-switch accumulator",
                 spec.digits
