@@ -114,6 +114,8 @@ struct GgufOptions {
     tied: bool,
     bias: bool,
     extra_tensor: Option<&'static str>,
+    /// `general.alignment` in the metadata (the writer aligns to 32 whatever it says).
+    alignment: Option<u32>,
 }
 
 /// Writes a tiny GGUF file; returns the tensors it holds in Hugging Face names and layout.
@@ -276,6 +278,10 @@ fn write_tiny_gguf(path: &Path, opts: &GgufOptions) -> HashMap<String, (Vec<usiz
             Value::String(TINY_TEMPLATE.into()),
         ),
     ];
+    let mut metadata = metadata;
+    if let Some(a) = opts.alignment {
+        metadata.push(("general.alignment".into(), Value::U32(a)));
+    }
     let metadata_refs: Vec<(&str, &Value)> =
         metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tensor_refs: Vec<(&str, &QTensor)> =
@@ -290,6 +296,7 @@ const LLAMA_GGUF: GgufOptions = GgufOptions {
     tied: false,
     bias: false,
     extra_tensor: None,
+    alignment: None,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -365,6 +372,7 @@ fn tiny_qwen2_gguf_keeps_q_and_k_rows_and_biases() {
         tied: true,
         bias: true,
         extra_tensor: None,
+        alignment: None,
     };
     let expected = write_tiny_gguf(&path, &opts);
     let header = gguf::read_header(&path).expect("header");
@@ -726,7 +734,43 @@ fn garbage_and_truncated_gguf_files_are_refused() {
     let path = dir.path("tail.gguf");
     assert_mentions(
         &error_of(load_model(&path, &Device::Cpu, false)),
-        &["cannot read tensor"],
+        &["cannot read tensor", "past the end of the file"],
+    );
+
+    // An alignment of 0 (candle's reader divides by it): an error, not a panic.
+    let zero = dir.path("zero-alignment.gguf");
+    write_tiny_gguf(
+        &zero,
+        &GgufOptions {
+            alignment: Some(0),
+            ..LLAMA_GGUF
+        },
+    );
+    assert_mentions(
+        &error_of(load_model(&zero, &Device::Cpu, false)),
+        &[
+            "zero-alignment.gguf",
+            "not a readable GGUF file",
+            "malformed",
+        ],
+    );
+
+    // A tensor whose header claims 2^40 values: refused before anything is allocated.
+    let mut huge = bytes.clone();
+    let mut info = b"output_norm.weight".to_vec();
+    info.extend_from_slice(&1u32.to_le_bytes());
+    let at = huge
+        .windows(info.len())
+        .position(|w| w == info.as_slice())
+        .expect("the tensor's directory entry")
+        + info.len();
+    assert_eq!(huge[at..at + 8], (HIDDEN as u64).to_le_bytes());
+    huge[at..at + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let path = dir.path("huge.gguf");
+    std::fs::write(&path, &huge).expect("write");
+    assert_mentions(
+        &error_of(load_model(&path, &Device::Cpu, false)),
+        &["output_norm.weight", "past the end of the file"],
     );
 }
 
@@ -809,6 +853,21 @@ fn bad_config_json_is_refused() {
         &error_of(load_model(&dir.0, &Device::Cpu, false)),
         &["config.json", "inconsistent", "key/value heads"],
     );
+
+    // Sizes no real model has: refused before anything is allocated for them.
+    for (key, value, name) in [
+        ("num_hidden_layers", 1_000_000_000_000u64, "num_layers"),
+        ("max_position_embeddings", 1 << 40, "max_positions"),
+        ("intermediate_size", 1 << 62, "intermediate_size"),
+    ] {
+        let mut config = llama_config_json("llama", true);
+        config[key] = serde_json::json!(value);
+        write_json(&config_path, &config);
+        assert_mentions(
+            &error_of(load_model(&dir.0, &Device::Cpu, false)),
+            &["config.json", name, "exceeds the supported"],
+        );
+    }
 
     std::fs::write(&config_path, "{ \"model_type\": ").expect("write");
     assert_mentions(

@@ -54,6 +54,24 @@ impl ModelConfig {
                 bail!("{name} is 0");
             }
         }
+        // Far above any real model, low enough that the shape arithmetic cannot overflow and
+        // a hostile file cannot make the loader allocate without bound (the rotary tables
+        // hold max_positions × rotary_dim values, the tensor names num_layers entries).
+        let limits = [
+            ("vocab_size", self.vocab_size, 1 << 24),
+            ("hidden_size", self.hidden_size, 1 << 18),
+            ("intermediate_size", self.intermediate_size, 1 << 20),
+            ("num_layers", self.num_layers, 1 << 10),
+            ("num_heads", self.num_heads, 1 << 12),
+            ("num_kv_heads", self.num_kv_heads, 1 << 12),
+            ("head_dim", self.head_dim, 1 << 12),
+            ("max_positions", self.max_positions, 1 << 21),
+        ];
+        for (name, value, limit) in limits {
+            if value > limit {
+                bail!("{name} {value} exceeds the supported {limit}");
+            }
+        }
         if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             bail!(
                 "{} attention heads cannot be shared by {} key/value heads",

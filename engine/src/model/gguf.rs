@@ -21,8 +21,22 @@ const ARCHITECTURES: &[(&str, bool)] = &[("llama", true), ("qwen2", false)];
 pub fn read_header(path: &Path) -> Result<Content> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut reader = BufReader::new(file);
-    Content::read(&mut reader)
+    contained(|| Content::read(&mut reader))
         .with_context(|| format!("{} is not a readable GGUF file", path.display()))
+}
+
+/// Runs candle's GGUF reader on a file from outside, turning a panic inside it into an
+/// error (it divides by a `general.alignment` of 0, for one). Its panic message is kept
+/// off stderr meanwhile: loading runs before any other thread of ours does work.
+fn contained<T>(read: impl FnOnce() -> candle_core::Result<T>) -> Result<T> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
+    std::panic::set_hook(hook);
+    match out {
+        Ok(result) => Ok(result?),
+        Err(_) => bail!("the GGUF reader failed on malformed contents"),
+    }
 }
 
 /// The model configuration the metadata of `content` describes (`source` names the file
@@ -85,7 +99,7 @@ pub fn config_from_header(content: &Content, source: &Path) -> Result<ModelConfi
             None => content
                 .tensor_infos
                 .get("token_embd.weight")
-                .map(|info| info.shape.dims()[0])
+                .and_then(|info| info.shape.dims().first().copied())
                 .ok_or_else(|| {
                     anyhow!(
                         "{}: no token list, vocab_size or token_embd.weight to size the vocabulary",
@@ -197,13 +211,44 @@ fn read_tensor(
     heads: Option<usize>,
     device: &Device,
 ) -> Result<Tensor> {
-    let q = info.read(reader, content.tensor_data_offset, &Device::Cpu)?;
+    check_extent(
+        info,
+        content.tensor_data_offset,
+        reader.get_ref().metadata()?.len(),
+    )?;
+    let q = contained(|| info.read(reader, content.tensor_data_offset, &Device::Cpu))?;
     let t = q.dequantize(&Device::Cpu)?;
     let t = match heads {
         Some(heads) => unpermute_rotary(&t, heads)?,
         None => t,
     };
     Ok(t.to_device(device)?)
+}
+
+/// Fails unless the tensor's size is computable and its bytes lie inside the file (candle
+/// multiplies the dimensions unchecked and would allocate what a header claims).
+fn check_extent(info: &TensorInfo, data_offset: u64, file_len: u64) -> Result<()> {
+    let dtype = info.ggml_dtype;
+    let elements = info
+        .shape
+        .dims()
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+        .filter(|n| n.is_multiple_of(dtype.block_size() as u64))
+        .ok_or_else(|| anyhow!("shape {:?} has no valid size", info.shape.dims()))?;
+    let bytes = (elements / dtype.block_size() as u64)
+        .checked_mul(dtype.type_size() as u64)
+        .ok_or_else(|| anyhow!("shape {:?} has no valid size", info.shape.dims()))?;
+    let end = data_offset
+        .checked_add(info.offset)
+        .and_then(|start| start.checked_add(bytes));
+    match end {
+        Some(end) if end <= file_len => Ok(()),
+        _ => bail!(
+            "its {bytes} bytes at offset {} run past the end of the file ({file_len} bytes)",
+            info.offset
+        ),
+    }
 }
 
 /// The Hugging Face name of the GGUF tensor `gguf_name`, or `None` for a tensor helora
