@@ -463,6 +463,19 @@ fn bench_token_refuses_a_model_that_does_not_fit() {
             ],
             "budget",
         ),
+        (
+            vec![
+                "--plot",
+                "x.png",
+                "--plot-over",
+                "batch",
+                "--plot-points",
+                "1,5000",
+                "--pll",
+                "off",
+            ],
+            "outside 1 … 4096",
+        ),
         (vec!["--plot", "x.png", "--plot-points", "1,x"], "\"x\""),
         (vec!["--plot", "x.png", "--plot-points", "1,65"], "65"),
         (

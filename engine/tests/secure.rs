@@ -332,3 +332,52 @@ fn the_server_refuses_bad_requests() -> Result<()> {
     assert_eq!(ys[1].len(), config().kv_dim());
     Ok(())
 }
+
+/// A server that loses the last reply of every batch.
+struct Lossy(SecureServer);
+
+impl secure::Serve for Lossy {
+    fn manifest(&self) -> &secure::Manifest {
+        self.0.manifest()
+    }
+    fn settings(&self) -> &PllSettings {
+        self.0.settings()
+    }
+    fn backend(&self) -> &'static str {
+        "lossy"
+    }
+    fn register_client(&mut self, id: ClientId, eval_keys: &[u8], public_key: &[u8]) -> Result<()> {
+        self.0.register_client(id, eval_keys, public_key)
+    }
+    fn apply_batch(
+        &mut self,
+        client: ClientId,
+        requests: &[Request],
+        threads: usize,
+    ) -> Result<Vec<secure::Reply>> {
+        let mut replies = self.0.apply_batch(client, requests, threads)?;
+        replies.pop();
+        Ok(replies)
+    }
+}
+
+#[test]
+fn a_missing_reply_is_an_error() -> Result<()> {
+    let mut rng = rand_chacha::ChaCha20Rng::from_os_rng();
+    let (dir, _) = write_adapter(4, 8.0, "", &mut rng);
+    let (mut client, server) = roles(&dir, PllSettings::off())?;
+    let mut server = Lossy(server);
+    let mut hook = SecureHook::new(&mut client, &mut server, ClientId(7));
+    let site = InputSite {
+        layer: 0,
+        modules: ATTENTION,
+    };
+    let err = hook
+        .deltas(site, &random_input(3, &mut rng))
+        .expect_err("2 replies for 3 requests");
+    assert!(
+        err.to_string().contains("answered 2 of 3 requests"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -21,6 +21,8 @@ pub enum SweepOver {
 
 pub const DEFAULT_RANKS: &[usize] = &[1, 2, 4, 8, 16, 32, 64];
 pub const DEFAULT_BATCHES: &[usize] = &[1, 2, 4, 8, 16];
+/// Largest batch size of a sweep point (as `--batch` allows).
+pub const MAX_BATCH: usize = 4096;
 /// Decode steps and prompt tokens per point, at most (each point is a short run).
 pub const POINT_TOKENS: usize = 4;
 
@@ -70,7 +72,11 @@ pub fn run_and_plot(
                 );
             }
         }
-        SweepOver::Batch => {}
+        SweepOver::Batch => {
+            if let Some(&bad) = xs.iter().find(|&&b| b > MAX_BATCH) {
+                bail!("batch size {bad} in --plot-points is outside 1 … {MAX_BATCH}");
+            }
+        }
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {

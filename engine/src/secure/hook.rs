@@ -93,6 +93,13 @@ impl LoraHook for SecureHook<'_> {
         let encrypted = Instant::now();
         let threads = worker_threads();
         let replies = self.server.apply_batch(self.id, &requests, threads)?;
+        if replies.len() != requests.len() {
+            bail!(
+                "the server answered {} of {} requests",
+                replies.len(),
+                requests.len()
+            );
+        }
         let evaluated = Instant::now();
         for (request, reply) in requests.iter().zip(&replies) {
             let ys = self.client.decrypt(request, reply)?;
