@@ -238,10 +238,19 @@ fn copy_hashed(
         if n == 0 {
             break;
         }
+        written += n as u64;
+        // Stop at the first byte too many: a corrupt or hostile archive could otherwise
+        // inflate without bound onto the disk.
+        if written > expected.size {
+            bail!(
+                "{} holds more than the expected {} bytes",
+                expected.member,
+                expected.size
+            );
+        }
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n])
             .with_context(|| format!("cannot write {}", path.display()))?;
-        written += n as u64;
         if let Some(bar) = &bar {
             bar.set_position(written);
         }
