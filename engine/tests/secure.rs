@@ -324,6 +324,17 @@ fn the_server_refuses_bad_requests() -> Result<()> {
     // The client refuses to encrypt for what the server does not adapt.
     assert!(client.encrypt(5, &[Q], &x).is_err());
     assert!(client.encrypt(0, &[Q], &x[..10]).is_err());
+    // One ciphertext too many for the projection's one input chunk.
+    let two = Request {
+        layer: 0,
+        modules: vec![Q.into()],
+        inputs: vec![good.inputs[0].clone(), good.inputs[0].clone()],
+    };
+    let e = format!(
+        "{:#}",
+        server.apply(ClientId(7), &two).err().expect("refused")
+    );
+    assert!(e.contains("carries 2 input ciphertexts"), "{e}");
     // And the good request still works afterwards.
     let reply = server.apply(ClientId(7), &good)?;
     let ys = client.decrypt(&good, &reply)?;
@@ -379,5 +390,52 @@ fn a_missing_reply_is_an_error() -> Result<()> {
         err.to_string().contains("answered 2 of 3 requests"),
         "{err}"
     );
+    Ok(())
+}
+
+/// What needs no decoding is checked before anything is decoded: refusals name the limit,
+/// not a decoding failure, even for garbage bytes.
+#[test]
+fn limits_are_checked_before_decoding() -> Result<()> {
+    let mut rng = rand_chacha::ChaCha20Rng::from_os_rng();
+    let (dir, _) = write_adapter(4, 8.0, "", &mut rng);
+    let settings = PllSettings {
+        budget: 2,
+        ..PllSettings::off()
+    };
+    let (_, mut server) = roles(&dir, settings)?;
+    let mut small = SecureServer::new(
+        &secure::parameters()?,
+        &LoraAdapter::load(&dir, &config())?,
+        PllSettings {
+            max_key_bytes: 1000,
+            ..PllSettings::off()
+        },
+    )?;
+    let garbage = vec![0xA5u8; 4000];
+    let e = format!(
+        "{:#}",
+        server
+            .register_client(ClientId(7), &garbage, &garbage)
+            .expect_err("duplicate")
+    );
+    assert!(e.contains("7") && !e.contains("evaluation keys"), "{e}");
+    let e = format!(
+        "{:#}",
+        small
+            .register_client(ClientId(8), &garbage, &garbage)
+            .expect_err("too large")
+    );
+    assert!(e.contains("exceed the limit of 1000 bytes"), "{e}");
+    let request = || Request {
+        layer: 0,
+        modules: vec![Q.into()],
+        inputs: vec![garbage.clone()],
+    };
+    let e = match server.apply_batch(ClientId(7), &[request(), request(), request()], 1) {
+        Err(e) => format!("{e:#}"),
+        Ok(_) => panic!("three garbage requests over a budget of two were applied"),
+    };
+    assert!(e.contains("budget exhausted"), "{e}");
     Ok(())
 }

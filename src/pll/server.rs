@@ -138,6 +138,10 @@ impl<B: Backend> PllServer<B> {
         self.clients.len()
     }
 
+    pub fn has_client(&self, id: ClientId) -> bool {
+        self.clients.contains_key(&id)
+    }
+
     /// Admits a client with its evaluation keys and public key.
     pub fn register_client(
         &mut self,

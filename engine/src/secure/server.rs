@@ -11,7 +11,7 @@ use helora::ckks::{
     expand_seeded, EvaluationKeys, Evaluator, Params, PublicKey, SeededCiphertext, Serializable,
 };
 use helora::linear::reply_widths;
-use helora::pll::{AdapterId, ClientId, PllServer, PllSettings};
+use helora::pll::{AdapterId, ClientId, PllError, PllServer, PllSettings};
 use rayon::prelude::*;
 use std::collections::HashMap;
 
@@ -136,6 +136,26 @@ impl<B: Backend> SecureServer<B> {
         eval_keys: &[u8],
         public_key: &[u8],
     ) -> Result<()> {
+        // The checks that need no decoding first: decoding costs memory and time in
+        // proportion to the bytes, which a client chooses. The wire form is never more
+        // than twice the keys' size in memory, which is what the limit counts.
+        let settings = self.pll.settings();
+        if self.pll.has_client(id) {
+            return Err(PllError::DuplicateClient(id.0).into());
+        }
+        if self.pll.client_count() >= settings.max_clients {
+            return Err(PllError::TooManyClients {
+                max: settings.max_clients,
+            }
+            .into());
+        }
+        if eval_keys.len() / 2 > settings.max_key_bytes {
+            return Err(PllError::KeysTooLarge {
+                bytes: eval_keys.len(),
+                max: settings.max_key_bytes,
+            }
+            .into());
+        }
         let keys = EvaluationKeys::from_bytes(&self.params, eval_keys)
             .context("client evaluation keys")?;
         let pk = PublicKey::from_bytes(&self.params, public_key).context("client public key")?;
@@ -175,6 +195,33 @@ impl<B: Backend> SecureServer<B> {
                     .ok_or_else(|| anyhow!("no adapter for layer {} {m}", first.layer))
             })
             .collect::<Result<Vec<_>>>()?;
+        // Before any input is decoded (the costly part, sized by the client): the client must
+        // be registered and within its budget for every projection, and every request must
+        // carry one ciphertext per input chunk.
+        for &id in &ids {
+            if requests.len() as u64 > self.pll.queries_left(client, id)? {
+                return Err(PllError::BudgetExhausted {
+                    client: client.0,
+                    adapter: id.index(),
+                    budget: self.pll.settings().budget,
+                }
+                .into());
+            }
+        }
+        if let Some(shape) = first
+            .modules
+            .first()
+            .and_then(|m| self.manifest.find(first.layer, m))
+        {
+            let chunks = shape.input_layout(self.params.slots())?.chunks;
+            if let Some(r) = requests.iter().find(|r| r.inputs.len() != chunks) {
+                bail!(
+                    "a request for layer {} carries {} input ciphertexts, the projection takes {chunks}",
+                    r.layer,
+                    r.inputs.len()
+                );
+            }
+        }
         // Decoding uploads and compacting replies are independent per ciphertext: both run
         // on every core (the evaluation itself is parallel inside the PLL server).
         let tokens = requests
