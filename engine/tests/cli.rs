@@ -22,10 +22,10 @@ fn check_provenance(v: &serde_json::Value) {
     let profile = run["build_profile"].as_str().expect("build_profile");
     assert_eq!(profile == "debug", cfg!(debug_assertions), "{profile}");
     assert!(run["features"].is_array());
-    let started = run["started_utc"].as_str().expect("started_utc");
+    let reported = run["reported_utc"].as_str().expect("reported_utc");
     assert!(
-        started.len() == 20 && started.ends_with('Z') && started.as_bytes()[10] == b'T',
-        "{started}"
+        reported.len() == 20 && reported.ends_with('Z') && reported.as_bytes()[10] == b'T',
+        "{reported}"
     );
     assert!(run["cores"].as_u64().is_some_and(|c| c >= 1));
 }

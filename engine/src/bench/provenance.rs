@@ -1,5 +1,5 @@
 //! Where a benchmark figure comes from: the build (version, commit, profile, features) and
-//! when and on how many cores it ran. Every `bench` JSON object carries it as `run`, so
+//! when (the report's time, at the end of the run) and on how many cores it ran. Every `bench` JSON object carries it as `run`, so
 //! that a figure can be traced back to the code and the build that produced it.
 
 use serde::Serialize;
@@ -14,8 +14,8 @@ pub struct Provenance {
     pub build_profile: &'static str,
     /// The cargo features the binary was built with (`cuda`, `gpu`), none for the default.
     pub features: Vec<&'static str>,
-    /// When the run started, UTC, to the second (RFC 3339).
-    pub started_utc: String,
+    /// When the report was made (the run's end), UTC, to the second (RFC 3339).
+    pub reported_utc: String,
     /// Cores this process may use.
     pub cores: usize,
 }
@@ -42,7 +42,7 @@ impl Provenance {
                 "release"
             },
             features,
-            started_utc: rfc3339_utc(since_epoch),
+            reported_utc: rfc3339_utc(since_epoch),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
@@ -55,8 +55,8 @@ impl Provenance {
             format!(" (features {})", self.features.join(", "))
         };
         format!(
-            "helora {}, commit {}, {} build{features}, started {}",
-            self.helora_version, self.git_commit, self.build_profile, self.started_utc
+            "helora {}, commit {}, {} build{features}, reported {}",
+            self.helora_version, self.git_commit, self.build_profile, self.reported_utc
         )
     }
 }
@@ -112,7 +112,7 @@ mod tests {
         assert_eq!(p.helora_version, env!("CARGO_PKG_VERSION"));
         assert!(!p.git_commit.is_empty());
         assert!(p.cores >= 1);
-        assert_eq!(p.started_utc.len(), "1970-01-01T00:00:00Z".len());
+        assert_eq!(p.reported_utc.len(), "1970-01-01T00:00:00Z".len());
         assert!(p.summary().contains(p.git_commit));
     }
 }
