@@ -4,7 +4,8 @@
 //! input copied to the host for encryption, the decrypted delta added on the device; the
 //! HE server on the CPU, or on the GPU beside the model).
 //! Teacher-forced, so both devices see the same tokens: the prompt, then the CPU's greedy
-//! choices one by one through the key/value cache.
+//! choices one by one through the key/value cache; also several sequences in one batched
+//! pass on the GPU against each alone on the CPU.
 //!
 //! Without a GPU each test checks that asking for the device is a clean error, prints
 //! "skipped: <reason>" and passes, unless HELORA_REQUIRE_GPU=1.
@@ -221,5 +222,44 @@ fn the_model_stays_on_the_device() -> Result<()> {
     let logits: Tensor = model.forward(&PROMPT, &mut cache, &mut helora_engine::model::NoHook)?;
     assert!(logits.device().is_cuda());
     assert_eq!(cache.len(), PROMPT.len());
+    Ok(())
+}
+
+/// Three sequences of different prompt lengths decoded together on the GPU (lora mode, the
+/// batched forward pass: per-sequence caches, one hook call per site for all rows) against
+/// each sequence alone on the CPU.
+#[test]
+fn a_batch_on_the_gpu_matches_each_sequence_on_the_cpu() -> Result<()> {
+    let Some(gpu) = cuda() else { return Ok(()) };
+    let prompts: [&[u32]; 3] = [&PROMPT, &PROMPT[2..3], &[9, 8, 7, 6, 5, 4, 3, 2]];
+    let mut want = Vec::new();
+    let mut tokens = Vec::new();
+    for prompt in prompts {
+        let (logits, greedy) = cpu_reference(prompt, 3)?;
+        want.push(logits);
+        tokens.push(greedy);
+    }
+    let model = tiny_llama(&gpu)?;
+    let mut hook = PlainLoraHook::new(&adapter(&model)?, &gpu)?;
+    let mut caches: Vec<_> = prompts.iter().map(|_| model.new_cache()).collect();
+    let mut logits = model.forward_batch(&prompts, &mut caches, &mut hook)?;
+    for step in 0..=3 {
+        assert!(logits.device().is_cuda());
+        let rows: Vec<Vec<f32>> = logits.to_vec2()?;
+        for (s, row) in rows.iter().enumerate() {
+            let err = relative_error(row, &want[s][step]);
+            assert!(
+                err < SAME_MODEL_TOLERANCE,
+                "sequence {s} step {step}: relative error {err}"
+            );
+        }
+        if step == 3 {
+            break;
+        }
+        // Teacher-forced with each sequence's CPU greedy tokens.
+        let next: Vec<[u32; 1]> = tokens.iter().map(|t| [t[step]]).collect();
+        let next: Vec<&[u32]> = next.iter().map(|t| t.as_slice()).collect();
+        logits = model.forward_batch(&next, &mut caches, &mut hook)?;
+    }
     Ok(())
 }
