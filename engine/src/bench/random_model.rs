@@ -116,6 +116,14 @@ fn mem_available_from(info: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// What the key/value memory is, for the refusals.
+fn caches(sequences: usize) -> String {
+    match sequences {
+        1 => "the key/value cache".into(),
+        n => format!("the key/value caches of {n} sequences"),
+    }
+}
+
 fn gib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 30) as f64
 }
@@ -134,11 +142,17 @@ pub fn check_memory(
     match available {
         Some(available) if need > available => bail!(
             "the {preset} base model needs about {:.1} GiB in f32 ({:.2} billion parameters \
-             plus the key/value caches), but only {:.1} GiB of memory is available: run the HE \
-             path alone with --he-only, or pick a smaller preset (smollm2-135m)",
+             plus {}), but only {:.1} GiB of memory is available: run the HE path alone with \
+             --he-only, or pick a smaller preset (smollm2-135m){}",
             gib(need),
             parameter_count(config) as f64 / 1e9,
-            gib(available)
+            caches(sequences),
+            gib(available),
+            if sequences > 1 {
+                " or a smaller --batch"
+            } else {
+                ""
+            }
         ),
         _ => Ok(()),
     }
@@ -157,11 +171,17 @@ pub fn check_gpu_memory(
     match free {
         Some(free) if need > free => bail!(
             "the {preset} base model needs about {:.1} GiB of GPU memory in bf16 ({:.2} \
-             billion parameters plus the key/value caches), but only {:.1} GiB is free on the \
-             GPU: pick a smaller preset (smollm2-135m)",
+             billion parameters plus {}), but only {:.1} GiB is free on the GPU: pick a smaller \
+             preset (smollm2-135m){}",
             gib(need),
             parameter_count(config) as f64 / 1e9,
-            gib(free)
+            caches(sequences),
+            gib(free),
+            if sequences > 1 {
+                " or a smaller --batch"
+            } else {
+                ""
+            }
         ),
         _ => Ok(()),
     }
@@ -310,6 +330,13 @@ mod tests {
         check_memory("chatglm2-6b", &c, 24, 1, None).unwrap();
         let small = preset("smollm2-135m").unwrap();
         check_memory("smollm2-135m", &small, 24, 1, Some(2 << 30)).unwrap();
+        let err = check_memory("chatglm2-6b", &c, 24, 64, Some(16 << 30))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("caches of 64 sequences") && err.contains("--batch"),
+            "{err}"
+        );
         // Each sequence of a batch has its own cache: 256 positions of 28 layers' keys and
         // values (2 groups × 128) in f32.
         let cache = 4 * 2 * 28 * 256 * 256;
