@@ -138,10 +138,6 @@ impl<B: Backend> PllServer<B> {
         self.clients.len()
     }
 
-    pub fn has_client(&self, id: ClientId) -> bool {
-        self.clients.contains_key(&id)
-    }
-
     /// Admits a client with its evaluation keys and public key.
     pub fn register_client(
         &mut self,
@@ -149,14 +145,7 @@ impl<B: Backend> PllServer<B> {
         keys: &EvaluationKeys,
         public_key: PublicKey,
     ) -> Result<(), PllError> {
-        if self.clients.contains_key(&id) {
-            return Err(PllError::DuplicateClient(id.0));
-        }
-        if self.clients.len() >= self.settings.max_clients {
-            return Err(PllError::TooManyClients {
-                max: self.settings.max_clients,
-            });
-        }
+        self.check_admission(id)?;
         let bytes = key_bytes(keys);
         if bytes > self.settings.max_key_bytes {
             return Err(PllError::KeysTooLarge {
@@ -188,6 +177,55 @@ impl<B: Backend> PllServer<B> {
                 used: Vec::new(),
             },
         );
+        Ok(())
+    }
+
+    /// Whether a client `id` would be admitted (new, and room for it), before its keys are
+    /// even decoded.
+    pub fn check_admission(&self, id: ClientId) -> Result<(), PllError> {
+        if self.clients.contains_key(&id) {
+            return Err(PllError::DuplicateClient(id.0));
+        }
+        if self.clients.len() >= self.settings.max_clients {
+            return Err(PllError::TooManyClients {
+                max: self.settings.max_clients,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `client` may make `count` more queries to each of `adapters` (distinct, known,
+    /// within its budgets), before its inputs are even decoded.
+    pub fn check_queries(
+        &self,
+        client: ClientId,
+        adapters: &[AdapterId],
+        count: u64,
+    ) -> Result<(), PllError> {
+        let state = self
+            .clients
+            .get(&client)
+            .ok_or(PllError::UnknownClient(client.0))?;
+        if adapters.is_empty() {
+            return Err(PllError::Malformed("no adapter requested".into()));
+        }
+        for (k, id) in adapters.iter().enumerate() {
+            if adapters[..k].contains(id) {
+                return Err(PllError::Malformed(format!(
+                    "adapter {} requested twice",
+                    id.0
+                )));
+            }
+            self.adapter(*id)?;
+            let used = state.used.get(id.0).copied().unwrap_or(0);
+            if used.saturating_add(count) > self.settings.budget {
+                return Err(PllError::BudgetExhausted {
+                    client: client.0,
+                    adapter: id.0,
+                    budget: self.settings.budget,
+                });
+            }
+        }
         Ok(())
     }
 
@@ -252,36 +290,20 @@ impl<B: Backend> PllServer<B> {
         tokens: &[T],
         threads: usize,
     ) -> Result<Vec<Vec<Vec<Ciphertext>>>, PllError> {
+        let count = tokens.len() as u64;
+        self.check_queries(client, adapters, count)?;
         let state = self
             .clients
             .get_mut(&client)
             .ok_or(PllError::UnknownClient(client.0))?;
-        if adapters.is_empty() {
-            return Err(PllError::Malformed("no adapter requested".into()));
-        }
-        let count = tokens.len() as u64;
-        let mut members = Vec::with_capacity(adapters.len());
-        for (k, id) in adapters.iter().enumerate() {
-            if adapters[..k].contains(id) {
-                return Err(PllError::Malformed(format!(
-                    "adapter {} requested twice",
-                    id.0
-                )));
-            }
-            members.push(
+        let members = adapters
+            .iter()
+            .map(|id| {
                 self.adapters
                     .get(id.0)
-                    .ok_or(PllError::UnknownAdapter(id.0))?,
-            );
-            let used = state.used.get(id.0).copied().unwrap_or(0);
-            if used.saturating_add(count) > self.settings.budget {
-                return Err(PllError::BudgetExhausted {
-                    client: client.0,
-                    adapter: id.0,
-                    budget: self.settings.budget,
-                });
-            }
-        }
+                    .ok_or(PllError::UnknownAdapter(id.0))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if let Some(ct) = tokens
             .iter()
             .flat_map(|t| t.as_ref())

@@ -139,16 +139,8 @@ impl<B: Backend> SecureServer<B> {
         // The checks that need no decoding first: decoding costs memory and time in
         // proportion to the bytes, which a client chooses. The wire form is never more
         // than twice the keys' size in memory, which is what the limit counts.
+        self.pll.check_admission(id)?;
         let settings = self.pll.settings();
-        if self.pll.has_client(id) {
-            return Err(PllError::DuplicateClient(id.0).into());
-        }
-        if self.pll.client_count() >= settings.max_clients {
-            return Err(PllError::TooManyClients {
-                max: settings.max_clients,
-            }
-            .into());
-        }
         if eval_keys.len() / 2 > settings.max_key_bytes {
             return Err(PllError::KeysTooLarge {
                 bytes: eval_keys.len(),
@@ -198,16 +190,8 @@ impl<B: Backend> SecureServer<B> {
         // Before any input is decoded (the costly part, sized by the client): the client must
         // be registered and within its budget for every projection, and every request must
         // carry one ciphertext per input chunk.
-        for &id in &ids {
-            if requests.len() as u64 > self.pll.queries_left(client, id)? {
-                return Err(PllError::BudgetExhausted {
-                    client: client.0,
-                    adapter: id.index(),
-                    budget: self.pll.settings().budget,
-                }
-                .into());
-            }
-        }
+        self.pll
+            .check_queries(client, &ids, requests.len() as u64)?;
         if let Some(shape) = first
             .modules
             .first()
