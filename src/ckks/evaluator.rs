@@ -477,21 +477,7 @@ impl<B: Backend> Evaluator<B> {
     ) -> Result<Vec<Ciphertext<B::Poly>>, CkksError> {
         self.check(a)?;
         let n = self.params.n();
-        // Check every key before any work; collect the distinct rotation elements in order.
-        let mut elements: Vec<u64> = Vec::new();
-        for &s in steps {
-            let g = rotation_element(s, n);
-            if g == 1 || elements.contains(&g) {
-                continue;
-            }
-            if !self.galois.contains_key(&g) {
-                return Err(CkksError::MissingGaloisKey {
-                    galois: g,
-                    step: Some(s),
-                });
-            }
-            elements.push(g);
-        }
+        let elements = self.rotation_elements(steps.iter().copied())?;
         let mut done = Vec::with_capacity(elements.len());
         if !elements.is_empty() {
             let digits = self.backend.decompose(&a.c1);
@@ -499,15 +485,8 @@ impl<B: Backend> Evaluator<B> {
             for chunk in elements.chunks(batch) {
                 let switched = self.inner_products(&digits, chunk)?;
                 let c0_rotated = self.backend.automorphisms(&a.c0, chunk);
-                for ([x0, x1], c0_g) in switched.into_iter().zip(&c0_rotated) {
-                    let mut c0 = self.backend.mod_down(&x0);
-                    self.backend.add_assign(&mut c0, c0_g);
-                    done.push(Ciphertext {
-                        c0,
-                        c1: self.backend.mod_down(&x1),
-                        level: a.level,
-                        scale: a.scale,
-                    });
+                for (x, c0_g) in switched.iter().zip(&c0_rotated) {
+                    done.push(self.rotated(a, x, c0_g));
                 }
             }
         }
@@ -537,6 +516,48 @@ impl<B: Backend> Evaluator<B> {
                 ))
             })
             .collect()
+    }
+
+    /// The distinct Galois elements of the rotations by `steps` other than the identity, in
+    /// first-seen order, each checked to have a key (before any work is done).
+    fn rotation_elements(
+        &self,
+        steps: impl IntoIterator<Item = i64>,
+    ) -> Result<Vec<u64>, CkksError> {
+        let n = self.params.n();
+        let mut elements: Vec<u64> = Vec::new();
+        for s in steps {
+            let g = rotation_element(s, n);
+            if g == 1 || elements.contains(&g) {
+                continue;
+            }
+            if !self.galois.contains_key(&g) {
+                return Err(CkksError::MissingGaloisKey {
+                    galois: g,
+                    step: Some(s),
+                });
+            }
+            elements.push(g);
+        }
+        Ok(elements)
+    }
+
+    /// σ_g(a) from its key switch `[x0, x1]` over Q_l ∪ P and σ_g(a.c0): the ModDowns,
+    /// with σ_g(c0) added to the first half.
+    fn rotated(
+        &self,
+        a: &Ciphertext<B::Poly>,
+        [x0, x1]: &[B::Poly; 2],
+        c0_g: &B::Poly,
+    ) -> Ciphertext<B::Poly> {
+        let mut c0 = self.backend.mod_down(x0);
+        self.backend.add_assign(&mut c0, c0_g);
+        Ciphertext {
+            c0,
+            c1: self.backend.mod_down(x1),
+            level: a.level,
+            scale: a.scale,
+        }
     }
 
     /// Steps per batched key switch of a level-`level` decomposition.
@@ -643,15 +664,14 @@ impl<B: Backend> Evaluator<B> {
             });
         }
         let n = self.params.n();
-        // Validate everything first; collect the distinct rotation elements in order.
-        let mut elements: Vec<u64> = Vec::new();
+        // Validate everything first, then collect the distinct rotation elements in order.
         for terms in combinations {
             let Some((_, first)) = terms.first() else {
                 return Err(CkksError::Malformed(
                     "a linear combination needs at least one term".into(),
                 ));
             };
-            for &(step, pt) in terms.iter() {
+            for &(_, pt) in terms.iter() {
                 if pt.level != a.level {
                     return Err(CkksError::LevelMismatch {
                         needed: a.level,
@@ -659,18 +679,13 @@ impl<B: Backend> Evaluator<B> {
                     });
                 }
                 Self::same_scale(pt.scale, first.scale)?;
-                let g = rotation_element(step, n);
-                if g != 1 && !elements.contains(&g) {
-                    if !self.galois.contains_key(&g) {
-                        return Err(CkksError::MissingGaloisKey {
-                            galois: g,
-                            step: Some(step),
-                        });
-                    }
-                    elements.push(g);
-                }
             }
         }
+        let elements = self.rotation_elements(
+            combinations
+                .iter()
+                .flat_map(|terms| terms.iter().map(|&(step, _)| step)),
+        )?;
         let q_basis = Basis::level(a.level);
         let ext_basis = Basis::new(a.level + 1, self.params.ring().p().len());
         struct Accumulator<P> {
@@ -753,15 +768,8 @@ impl<B: Backend> Evaluator<B> {
             galois: g,
             step: None,
         })?;
-        let [mut c0, c1] = self.switch(digits, key, Some(g));
-        self.backend
-            .add_assign(&mut c0, &self.backend.automorphism(&a.c0, g));
-        Ok(Ciphertext {
-            c0,
-            c1,
-            level: a.level,
-            scale: a.scale,
-        })
+        let switched = self.backend.key_switch_inner_product(digits, key, Some(g));
+        Ok(self.rotated(a, &switched, &self.backend.automorphism(&a.c0, g)))
     }
 
     /// The textbook rotation (automorphism of both halves, then a key switch of σ_g(c1)),
