@@ -156,13 +156,8 @@ pub fn run_he_only(options: &TokenOptions) -> Result<TokenReport> {
     if options.tokens == 0 || options.prompt_tokens == 0 || options.batch == 0 {
         bail!("--tokens, --prompt-tokens and --batch must be positive");
     }
-    let queries = (options.tokens + options.prompt_tokens) as u64 * options.batch as u64;
-    let budget = PllSettings::default().budget;
-    if options.pll && queries > budget {
-        bail!(
-            "{queries} tokens per adapted projection exceed the PLL's per-client budget of \
-             {budget}: lower --tokens, --prompt-tokens or --batch"
-        );
+    if options.pll {
+        check_budget(options.tokens + options.prompt_tokens, options.batch)?;
     }
     let config = preset(&options.preset)?;
     let targets = options
@@ -283,6 +278,20 @@ pub fn run_full(options: &TokenOptions) -> Result<TokenReport> {
     full_report(&model, options)
 }
 
+/// Refuses a run whose queries per adapted projection, `per_sequence` for each of `batch`
+/// sequences (all the same client's), exceed the PLL's per-client budget.
+fn check_budget(per_sequence: usize, batch: usize) -> Result<()> {
+    let budget = PllSettings::default().budget;
+    let queries = per_sequence as u64 * batch as u64;
+    if queries > budget {
+        bail!(
+            "{queries} tokens per adapted projection exceed the PLL's per-client budget of \
+             {budget}: lower --tokens, --prompt-tokens or --batch"
+        );
+    }
+    Ok(())
+}
+
 /// The random model of a checked full-model run, on the options' device.
 pub fn build_model(options: &TokenOptions, config: &ModelConfig) -> Result<Model> {
     let device = model_device(options.device)?;
@@ -304,14 +313,8 @@ pub fn check_full(options: &TokenOptions) -> Result<ModelConfig> {
             config.max_positions
         );
     }
-    // Every sequence of the batch queries the same client's adapter.
-    let budget = PllSettings::default().budget;
-    let queries = positions as u64 * options.batch as u64;
-    if options.mode == Mode::Secure && options.pll && queries > budget {
-        bail!(
-            "{queries} tokens per adapted projection exceed the PLL's per-client budget of \
-             {budget}: lower --tokens, --prompt-tokens or --batch"
-        );
+    if options.mode == Mode::Secure && options.pll {
+        check_budget(positions, options.batch)?;
     }
     match options.device {
         DeviceChoice::Cpu => {
