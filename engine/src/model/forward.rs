@@ -134,8 +134,12 @@ impl Model {
             end += t.len();
             last.push((end - 1) as u32);
         }
-        let last = Tensor::new(last.as_slice(), &self.device)?;
-        self.logits(&hidden.index_select(&last, 0)?)
+        let rows = match last.as_slice() {
+            // One sequence (every `forward`): a view, no index upload per token.
+            &[row] => hidden.narrow(0, row as usize, 1)?,
+            _ => hidden.index_select(&Tensor::new(last.as_slice(), &self.device)?, 0)?,
+        };
+        self.logits(&rows)
     }
 
     /// As [`forward`](Self::forward), with the logits after every token, `[tokens, vocab]`.
