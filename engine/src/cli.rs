@@ -115,7 +115,7 @@ pub struct TokenArgs {
     pub prompt_tokens: u32,
     /// Sequences of one client in flight: every decode step runs one token of each through
     /// one forward pass (one HE request per adapted site); ms/token is the step's time.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=crate::bench::sweep::MAX_BATCH as i64))]
     pub batch: u32,
     #[arg(long, value_enum, default_value_t = Mode::Secure)]
     pub mode: Mode,

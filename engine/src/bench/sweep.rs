@@ -21,7 +21,7 @@ pub enum SweepOver {
 
 pub const DEFAULT_RANKS: &[usize] = &[1, 2, 4, 8, 16, 32, 64];
 pub const DEFAULT_BATCHES: &[usize] = &[1, 2, 4, 8, 16];
-/// Largest batch size of a sweep point (as `--batch` allows).
+/// Largest batch size: of `--batch`, and of a sweep point.
 pub const MAX_BATCH: usize = 4096;
 /// Decode steps and prompt tokens per point, at most (each point is a short run).
 pub const POINT_TOKENS: usize = 4;

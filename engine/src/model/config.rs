@@ -39,25 +39,11 @@ pub struct ModelConfig {
 impl ModelConfig {
     /// Checks the shapes agree with one another (files come from outside).
     pub fn validate(&self) -> Result<()> {
-        let positive = [
-            ("vocab_size", self.vocab_size),
-            ("hidden_size", self.hidden_size),
-            ("intermediate_size", self.intermediate_size),
-            ("num_layers", self.num_layers),
-            ("num_heads", self.num_heads),
-            ("num_kv_heads", self.num_kv_heads),
-            ("head_dim", self.head_dim),
-            ("max_positions", self.max_positions),
-        ];
-        for (name, value) in positive {
-            if value == 0 {
-                bail!("{name} is 0");
-            }
-        }
-        // Far above any real model, low enough that the shape arithmetic cannot overflow and
-        // a hostile file cannot make the loader allocate without bound (the rotary tables
-        // hold max_positions × rotary_dim values, the tensor names num_layers entries).
-        let limits = [
+        // Every size positive; and far above any real model, low enough that the shape
+        // arithmetic cannot overflow and a hostile file cannot make the loader allocate
+        // without bound (the rotary tables hold max_positions × rotary_dim values, the
+        // tensor names num_layers entries).
+        let sizes = [
             ("vocab_size", self.vocab_size, 1 << 24),
             ("hidden_size", self.hidden_size, 1 << 18),
             ("intermediate_size", self.intermediate_size, 1 << 20),
@@ -67,7 +53,10 @@ impl ModelConfig {
             ("head_dim", self.head_dim, 1 << 12),
             ("max_positions", self.max_positions, 1 << 21),
         ];
-        for (name, value, limit) in limits {
+        for (name, value, limit) in sizes {
+            if value == 0 {
+                bail!("{name} is 0");
+            }
             if value > limit {
                 bail!("{name} {value} exceeds the supported {limit}");
             }
