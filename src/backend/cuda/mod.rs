@@ -32,7 +32,7 @@ mod timing;
 
 use super::{Backend, BackendError, KeySwitchStep};
 use crate::ring::{Basis, BasisExtender, RingContext, RnsPoly};
-use cudarc::driver::{CudaContext, CudaStream};
+use cudarc::driver::{CudaContext, CudaStream, DriverError};
 use device::{driver, Sticky};
 use memory::{Buffer, Pool};
 use module::Kernels;
@@ -215,8 +215,13 @@ impl CudaBackend {
     pub fn synchronize(&self) -> Result<(), BackendError> {
         graph::refuse_while_capturing(&self.errors, "synchronising the stream")?;
         self.errors.check()?;
-        let r = self.stream.synchronize();
-        self.errors.record_result("running on the device", r);
+        self.settle(self.stream.synchronize())
+    }
+
+    /// After a wait for the stream (`waited`): records its failure and the device's, and
+    /// reports the backend's first error.
+    fn settle(&self, waited: Result<(), DriverError>) -> Result<(), BackendError> {
+        self.errors.record_result("running on the device", waited);
         let r = self.device.check_err();
         self.errors.record_result("on the device", r);
         self.errors.check()
@@ -322,21 +327,22 @@ impl Backend for CudaBackend {
             .filter(|_| p.buf.len() >= p.words())
             .ok_or_else(|| BackendError::Device("polynomial has no device memory".into()))?;
         let mut data = vec![0u64; p.words()];
-        if !data.is_empty() {
+        let copied = if data.is_empty() {
+            Ok(())
+        } else {
             self.device
                 .bind_to_thread()
                 .map_err(|e| driver("binding the CUDA context", e))?;
             // SAFETY: `src` holds `words` u64 of this stream's memory and `data` as many; the
             // stream is synchronised below before `data` is used or dropped.
-            let r = unsafe {
+            unsafe {
                 cudarc::driver::result::memcpy_dtoh_async(&mut data, src, self.stream.cu_stream())
-            };
-            let waited = self.stream.synchronize();
-            r.map_err(|e| driver("downloading a polynomial", e))?;
-            waited.map_err(|e| driver("downloading a polynomial", e))?;
-        }
-        // The copy waited for the stream: any failure of the work before it shows now.
-        self.synchronize()?;
+            }
+        };
+        // One wait for the copy and the work before it, whose failures show now.
+        let waited = self.stream.synchronize();
+        copied.map_err(|e| driver("downloading a polynomial", e))?;
+        self.settle(waited)?;
         RnsPoly::from_data(self.n, p.basis, p.ntt_form, data)
             .ok_or_else(|| BackendError::Shape("downloaded length".into()))
     }
