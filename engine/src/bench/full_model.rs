@@ -31,8 +31,6 @@ pub struct Trace {
     pub he: HeStats,
     pub setup_ms: f64,
     pub key_upload_bytes: usize,
-    /// Each sequence's greedy tokens (the last one sampled after the last step).
-    pub generated: Vec<Vec<u32>>,
     pub hardware: Option<Hardware>,
 }
 
@@ -136,23 +134,18 @@ fn decode<H: LoraHook>(
     }
     let mut trace = Trace {
         prefill_ms,
-        generated: vec![Vec::with_capacity(tokens + 1); prompts.len()],
         ..Trace::default()
     };
-    let sample_all = |sampler: &mut Sampler, logits: &Tensor, trace: &mut Trace| {
-        // One copy to the host for the whole batch, not one per sequence.
+    // Every sequence's greedy token, from one copy of the logits to the host.
+    let sample_all = |sampler: &mut Sampler, logits: &Tensor| {
         let logits = logits.to_device(&Device::Cpu)?;
-        let mut next = Vec::with_capacity(prompts.len());
-        for (s, generated) in trace.generated.iter_mut().enumerate() {
-            let token = sampler.sample(&logits.get(s)?)?;
-            generated.push(token);
-            next.push([token]);
-        }
-        Ok::<_, anyhow::Error>(next)
+        (0..prompts.len())
+            .map(|s| Ok([sampler.sample(&logits.get(s)?)?]))
+            .collect::<Result<Vec<_>>>()
     };
     for _ in 0..tokens {
         let step = Instant::now();
-        let next = sample_all(&mut sampler, &logits, &mut trace)?;
+        let next = sample_all(&mut sampler, &logits)?;
         let next: Vec<&[u32]> = next.iter().map(|t| t.as_slice()).collect();
         let forward = Instant::now();
         logits = model.forward_batch(&next, &mut caches, &mut hook)?;
@@ -163,7 +156,6 @@ fn decode<H: LoraHook>(
         trace.step_ms.push(ms(step.elapsed()));
     }
     trace.hardware = probe.and_then(|p| p.finish(tokens * prompts.len()));
-    sample_all(&mut sampler, &logits, &mut trace)?;
     trace.hook = hook.spent;
     let after = stats(&hook.inner);
     trace.he = HeStats {
