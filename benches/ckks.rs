@@ -7,6 +7,7 @@
 //! on two cores.
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
+use helora::backend::Backend;
 use helora::ckks::{
     rotation_element, Ciphertext, Encoder, EvaluationKeys, Evaluator, KeyGenerator, ParamSpec,
     Params, Plaintext, SecretKey, SymmetricEncryptor,
@@ -138,8 +139,73 @@ fn bench_preset(c: &mut Criterion, name: &str, spec: fn() -> ParamSpec, slow: bo
     group.finish();
 }
 
+/// The parts of a rotation at N = 2^13, through the CPU backend: the decomposition (shared
+/// by a hoisted batch), and what each further step costs (one inner product, two ModDowns,
+/// c0's automorphism). One NTT of one limb gives the unit they are counted in.
+fn bench_key_switch_parts(c: &mut Criterion) {
+    let cell = OnceCell::new();
+    let f = || cell.get_or_init(|| fixture(ParamSpec::n13_depth2()));
+    let g = rotation_element(1, f().params.n());
+    let key_cell = OnceCell::new();
+    let key = || {
+        key_cell.get_or_init(|| {
+            let f = f();
+            let mut keygen = KeyGenerator::new(&f.params).expect("key generation");
+            keygen
+                .galois_key(g)
+                .expect("rotation key")
+                .digits
+                .into_iter()
+                .map(|[b, a]| {
+                    let backend = f.evaluator.backend();
+                    [
+                        backend.upload_owned(b).expect("key fits"),
+                        backend.upload_owned(a).expect("key fits"),
+                    ]
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let mut group = c.benchmark_group("ckks/n13/key_switch");
+    group
+        .sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    group.bench_function("ntt_one_limb", |b| {
+        let f = f();
+        let mut limb = f.ct_a.c0.limb(0).to_vec();
+        let table = f.params.ring().ntt_table(f.ct_a.c0.basis(), 0);
+        b.iter(|| table.forward(black_box(&mut limb)))
+    });
+    group.bench_function("decompose", |b| {
+        let f = f();
+        b.iter(|| f.evaluator.backend().decompose(black_box(&f.ct_a.c1)))
+    });
+    group.bench_function("inner_product", |b| {
+        let f = f();
+        let digits = f.evaluator.backend().decompose(&f.ct_a.c1);
+        let key = key();
+        b.iter(|| {
+            f.evaluator
+                .backend()
+                .key_switch_inner_product(black_box(&digits), key, Some(g))
+        })
+    });
+    group.bench_function("mod_down", |b| {
+        let f = f();
+        let digits = f.evaluator.backend().decompose(&f.ct_a.c1);
+        b.iter(|| f.evaluator.backend().mod_down(black_box(&digits[0])))
+    });
+    group.bench_function("automorphism", |b| {
+        let f = f();
+        b.iter(|| f.evaluator.backend().automorphism(black_box(&f.ct_a.c0), g))
+    });
+    group.finish();
+}
+
 fn ckks(c: &mut Criterion) {
     bench_preset(c, "ckks/n13", ParamSpec::n13_depth2, false);
+    bench_key_switch_parts(c);
     bench_preset(c, "ckks/n16", ParamSpec::n16_depth24, true);
 }
 
