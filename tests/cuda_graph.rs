@@ -257,10 +257,12 @@ mod gpu {
     pub(super) fn backend(params: &Params) -> Option<CudaBackend> {
         match CudaBackend::new(params.ring().clone(), params.alpha()) {
             Ok(b) => Some(b),
-            Err(e) => {
+            // Only a missing GPU is a skip; any other error is a failure of the backend.
+            Err(e @ helora::backend::BackendError::NoDevice(_)) => {
                 skip(&e.to_string());
                 None
             }
+            Err(e) => panic!("the CUDA backend failed to start: {e}"),
         }
     }
 

@@ -26,8 +26,9 @@ fn gpu_json(args: &[&str]) -> Option<serde_json::Value> {
     assert!(out.stdout.is_empty(), "nothing on stdout after an error");
     let reason = stderr.trim().to_owned();
     if cfg!(feature = "cuda") {
+        // Only a missing GPU is a skip; any other error is a failure.
         assert!(
-            reason.contains("CUDA") || reason.contains("device"),
+            reason.contains("no usable CUDA driver or device"),
             "{reason}"
         );
     } else {
@@ -112,7 +113,12 @@ fn bench_lora_device_cuda() {
             v[key]
         );
     }
-    assert!(v["relative_error"].as_f64().is_some_and(|e| e < 1e-2));
+    // As on the CPU at these small shapes (6e-5 to 7.5e-5: the compact reply's rounding).
+    assert!(
+        v["relative_error"].as_f64().is_some_and(|e| e < 3e-4),
+        "{}",
+        v["relative_error"]
+    );
 }
 
 #[test]

@@ -20,6 +20,10 @@ pub enum BackendError {
     Shape(String),
     #[error("device error: {0}")]
     Device(String),
+    /// The machine has no usable GPU (no driver, no device, or stub libraries): what GPU
+    /// tests skip on, where any other error is a failure.
+    #[error("no usable CUDA driver or device: {0}")]
+    NoDevice(String),
 }
 
 /// Primitive RNS-polynomial operations. All polynomials of one call share a ring (the

@@ -28,19 +28,18 @@ pub fn check_device(ordinal: usize) -> Result<(), BackendError> {
     #[cfg(not(feature = "cuda-linked"))]
     // SAFETY: only tries to dlopen the driver library and drops it again.
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return Err(BackendError::Device(
-            "no CUDA driver (libcuda.so could not be loaded)".into(),
+        return Err(BackendError::NoDevice(
+            "libcuda.so (the driver) could not be loaded".into(),
         ));
     }
-    let count = CudaContext::device_count()
-        .map_err(|e| BackendError::Device(format!("no usable CUDA driver or device: {e}")))?;
+    let count = CudaContext::device_count().map_err(|e| BackendError::NoDevice(e.to_string()))?;
     if count <= 0 {
-        return Err(BackendError::Device(
+        return Err(BackendError::NoDevice(
             "the CUDA driver reports no device".into(),
         ));
     }
     if ordinal >= count as usize {
-        return Err(BackendError::Device(format!(
+        return Err(BackendError::NoDevice(format!(
             "CUDA device {ordinal} does not exist ({count} found)"
         )));
     }
