@@ -234,7 +234,10 @@ fn generate_reports_bad_inputs_without_a_panic() {
         assert!(!out.status.success(), "{args:?} succeeded");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert!(stderr.contains(expect), "{args:?}: {stderr}");
-        assert!(out.stdout.is_empty() || !args.contains(&"--json"));
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?}: nothing on stdout after an error"
+        );
     }
 }
 
@@ -303,6 +306,7 @@ fn bench_token_he_only_json() {
         "--batch",
         "4000",
     ]);
+    assert_eq!(out.status.code(), Some(1), "--batch 4000 is refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("budget"));
     let out = helora(&["bench", "token", "--preset", "gpt-5", "--he-only"]);
     assert!(!out.status.success());

@@ -24,8 +24,9 @@ use std::path::PathBuf;
 
 /// f32 on both devices: only the order of the sums differs.
 const SAME_MODEL_TOLERANCE: f64 = 1e-4;
-/// CKKS with the PLL off: the decrypted delta carries the scheme's noise.
-const SECURE_TOLERANCE: f64 = 1e-2;
+/// CKKS with the PLL off: the decrypted delta carries the scheme's noise (about 1e-5 on
+/// the CPU), on top of the devices' order of sums.
+const SECURE_TOLERANCE: f64 = 1e-3;
 
 /// CUDA device 0, or None after checking the error is clean and printing why the test is
 /// skipped (a failure under HELORA_REQUIRE_GPU=1).
@@ -141,11 +142,20 @@ fn lora_mode_on_the_gpu_matches_the_cpu() -> Result<()> {
         );
     }
     assert_eq!(greedy, tokens, "greedy tokens on the GPU and on the CPU");
-    // The adapter moves the logits: the comparison has teeth.
+    assert_adapter_moves_logits(&want[0], SAME_MODEL_TOLERANCE)
+}
+
+/// The adapter moves the prompt's logits (`adapted`) by more than ten times `tolerance`
+/// (about 0.09 for this adapter), so a comparison at that tolerance has teeth.
+fn assert_adapter_moves_logits(adapted: &[f32], tolerance: f64) -> Result<()> {
     let base = tiny_llama(&Device::Cpu)?;
     let mut no_adapter = helora_engine::model::NoHook;
     let plain = decode(&base, &mut no_adapter, &PROMPT, 0, |_, _| 0)?;
-    assert!(relative_error(&plain[0], &want[0]) > 10.0 * SAME_MODEL_TOLERANCE);
+    let effect = relative_error(&plain[0], adapted);
+    assert!(
+        effect > 10.0 * tolerance,
+        "the adapter moves the logits by only {effect}"
+    );
     Ok(())
 }
 
@@ -163,7 +173,7 @@ fn secure_mode_on_the_gpu_matches_lora_on_the_cpu() -> Result<()> {
         let err = relative_error(g, w);
         assert!(err < SECURE_TOLERANCE, "step {step}: relative error {err}");
     }
-    Ok(())
+    assert_adapter_moves_logits(&want[0], SECURE_TOLERANCE)
 }
 
 /// The HE server on the GPU too (the CUDA backend on its own stream of candle's context)
@@ -211,7 +221,7 @@ fn secure_mode_with_the_he_server_on_the_gpu_matches_the_cpu() -> Result<()> {
         greedy, tokens,
         "greedy tokens of secure mode on the GPU and the CPU"
     );
-    Ok(())
+    assert_adapter_moves_logits(&want[0], SECURE_TOLERANCE)
 }
 
 #[test]

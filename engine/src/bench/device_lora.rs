@@ -330,8 +330,10 @@ mod tests {
         let make = |p: &Params| Ok(CpuBackend::new(p.ring().clone(), p.alpha()));
         let r = run(&options, 3, make, 1 << 20).unwrap();
         assert_eq!((r.backend, r.batch, r.common.tokens), ("cpu", 3, 3));
+        // The compact reply's rounding dominates at these small shapes: 6e-5 to 7.5e-5
+        // measured on the CPU.
         assert!(
-            r.common.relative_error < 1e-2,
+            r.common.relative_error < 3e-4,
             "{}",
             r.common.relative_error
         );

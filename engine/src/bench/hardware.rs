@@ -165,10 +165,21 @@ mod tests {
 
     #[test]
     fn opening_never_panics() {
-        // Absent on a machine without the driver, present with one: either is fine.
-        if let Some(mut probe) = Probe::open() {
-            probe.start();
-            assert!(probe.finish(1).is_some());
-        }
+        use std::io::Write;
+        // Absent on a machine without the driver, present with one: either is fine, but
+        // the GPU machine's run (HELORA_REQUIRE_GPU=1) must find it.
+        let Some(mut probe) = Probe::open() else {
+            let reason = "no NVML here (no NVIDIA driver): the probe is not exercised";
+            assert_ne!(
+                std::env::var("HELORA_REQUIRE_GPU").as_deref(),
+                Ok("1"),
+                "HELORA_REQUIRE_GPU=1 but {reason}"
+            );
+            // Straight to the stderr handle: libtest captures `eprintln!` of passing tests.
+            let _ = writeln!(std::io::stderr(), "skipped: {reason}");
+            return;
+        };
+        probe.start();
+        assert!(probe.finish(1).is_some());
     }
 }
