@@ -5,7 +5,7 @@
 #          driver fails instead of skipping), then the HE benchmarks (`bench ops --device
 #          cuda` at N = 2^13 and 2^16, `bench lora --device cuda` at batch 1 and 64);
 #   model  the full GPU build (bin/helora-gpu): its tests (bin/gpu, bin/cli_gpu) with
-#          HELORA_REQUIRE_GPU=1, then `bench token --device cuda` (SmolLM2-135M lora;
+#          HELORA_REQUIRE_GPU=1, then `bench token --device cuda` (SmolLM2-135M secure;
 #          ChatGLM2-6B rank 8, 16 tokens, secure and lora; bf16 weights on the GPU, the HE
 #          server on a stream of its own);
 #   batch  `bench token --device cuda` for ChatGLM2-6B, rank 8, secure, 64 sequences in

@@ -47,7 +47,8 @@ impl Provenance {
         }
     }
 
-    /// One line for a report's table: `0.1.0, commit 1a2b3c4d5e6f, release build`.
+    /// One line for a report's table:
+    /// `helora 0.1.0, commit 1a2b3c4d5e6f, release build, 2 cores, reported …`.
     pub fn summary(&self) -> String {
         let features = if self.features.is_empty() {
             String::new()
@@ -55,8 +56,8 @@ impl Provenance {
             format!(" (features {})", self.features.join(", "))
         };
         format!(
-            "helora {}, commit {}, {} build{features}, reported {}",
-            self.helora_version, self.git_commit, self.build_profile, self.reported_utc
+            "helora {}, commit {}, {} build{features}, {} cores, reported {}",
+            self.helora_version, self.git_commit, self.build_profile, self.cores, self.reported_utc
         )
     }
 }
@@ -114,5 +115,6 @@ mod tests {
         assert!(p.cores >= 1);
         assert_eq!(p.reported_utc.len(), "1970-01-01T00:00:00Z".len());
         assert!(p.summary().contains(p.git_commit));
+        assert!(p.summary().contains(&format!(", {} cores, ", p.cores)));
     }
 }
