@@ -6,6 +6,7 @@ use super::{CkksError, Params};
 use crate::math::sampling::{self, ChaCha20Rng};
 use crate::ring::{arith, automorphism, Basis, RingContext, RnsPoly};
 use rand_core::RngCore;
+use zeroize::Zeroize;
 
 /// A uniformly random polynomial over `basis`, drawn directly in NTT form (the NTT of a
 /// uniform polynomial is uniform). Limb by limb, so a seeded stream is reproducible.
@@ -47,8 +48,9 @@ impl KeyGenerator {
     pub fn new(params: &Params) -> Result<Self, CkksError> {
         let mut rng = sampling::os_rng()?;
         let ctx = params.ring();
-        let coeffs = sampling::ternary(&mut rng, ctx.n());
+        let mut coeffs = sampling::ternary(&mut rng, ctx.n());
         let mut ntt = arith::from_signed(ctx, &coeffs, ctx.full_basis());
+        coeffs.zeroize();
         arith::ntt_forward(ctx, &mut ntt);
         let secret = SecretKey {
             ntt,

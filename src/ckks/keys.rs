@@ -3,6 +3,7 @@
 
 use crate::ring::RnsPoly;
 use std::collections::BTreeMap;
+use zeroize::Zeroize;
 
 /// Ternary secret s, kept in NTT form over Q_L ∪ P. Never serialized: it must not leave
 /// the process that generated it.
@@ -10,6 +11,14 @@ use std::collections::BTreeMap;
 pub struct SecretKey {
     pub(crate) ntt: RnsPoly,
     pub(crate) params_id: u64,
+}
+
+/// Every copy (the key generator's, each encryptor's and decryptor's) wipes its residues
+/// when dropped, so the key does not linger in freed memory.
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        self.ntt.data_mut().zeroize();
+    }
 }
 
 impl std::fmt::Debug for SecretKey {

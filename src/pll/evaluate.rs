@@ -41,7 +41,6 @@ pub(crate) fn apply_protected<B: Backend>(
         .ok_or(PllError::Malformed("no input ciphertext".into()))?
         .scale;
     let params = evaluator.params();
-    let flooding = settings.flooding;
     // Seeded from the server's stream: E from a seed either side may expand, the masks
     // from the helper's own generator.
     let mut perturbation_seed = [0u8; 32];
@@ -77,13 +76,10 @@ pub(crate) fn apply_protected<B: Backend>(
             adapters
                 .iter()
                 .map(|a| {
-                    let count = if flooding {
-                        a.plan.output_layout().chunks
-                    } else {
-                        0
-                    };
+                    // Every output is re-randomised whenever the protection is on; the flood
+                    // in the mask is zero without flooding (`flood_std` = 0).
                     let level = a.plan.output_level();
-                    (0..count)
+                    (0..a.plan.output_layout().chunks)
                         .map(|_| {
                             draw_mask(params, encryptor, level, scale, a.flood_std, &mut mask_rng)
                         })

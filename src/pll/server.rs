@@ -373,7 +373,8 @@ impl<B: Backend> PllServer<B> {
             if state.used.len() <= id.0 {
                 state.used.resize(id.0 + 1, 0);
             }
-            state.used[id.0] += count;
+            // Saturating: an unbounded budget (PLL off) is u64::MAX.
+            state.used[id.0] = state.used[id.0].saturating_add(count);
         }
         Ok(downloaded)
     }
@@ -408,4 +409,54 @@ fn check_public_key(params: &Params, pk: &PublicKey) -> Result<(), PllError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ckks::{KeyGenerator, ParamSpec, Plaintext, SymmetricEncryptor};
+    use crate::linear::random_lora_factors;
+    use rand::SeedableRng;
+
+    /// Noise on and flooding off still re-randomises every output: with the server's
+    /// stream replayed (so E is the same), two answers to one ciphertext differ in c1
+    /// only through Enc_pk(0).
+    #[test]
+    fn outputs_are_rerandomised_without_flooding() {
+        let params = Params::new(ParamSpec::n13_depth2()).unwrap();
+        let settings = PllSettings {
+            noise: 0.1,
+            flooding: false,
+            ..PllSettings::default()
+        };
+        let mut server = PllServer::cpu(&params, settings).unwrap();
+        let mut rng = sampling::os_rng().unwrap();
+        let (a, b) = random_lora_factors(64, 64, 4, &mut rng).unwrap();
+        let adapter = server.add_adapter(&a, &b, 2).unwrap();
+        let mut keygen = KeyGenerator::new(&params).unwrap();
+        let keys = keygen
+            .evaluation_keys(&server.rotation_steps(), false)
+            .unwrap();
+        server
+            .register_client(ClientId(1), &keys, keygen.public_key())
+            .unwrap();
+        let encoder = Encoder::new(params.n()).unwrap();
+        let level = 2;
+        let scale = params.default_scale();
+        let poly = encoder
+            .encode(params.ring(), &[0.5; 64], scale, Basis::level(level))
+            .unwrap();
+        let ct = SymmetricEncryptor::new(&params, keygen.secret_key())
+            .unwrap()
+            .encrypt(&Plaintext { poly, level, scale })
+            .unwrap();
+        let answer = |server: &mut PllServer| {
+            server.rng = NoiseRng::from_seed([9; 32]);
+            server
+                .apply(ClientId(1), adapter, std::slice::from_ref(&ct))
+                .unwrap()
+        };
+        let (first, second) = (answer(&mut server), answer(&mut server));
+        assert_ne!(first[0].c1, second[0].c1, "c1 is re-randomised");
+    }
 }
