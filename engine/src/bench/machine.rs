@@ -10,14 +10,25 @@ pub fn cpu_model() -> String {
         .unwrap_or_else(|| format!("unknown {}", std::env::consts::ARCH))
 }
 
-/// The first `model name` (x86) or `Model`/`Hardware` (ARM) line of a cpuinfo text.
+/// The first `model name` (x86) or `Model`/`Hardware` (ARM) line of a cpuinfo text, with
+/// x86's family, model and stepping where given: a VM's model name is often only the
+/// vendor's brand ("AMD EPYC"), and the family tells its generations apart.
 pub fn model_from_cpuinfo(info: &str) -> Option<String> {
-    ["model name", "Model", "Hardware"].iter().find_map(|key| {
+    let field = |key: &str| {
         info.lines().find_map(|line| {
             let (k, v) = line.split_once(':')?;
-            (k.trim() == *key && !v.trim().is_empty()).then(|| v.trim().to_string())
+            (k.trim() == key && !v.trim().is_empty()).then(|| v.trim().to_string())
         })
-    })
+    };
+    let name = ["model name", "Model", "Hardware"]
+        .iter()
+        .find_map(|key| field(key))?;
+    match (field("cpu family"), field("model"), field("stepping")) {
+        (Some(family), Some(model), Some(stepping)) => Some(format!(
+            "{name} (family {family}, model {model}, stepping {stepping})"
+        )),
+        _ => Some(name),
+    }
 }
 
 /// The NTT kernel(s) the ring's per-prime tables use, e.g. `avx512-ifma`; distinct kernels
@@ -59,6 +70,11 @@ mod tests {
         assert_eq!(
             model_from_cpuinfo(x86).as_deref(),
             Some("Intel(R) Xeon(R) CPU @ 2.20GHz")
+        );
+        let amd = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\nstepping\t: 1\n";
+        assert_eq!(
+            model_from_cpuinfo(amd).as_deref(),
+            Some("AMD EPYC (family 26, model 2, stepping 1)")
         );
         let arm = "processor : 0\nBogoMIPS : 48.00\nModel : Raspberry Pi 4 Model B\n";
         assert_eq!(
