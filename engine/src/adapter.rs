@@ -15,6 +15,10 @@ use candle_core::{DType, Device, Tensor};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+/// Largest |lora_alpha| accepted: PEFT's are in the tens to hundreds, and far beyond this
+/// the scaled deltas overflow f32 activations into NaN.
+pub const MAX_LORA_ALPHA: f64 = 1e6;
+
 /// One adapted projection's factors, delta = x·a·b.
 pub struct LoraFactors {
     /// Aᵀ: d_in × r, f32.
@@ -108,8 +112,11 @@ impl LoraAdapter {
                 helora::linear::MAX_RANK
             )));
         }
-        if !config.lora_alpha.is_finite() {
-            return Err(invalid("lora_alpha is not finite".into()));
+        if !(config.lora_alpha.is_finite() && config.lora_alpha.abs() <= MAX_LORA_ALPHA) {
+            return Err(invalid(format!(
+                "lora_alpha {:e} is not a finite number of magnitude at most {MAX_LORA_ALPHA:e}",
+                config.lora_alpha
+            )));
         }
         if config.use_dora {
             return Err(invalid("DoRA adapters (use_dora) are not supported".into()));
@@ -235,11 +242,18 @@ impl LoraAdapter {
         }
         let projections = config.projections();
         let mut layers = BTreeMap::new();
-        for module in targets {
-            let &(_, d_in, d_out) = projections
-                .iter()
-                .find(|p| p.0 == module)
-                .ok_or_else(|| anyhow!("{module:?} is not a projection of this model"))?;
+        for (i, module) in targets.iter().enumerate() {
+            if targets[..i].contains(module) {
+                bail!("target {module:?} is named twice");
+            }
+            let &(_, d_in, d_out) =
+                projections.iter().find(|p| p.0 == module).ok_or_else(|| {
+                    let names: Vec<&str> = projections.iter().map(|p| p.0).collect();
+                    anyhow!(
+                        "{module:?} is not a projection of this model (its projections: {})",
+                        names.join(", ")
+                    )
+                })?;
             for layer in 0..config.num_layers {
                 let (a, b) = helora::linear::random_lora_factors(d_in, d_out, rank, rng)?;
                 let tensor = |m: &helora::linear::Matrix| -> Result<Tensor> {

@@ -137,11 +137,11 @@ pub struct TokenArgs {
     #[arg(long)]
     pub plot: Option<std::path::PathBuf>,
     /// What the --plot sweep varies.
-    #[arg(long, value_enum, default_value_t = SweepOver::Rank)]
+    #[arg(long, value_enum, default_value_t = SweepOver::Rank, requires = "plot")]
     pub plot_over: SweepOver,
     /// The sweep's points, comma-separated (default: ranks 1,2,4,8,16,32,64 or batch sizes
     /// 1,2,4,8,16).
-    #[arg(long)]
+    #[arg(long, requires = "plot")]
     pub plot_points: Option<String>,
     /// Memory the full model may use, in MiB, instead of what the system reports available
     /// (for tests of the refusal).

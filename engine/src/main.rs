@@ -15,6 +15,13 @@ use std::process::ExitCode;
 const MI_OPTION_PURGE_DECOMMITS: libmimalloc_sys::mi_option_t = 5;
 
 fn main() -> ExitCode {
+    // Errors are reported as one line each. candle (and anyhow) capture a backtrace into
+    // their errors when RUST_BACKTRACE is set, and candle's message prints it: keep those
+    // for panics only, unless the user asks for them with RUST_LIB_BACKTRACE.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // Sound here: no other thread exists yet.
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     // mimalloc purges pages that stay free for 10 ms by decommitting them, and the next
     // token faults them back in (zeroed by the kernel: 15 % of a secure decode's CPU
     // time). Purging by reset instead leaves the pages mapped until the system needs them.

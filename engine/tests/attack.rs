@@ -91,6 +91,19 @@ fn bad_arguments_are_errors_not_panics() {
             "--scale",
             "0",
         ],
+        // Answers this large would wrap around the output modulus.
+        &[
+            "attack",
+            "extract",
+            "--d",
+            "16",
+            "--r",
+            "2",
+            "--queries",
+            "4",
+            "--scale",
+            "1e7",
+        ],
         &[
             "attack",
             "extract",

@@ -213,6 +213,36 @@ fn generate_json_has_the_documented_keys() {
     assert!(v["prefill_ms"].as_f64().is_some_and(|x| x > 0.0));
 }
 
+/// A library error is one line even where RUST_BACKTRACE asks for panic backtraces: candle
+/// would otherwise print the backtrace it captured inside its error's message.
+#[test]
+fn errors_stay_one_line_with_rust_backtrace_set() {
+    let path = std::env::temp_dir().join(format!("helora-cli-rand-{}.gguf", std::process::id()));
+    let bytes: Vec<u8> = (0..1000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(&path, bytes).expect("scratch file");
+    let out = Command::new(env!("CARGO_BIN_EXE_helora"))
+        .args([
+            "generate",
+            "--mode",
+            "plain",
+            "--max-tokens",
+            "2",
+            "--model",
+        ])
+        .arg(&path)
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .output()
+        .expect("the helora binary runs");
+    let _ = std::fs::remove_file(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("GGUF"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
 #[test]
 fn generate_reports_bad_inputs_without_a_panic() {
     for (args, expect) in [

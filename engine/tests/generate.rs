@@ -250,4 +250,31 @@ fn bad_model_and_adapter_paths_are_clear_errors() {
         ..options(Mode::Plain, false, false, 1)
     };
     assert!(generate::run(&o).is_err());
+
+    // Conflicting or bad flags are refused before the model is looked for (the missing
+    // model would be the error otherwise).
+    for (o, expect) in [
+        (options(Mode::Plain, false, true, 2), "--check"),
+        (
+            GenerateOptions {
+                top_p: 5.0,
+                ..options(Mode::Plain, false, false, 2)
+            },
+            "top-p",
+        ),
+        (
+            GenerateOptions {
+                adapter: Some(PathBuf::from("/nonexistent/adapter")),
+                ..options(Mode::Lora, false, false, 2)
+            },
+            "/nonexistent/adapter",
+        ),
+    ] {
+        let o = GenerateOptions {
+            model: Some(PathBuf::from("/nonexistent/model.gguf")),
+            ..o
+        };
+        let e = format!("{:#}", generate::run(&o).expect_err("refused"));
+        assert!(e.contains(expect) && !e.contains("model.gguf"), "{e}");
+    }
 }

@@ -261,6 +261,18 @@ fn bad_adapters_are_refused_with_the_file_named() {
         "{e}"
     );
 
+    // A scaling so large that the deltas would overflow to NaN.
+    std::fs::write(
+        dir.join("adapter_config.json"),
+        text.replace(r#""lora_alpha": 8"#, r#""lora_alpha": 1e308"#),
+    )
+    .expect("config");
+    let e = load_error(&dir);
+    assert!(
+        e.contains("lora_alpha") && e.contains("adapter_config.json"),
+        "{e}"
+    );
+
     // A target module this architecture does not have.
     std::fs::write(
         dir.join("adapter_config.json"),

@@ -100,6 +100,9 @@ pub struct AttackReport {
 pub const MAX_DIMENSION: usize = 8192;
 /// Largest Q·d for random inputs (the attacker keeps every input and answer).
 const MAX_RANDOM_ENTRIES: u64 = 1 << 27;
+/// Largest input scale: at N = 2^13 the answers start to wrap around the level-0 modulus
+/// near 10^7 (d = 16, r = 2: relative error 4·10⁻³ at 10^7, 10⁻⁹ at 3·10^6).
+pub const MAX_INPUT_SCALE: f64 = 1e6;
 /// Subspace iterations for the rank-r approximation (the signal gap is large).
 const LOW_RANK_ITERATIONS: usize = 15;
 
@@ -253,9 +256,10 @@ fn validate(config: &AttackConfig) -> Result<(), PllError> {
             config.queries, config.d
         ));
     }
-    if !(config.input_scale.is_finite() && config.input_scale > 0.0) {
+    if !(config.input_scale > 0.0 && config.input_scale <= MAX_INPUT_SCALE) {
         return bad(format!(
-            "input scale {} is not positive",
+            "input scale {:e} is not in (0, {MAX_INPUT_SCALE:e}]: larger answers overflow \
+             the output modulus",
             config.input_scale
         ));
     }

@@ -107,7 +107,12 @@ pub fn run(options: &LoraOptions) -> Result<LoraReport> {
         .map_or(Iterations::DEFAULT_ADAPTIVE, Iterations::Fixed);
     let single = measure(iters, || plan.apply(&server, &inputs[0]))?;
     let group = LoraGroup::new(vec![&plan])?;
-    let threads = options.threads.max(1);
+    // The threads that can work: no more than the tokens, nor than the worker pool has.
+    let threads = options
+        .threads
+        .min(options.tokens)
+        .min(rayon::current_num_threads())
+        .max(1);
     // One untimed batch first: fresh worker threads fault in their heaps on first use.
     group.apply_batch(&server, &inputs, threads)?;
     let start = Instant::now();

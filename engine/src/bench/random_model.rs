@@ -116,6 +116,9 @@ fn mem_available_from(info: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The preset the memory refusal suggests instead.
+const SMALLEST_PRESET: &str = "smollm2-135m";
+
 /// What the key/value memory is, for the refusals.
 fn caches(sequences: usize) -> String {
     match sequences {
@@ -143,13 +146,18 @@ pub fn check_memory(
         Some(available) if need > available => bail!(
             "the {preset} base model needs about {:.1} GiB in f32 ({:.2} billion parameters \
              plus {}), but only {:.1} GiB of memory is available: run the HE path alone with \
-             --he-only, or pick a smaller preset (smollm2-135m){}",
+             --he-only{}{}",
             gib(need),
             parameter_count(config) as f64 / 1e9,
             caches(sequences),
             gib(available),
+            if preset == SMALLEST_PRESET {
+                String::new()
+            } else {
+                format!(", or pick a smaller preset ({SMALLEST_PRESET})")
+            },
             if sequences > 1 {
-                " or a smaller --batch"
+                ", or a smaller --batch"
             } else {
                 ""
             }

@@ -8,7 +8,7 @@ use super::token::{self, TokenOptions, TokenReport};
 use super::{machine, plot};
 use crate::generate::Mode;
 use crate::model::Model;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::Path;
 
@@ -54,6 +54,40 @@ pub fn default_points(over: SweepOver) -> &'static [usize] {
     }
 }
 
+/// Refuses a --plot target that cannot be written before anything runs: a missing
+/// directory, a directory, a name that is not .png, or a place that cannot be created.
+fn check_plot_path(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            bail!("{}: no such directory for --plot", dir.display());
+        }
+    }
+    if path.is_dir() {
+        bail!("--plot {} is a directory; name a .png file", path.display());
+    }
+    let png = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if !png {
+        bail!(
+            "--plot {}: the plot is written as PNG; name a .png file",
+            path.display()
+        );
+    }
+    // Probe that the file can be created; a probe that made it removes it again.
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("--plot {} cannot be written", path.display()))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
 /// `bench token --plot`: the main run of `options`, then the sweep over `xs` (on the same
 /// model: the full model is built once), drawn into `path`. Everything that can be
 /// refused is refused before the first run.
@@ -78,11 +112,7 @@ pub fn run_and_plot(
             }
         }
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.is_dir() {
-            bail!("{}: no such directory for --plot", dir.display());
-        }
-    }
+    check_plot_path(path)?;
     // A batch point of the full model needs its caches to fit and its queries to stay
     // within the PLL's budget.
     if over == SweepOver::Batch && !options.he_only {
@@ -90,7 +120,8 @@ pub fn run_and_plot(
             token::check_full(&TokenOptions {
                 batch,
                 ..sweep_base(options)
-            })?;
+            })
+            .with_context(|| format!("--plot-points batch size {batch}"))?;
         }
     }
     let (mut report, sweep) = if options.he_only {

@@ -62,10 +62,25 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
     if options.max_tokens == 0 {
         bail!("--max-tokens must be at least 1");
     }
+    // Everything the flags alone can refuse is refused before the model loads.
+    if options.check && options.mode != Mode::Secure {
+        bail!("--check compares a secure run with the lora reference: use --mode secure");
+    }
+    // The sampling values are checked even where greedy decoding ignores them.
+    let top_p = Sampler::top_p(
+        options.top_p,
+        options.temperature,
+        options.seed.unwrap_or(0),
+    )?;
     let sampler = match options.seed {
-        Some(seed) => Sampler::top_p(options.top_p, options.temperature, seed)?,
+        Some(_) => top_p,
         None => Sampler::greedy(),
     };
+    if let Some(dir) = &options.adapter {
+        if options.mode != Mode::Plain && !dir.is_dir() {
+            bail!("--adapter {}: no such directory", dir.display());
+        }
+    }
 
     let model_path = match &options.model {
         Some(path) => path.clone(),
