@@ -116,8 +116,19 @@ fn mem_available_from(info: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// The preset the memory refusal suggests instead.
-const SMALLEST_PRESET: &str = "smollm2-135m";
+/// The preset with the fewest parameters: what the memory refusal suggests instead.
+fn smallest_preset() -> Option<&'static str> {
+    crate::model::presets::PRESETS
+        .iter()
+        .filter_map(|&name| {
+            Some((
+                name,
+                parameter_count(&crate::model::presets::preset(name).ok()?),
+            ))
+        })
+        .min_by_key(|&(_, count)| count)
+        .map(|(name, _)| name)
+}
 
 /// What the key/value memory is, for the refusals.
 fn caches(sequences: usize) -> String {
@@ -151,10 +162,11 @@ pub fn check_memory(
             parameter_count(config) as f64 / 1e9,
             caches(sequences),
             gib(available),
-            if preset == SMALLEST_PRESET {
-                String::new()
-            } else {
-                format!(", or pick a smaller preset ({SMALLEST_PRESET})")
+            match smallest_preset() {
+                Some(smallest) if smallest != preset => {
+                    format!(", or pick a smaller preset ({smallest})")
+                }
+                _ => String::new(),
             },
             if sequences > 1 {
                 ", or a smaller --batch"
