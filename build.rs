@@ -2,7 +2,7 @@
 //! kernel that does not compile, or that spills registers, fails the build (and CI).
 //!
 //! nvcc is looked for in `NVCC`, then `CUDA_HOME/bin/nvcc`, then `PATH`. When found, each
-//! kernel becomes `OUT_DIR/<name>.ptx` (embedded by src/backend/kernels.rs) and the crate is
+//! kernel becomes `OUT_DIR/<name>.ptx` (embedded by src/backend/cuda/sources.rs) and the crate is
 //! built with `cfg(helora_ptx)`; the PTX is also assembled to sm_90 cubin with `ptxas -v`,
 //! whose register/spill report lands in `OUT_DIR/ptxas-report.txt`. Without nvcc the build
 //! goes on and the kernels are compiled from their embedded sources by NVRTC at run time,

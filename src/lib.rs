@@ -1,9 +1,12 @@
 //! helora: an RNS-CKKS engine for private LoRA inference.
 //!
-//! Layers, each using only the ones below it: [`math`] (modular arithmetic, primes,
-//! sampling) → [`ring`] (RNS polynomials, NTT, basis extension) → [`ckks`] (parameters,
-//! encoding, keys, encryption, evaluation, serialization). Every evaluator operation
-//! reaches the hardware through a [`backend::Backend`].
+//! Layers, each using only the ones below it (docs/architecture.md, checked by
+//! `tests/layers.rs`): [`math`] (modular arithmetic, primes, randomness) → [`ring`] (RNS
+//! polynomials, NTT, basis extension, the CPU's vector kernels) → [`backend`] (the
+//! hardware: CPU, CUDA) → [`ckks`] (parameters, encoding, keys, encryption, evaluation,
+//! serialization) → [`linear`] (LoRA plans) → [`pll`] (the Private Linear Layer).
+//! `linear` and `pll` use only `ckks`'s API (and `math::sampling` for randomness), never
+//! `ring` or `backend` directly.
 
 pub mod backend;
 pub mod ckks;

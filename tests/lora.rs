@@ -318,7 +318,7 @@ fn a_batch_of_tokens_matches_token_by_token() {
     let xs: Vec<Vec<f64>> = (0..5).map(|_| input(576)).collect();
     let tokens: Vec<Vec<Ciphertext>> = xs.iter().map(|x| client.encrypt(&plan, x)).collect();
     let group = LoraGroup::new(vec![&plan]).unwrap();
-    let batch = group.apply_batch(&server, &tokens, 2).unwrap();
+    let batch = group.apply_batch(&server, &tokens).unwrap();
     assert_eq!(batch.len(), tokens.len());
     for ((x, token), out) in xs.iter().zip(&tokens).zip(&batch) {
         assert_eq!(

@@ -508,7 +508,7 @@ fn batches_run_on_threads_count_every_token_and_respect_the_budget() {
     let tokens: Vec<Vec<Ciphertext>> = xs.iter().map(|x| s.encrypt(x)).collect();
     let batch = s
         .server
-        .apply_group_batch(ClientId(1), &[s.adapter], &tokens, 2)
+        .apply_group_batch(ClientId(1), &[s.adapter], &tokens)
         .unwrap();
     assert_eq!(batch.len(), 5);
     for (token, out) in tokens.iter().zip(&batch) {
@@ -531,7 +531,7 @@ fn batches_run_on_threads_count_every_token_and_respect_the_budget() {
     let same: Vec<Vec<Ciphertext>> = (0..4).map(|_| s.encrypt(&x)).collect();
     let outs = s
         .server
-        .apply_group_batch(ClientId(1), &[s.adapter], &same, 2)
+        .apply_group_batch(ClientId(1), &[s.adapter], &same)
         .unwrap();
     let decrypted: Vec<Vec<f64>> = outs
         .iter()
@@ -551,7 +551,7 @@ fn batches_run_on_threads_count_every_token_and_respect_the_budget() {
     // A batch that would overrun the budget is refused whole, and nothing is counted.
     let err = s
         .server
-        .apply_group_batch(ClientId(1), &[s.adapter], &same[..3], 2)
+        .apply_group_batch(ClientId(1), &[s.adapter], &same[..3])
         .unwrap_err();
     assert!(matches!(err, PllError::BudgetExhausted { .. }), "{err}");
     assert_eq!(s.server.queries_left(ClientId(1), s.adapter).unwrap(), 2);

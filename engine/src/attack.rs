@@ -3,6 +3,7 @@
 //! or off. Reports the attacker's relative error on A·B and the bound it cannot beat.
 
 use crate::progress::Progress;
+use crate::switch::Switch;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use helora::pll::attack::{self, AttackConfig, AttackReport, Design};
@@ -14,12 +15,6 @@ pub enum AttackCommand {
     /// Recovers A·B by least squares from Q chosen inputs (and its best rank-r
     /// approximation), against a server holding random A (d×r) and B (r×d).
     Extract(ExtractArgs),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum OnOff {
-    On,
-    Off,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -42,8 +37,8 @@ pub struct ExtractArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
     pub queries: u64,
     /// Private Linear Layer on the server.
-    #[arg(long, value_enum, default_value_t = OnOff::On)]
-    pub pll: OnOff,
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub pll: Switch,
     /// σ: relative noise of the PLL.
     #[arg(long, default_value_t = PllSettings::default().noise)]
     pub noise: f64,
@@ -58,98 +53,50 @@ pub struct ExtractArgs {
     pub json: bool,
 }
 
-/// What `--json` prints.
+/// What `--json` prints: the attack's own report.
 #[derive(Debug, Serialize)]
-pub struct ExtractReport {
-    pub d: usize,
-    pub r: usize,
-    pub queries: u64,
-    pub pll: bool,
-    pub design: &'static str,
-    pub input_scale: f64,
-    /// σ, the server's relative noise (0 with the PLL off).
-    pub noise: f64,
-    /// Flooding std per coefficient (0 without flooding).
-    pub flood_std: f64,
-    pub kappa: f64,
-    /// The attacker's best: min of the two estimates below.
-    pub relative_error: f64,
-    pub least_squares_error: f64,
-    pub low_rank_error: f64,
-    /// Lower bound σ·√(κ·r/Q) of docs/security.md (0 with the PLL off).
-    pub bound: f64,
-    /// What docs/security.md predicts for the two estimates (null while Q < d).
-    pub predicted_least_squares_error: Option<f64>,
-    pub predicted_low_rank_error: Option<f64>,
-    pub protocol_seconds: f64,
-    pub solve_seconds: f64,
-    pub seconds: f64,
-}
+#[serde(transparent)]
+pub struct ExtractReport(pub AttackReport);
 
 impl ExtractReport {
-    fn new(report: &AttackReport) -> Self {
-        Self {
-            d: report.d,
-            r: report.r,
-            queries: report.queries,
-            pll: report.pll,
-            design: report.design.name(),
-            input_scale: report.input_scale,
-            noise: report.noise,
-            flood_std: report.flood_std,
-            kappa: report.kappa,
-            relative_error: report.relative_error,
-            least_squares_error: report.least_squares_error,
-            low_rank_error: report.low_rank_error,
-            bound: report.bound,
-            predicted_least_squares_error: report.predicted_least_squares_error,
-            predicted_low_rank_error: report.predicted_low_rank_error,
-            protocol_seconds: report.protocol_seconds,
-            solve_seconds: report.solve_seconds,
-            seconds: report.seconds,
-        }
-    }
-
     pub fn table(&self) -> String {
+        let r = &self.0;
         let predicted = |p: Option<f64>| p.map_or("—".into(), |p| format!("{p:.4e}"));
         let rows = [
-            ("d × r", format!("{} × {}", self.d, self.r)),
-            ("queries", self.queries.to_string()),
+            ("d × r", format!("{} × {}", r.d, r.r)),
+            ("queries", r.queries.to_string()),
             (
                 "pll",
-                if self.pll {
-                    format!("on (σ = {}, σ_f = {:.3e})", self.noise, self.flood_std)
+                if r.pll {
+                    format!("on (σ = {}, σ_f = {:.3e})", r.noise, r.flood_std)
                 } else {
                     "off".into()
                 },
             ),
-            ("inputs", format!("{} × {}", self.design, self.input_scale)),
+            ("inputs", format!("{} × {}", r.design.name(), r.input_scale)),
             (
                 "least squares",
                 format!(
                     "{:.4e} (predicted {})",
-                    self.least_squares_error,
-                    predicted(self.predicted_least_squares_error)
+                    r.least_squares_error,
+                    predicted(r.predicted_least_squares_error)
                 ),
             ),
             (
                 "rank-r projection",
                 format!(
                     "{:.4e} (predicted {})",
-                    self.low_rank_error,
-                    predicted(self.predicted_low_rank_error)
+                    r.low_rank_error,
+                    predicted(r.predicted_low_rank_error)
                 ),
             ),
-            ("relative error", format!("{:.4e}", self.relative_error)),
-            (
-                "bound",
-                format!("{:.4e} (κ = {:.3})", self.bound, self.kappa),
-            ),
+            ("relative error", format!("{:.4e}", r.relative_error)),
+            ("bound", format!("{:.4e} (κ = {:.3})", r.bound, r.kappa)),
             (
                 "time",
                 format!(
                     "{:.1} s ({:.1} s protocol, {:.1} s solve)",
-                    self.seconds, self.protocol_seconds, self.solve_seconds
+                    r.seconds, r.protocol_seconds, r.solve_seconds
                 ),
             ),
         ];
@@ -159,7 +106,7 @@ impl ExtractReport {
 
 /// Runs `helora attack extract` and returns its report.
 pub fn extract(args: &ExtractArgs) -> Result<ExtractReport> {
-    let pll = args.pll == OnOff::On;
+    let pll = args.pll == Switch::On;
     let settings = if pll {
         PllSettings {
             noise: args.noise,
@@ -183,5 +130,5 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractReport> {
     let report = attack::run_with_progress(&config, |_, _| progress.advance())
         .context("running the extraction attack")?;
     progress.finish();
-    Ok(ExtractReport::new(&report))
+    Ok(ExtractReport(report))
 }

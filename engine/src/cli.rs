@@ -1,9 +1,12 @@
 //! Command-line interface: argument definitions and dispatch to the subcommands.
 
 use crate::attack::{self, AttackCommand};
-use crate::bench::sweep::{self, SweepOver};
+use crate::bench::series::{self, SweepOver};
+use crate::bench::sweep;
 use crate::bench::{self, lora::LoraOptions, ops::OpsOptions, token::TokenOptions};
-use crate::generate::{self, DeviceChoice, GenerateOptions, Mode};
+use crate::device::DeviceChoice;
+use crate::generate::{self, GenerateOptions, Mode};
+use crate::switch::Switch;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -31,12 +34,6 @@ pub enum Command {
     /// Attacks on the server's protection (extraction of the LoRA weights).
     #[command(subcommand)]
     Attack(AttackCommand),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Switch {
-    On,
-    Off,
 }
 
 #[derive(Debug, Args)]
@@ -115,7 +112,7 @@ pub struct TokenArgs {
     pub prompt_tokens: u32,
     /// Sequences of one client in flight: every decode step runs one token of each through
     /// one forward pass (one HE request per adapted site); ms/token is the step's time.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=crate::bench::sweep::MAX_BATCH as i64))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=crate::bench::series::MAX_BATCH as i64))]
     pub batch: u32,
     #[arg(long, value_enum, default_value_t = Mode::Secure)]
     pub mode: Mode,
@@ -265,8 +262,8 @@ fn bench_token(args: &TokenArgs) -> Result<()> {
         return write_report(&report, args.json, || report.table());
     };
     let points = match &args.plot_points {
-        Some(list) => sweep::parse_points(list)?,
-        None => sweep::default_points(args.plot_over).to_vec(),
+        Some(list) => series::parse_points(list)?,
+        None => series::default_points(args.plot_over).to_vec(),
     };
     let report = sweep::run_and_plot(&options, args.plot_over, &points, plot)?;
     write_report(&report, args.json, || report.table())

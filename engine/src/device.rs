@@ -1,9 +1,16 @@
 //! Where the base model (candle) runs: the CPU in every build, CUDA device 0 in the full GPU
 //! build (feature `gpu`), a clear error naming that build elsewhere.
 
-use crate::generate::DeviceChoice;
 use anyhow::Result;
 use candle_core::Device;
+
+/// `--device`: where the base model (and, in secure mode, the HE server beside it) runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    Cpu,
+    Cuda,
+}
 
 /// The error of `--device cuda` for the base model in a binary without the `gpu` feature.
 pub const GPU_NOT_BUILT: &str = "--device cuda runs the base model on a CUDA GPU, which needs the \

@@ -1,5 +1,17 @@
-//! helora-engine: the `helora` command and, later, models, client/server roles and the
-//! scheduler on top of the `helora` HE core.
+//! helora-engine: models, the client and server roles and the `helora` command on top of
+//! the `helora` HE crate.
+//!
+//! Modules, each using only those listed before it (and `helora`'s public API):
+//! - [`stats`], [`progress`], [`switch`]: summary statistics, progress bars, an on/off flag;
+//! - [`device`]: where the base model runs (`--device`);
+//! - [`model`]: configs, weights (GGUF, Hugging Face), tokenizer, forward passes with a
+//!   LoRA hook at every input site;
+//! - [`adapter`]: PEFT LoRA adapters;
+//! - [`plain_lora`], [`secure`]: the hooks of the `lora` and `secure` modes; `secure` holds
+//!   the client and server roles;
+//! - [`generate`]: the `generate` command;
+//! - [`attack`], [`bench`]: the measurements (they use the product, never the reverse);
+//! - [`cli`]: arguments and dispatch.
 
 pub mod adapter;
 pub mod attack;
@@ -11,3 +23,5 @@ pub mod model;
 pub mod plain_lora;
 pub mod progress;
 pub mod secure;
+pub mod stats;
+pub mod switch;

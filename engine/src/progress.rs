@@ -1,6 +1,6 @@
-//! Progress for slow steps (key generation, later model loading): a bar on stderr when
-//! stderr is a terminal, a start and an end line otherwise. Never touches stdout, which
-//! carries the machine-readable output.
+//! Progress for slow steps (model fetching and loading, adapter encoding, key generation,
+//! attack queries): a bar on stderr when stderr is a terminal, a start and an end line
+//! otherwise. Never touches stdout, which carries the machine-readable output.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;

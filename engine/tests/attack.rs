@@ -2,14 +2,9 @@
 //! succeeds without the PLL and stays at or above the bound with it; bad input is an
 //! error on stderr with a non-zero exit code.
 
-use std::process::{Command, Output};
+mod common;
 
-fn helora(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_helora"))
-        .args(args)
-        .output()
-        .expect("the helora binary runs")
-}
+use common::helora;
 
 fn extract_json(pll: &str) -> serde_json::Value {
     let out = helora(&[

@@ -1,13 +1,10 @@
 //! The `helora` binary as a user runs it: exit codes, stdout/stderr separation, JSON shape.
 
-use std::process::{Command, Output};
+mod common;
 
-fn helora(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_helora"))
-        .args(args)
-        .output()
-        .expect("the helora binary runs")
-}
+use common::helora;
+
+use std::process::Command;
 
 /// Every bench report says which build made it and when.
 fn check_provenance(v: &serde_json::Value) {

@@ -3,15 +3,11 @@
 //! and the documented JSON keys where there is one. Where the happy path needs a GPU that
 //! is missing, a test prints "skipped: <reason>" and passes, unless HELORA_REQUIRE_GPU=1.
 
-use std::io::Write;
-use std::process::{Command, Output};
+mod common;
 
-fn helora(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_helora"))
-        .args(args)
-        .output()
-        .expect("the helora binary runs")
-}
+use common::helora;
+
+use std::io::Write;
 
 /// The run's JSON if it succeeded; otherwise checks the failure is a clean error, prints
 /// why the GPU part is skipped (a failure under HELORA_REQUIRE_GPU=1) and returns None.

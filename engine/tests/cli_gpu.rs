@@ -5,19 +5,14 @@
 //! that is missing, a test prints "skipped: <reason>" and passes, unless
 //! HELORA_REQUIRE_GPU=1.
 
+mod common;
+
+use common::helora;
+
 use std::io::Write;
-use std::process::{Command, Output};
 
 /// The binary under test: cargo's, or HELORA_BIN where the test binary was copied to
 /// another machine with it (scripts/gpu-run.sh).
-fn helora(args: &[&str]) -> Output {
-    let binary = std::env::var_os("HELORA_BIN").unwrap_or(env!("CARGO_BIN_EXE_helora").into());
-    Command::new(binary)
-        .args(args)
-        .output()
-        .expect("the helora binary runs")
-}
-
 fn require_gpu() -> bool {
     std::env::var("HELORA_REQUIRE_GPU").as_deref() == Ok("1")
 }

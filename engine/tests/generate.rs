@@ -8,7 +8,8 @@
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use helora_engine::adapter::LoraAdapter;
-use helora_engine::generate::{self, DeviceChoice, GenerateOptions, Mode};
+use helora_engine::device::DeviceChoice;
+use helora_engine::generate::{self, GenerateOptions, Mode};
 use helora_engine::model::{fetch, load_model, KvCache, LoraHook, Model, NoHook};
 use helora_engine::plain_lora::PlainLoraHook;
 use std::path::PathBuf;

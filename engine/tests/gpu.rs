@@ -15,7 +15,7 @@ use candle_core::{Device, Tensor};
 use helora::math::sampling;
 use helora_engine::adapter::LoraAdapter;
 use helora_engine::device::model_device;
-use helora_engine::generate::DeviceChoice;
+use helora_engine::device::DeviceChoice;
 use helora_engine::model::{hf, LoraHook, Model};
 use helora_engine::plain_lora::PlainLoraHook;
 use helora_engine::secure::InProcess;

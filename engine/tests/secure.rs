@@ -376,9 +376,8 @@ impl secure::Serve for Lossy {
         &mut self,
         client: ClientId,
         requests: &[Request],
-        threads: usize,
     ) -> Result<Vec<secure::Reply>> {
-        let mut replies = self.0.apply_batch(client, requests, threads)?;
+        let mut replies = self.0.apply_batch(client, requests)?;
         replies.pop();
         Ok(replies)
     }
@@ -444,7 +443,7 @@ fn limits_are_checked_before_decoding() -> Result<()> {
         modules: vec![Q.into()],
         inputs: vec![garbage.clone()],
     };
-    let e = match server.apply_batch(ClientId(7), &[request(), request(), request()], 1) {
+    let e = match server.apply_batch(ClientId(7), &[request(), request(), request()]) {
         Err(e) => format!("{e:#}"),
         Ok(_) => panic!("three garbage requests over a budget of two were applied"),
     };

@@ -1,5 +1,5 @@
 // Host check of kernels/*.cu through shim.h (see there for what it does and does not show).
-// Built and run by the `kernels_emulated_on_host` test in src/backend/kernels.rs:
+// Built and run by the `kernels_emulated_on_host` test in src/backend/cuda/sources.rs:
 //   c++ -std=c++20 -O2 -pthread -I kernels -I kernels/emulate kernels/emulate/check.cpp
 // References are plain 128-bit arithmetic and the NTT's definition, out[i] =
 // a(ψ^(2·bitrev(i)+1)); results are canonical residues, so agreeing with the definition

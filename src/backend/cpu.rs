@@ -2,7 +2,7 @@
 //! allows, bit-identical to the scalar references).
 
 use super::{Backend, BackendError};
-use crate::ring::kernels::{self, Path};
+use crate::ring::simd::{self, SimdTier};
 use crate::ring::{arith, automorphism, rescale, Basis, BasisExtender, RingContext, RnsPoly};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -153,7 +153,7 @@ impl Backend for CpuBackend {
         let basis = digits[0].basis();
         let key_q = key[0][0].basis().q;
         let perm = galois.map(|g| self.permutation(g));
-        let path = Path::best();
+        let path = SimdTier::best();
         let mut out = [
             RnsPoly::zero(self.ctx.n(), basis, true),
             RnsPoly::zero(self.ctx.n(), basis, true),
@@ -174,7 +174,7 @@ impl Backend for CpuBackend {
             let k1: Vec<&[u64]> = key.iter().map(|k| k[1].limb(key_limb)).collect();
             // The parameter check guarantees that `digits` products below 2^(2·62) fit in the
             // scalar path's 128-bit accumulators.
-            kernels::inner_product(
+            simd::inner_product(
                 path,
                 m,
                 &d,

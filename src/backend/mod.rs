@@ -5,7 +5,6 @@
 mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
-pub mod kernels;
 
 pub use cpu::CpuBackend;
 #[cfg(feature = "cuda")]

@@ -1,7 +1,8 @@
 //! Plaintexts and ciphertexts. Both live in the NTT domain over Q_level; the polynomial
 //! type is the backend's (host `RnsPoly` by default).
 
-use crate::ring::RnsPoly;
+use super::{CkksError, Params};
+use crate::ring::{centered_coefficients_f64, RnsPoly};
 
 /// An encoded message m with Δ·v ≈ m.
 #[derive(Clone, Debug, PartialEq)]
@@ -9,6 +10,15 @@ pub struct Plaintext<P = RnsPoly> {
     pub poly: P,
     pub level: usize,
     pub scale: f64,
+}
+
+impl Plaintext {
+    /// Its coefficients as centred integers (as f64), unscaled: a decryption's raw error
+    /// where the message is zero.
+    pub fn centered_coefficients(&self, params: &Params) -> Result<Vec<f64>, CkksError> {
+        centered_coefficients_f64(params.ring(), &self.poly)
+            .map_err(|e| CkksError::Malformed(format!("plaintext coefficients: {e}")))
+    }
 }
 
 /// A plaintext kept over Q_l ∪ P as well as Q_l, for products inside a hoisted key switch.

@@ -9,7 +9,7 @@
 //! the "special FFT" computes in O(N log N): a radix-2 FFT whose butterfly at span 2h uses the
 //! rotation-group root exp(2πi·(5^j mod 8h)/(8h)) in place of the usual ω^j.
 
-use super::Complex;
+use super::{Complex, Params, Plaintext};
 use crate::ring::{
     arith, bit_reverse, centered_coefficients_f64, Basis, CrtError, RingContext, RnsPoly, MAX_LOG_N,
 };
@@ -92,6 +92,28 @@ impl Encoder {
     ) -> Result<RnsPoly, EncodeError> {
         let values: Vec<Complex> = values.iter().map(|&v| Complex::from(v)).collect();
         self.encode_complex(ctx, &values, scale, basis)
+    }
+
+    /// Encodes real values as a plaintext at `level` (over Q_level) and `scale`: the form
+    /// encryption takes.
+    pub fn encode_at(
+        &self,
+        params: &Params,
+        values: &[f64],
+        level: usize,
+        scale: f64,
+    ) -> Result<Plaintext, EncodeError> {
+        let poly = self.encode(params.ring(), values, scale, Basis::level(level))?;
+        Ok(Plaintext { poly, level, scale })
+    }
+
+    /// The real parts of `pt`'s slots.
+    pub fn decode_plaintext(
+        &self,
+        params: &Params,
+        pt: &Plaintext,
+    ) -> Result<Vec<f64>, EncodeError> {
+        self.decode(params.ring(), &pt.poly, pt.scale)
     }
 
     /// Encodes complex values (zero-padded to N/2 slots) as round(Δ·m), in NTT form over

@@ -6,6 +6,7 @@ use super::keys::{PublicKey, SecretKey};
 use super::{CkksError, Params};
 use crate::math::sampling::{self, NoiseRng};
 use crate::ring::{arith, Basis, RnsPoly};
+use rand_core::RngCore;
 
 fn check_plaintext(params: &Params, pt: &Plaintext) -> Result<(), CkksError> {
     params.ensure_level_poly(&pt.poly, pt.level, "plaintext")
@@ -29,22 +30,43 @@ impl Encryptor {
     }
 
     pub fn encrypt(&mut self, pt: &Plaintext) -> Result<Ciphertext, CkksError> {
-        check_plaintext(&self.params, pt)?;
-        let ctx = self.params.ring().clone();
-        let basis = Basis::level(pt.level);
-        let u = ternary_ntt(&ctx, basis, &mut self.rng);
-        let mut c0 = gaussian_ntt(&ctx, basis, &mut self.rng);
-        let mut c1 = gaussian_ntt(&ctx, basis, &mut self.rng);
-        arith::mul_add_assign(&ctx, &mut c0, &self.key.b.restricted(basis), &u);
-        arith::mul_add_assign(&ctx, &mut c1, &self.key.a.restricted(basis), &u);
-        arith::add_assign(&ctx, &mut c0, &pt.poly);
-        Ok(Ciphertext {
-            c0,
-            c1,
-            level: pt.level,
-            scale: pt.scale,
-        })
+        encrypt_public(&self.params, &self.key, pt, &mut self.rng)
     }
+
+    /// As [`encrypt`](Self::encrypt), with the randomness drawn from `rng` (a
+    /// cryptographically secure stream the caller owns), so that one encryptor can serve
+    /// several threads.
+    pub fn encrypt_with(
+        &self,
+        pt: &Plaintext,
+        rng: &mut impl RngCore,
+    ) -> Result<Ciphertext, CkksError> {
+        encrypt_public(&self.params, &self.key, pt, rng)
+    }
+}
+
+/// c = (b·u + e0 + m, a·u + e1) under `key`, with randomness from `rng`.
+fn encrypt_public(
+    params: &Params,
+    key: &PublicKey,
+    pt: &Plaintext,
+    rng: &mut impl RngCore,
+) -> Result<Ciphertext, CkksError> {
+    check_plaintext(params, pt)?;
+    let ctx = params.ring();
+    let basis = Basis::level(pt.level);
+    let u = ternary_ntt(ctx, basis, rng);
+    let mut c0 = gaussian_ntt(ctx, basis, rng);
+    let mut c1 = gaussian_ntt(ctx, basis, rng);
+    arith::mul_add_assign(ctx, &mut c0, &key.b.restricted(basis), &u);
+    arith::mul_add_assign(ctx, &mut c1, &key.a.restricted(basis), &u);
+    arith::add_assign(ctx, &mut c0, &pt.poly);
+    Ok(Ciphertext {
+        c0,
+        c1,
+        level: pt.level,
+        scale: pt.scale,
+    })
 }
 
 /// Secret-key encryption, whose `a` half is the expansion of a fresh 32-byte seed.

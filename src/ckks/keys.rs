@@ -1,7 +1,8 @@
 //! Key material. The secret key stays with the client; everything the server needs is in
 //! [`EvaluationKeys`] (relinearisation and Galois keys), tagged with the parameter id.
 
-use crate::ring::RnsPoly;
+use super::{CkksError, Params};
+use crate::ring::{Basis, RnsPoly};
 use std::collections::BTreeMap;
 use zeroize::Zeroize;
 
@@ -33,6 +34,30 @@ pub struct PublicKey {
     pub b: RnsPoly,
     pub a: RnsPoly,
     pub params_id: u64,
+}
+
+impl PublicKey {
+    /// Whether both halves are over Q_L in NTT form with reduced residues, as an encryptor
+    /// needs them (a client's key is checked before the server encrypts with it).
+    pub fn check_well_formed(&self, params: &Params) -> Result<(), CkksError> {
+        params.ensure_id(self.params_id)?;
+        let basis = Basis::level(params.max_level());
+        let ctx = params.ring();
+        let well_formed = |p: &RnsPoly| {
+            p.basis() == basis
+                && p.ntt_form
+                && p.n() == params.n()
+                && p.limbs()
+                    .enumerate()
+                    .all(|(i, limb)| limb.iter().all(|&x| x < ctx.modulus(basis, i).value()))
+        };
+        if !(well_formed(&self.b) && well_formed(&self.a)) {
+            return Err(CkksError::Malformed(
+                "public key is not over Q_L in NTT form with reduced residues".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A hybrid key-switching key from s' to s: per digit j, (b_j, a_j) over Q_L ∪ P with

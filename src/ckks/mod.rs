@@ -7,12 +7,15 @@ mod encoder;
 mod encryptor;
 mod evaluator;
 mod galois;
+mod gaussian;
 mod keygen;
 mod keys;
 mod params;
 mod security;
 mod serialization;
 
+/// The hardware an [`Evaluator`] runs on: layers above name it only as a type parameter.
+pub use crate::backend::{Backend, CpuBackend};
 pub use ciphertext::{Ciphertext, ExtendedPlaintext, Plaintext, SeededCiphertext};
 pub use compact::{CompactCiphertext, MIN_COMPACT_BITS};
 pub use complex::Complex;

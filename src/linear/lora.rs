@@ -17,9 +17,7 @@
 
 use super::layout::{InputLayout, OutputLayout};
 use super::{LinearError, Matrix};
-use crate::backend::Backend;
-use crate::ckks::{Ciphertext, CkksError, Encoder, Evaluator, ExtendedPlaintext, Terms};
-use crate::ring::{Basis, RnsPoly};
+use crate::ckks::{Backend, Ciphertext, Encoder, Evaluator, ExtendedPlaintext, Terms};
 use rayon::prelude::*;
 
 /// Largest supported LoRA rank.
@@ -40,9 +38,10 @@ pub struct OpCounts {
     pub depth: usize,
 }
 
-/// Step-3 plaintexts standing in for the plan's B diagonals in one application, one
-/// vector of r' per output chunk, at the plan's level − 1. Made only by
-/// [`LoraPlan::output_diagonals_plus`], so their shape matches the plan that made them.
+/// The step-3 plaintexts of one plan: per output ciphertext, its r' B diagonals at the
+/// plan's level − 1. A plan holds its own ([`LoraPlan::output_diagonals`]); a caller that
+/// perturbs B per application makes others from them ([`LoraPlan::map_output_diagonals`]),
+/// so their shape always matches the plan.
 pub struct OutputDiagonals<B: Backend> {
     diagonals: Vec<Vec<ExtendedPlaintext<B::Poly>>>,
 }
@@ -57,7 +56,7 @@ pub struct LoraPlan<B: Backend> {
     /// `step1[chunk][k]` = diag_k of A for that input chunk, at `level`.
     step1: Vec<Vec<ExtendedPlaintext<B::Poly>>>,
     /// `step2[out_chunk][k]` = diag_k of B for that output chunk, at `level − 1`.
-    step2: Vec<Vec<ExtendedPlaintext<B::Poly>>>,
+    step2: OutputDiagonals<B>,
 }
 
 impl<B: Backend> LoraPlan<B> {
@@ -95,15 +94,10 @@ impl<B: Backend> LoraPlan<B> {
         let rank_padded = rank.next_power_of_two();
         let input = InputLayout::new(a.rows(), rank_padded, slots)?;
         let output = OutputLayout::new(b.cols(), slots)?;
-        let ctx = params.ring();
-        let special = params.p_primes().len();
         // Plaintext scale = the prime the following rescale removes: the scale is restored exactly.
-        let encode =
-            |values: Vec<f64>, at: usize| -> Result<ExtendedPlaintext<B::Poly>, LinearError> {
-                let scale = params.q_primes()[at] as f64;
-                let poly = encoder.encode(ctx, &values, scale, Basis::new(at + 1, special))?;
-                Ok(evaluator.extended_plaintext(&poly, scale)?)
-            };
+        let encode = |values: Vec<f64>, at: usize| {
+            evaluator.encode_extended(encoder, &values, at, params.q_primes()[at] as f64)
+        };
         let d = input.block;
         let step1 = (0..input.chunks)
             .map(|c| {
@@ -140,7 +134,7 @@ impl<B: Backend> LoraPlan<B> {
             rank_padded,
             level,
             step1,
-            step2,
+            step2: OutputDiagonals { diagonals: step2 },
         })
     }
 
@@ -177,54 +171,35 @@ impl<B: Backend> LoraPlan<B> {
         self.level - 1
     }
 
-    /// The plan's B diagonals with `deltas[o][k]` added to diagonal k of output chunk o:
-    /// polynomials over Q_(l−1) ∪ P (l − 1 = [`output_diagonal_level`](Self::output_diagonal_level))
-    /// in NTT form, in integer units at the diagonals' scale; one vector of r' per output
-    /// ciphertext. For callers that perturb B per application ([`LoraGroup::apply_with`]);
-    /// the slots of a delta follow the layout diag_k[i] ↔ B[(i+k) mod r'][o·S + i].
-    pub fn output_diagonals_plus(
+    /// The plan's own step-3 plaintexts (B's diagonals). Diagonal k of output chunk o
+    /// holds B[(i+k) mod r'][o·S + i] in slot i.
+    pub fn output_diagonals(&self) -> &OutputDiagonals<B> {
+        &self.step2
+    }
+
+    /// The plan's step-3 plaintexts, each replaced by `f` of it (a perturbed copy, say),
+    /// in order: output chunk by output chunk, diagonal by diagonal.
+    pub fn map_output_diagonals<E: From<LinearError>>(
         &self,
-        evaluator: &Evaluator<B>,
-        deltas: Vec<Vec<RnsPoly>>,
-    ) -> Result<OutputDiagonals<B>, LinearError> {
-        if deltas.len() != self.step2.len() || deltas.iter().any(|d| d.len() != self.rank_padded) {
-            return Err(LinearError::Shape(format!(
-                "deltas for {} output ciphertexts of {} diagonals expected",
-                self.step2.len(),
-                self.rank_padded
-            )));
-        }
-        let backend = evaluator.backend();
+        mut f: impl FnMut(&ExtendedPlaintext<B::Poly>) -> Result<ExtendedPlaintext<B::Poly>, E>,
+    ) -> Result<OutputDiagonals<B>, E> {
         let diagonals = self
             .step2
+            .diagonals
             .iter()
-            .zip(deltas)
-            .map(|(diags, deltas)| {
-                diags
-                    .iter()
-                    .zip(deltas)
-                    .map(|(pt, d)| {
-                        let basis = backend.basis(&pt.extended);
-                        if d.basis() != basis || !d.ntt_form || d.n() != evaluator.params().n() {
-                            return Err(LinearError::Shape(format!(
-                                "a delta must be over {basis:?} in NTT form"
-                            )));
-                        }
-                        // The q part of a diagonal is its extended form's first limbs.
-                        let mut extended = backend.upload_owned(d).map_err(CkksError::from)?;
-                        backend.add_assign(&mut extended, &pt.extended);
-                        let mut q_part = extended.clone();
-                        backend.truncate_q(&mut q_part, pt.level + 1);
-                        Ok(ExtendedPlaintext {
-                            extended,
-                            q_part,
-                            level: pt.level,
-                            scale: pt.scale,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, LinearError>>()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|diags| diags.iter().map(&mut f).collect::<Result<Vec<_>, E>>())
+            .collect::<Result<Vec<_>, E>>()?;
+        if diagonals
+            .iter()
+            .flatten()
+            .zip(self.step2.diagonals.iter().flatten())
+            .any(|(new, own)| new.level != own.level)
+        {
+            return Err(LinearError::Shape(
+                "replacement output diagonals must keep the plan's level".into(),
+            )
+            .into());
+        }
         Ok(OutputDiagonals { diagonals })
     }
 
@@ -268,38 +243,42 @@ impl<B: Backend> LoraPlan<B> {
             .ok_or(LinearError::Shape("no output".into()))
     }
 
-    /// Steps 2 and 3 for one projection, from its (rescaled) step-1 result, with the plan's
-    /// own B diagonals or `step2` in their place.
-    fn finish(
+    /// Steps 2 and 3 for one projection, from its (rescaled) step-1 result `z`, with
+    /// `diagonals` (the plan's own, or made from them) as B.
+    pub fn finish(
         &self,
         evaluator: &Evaluator<B>,
         z: Ciphertext<B::Poly>,
-        step2: Option<&OutputDiagonals<B>>,
+        diagonals: &OutputDiagonals<B>,
     ) -> Result<Vec<Ciphertext<B::Poly>>, LinearError> {
-        let step2 = match step2 {
-            None => &self.step2,
-            Some(d) => {
-                if d.diagonals.len() != self.step2.len()
-                    || d.diagonals.iter().any(|v| v.len() != self.rank_padded)
-                    || d.diagonals
-                        .iter()
-                        .flatten()
-                        .any(|pt| pt.level + 1 != self.level)
-                {
-                    return Err(LinearError::Shape(
-                        "output diagonals were not encoded for this plan".into(),
-                    ));
-                }
-                &d.diagonals
-            }
-        };
+        let own = &self.step2.diagonals;
+        if diagonals.diagonals.len() != own.len()
+            || diagonals
+                .diagonals
+                .iter()
+                .flatten()
+                .zip(own.iter().flatten())
+                .any(|(d, o)| d.level != o.level)
+            || diagonals
+                .diagonals
+                .iter()
+                .any(|d| d.len() != self.rank_padded)
+        {
+            return Err(LinearError::Shape(
+                "output diagonals were not made for this plan".into(),
+            ));
+        }
         let mut u = z;
         for step in self.fold_steps() {
             let rotated = evaluator.rotate(&u, step)?;
             evaluator.add_assign(&mut u, &rotated)?;
         }
         let decomposed = evaluator.decompose(&u)?;
-        let terms: Vec<_> = step2.iter().map(|diags| diagonal_terms(diags)).collect();
+        let terms: Vec<_> = diagonals
+            .diagonals
+            .iter()
+            .map(|diags| diagonal_terms(diags))
+            .collect();
         let refs: Vec<&Terms<B::Poly>> = terms.iter().map(Vec::as_slice).collect();
         evaluator
             .linear_combinations_hoisted(&u, &decomposed, &refs)?
@@ -372,21 +351,15 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
         counts
     }
 
-    /// Applies the group to a batch of tokens (a prompt): the plaintexts are shared and the
-    /// tokens are spread over `threads` worker threads (the CPU backend computes one token
-    /// per thread). Results keep the tokens' order.
+    /// Applies the group to a batch of tokens (a prompt), one task per token on the
+    /// worker pool; results keep the tokens' order.
     pub fn apply_batch(
         &self,
         evaluator: &Evaluator<B>,
         tokens: &[Vec<Ciphertext<B::Poly>>],
-        threads: usize,
     ) -> Result<Vec<GroupOutput<B::Poly>>, LinearError> {
-        // At least `per_thread` tokens per job, so at most `threads` jobs.
-        let threads = threads.clamp(1, tokens.len().max(1));
-        let per_thread = tokens.len().div_ceil(threads).max(1);
         tokens
             .par_iter()
-            .with_min_len(per_thread)
             .map(|t| self.apply(evaluator, t))
             .collect()
     }
@@ -397,37 +370,39 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
         evaluator: &Evaluator<B>,
         inputs: &[Ciphertext<B::Poly>],
     ) -> Result<GroupOutput<B::Poly>, LinearError> {
-        self.apply_with(evaluator, inputs, &mut |_| Ok(None))
+        let z = self.step1(evaluator, inputs)?;
+        let own: Vec<_> = self.plans.iter().map(|p| p.output_diagonals()).collect();
+        self.finish(evaluator, z, &own)
     }
 
-    /// As [`apply`](Self::apply), with member p's B diagonals replaced by `step2(p)` where
-    /// it returns some (made by that member with [`LoraPlan::output_diagonals_plus`]).
-    /// `step2(p)` is called for every member after every step 1 and before any step 3,
-    /// so a caller can prepare the replacements while step 1 runs.
-    pub fn apply_with<E: From<LinearError>>(
+    /// Steps 2 and 3 of every member p from its step-1 result `z[p]`, with `diagonals[p]`
+    /// as B. Members are independent here: one task each on the worker pool (for a single
+    /// token this is where the plan's parallelism is).
+    pub fn finish(
         &self,
         evaluator: &Evaluator<B>,
-        inputs: &[Ciphertext<B::Poly>],
-        step2: &mut dyn FnMut(usize) -> Result<Option<OutputDiagonals<B>>, E>,
-    ) -> Result<GroupOutput<B::Poly>, E> {
-        let z = self.step1(evaluator, inputs)?;
-        let replacements = (0..self.plans.len())
-            .map(&mut *step2)
-            .collect::<Result<Vec<_>, E>>()?;
-        // Members are independent from here on: they run in parallel on the worker pool
-        // (a decode step has one token, so this is where its parallelism is).
+        z: Vec<Ciphertext<B::Poly>>,
+        diagonals: &[&OutputDiagonals<B>],
+    ) -> Result<GroupOutput<B::Poly>, LinearError> {
+        if z.len() != self.plans.len() || diagonals.len() != self.plans.len() {
+            return Err(LinearError::Shape(format!(
+                "{} step-1 results and {} sets of output diagonals for {} projections",
+                z.len(),
+                diagonals.len(),
+                self.plans.len()
+            )));
+        }
         self.plans
             .par_iter()
             .zip(z)
-            .zip(&replacements)
-            .map(|((plan, z), replacement)| plan.finish(evaluator, z, replacement.as_ref()))
-            .collect::<Result<_, LinearError>>()
-            .map_err(E::from)
+            .zip(diagonals)
+            .map(|((plan, z), diagonals)| plan.finish(evaluator, z, diagonals))
+            .collect()
     }
 
     /// Step 1 for every member, input chunk by chunk, rescaled: z_p = x·A_p in every slot
     /// class.
-    fn step1(
+    pub fn step1(
         &self,
         evaluator: &Evaluator<B>,
         inputs: &[Ciphertext<B::Poly>],

@@ -4,8 +4,7 @@
 use super::flooding::{calibrate, check_flood_fits, flood_std};
 use super::noise::{perturbation_std, Perturbation};
 use super::{shape_factor, ExtractionBound, PllError, PllSettings};
-use crate::backend::Backend;
-use crate::ckks::{Encoder, Evaluator};
+use crate::ckks::{Backend, Encoder, Evaluator};
 use crate::linear::{LoraPlan, Matrix};
 
 pub struct Adapter<B: Backend> {

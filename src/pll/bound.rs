@@ -12,7 +12,7 @@
 //! Without A the client must also identify A on all of R^d_in: fewer than d_in linearly
 //! independent queries leave W undetermined on the rest.
 
-use super::dense::symmetric_eigenvalues;
+use super::attack::linalg::symmetric_eigenvalues;
 use crate::linear::Matrix;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -33,11 +33,6 @@ impl ExtractionBound {
             return f64::INFINITY;
         }
         self.noise * (self.kappa * self.rank as f64 / queries as f64).sqrt()
-    }
-
-    /// Fewest queries that can bring the rms relative error down to `target`.
-    pub fn queries_for(&self, target: f64) -> f64 {
-        queries_needed(self.noise, self.rank, self.kappa, target, self.d_in)
     }
 }
 

@@ -13,14 +13,11 @@
 //! throwaway key and an all-zero input, whose decryption is exactly the circuit's error).
 
 use super::PllError;
-use crate::backend::Backend;
 use crate::ckks::{
-    Ciphertext, Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, Params, Plaintext,
+    Backend, Ciphertext, Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, Params, Plaintext,
     SymmetricEncryptor,
 };
 use crate::linear::LoraPlan;
-use crate::math::sampling::rounded_gaussian;
-use crate::ring::{arith, centered_coefficients_f64, Basis, RnsPoly};
 use rand_core::RngCore;
 
 /// Self-test runs; the largest measured rms is kept.
@@ -52,30 +49,24 @@ pub(crate) fn check_flood_fits(params: &Params, level: usize, std: f64) -> Resul
     Ok(())
 }
 
-/// Enc_pk(0) + (round(N(0, σ_f²)), 0) at `level` and `scale`: what an output gets added.
-/// Independent of the input, so it is drawn while the plan runs.
+/// Enc_pk(flood) at `level` and `scale`, flood = round(N(0, σ_f²)) per coefficient (zero
+/// without flooding): what an output gets added, re-randomising c1 and flooding c0.
+/// Independent of the input, so it is drawn while the plan runs; all its randomness comes
+/// from `rng`.
 pub(crate) fn draw_mask(
     params: &Params,
-    encryptor: &mut Encryptor,
+    encryptor: &Encryptor,
     level: usize,
     scale: f64,
     std: f64,
     rng: &mut impl RngCore,
 ) -> Result<Ciphertext, PllError> {
-    let ctx = params.ring();
-    let basis = Basis::level(level);
-    let zero = Plaintext {
-        poly: RnsPoly::zero(params.n(), basis, true),
-        level,
-        scale,
+    let flood = if std > 0.0 {
+        Plaintext::rounded_gaussian(params, level, scale, std, rng)?
+    } else {
+        Plaintext::zero(params, level, scale)?
     };
-    let mut mask = encryptor.encrypt(&zero)?;
-    if std > 0.0 {
-        let mut flood = arith::from_signed(ctx, &rounded_gaussian(rng, std, params.n()), basis);
-        arith::ntt_forward(ctx, &mut flood);
-        arith::add_assign(ctx, &mut mask.c0, &flood);
-    }
-    Ok(mask)
+    Ok(encryptor.encrypt_with(&flood, rng)?)
 }
 
 /// ct += mask (re-randomised and flooded).
@@ -108,15 +99,13 @@ pub(crate) fn calibrate<B: Backend>(
         let zero = vec![0.0; params.slots()];
         let inputs = (0..plan.input_layout().chunks)
             .map(|_| {
-                let poly = encoder.encode(params.ring(), &zero, scale, Basis::level(level))?;
-                let ct = encryptor.encrypt(&Plaintext { poly, level, scale })?;
+                let ct = encryptor.encrypt(&encoder.encode_at(&params, &zero, level, scale)?)?;
                 Ok(evaluator.upload(&ct)?)
             })
             .collect::<Result<Vec<_>, PllError>>()?;
         for y in plan.apply(evaluator, &inputs)? {
             let pt = decryptor.decrypt(&evaluator.download(&y)?)?;
-            let coeffs = centered_coefficients_f64(params.ring(), &pt.poly)
-                .map_err(|e| PllError::Malformed(e.to_string()))?;
+            let coeffs = pt.centered_coefficients(&params)?;
             let rms = (coeffs.iter().map(|c| c * c).sum::<f64>() / coeffs.len() as f64).sqrt();
             worst = worst.max(rms);
         }

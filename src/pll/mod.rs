@@ -19,7 +19,6 @@
 mod adapter;
 pub mod attack;
 mod bound;
-mod dense;
 mod evaluate;
 mod flooding;
 mod noise;

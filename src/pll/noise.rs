@@ -14,11 +14,8 @@
 //! not depend on the input, so it is drawn while step 1 runs.
 
 use super::PllError;
-use crate::backend::Backend;
-use crate::ckks::Params;
-use crate::linear::{LoraPlan, Matrix};
-use crate::math::sampling::rounded_gaussian;
-use crate::ring::{arith, Basis, RnsPoly};
+use crate::ckks::{Backend, Evaluator, Params};
+use crate::linear::{LoraPlan, Matrix, OutputDiagonals};
 use rand_core::RngCore;
 
 /// Largest coefficient std accepted (keeps the rounded draws exact in i64).
@@ -34,12 +31,9 @@ pub(crate) fn perturbation_std(noise: f64, b: &Matrix) -> f64 {
     noise * (sum / count).sqrt()
 }
 
-/// What drawing E for one plan needs: its step-3 shape and the std per coefficient.
+/// The perturbation of one plan: the std of E per coefficient of its step-3 plaintexts.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Perturbation {
-    chunks: usize,
-    diagonals: usize,
-    basis: Basis,
     coefficient_std: f64,
 }
 
@@ -58,29 +52,16 @@ impl Perturbation {
                 "a perturbation of std {std} does not fit the plaintexts"
             )));
         }
-        Ok(Self {
-            chunks: plan.output_layout().chunks,
-            diagonals: plan.rank_padded(),
-            basis: Basis::new(level + 1, params.p_primes().len()),
-            coefficient_std,
-        })
+        Ok(Self { coefficient_std })
     }
 
-    /// A fresh E: per output ciphertext, one NTT-form polynomial per diagonal, to add to
-    /// the plan's B diagonals ([`LoraPlan::output_diagonals_plus`]).
-    pub(crate) fn draw(&self, params: &Params, rng: &mut impl RngCore) -> Vec<Vec<RnsPoly>> {
-        let ctx = params.ring();
-        (0..self.chunks)
-            .map(|_| {
-                (0..self.diagonals)
-                    .map(|_| {
-                        let e = rounded_gaussian(rng, self.coefficient_std, params.n());
-                        let mut poly = arith::from_signed(ctx, &e, self.basis);
-                        arith::ntt_forward(ctx, &mut poly);
-                        poly
-                    })
-                    .collect()
-            })
-            .collect()
+    /// `plan`'s B diagonals plus a fresh E, for one application.
+    pub(crate) fn draw<B: Backend>(
+        &self,
+        evaluator: &Evaluator<B>,
+        plan: &LoraPlan<B>,
+        rng: &mut impl RngCore,
+    ) -> Result<OutputDiagonals<B>, PllError> {
+        plan.map_output_diagonals(|pt| Ok(evaluator.perturbed(pt, self.coefficient_std, rng)?))
     }
 }

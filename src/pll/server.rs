@@ -5,14 +5,12 @@
 
 use super::evaluate::apply_protected;
 use super::{Adapter, PllError, PllSettings};
-use crate::backend::{Backend, CpuBackend};
 use crate::ckks::{
-    rotation_element, Ciphertext, CkksError, Encoder, Encryptor, EvaluationKeys, Evaluator, Params,
-    PublicKey,
+    rotation_element, Backend, Ciphertext, CkksError, CpuBackend, Encoder, Encryptor,
+    EvaluationKeys, Evaluator, Params, PublicKey,
 };
 use crate::linear::Matrix;
 use crate::math::sampling::{self, NoiseRng};
-use crate::ring::{Basis, RnsPoly};
 use rayon::prelude::*;
 use std::collections::HashMap;
 
@@ -32,9 +30,8 @@ impl AdapterId {
 
 struct Client<B: Backend> {
     evaluator: Evaluator<B>,
+    /// Under the client's public key: re-randomises its outputs.
     encryptor: Encryptor,
-    /// For the batch path's extra encryptors.
-    public_key: PublicKey,
     /// Queries made, by adapter index.
     used: Vec<u64>,
 }
@@ -164,8 +161,14 @@ impl<B: Backend> PllServer<B> {
                 }
             }
         }
-        check_public_key(&self.params, &public_key)?;
-        let encryptor = Encryptor::new(&self.params, public_key.clone())?;
+        // A malformed key is the client's malformed request, as its other inputs are.
+        public_key
+            .check_well_formed(&self.params)
+            .map_err(|e| match e {
+                CkksError::Malformed(why) => PllError::Malformed(why),
+                other => other.into(),
+            })?;
+        let encryptor = Encryptor::new(&self.params, public_key)?;
         let mut evaluator = (self.new_evaluator)(&self.params)?;
         evaluator.set_keys(keys)?;
         self.clients.insert(
@@ -173,7 +176,6 @@ impl<B: Backend> PllServer<B> {
             Client {
                 evaluator,
                 encryptor,
-                public_key,
                 used: Vec::new(),
             },
         );
@@ -229,14 +231,6 @@ impl<B: Backend> PllServer<B> {
         Ok(())
     }
 
-    /// Forgets a client; its count goes with it, so ids must not be reissued lightly.
-    pub fn remove_client(&mut self, id: ClientId) -> Result<(), PllError> {
-        self.clients
-            .remove(&id)
-            .map(|_| ())
-            .ok_or(PllError::UnknownClient(id.0))
-    }
-
     /// Queries `client` has made to `adapter`.
     pub fn queries_used(&self, client: ClientId, adapter: AdapterId) -> Result<u64, PllError> {
         self.adapter(adapter)?;
@@ -274,21 +268,20 @@ impl<B: Backend> PllServer<B> {
         adapters: &[AdapterId],
         inputs: &[Ciphertext],
     ) -> Result<Vec<Vec<Ciphertext>>, PllError> {
-        self.apply_group_batch(client, adapters, &[inputs], 1)?
+        self.apply_group_batch(client, adapters, &[inputs])?
             .pop()
             .ok_or(PllError::Malformed("no output".into()))
     }
 
     /// [`apply_group`](Self::apply_group) for several tokens of one client (a prompt),
-    /// spread over `threads` worker threads; each token counts one query per adapter, and
+    /// one task per token on the worker pool; each token counts one query per adapter, and
     /// the whole batch is refused if it would exceed a budget. Results keep the tokens'
     /// order.
-    pub fn apply_group_batch<T: AsRef<[Ciphertext]>>(
+    pub fn apply_group_batch<T: AsRef<[Ciphertext]> + Sync>(
         &mut self,
         client: ClientId,
         adapters: &[AdapterId],
         tokens: &[T],
-        threads: usize,
     ) -> Result<Vec<Vec<Vec<Ciphertext>>>, PllError> {
         let count = tokens.len() as u64;
         self.check_queries(client, adapters, count)?;
@@ -314,47 +307,28 @@ impl<B: Backend> PllServer<B> {
                 ct.scale
             )));
         }
-        let uploaded = tokens
+        // Every token gets its own generator, forked from the server's stream: no two share
+        // randomness for E, the flood or Enc_pk(0).
+        let rngs: Vec<NoiseRng> = tokens
             .iter()
-            .map(|inputs| {
-                inputs
-                    .as_ref()
-                    .iter()
-                    .map(|ct| state.evaluator.upload(ct))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let threads = threads.clamp(1, tokens.len().max(1));
-        let per_thread = tokens.len().div_ceil(threads).max(1);
-        // Every job gets its own generator and encryptor, seeded afresh: no two share
-        // randomness for E, the masks or Enc_pk(0). The first reuses the client's encryptor.
-        let chunks: Vec<_> = uploaded.chunks(per_thread).collect();
-        let mut extra_encryptors = (1..chunks.len())
-            .map(|_| Encryptor::new(&self.params, state.public_key.clone()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let encryptors = std::iter::once(&mut state.encryptor).chain(extra_encryptors.iter_mut());
-        let jobs: Vec<_> = chunks
-            .into_iter()
-            .zip(encryptors)
-            .map(|(chunk, encryptor)| (chunk, encryptor, sampling::fork::<NoiseRng>(&mut self.rng)))
+            .map(|_| sampling::fork(&mut self.rng))
             .collect();
         let settings = &self.settings;
         let evaluator = &state.evaluator;
+        let encryptor = &state.encryptor;
         let members = &members;
-        let outputs: Vec<Vec<Vec<Ciphertext<B::Poly>>>> = jobs
-            .into_par_iter()
-            .map(|(chunk, encryptor, mut rng)| {
-                chunk
+        let outputs: Vec<Vec<Vec<Ciphertext<B::Poly>>>> = tokens
+            .par_iter()
+            .zip(rngs)
+            .map(|(inputs, mut rng)| {
+                let uploaded = inputs
+                    .as_ref()
                     .iter()
-                    .map(|inputs| {
-                        apply_protected(evaluator, encryptor, members, inputs, settings, &mut rng)
-                    })
-                    .collect::<Result<Vec<_>, PllError>>()
+                    .map(|ct| evaluator.upload(ct))
+                    .collect::<Result<Vec<_>, _>>()?;
+                apply_protected(evaluator, encryptor, members, &uploaded, settings, &mut rng)
             })
-            .collect::<Result<Vec<_>, PllError>>()?
-            .into_iter()
-            .flatten()
-            .collect();
+            .collect::<Result<Vec<_>, PllError>>()?;
         let downloaded = outputs
             .iter()
             .map(|token| {
@@ -391,36 +365,19 @@ fn key_bytes(keys: &EvaluationKeys) -> usize {
         .sum()
 }
 
-/// A public key over Q_L in NTT form with reduced residues (Encryptor slices it per level).
-fn check_public_key(params: &Params, pk: &PublicKey) -> Result<(), PllError> {
-    let basis = Basis::level(params.max_level());
-    let ctx = params.ring();
-    let well_formed = |p: &RnsPoly| {
-        p.basis() == basis
-            && p.ntt_form
-            && p.n() == params.n()
-            && p.limbs()
-                .enumerate()
-                .all(|(i, limb)| limb.iter().all(|&x| x < ctx.modulus(basis, i).value()))
-    };
-    if !(well_formed(&pk.b) && well_formed(&pk.a)) {
-        return Err(PllError::Malformed(
-            "public key is not over Q_L in NTT form with reduced residues".into(),
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ckks::{KeyGenerator, ParamSpec, Plaintext, SymmetricEncryptor};
-    use crate::linear::random_lora_factors;
+    use crate::ckks::{Decryptor, KeyGenerator, ParamSpec, SymmetricEncryptor};
+    use crate::linear::{random_lora_factors, LoraGroup};
     use rand::SeedableRng;
 
-    /// Noise on and flooding off still re-randomises every output: with the server's
-    /// stream replayed (so E is the same), two answers to one ciphertext differ in c1
-    /// only through Enc_pk(0).
+    /// Noise on and flooding off still re-randomises every output: the answer is the
+    /// perturbed plan's output plus an encryption of zero with a fresh c1. The unmasked
+    /// output is recomputed by replaying the server's stream the way `apply_group_batch`
+    /// and `apply_protected` consume it (one fork per token, then one for the masks, then
+    /// E), so the test fails if the mask is skipped (c1 unchanged) or is anything but an
+    /// encryption of zero (the difference decrypts to more than fresh noise).
     #[test]
     fn outputs_are_rerandomised_without_flooding() {
         let params = Params::new(ParamSpec::n13_depth2()).unwrap();
@@ -441,22 +398,48 @@ mod tests {
             .register_client(ClientId(1), &keys, keygen.public_key())
             .unwrap();
         let encoder = Encoder::new(params.n()).unwrap();
-        let level = 2;
-        let scale = params.default_scale();
-        let poly = encoder
-            .encode(params.ring(), &[0.5; 64], scale, Basis::level(level))
+        let pt = encoder
+            .encode_at(&params, &[0.5; 64], 2, params.default_scale())
             .unwrap();
         let ct = SymmetricEncryptor::new(&params, keygen.secret_key())
             .unwrap()
-            .encrypt(&Plaintext { poly, level, scale })
+            .encrypt(&pt)
             .unwrap();
-        let answer = |server: &mut PllServer| {
-            server.rng = NoiseRng::from_seed([9; 32]);
-            server
-                .apply(ClientId(1), adapter, std::slice::from_ref(&ct))
-                .unwrap()
-        };
-        let (first, second) = (answer(&mut server), answer(&mut server));
-        assert_ne!(first[0].c1, second[0].c1, "c1 is re-randomised");
+        server.rng = NoiseRng::from_seed([9; 32]);
+        let answer = server
+            .apply(ClientId(1), adapter, std::slice::from_ref(&ct))
+            .unwrap();
+
+        let mut replay = NoiseRng::from_seed([9; 32]);
+        let mut token: NoiseRng = sampling::fork(&mut replay);
+        let _masks: NoiseRng = sampling::fork(&mut token);
+        let held = server.adapter(adapter).unwrap();
+        let evaluator = &server.clients[&ClientId(1)].evaluator;
+        let perturbed = held
+            .perturbation
+            .unwrap()
+            .draw(evaluator, &held.plan, &mut token)
+            .unwrap();
+        let group = LoraGroup::new(vec![&held.plan]).unwrap();
+        let z = group.step1(evaluator, std::slice::from_ref(&ct)).unwrap();
+        let unmasked = group.finish(evaluator, z, &[&perturbed]).unwrap();
+        let unmasked = &unmasked[0][0];
+
+        assert_ne!(answer[0].c1, unmasked.c1, "c1 is re-randomised");
+        let difference = evaluator.sub(&answer[0], unmasked).unwrap();
+        let decrypted = Decryptor::new(&params, keygen.secret_key())
+            .unwrap()
+            .decrypt(&difference)
+            .unwrap();
+        let largest = decrypted
+            .centered_coefficients(&params)
+            .unwrap()
+            .iter()
+            .fold(0.0f64, |m, c| m.max(c.abs()));
+        // Fresh public-key encryption noise: |e0 + e1·s + u·e| stays far below 2^20.
+        assert!(
+            largest < f64::from(1u32 << 20),
+            "mask decrypts to {largest}"
+        );
     }
 }

@@ -49,19 +49,6 @@ impl PllSettings {
         }
     }
 
-    /// σ such that an attacker spending the whole `budget` on one adapter of rank `rank`
-    /// cannot estimate A·B to a relative error below `target` (the bound of
-    /// [`super::ExtractionBound`] with shape factor 1; see docs/security.md).
-    pub fn for_target(target: f64, budget: u64, rank: usize) -> Result<Self, PllError> {
-        let settings = Self {
-            noise: super::noise_for_target(target, budget, rank, 1.0),
-            budget,
-            ..Self::default()
-        };
-        settings.validate()?;
-        Ok(settings)
-    }
-
     /// Whether this is exactly the plain plan.
     pub fn is_off(&self) -> bool {
         self.noise == 0.0 && !self.flooding

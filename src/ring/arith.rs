@@ -1,7 +1,7 @@
 //! Pointwise arithmetic on RNS polynomials, limb by limb with each limb's modulus, through the
-//! vectorised [`kernels`](super::kernels) where the CPU has them.
+//! vectorised [`simd`](super::simd) where the CPU has them.
 
-use super::kernels::{self, Path};
+use super::simd::{self, SimdTier};
 use super::{RingContext, RnsPoly};
 
 fn check_same(a: &RnsPoly, b: &RnsPoly) {
@@ -12,35 +12,35 @@ fn check_same(a: &RnsPoly, b: &RnsPoly) {
 /// a += b
 pub fn add_assign(ctx: &RingContext, a: &mut RnsPoly, b: &RnsPoly) {
     check_same(a, b);
-    let (basis, path) = (a.basis(), Path::best());
+    let (basis, path) = (a.basis(), SimdTier::best());
     for (i, (x, y)) in a.limbs_mut().zip(b.limbs()).enumerate() {
-        kernels::add(path, ctx.modulus(basis, i), x, y);
+        simd::add(path, ctx.modulus(basis, i), x, y);
     }
 }
 
 /// a -= b
 pub fn sub_assign(ctx: &RingContext, a: &mut RnsPoly, b: &RnsPoly) {
     check_same(a, b);
-    let (basis, path) = (a.basis(), Path::best());
+    let (basis, path) = (a.basis(), SimdTier::best());
     for (i, (x, y)) in a.limbs_mut().zip(b.limbs()).enumerate() {
-        kernels::sub(path, ctx.modulus(basis, i), x, y);
+        simd::sub(path, ctx.modulus(basis, i), x, y);
     }
 }
 
 /// a = -a
 pub fn neg_assign(ctx: &RingContext, a: &mut RnsPoly) {
-    let (basis, path) = (a.basis(), Path::best());
+    let (basis, path) = (a.basis(), SimdTier::best());
     for (i, x) in a.limbs_mut().enumerate() {
-        kernels::neg(path, ctx.modulus(basis, i), x);
+        simd::neg(path, ctx.modulus(basis, i), x);
     }
 }
 
 /// a *= b (pointwise; both in NTT form for a ring product).
 pub fn mul_assign(ctx: &RingContext, a: &mut RnsPoly, b: &RnsPoly) {
     check_same(a, b);
-    let (basis, path) = (a.basis(), Path::best());
+    let (basis, path) = (a.basis(), SimdTier::best());
     for (i, (x, y)) in a.limbs_mut().zip(b.limbs()).enumerate() {
-        kernels::mul(path, ctx.modulus(basis, i), x, y);
+        simd::mul(path, ctx.modulus(basis, i), x, y);
     }
 }
 
@@ -48,18 +48,18 @@ pub fn mul_assign(ctx: &RingContext, a: &mut RnsPoly, b: &RnsPoly) {
 pub fn mul_add_assign(ctx: &RingContext, acc: &mut RnsPoly, a: &RnsPoly, b: &RnsPoly) {
     check_same(acc, a);
     check_same(a, b);
-    let (basis, path) = (acc.basis(), Path::best());
+    let (basis, path) = (acc.basis(), SimdTier::best());
     for (i, ((z, x), y)) in acc.limbs_mut().zip(a.limbs()).zip(b.limbs()).enumerate() {
-        kernels::mul_add(path, ctx.modulus(basis, i), z, x, y);
+        simd::mul_add(path, ctx.modulus(basis, i), z, x, y);
     }
 }
 
 /// a *= c_i on limb i (a constant given by its residues, already reduced).
 pub fn mul_scalar_assign(ctx: &RingContext, a: &mut RnsPoly, residues: &[u64]) {
-    let (basis, path) = (a.basis(), Path::best());
+    let (basis, path) = (a.basis(), SimdTier::best());
     assert_eq!(residues.len(), basis.len(), "one residue per limb");
     for (i, x) in a.limbs_mut().enumerate() {
-        kernels::mul_const(path, ctx.modulus(basis, i), x, residues[i]);
+        simd::mul_const(path, ctx.modulus(basis, i), x, residues[i]);
     }
 }
 

@@ -3,7 +3,7 @@
 //! In the NTT domain the automorphism is a permutation of the evaluation points
 //! (no sign changes), which is why ciphertexts stay in NTT form through rotations.
 
-use super::kernels::{self, Path};
+use super::simd::{self, SimdTier};
 use super::{bit_reverse, RingContext, RnsPoly};
 
 /// Whether `g` is a valid Galois element for degree `n` (odd, below 2N).
@@ -59,9 +59,9 @@ pub fn automorphism_ntt(input: &RnsPoly, perm: &[u32]) -> RnsPoly {
         "NTT-domain automorphism on a coefficient-form polynomial"
     );
     let mut out = RnsPoly::zero(input.n(), input.basis(), true);
-    let path = Path::best();
+    let path = SimdTier::best();
     for (dst, src) in out.limbs_mut().zip(input.limbs()) {
-        kernels::permute(path, src, perm, dst);
+        simd::permute(path, src, perm, dst);
     }
     out
 }

@@ -7,7 +7,7 @@
 //! (in (−S/2, S/2], or one S off when x sits within float rounding of ±S/2): small digits
 //! keep key-switching noise low, and ModDown becomes a rounding rather than a floor.
 
-use super::kernels::{self, Path, Scaled};
+use super::simd::{self, Scaled, SimdTier};
 use super::{Basis, RingContext, RnsPoly};
 use crate::math::Modulus;
 use std::ops::Range;
@@ -79,12 +79,12 @@ impl BaseConverter {
     pub fn convert(&self, input: &[&[u64]], output: &mut [&mut [u64]]) {
         assert_eq!(input.len(), self.from.len());
         assert!(output.len() <= self.to.len());
-        let path = Path::best();
+        let path = SimdTier::best();
         if let [source] = self.from.as_slice() {
             // One source prime: the centered residue reduced modulo each target (the general
             // formula with S/s = 1, done without products).
             for (out, t) in output.iter_mut().zip(&self.to) {
-                kernels::center_reduce(path, source, t, input[0], out);
+                simd::center_reduce(path, source, t, input[0], out);
             }
             return;
         }
@@ -97,12 +97,12 @@ impl BaseConverter {
             .zip(&self.from)
             .zip(y.chunks_exact_mut(n.max(1)).zip(&self.inv_hat))
         {
-            kernels::mul_const_to(path, m, limb, yi, w);
+            simd::mul_const_to(path, m, limb, yi, w);
         }
         let y: Vec<&[u64]> = y.chunks_exact(n.max(1)).collect();
         // u = round(Σ y_i / s_i): how many S the plain sum overshoots the centered x by.
         let mut u = vec![0u64; n];
-        kernels::overshoot(path, &y, &self.inv_from_f64, &mut u);
+        simd::overshoot(path, &y, &self.inv_from_f64, &mut u);
         let scaled = Scaled {
             sources: &self.from,
             y: &y,
@@ -110,7 +110,7 @@ impl BaseConverter {
         };
         for (j, (out, t)) in output.iter_mut().zip(&self.to).enumerate() {
             let hats = &self.hat_mod_to[j * k..(j + 1) * k];
-            kernels::hat_sum(path, t, &scaled, hats, self.product_mod_to[j], out);
+            simd::hat_sum(path, t, &scaled, hats, self.product_mod_to[j], out);
         }
     }
 }
@@ -298,11 +298,11 @@ impl BasisExtender {
             let mut outs: Vec<&mut [u64]> = out.limbs_mut().collect();
             self.p_to_q.convert(&input, &mut outs);
         }
-        let path = Path::best();
+        let path = SimdTier::best();
         for i in 0..q_count {
             let limb = out.limb_mut(i);
             ctx.ntt_table(out_basis, i).forward(limb);
-            kernels::sub_mul_const(path, &ctx.q()[i], x.limb(i), limb, self.p_inv[i]);
+            simd::sub_mul_const(path, &ctx.q()[i], x.limb(i), limb, self.p_inv[i]);
         }
         out
     }
@@ -319,20 +319,20 @@ pub fn rescale(ctx: &RingContext, x: &RnsPoly) -> RnsPoly {
     let q_last = ctx.q()[last];
     let half = q_last.value() / 2;
     // r = [x + ⌊q_l/2⌋]_{q_l} in coefficient form; then ⌊(x + h)/q_l⌋ = (x - (r - h)) / q_l.
-    let path = Path::best();
+    let path = SimdTier::best();
     let mut r = x.limb(last).to_vec();
     ctx.ntt_table(basis, last).inverse(&mut r);
-    kernels::add_const(path, &q_last, &mut r, half);
+    simd::add_const(path, &q_last, &mut r, half);
     let out_basis = Basis::level(last - 1);
     let mut out = RnsPoly::zero(ctx.n(), out_basis, true);
     for i in 0..last {
         let m = ctx.q()[i];
         // [r − h]_{q_i} into the output limb, to NTT form, then (x − it)·q_l⁻¹ in place.
         let limb = out.limb_mut(i);
-        kernels::reduce_sub_const(path, &q_last, &m, &r, m.reduce(half), limb);
+        simd::reduce_sub_const(path, &q_last, &m, &r, m.reduce(half), limb);
         ctx.ntt_table(out_basis, i).forward(limb);
         let inv = m.inv(m.reduce(q_last.value())).unwrap_or(0);
-        kernels::sub_mul_const(path, &m, x.limb(i), limb, inv);
+        simd::sub_mul_const(path, &m, x.limb(i), limb, inv);
     }
     out
 }

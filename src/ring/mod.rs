@@ -1,22 +1,16 @@
 //! RNS polynomials over Z[X]/(X^N + 1): NTT, pointwise arithmetic, automorphisms,
 //! basis extension (ModUp/ModDown) and rescaling. CPU reference implementations; the
-//! backends call into these or reproduce them bit-exactly. The hot loops run on AVX-512
-//! (IFMA) kernels picked at run time, bit-identical to their portable scalar references.
+//! backends call into these or reproduce them bit-exactly. The hot loops run on the vector
+//! kernels of [`simd`] (AVX-512 IFMA, AVX-512, AVX2) picked at run time, bit-identical to their portable scalar references.
 
 pub mod arith;
 pub mod automorphism;
 mod basis_extension;
 mod context;
 mod crt;
-pub(crate) mod kernels;
 mod ntt;
-#[cfg(target_arch = "x86_64")]
-mod ntt_avx2;
-#[cfg(target_arch = "x86_64")]
-mod ntt_avx512;
 mod poly;
-#[cfg(target_arch = "x86_64")]
-mod simd;
+pub(crate) mod simd;
 
 pub use basis_extension::{rescale, BaseConverter, BasisExtender};
 pub use context::{RingContext, MAX_LOG_N, MIN_LOG_N};
@@ -24,6 +18,7 @@ pub use crt::{centered_coefficients_f64, CrtError, TwoPrimeCrt};
 pub(crate) use ntt::bit_reverse;
 pub use ntt::NttTable;
 pub use poly::{Basis, RnsPoly};
+pub use simd::SimdTier;
 
 use crate::math::MathError;
 

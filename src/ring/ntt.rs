@@ -3,7 +3,7 @@
 //! Forward output order: `out[i] = a(ψ^(2·bitrev(i)+1))` where ψ is the table's primitive
 //! 2N-th root; every automorphism and backend relies on this order.
 //!
-//! `forward`/`inverse` run a kernel picked once per table from the CPU's features, fastest
+//! `forward`/`inverse` run a kernel picked once per table from the process's [`SimdTier`], fastest
 //! first: `"avx512-ifma"` (q < 2^50), `"avx512"` (AVX-512F/DQ), `"avx2"`, else `"scalar"`, the
 //! portable reference `forward_scalar`/`inverse_scalar`. All kernels compute the same butterflies
 //! with the same twiddles and fully reduce at the end, so their outputs are bit-identical.
@@ -12,6 +12,7 @@
 //! avx2 ≈ 365 / 340 µs (so it does pay off where AVX-512 is missing), avx512 ≈ 98 / 103 µs,
 //! avx512-ifma (q < 2^50) ≈ 55 / 57 µs.
 
+use super::simd::SimdTier;
 use crate::math::{primitive_root_of_unity, MathError, Modulus};
 
 /// Precomputed twiddles for one (N, q).
@@ -38,36 +39,13 @@ pub struct NttTable {
 enum Kernel {
     Scalar,
     #[cfg(target_arch = "x86_64")]
-    Avx512(Box<super::ntt_avx512::Avx512Ntt>),
+    Avx512(Box<super::simd::ntt_avx512::Avx512Ntt>),
     #[cfg(target_arch = "x86_64")]
-    Avx2(Box<super::ntt_avx2::Avx2Ntt>),
+    Avx2(Box<super::simd::ntt_avx2::Avx2Ntt>),
 }
 
 /// Kernel names, fastest first.
-const KERNELS: [&str; 4] = ["avx512-ifma", "avx512", "avx2", "scalar"];
-
-/// Reorders the twiddles of the last log2(lanes) forward stages (the first ones of the inverse)
-/// for SIMD kernels that run those stages on `lanes`×`lanes` transposed blocks, where lane k of
-/// a register holds row k of the block and so needs its own twiddle.
-///
-/// The stage at `[N/lanes << s, 2N/lanes << s)` (half-span t = lanes/2 >> s) gives each block
-/// `lanes << s` consecutive twiddles, row k using entries `k·2^s + j` (j < 2^s); they are stored
-/// as 2^s vectors: position `lanes·j + k` ← `k·2^s + j`. Earlier entries are unchanged.
-pub(super) fn lane_major_twiddles(tw: &[u64], lanes: usize) -> Vec<u64> {
-    let n = tw.len();
-    let mut out = tw.to_vec();
-    for s in 0..lanes.trailing_zeros() {
-        let (start, per) = ((n / lanes) << s, 1usize << s);
-        for g in (start..2 * start).step_by(lanes * per) {
-            for j in 0..per {
-                for k in 0..lanes {
-                    out[g + lanes * j + k] = tw[g + k * per + j];
-                }
-            }
-        }
-    }
-    out
-}
+const NTT_KERNELS: [&str; 4] = ["avx512-ifma", "avx512", "avx2", "scalar"];
 
 pub(crate) fn bit_reverse(x: usize, bits: u32) -> usize {
     if bits == 0 {
@@ -113,8 +91,11 @@ impl NttTable {
             n_inv,
             n_inv_shoup: modulus.shoup(n_inv),
         };
-        table.kernel = KERNELS
+        // The fastest kernel of the process's SIMD tier that fits (q, N).
+        let tier = SimdTier::best();
+        table.kernel = NTT_KERNELS
             .iter()
+            .filter(|name| tier.allows(name))
             .find_map(|name| table.build_kernel(name))
             .unwrap_or(Kernel::Scalar);
         Ok(table)
@@ -124,7 +105,7 @@ impl NttTable {
     fn build_kernel(&self, name: &str) -> Option<Kernel> {
         #[cfg(target_arch = "x86_64")]
         {
-            use super::ntt_avx512::{Avx512Ntt, Flavor};
+            use super::simd::ntt_avx512::{Avx512Ntt, Flavor};
             let args = (
                 &self.modulus,
                 &self.psi_rev[..],
@@ -136,7 +117,7 @@ impl NttTable {
                 "avx512-ifma" => return avx512(Flavor::Ifma).map(|k| Kernel::Avx512(Box::new(k))),
                 "avx512" => return avx512(Flavor::Wide).map(|k| Kernel::Avx512(Box::new(k))),
                 "avx2" => {
-                    let k = super::ntt_avx2::Avx2Ntt::new(args.0, args.1, args.2, args.3)?;
+                    let k = super::simd::ntt_avx2::Avx2Ntt::new(args.0, args.1, args.2, args.3)?;
                     return Some(Kernel::Avx2(Box::new(k)));
                 }
                 _ => {}
@@ -164,8 +145,8 @@ impl NttTable {
             Kernel::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512(k) => match k.flavor() {
-                super::ntt_avx512::Flavor::Ifma => "avx512-ifma",
-                super::ntt_avx512::Flavor::Wide => "avx512",
+                super::simd::ntt_avx512::Flavor::Ifma => "avx512-ifma",
+                super::simd::ntt_avx512::Flavor::Wide => "avx512",
             },
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2(_) => "avx2",
@@ -175,7 +156,7 @@ impl NttTable {
     /// Kernels this CPU can run for this table's (q, N), fastest first (always ends with
     /// `"scalar"`). For tests and benchmarks.
     pub fn available_kernels(&self) -> Vec<&'static str> {
-        KERNELS
+        NTT_KERNELS
             .into_iter()
             .filter(|name| self.build_kernel(name).is_some())
             .collect()

@@ -99,10 +99,6 @@ impl RnsPoly {
         &mut self.data
     }
 
-    pub fn into_data(self) -> Vec<u64> {
-        self.data
-    }
-
     /// Keeps the first `q` ciphertext limbs and drops every special limb (a level drop
     /// when `p` is already 0). Valid in both domains: limbs are independent.
     pub fn truncate_q(&mut self, q: usize) {

@@ -27,7 +27,7 @@ pub trait Timer {
     fn stop(&self) -> Result<Duration>;
 }
 
-pub trait Device: Backend {
+pub trait TimedBackend: Backend {
     fn device_name(&self) -> Result<String>;
     /// How `timer` measures, for the reports.
     fn clock(&self) -> &'static str;
@@ -96,7 +96,7 @@ impl Timer for HostTimer {
     }
 }
 
-impl Device for CpuBackend {
+impl TimedBackend for CpuBackend {
     fn device_name(&self) -> Result<String> {
         Ok("cpu".into())
     }
@@ -167,7 +167,7 @@ impl Device for CpuBackend {
 
 #[cfg(feature = "cuda")]
 mod cuda {
-    use super::{Device, Replay, Timer};
+    use super::{Replay, TimedBackend, Timer};
     use anyhow::Result;
     use helora::backend::cuda::CapturedGraph;
     use helora::backend::{CudaBackend, CudaPoly, StreamTimer};
@@ -183,7 +183,7 @@ mod cuda {
         }
     }
 
-    impl Device for CudaBackend {
+    impl TimedBackend for CudaBackend {
         fn device_name(&self) -> Result<String> {
             Ok(CudaBackend::device_name(self)?)
         }

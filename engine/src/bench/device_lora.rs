@@ -1,5 +1,5 @@
 //! `helora bench lora --device cuda`: the CPU run's LoRA apply (same JSON keys) on
-//! `Evaluator<B>` for a [`Device`] B (CUDA; the CPU backend in tests), timed with the
+//! `Evaluator<B>` for a [`TimedBackend`](super::clock::TimedBackend) B (CUDA; the CPU backend in tests), timed with the
 //! device's clock (CUDA events), beside its memory-traffic floor.
 //!
 //! - `apply_us`: events around one `plan.apply` on device-resident inputs, up to the
@@ -19,7 +19,7 @@
 //!   replay's reply is checked bit for bit against the eager apply of the same input. The
 //!   CPU backend (tests) has no graphs: its replays run the apply again, eagerly.
 
-use super::clock::{Device, Replay};
+use super::clock::{Replay, TimedBackend};
 use super::device_report::DeviceLoraReport;
 use super::floor::{self, LoraTraffic};
 use super::keys;
@@ -27,7 +27,8 @@ use super::lora::{check_replies, encrypt_inputs, expand, random_inputs, LoraOpti
 use super::machine;
 use super::ops::params_for;
 use super::provenance::Provenance;
-use super::timing::{measure, measure_samples, median, Iterations, Timing};
+use super::timing::{measure, measure_samples, Iterations, Timing};
+use crate::stats::median;
 use anyhow::{bail, Context, Result};
 use helora::ckks::{Ciphertext, Decryptor, Encoder, Evaluator, Params, SymmetricEncryptor};
 use helora::linear::{random_lora_factors, LoraPlan};
@@ -36,7 +37,7 @@ use std::time::{Duration, Instant};
 
 /// Runs the benchmark on the backend `make` builds for the parameters (CUDA; the CPU
 /// backend in tests), its copy bandwidth measured over copies of `copy_bytes`.
-pub fn run<B: Device>(
+pub fn run<B: TimedBackend>(
     options: &LoraOptions,
     batch: usize,
     make: impl FnOnce(&Params) -> Result<B>,
@@ -254,7 +255,7 @@ pub fn run<B: Device>(
 }
 
 /// Copies a token's input ciphertexts into the ones a replay reads (device to device).
-fn refill<B: Device>(
+fn refill<B: TimedBackend>(
     backend: &B,
     dst: &mut [Ciphertext<B::Poly>],
     src: &[Ciphertext<B::Poly>],
@@ -278,7 +279,7 @@ fn refill<B: Device>(
 
 /// Replays on the batch's last input: the reply must equal, bit for bit, the eager apply's
 /// reply on the same input, and the replay must queue no kernel launch of its own.
-fn check_replay<B: Device>(
+fn check_replay<B: TimedBackend>(
     server: &Evaluator<B>,
     replay: &mut dyn Replay<Vec<Ciphertext<B::Poly>>, Vec<Ciphertext<B::Poly>>>,
     inputs: &[Vec<Ciphertext<B::Poly>>],

@@ -1,12 +1,12 @@
 //! `helora bench ops --device cuda`: the CPU run's operations (same JSON keys) through
-//! `Evaluator<B>` for a [`Device`] B (CUDA; the CPU backend in tests), each device operation
+//! `Evaluator<B>` for a [`TimedBackend`](super::clock::TimedBackend) B (CUDA; the CPU backend in tests), each device operation
 //! timed with the device's clock (CUDA events) around one call on an otherwise idle stream
 //! (so a gap while the host still queues launches counts), after warm-up, medians; plus a
 //! key switch, a batched NTT, the device's copy bandwidth, kernel launches per call and
 //! every device operation's memory-traffic floor. Encoding, encryption and decryption are
 //! the client's work and stay on the host (timed on the host's clock).
 
-use super::clock::{Device, Timer};
+use super::clock::{TimedBackend, Timer};
 use super::floor::Shape;
 use super::keys;
 use super::ops::{host_machine, params_for, setup, Operands, OpsOptions, HOISTED_STEPS};
@@ -32,7 +32,7 @@ const PIPELINED: usize = 16;
 
 /// Runs the benchmark on the backend `make` builds for the parameters, its copy bandwidth
 /// measured over copies of `copy_bytes` (far above the L2 on a GPU).
-pub fn run<B: Device>(
+pub fn run<B: TimedBackend>(
     options: &OpsOptions,
     make: impl FnOnce(&Params) -> Result<B>,
     copy_bytes: usize,
@@ -83,7 +83,7 @@ fn device<T>(timer: &dyn Timer, iters: Iterations, op: impl Fn() -> Result<T>) -
 }
 
 /// Kernel launches one call of `op` queues.
-fn launches_of<B: Device, T>(backend: &B, op: impl FnOnce() -> Result<T>) -> Result<u64> {
+fn launches_of<B: TimedBackend, T>(backend: &B, op: impl FnOnce() -> Result<T>) -> Result<u64> {
     let before = backend.launches();
     drop(op()?);
     Ok(backend.launches() - before)
@@ -91,7 +91,7 @@ fn launches_of<B: Device, T>(backend: &B, op: impl FnOnce() -> Result<T>) -> Res
 
 /// Device time of an in-place NTT of every polynomial in `polys` (all in the domain
 /// `forward` starts from): the transform back runs untimed before each sample.
-fn ntt_time<B: Device>(
+fn ntt_time<B: TimedBackend>(
     backend: &B,
     timer: &dyn Timer,
     iters: Iterations,
@@ -121,7 +121,7 @@ fn ntt_time<B: Device>(
     })
 }
 
-fn time_ops<B: Device>(
+fn time_ops<B: TimedBackend>(
     params: &Params,
     keys: &keys::BenchKeys,
     evaluator: &Evaluator<B>,

@@ -6,12 +6,12 @@
 //! adds up to the step.
 
 use super::hardware::{Hardware, Probe};
-use super::timing::ms;
 use crate::adapter::LoraAdapter;
 use crate::generate::Mode;
 use crate::model::{InputSite, LoraHook, Model, NoHook, Sampler};
 use crate::plain_lora::PlainLoraHook;
 use crate::secure::{HeStats, InProcess};
+use crate::stats::ms;
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 use std::time::{Duration, Instant};

@@ -12,12 +12,11 @@ use super::timing::{measure, Iterations};
 use anyhow::{bail, Context, Result};
 use helora::backend::Backend;
 use helora::ckks::{
-    Ciphertext, CompactCiphertext, Decryptor, Encoder, Evaluator, Params, Plaintext,
-    SeededCiphertext, Serializable, SymmetricEncryptor,
+    Ciphertext, CompactCiphertext, Decryptor, Encoder, Evaluator, Params, SeededCiphertext,
+    Serializable, SymmetricEncryptor,
 };
 use helora::linear::{random_lora_factors, reply_widths, LoraGroup, LoraPlan, Matrix};
 use helora::math::sampling;
-use helora::ring::Basis;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -113,10 +112,14 @@ pub fn run(options: &LoraOptions) -> Result<LoraReport> {
         .min(options.tokens)
         .min(rayon::current_num_threads())
         .max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("starting the bench's worker threads")?;
     // One untimed batch first: fresh worker threads fault in their heaps on first use.
-    group.apply_batch(&server, &inputs, threads)?;
+    pool.install(|| group.apply_batch(&server, &inputs))?;
     let start = Instant::now();
-    let outputs = group.apply_batch(&server, &inputs, threads)?;
+    let outputs = pool.install(|| group.apply_batch(&server, &inputs))?;
     let batch_seconds = start.elapsed().as_secs_f64();
 
     let replies: Vec<&[_]> = outputs.iter().map(|out| out[0].as_slice()).collect();
@@ -187,17 +190,8 @@ pub(super) fn encrypt_inputs<B: Backend>(
     for x in xs {
         let mut token = Vec::new();
         for slots in plan.input_layout().pack(x)? {
-            let poly = encoder.encode(
-                params.ring(),
-                &slots,
-                params.default_scale(),
-                Basis::level(level),
-            )?;
-            let seeded = encryptor.encrypt_seeded(&Plaintext {
-                poly,
-                level,
-                scale: params.default_scale(),
-            })?;
+            let pt = encoder.encode_at(params, &slots, level, params.default_scale())?;
+            let seeded = encryptor.encrypt_seeded(&pt)?;
             token.push(seeded.to_bytes(params)?);
         }
         upload_bytes = token.iter().map(Vec::len).sum();

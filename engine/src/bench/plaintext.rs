@@ -5,7 +5,6 @@
 use anyhow::{Context, Result};
 use helora::ckks::{Encoder, Params, Plaintext};
 use helora::math::sampling;
-use helora::ring::Basis;
 
 /// `count` values uniform in [-1, 1).
 pub fn random_values(count: usize) -> Result<Vec<f64>> {
@@ -24,10 +23,9 @@ pub fn encode(
     level: usize,
 ) -> Result<Plaintext> {
     let scale = params.default_scale();
-    let poly = encoder
-        .encode(params.ring(), values, scale, Basis::level(level))
-        .context("encoding the benchmark values")?;
-    Ok(Plaintext { poly, level, scale })
+    encoder
+        .encode_at(params, values, level, scale)
+        .context("encoding the benchmark values")
 }
 
 /// A plaintext of random values filling every slot, at `level`.

@@ -3,8 +3,8 @@
 //! Text is drawn with DejaVu Sans compiled into the binary (plotters' `ab_glyph`), so the
 //! chart renders on machines without any system font.
 
-use super::sweep::{Sweep, SweepOver};
-use super::token::PAPER_MS_PER_TOKEN;
+use super::published::PAPER_MS_PER_TOKEN;
+use super::series::{Sweep, SweepOver};
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
@@ -173,7 +173,7 @@ fn bounds(values: &[f64]) -> (f64, f64) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::sweep::SweepPoint;
+    use super::super::series::SweepPoint;
     use super::*;
 
     #[test]

@@ -18,15 +18,16 @@ use super::full_model::{self, Trace};
 use super::hardware::{self, Hardware, Probe};
 use super::machine;
 use super::provenance::Provenance;
+use super::published::PAPER_MS_PER_TOKEN;
 use super::random_model;
-use super::timing::{ms, percentile};
 use crate::adapter::LoraAdapter;
-use crate::device::{self, model_device};
-use crate::generate::{DeviceChoice, Mode};
+use crate::device::{self, model_device, DeviceChoice};
+use crate::generate::Mode;
 use crate::model::presets::{default_targets, preset};
 use crate::model::{InputSite, LoraHook, Model, ModelConfig};
 use crate::plain_lora::PlainLoraHook;
 use crate::secure::InProcess;
+use crate::stats::{ms, percentile};
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 use helora::math::sampling;
@@ -135,7 +136,7 @@ pub struct TokenReport {
     pub hardware: Option<Hardware>,
     /// `--plot`: ms/token at every point of the sweep.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sweep: Option<super::sweep::Sweep>,
+    pub sweep: Option<super::series::Sweep>,
     /// `--plot`: the PNG written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plot: Option<String>,
@@ -149,8 +150,6 @@ pub const FULL_LORA: &str = "the full model with the adapter in plaintext";
 
 /// Seed of the random weights, adapter and prompt of the full-model path.
 pub const SEED: u64 = 0x6865_6c6f_7261;
-
-pub const PAPER_MS_PER_TOKEN: f64 = 1610.0;
 
 pub fn run_he_only(options: &TokenOptions) -> Result<TokenReport> {
     if options.tokens == 0 || options.prompt_tokens == 0 || options.batch == 0 {

@@ -6,11 +6,12 @@ pub mod demo;
 pub mod report;
 
 use crate::adapter::LoraAdapter;
-use crate::bench::timing::ms;
+use crate::device::DeviceChoice;
 use crate::model::{fetch, load_model, ChatMessage, LoadedModel, LoraHook, Model, NoHook, Sampler};
 use crate::plain_lora::PlainLoraHook;
 use crate::progress::Progress;
 use crate::secure::{self, InProcess, SecureHook};
+use crate::stats::ms;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use report::{CheckReport, GenerateReport, HeReport};
@@ -27,13 +28,6 @@ pub enum Mode {
     Lora,
     /// The adapter applied by the server on encrypted inputs, with the PLL.
     Secure,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceChoice {
-    Cpu,
-    Cuda,
 }
 
 #[derive(Clone, Debug)]

@@ -1,8 +1,8 @@
 //! The summary of a `generate` run: one JSON object with `--json`, aligned lines otherwise.
 
 use super::{GenerateOptions, Mode};
-use crate::bench::timing::{ms, percentile};
 use crate::secure::HeStats;
+use crate::stats::{ms, percentile};
 use helora::pll::PllSettings;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ pub struct GenerateReport {
     /// Generated token ids, the final end-of-sequence token included when one was drawn.
     pub tokens: Vec<u32>,
     pub mode: Mode,
-    pub device: super::DeviceChoice,
+    pub device: crate::device::DeviceChoice,
     pub model: String,
     pub adapter: Option<String>,
     pub prompt: String,

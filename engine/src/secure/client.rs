@@ -7,9 +7,8 @@ use crate::progress::Progress;
 use anyhow::{anyhow, bail, Context, Result};
 use helora::ckks::{
     galois_elements, CompactCiphertext, Decryptor, Encoder, EvaluationKeys, KeyGenerator, Params,
-    Plaintext, Serializable, SymmetricEncryptor,
+    Serializable, SymmetricEncryptor,
 };
-use helora::ring::Basis;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 
@@ -97,17 +96,10 @@ impl SecureClient {
             .pack(&x)?
             .iter()
             .map(|slots| {
-                let poly = self.encoder.encode(
-                    self.params.ring(),
-                    slots,
-                    scale,
-                    Basis::level(shape.level),
-                )?;
-                let seeded = self.encryptor.encrypt_seeded(&Plaintext {
-                    poly,
-                    level: shape.level,
-                    scale,
-                })?;
+                let pt = self
+                    .encoder
+                    .encode_at(&self.params, slots, shape.level, scale)?;
+                let seeded = self.encryptor.encrypt_seeded(&pt)?;
                 Ok(seeded.to_bytes(&self.params)?)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -138,9 +130,7 @@ impl SecureClient {
                         let ct = CompactCiphertext::from_bytes(&self.params, bytes)
                             .context("reply ciphertext")?;
                         let pt = self.decryptor.decrypt_compact(&ct)?;
-                        Ok(self
-                            .encoder
-                            .decode(self.params.ring(), &pt.poly, pt.scale)?)
+                        Ok(self.encoder.decode_plaintext(&self.params, &pt)?)
                     })
                     .collect::<Result<Vec<_>>>()
             })

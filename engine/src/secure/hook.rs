@@ -91,8 +91,7 @@ impl LoraHook for SecureHook<'_> {
             .map(|row| self.client.encrypt(site.layer, &adapted, row))
             .collect::<Result<Vec<_>>>()?;
         let encrypted = Instant::now();
-        let threads = worker_threads();
-        let replies = self.server.apply_batch(self.id, &requests, threads)?;
+        let replies = self.server.apply_batch(self.id, &requests)?;
         if replies.len() != requests.len() {
             bail!(
                 "the server answered {} of {} requests",
@@ -128,11 +127,4 @@ impl LoraHook for SecureHook<'_> {
         }
         Ok(out)
     }
-}
-
-/// The cores the server may use, asked once: `available_parallelism` reads cgroup files
-/// on Linux, too slow for every input site of every token.
-fn worker_threads() -> usize {
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }

@@ -1,14 +1,27 @@
 //! The model owner's side: the adapter's factors, the PLL, and per client its evaluation
 //! keys. It only ever handles serialized evaluation keys, a public key, seeded input
 //! ciphertexts and the compact replies it sends back.
+//!
+//! The server's path for one batch of requests, hop by hop (docs/architecture.md):
+//! 1. here, [`SecureServer::apply_batch`]: the projections named, the client's budget and
+//!    the inputs' count checked before anything is decoded; the seeded uploads expanded;
+//! 2. `helora::pll::PllServer::apply_group_batch` (src/pll/server.rs): the budget checked
+//!    again and charged once the answers exist; one task per token on the worker pool, each
+//!    with its own generator forked from the server's stream;
+//! 3. `apply_protected` (src/pll/evaluate.rs): (step 1 of the plan ‖ B + E), then
+//!    (steps 2–3 ‖ Enc_pk(flood)), then output + mask;
+//! 4. `helora::linear::LoraGroup::{step1, finish}` (src/linear/lora.rs): the hoisted
+//!    diagonal products and the fold, on `helora::ckks::Evaluator`;
+//!
+//! then back here: every output switched to its compact form and serialized.
 
 use super::manifest::{Manifest, ProjectionShape};
 use crate::adapter::LoraAdapter;
 use crate::progress::Progress;
 use anyhow::{anyhow, bail, Context, Result};
-use helora::backend::{Backend, CpuBackend};
 use helora::ckks::{
-    expand_seeded, EvaluationKeys, Evaluator, Params, PublicKey, SeededCiphertext, Serializable,
+    expand_seeded, Backend, CpuBackend, EvaluationKeys, Evaluator, Params, PublicKey,
+    SeededCiphertext, Serializable,
 };
 use helora::linear::reply_widths;
 use helora::pll::{AdapterId, ClientId, PllError, PllServer, PllSettings};
@@ -48,12 +61,7 @@ pub trait Serve {
     /// The HE backend's name (`cpu`, `cuda`).
     fn backend(&self) -> &'static str;
     fn register_client(&mut self, id: ClientId, eval_keys: &[u8], public_key: &[u8]) -> Result<()>;
-    fn apply_batch(
-        &mut self,
-        client: ClientId,
-        requests: &[Request],
-        threads: usize,
-    ) -> Result<Vec<Reply>>;
+    fn apply_batch(&mut self, client: ClientId, requests: &[Request]) -> Result<Vec<Reply>>;
 }
 
 /// The server on HE backend `B`. Its PLL's outputs come back to the host (the PLL
@@ -157,19 +165,14 @@ impl<B: Backend> SecureServer<B> {
 
     /// Applies the requested projections to one token's input.
     pub fn apply(&mut self, client: ClientId, request: &Request) -> Result<Reply> {
-        self.apply_batch(client, std::slice::from_ref(request), 1)?
+        self.apply_batch(client, std::slice::from_ref(request))?
             .pop()
             .ok_or_else(|| anyhow!("no reply"))
     }
 
-    /// Several tokens' requests to the same projections (a prompt), evaluated on `threads`
-    /// worker threads. Replies keep the requests' order.
-    pub fn apply_batch(
-        &mut self,
-        client: ClientId,
-        requests: &[Request],
-        threads: usize,
-    ) -> Result<Vec<Reply>> {
+    /// Several tokens' requests to the same projections (a prompt), one task per token on
+    /// the worker pool. Replies keep the requests' order.
+    pub fn apply_batch(&mut self, client: ClientId, requests: &[Request]) -> Result<Vec<Reply>> {
         let first = requests.first().ok_or_else(|| anyhow!("no request"))?;
         if requests
             .iter()
@@ -225,7 +228,7 @@ impl<B: Backend> SecureServer<B> {
                     .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
-        let outputs = self.pll.apply_group_batch(client, &ids, &tokens, threads)?;
+        let outputs = self.pll.apply_group_batch(client, &ids, &tokens)?;
         let (c0_bits, c1_bits) = self.reply_bits;
         outputs
             .par_iter()
@@ -266,12 +269,7 @@ impl<B: Backend> Serve for SecureServer<B> {
         SecureServer::register_client(self, id, eval_keys, public_key)
     }
 
-    fn apply_batch(
-        &mut self,
-        client: ClientId,
-        requests: &[Request],
-        threads: usize,
-    ) -> Result<Vec<Reply>> {
-        SecureServer::apply_batch(self, client, requests, threads)
+    fn apply_batch(&mut self, client: ClientId, requests: &[Request]) -> Result<Vec<Reply>> {
+        SecureServer::apply_batch(self, client, requests)
     }
 }

@@ -27,6 +27,7 @@ mod memory;
 mod module;
 mod ntt;
 mod pointwise;
+pub mod sources;
 mod tables;
 mod timing;
 

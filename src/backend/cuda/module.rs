@@ -1,7 +1,8 @@
 //! Loads the kernels onto a context: the PTX build.rs embedded (`cfg(helora_ptx)`), else the
 //! embedded CUDA C++ compiled by NVRTC for the device's own architecture.
 
-use super::super::{kernels, BackendError};
+use super::super::BackendError;
+use super::sources;
 use cudarc::driver::{CudaContext, CudaFunction};
 use cudarc::nvrtc::{CompileOptions, Ptx};
 use std::collections::HashMap;
@@ -13,8 +14,8 @@ pub(super) struct Kernels(HashMap<&'static str, CudaFunction>);
 impl Kernels {
     pub(super) fn load(ctx: &Arc<CudaContext>) -> Result<Self, BackendError> {
         let mut functions = HashMap::new();
-        for name in kernels::KERNELS {
-            let ptx = match kernels::ptx(name) {
+        for name in sources::FILES {
+            let ptx = match sources::ptx(name) {
                 Some(ptx) => Ptx::from_src(ptx),
                 None => nvrtc(ctx, name)?,
             };
@@ -23,7 +24,7 @@ impl Kernels {
                     "loading kernels/{name}.cu on the device (the embedded PTX is for sm_90): {e}"
                 ))
             })?;
-            for entry in kernels::entries(name) {
+            for entry in sources::entries(name) {
                 let f = module.load_function(entry).map_err(|e| {
                     BackendError::Device(format!("kernel {entry} of kernels/{name}.cu: {e}"))
                 })?;
@@ -49,10 +50,10 @@ fn nvrtc(ctx: &Arc<CudaContext>, name: &str) -> Result<Ptx, BackendError> {
              libnvrtc could not be loaded (put the CUDA libraries on LD_LIBRARY_PATH)"
         )));
     }
-    let mut source = kernels::source(name)
+    let mut source = sources::source(name)
         .ok_or_else(|| BackendError::Device(format!("no kernel source {name}")))?
         .to_owned();
-    for (header, text) in kernels::HEADERS {
+    for (header, text) in sources::HEADERS {
         source = source.replace(&format!("#include \"{header}\""), text);
     }
     let (major, minor) = ctx

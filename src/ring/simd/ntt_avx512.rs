@@ -1,4 +1,4 @@
-//! AVX-512 kernels for [`NttTable`](super::NttTable): same butterflies and twiddles as the
+//! AVX-512 kernels for [`NttTable`](crate::ring::NttTable): same butterflies and twiddles as the
 //! scalar Harvey transform, eight lanes at a time, so the fully reduced results are bit-identical.
 //!
 //! Two multiplication flavours share one loop structure:
@@ -20,12 +20,12 @@
 
 use core::arch::x86_64::*;
 
-use super::simd::{Arith, Ifma, Wide};
+use super::lanes::{Arith, Ifma, Wide};
 use crate::math::Modulus;
 
 /// Which multiplier the kernels use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Flavor {
+pub(in crate::ring) enum Flavor {
     Ifma,
     Wide,
 }
@@ -42,7 +42,7 @@ const U8: usize = 2;
 
 /// Twiddles in kernel order with Shoup constants for the chosen flavour.
 #[derive(Clone, Debug)]
-pub(super) struct Avx512Ntt {
+pub(in crate::ring) struct Avx512Ntt {
     flavor: Flavor,
     q: u64,
     fwd_w: Vec<u64>,
@@ -57,7 +57,7 @@ pub(super) struct Avx512Ntt {
 
 impl Flavor {
     /// Whether this CPU runs this flavour for modulus `q` and degree `n`.
-    pub(super) fn supported(self, q: u64, n: usize) -> bool {
+    pub(in crate::ring) fn supported(self, q: u64, n: usize) -> bool {
         n >= MIN_N
             && n.is_power_of_two()
             && is_x86_feature_detected!("avx512f")
@@ -70,7 +70,7 @@ impl Flavor {
 
 impl Avx512Ntt {
     /// Tables for `flavor`, or `None` if this CPU or (q, n) does not support it.
-    pub(super) fn new(
+    pub(in crate::ring) fn new(
         modulus: &Modulus,
         psi_rev: &[u64],
         psi_inv_rev: &[u64],
@@ -86,7 +86,7 @@ impl Avx512Ntt {
             Flavor::Wide => modulus.shoup(w),
         };
         let with_shoup = |tw: &[u64]| {
-            let w = super::ntt::lane_major_twiddles(tw, 8);
+            let w = super::lane_major_twiddles(tw, 8);
             let ws = w.iter().map(|&x| shoup(x)).collect();
             (w, ws)
         };
@@ -105,12 +105,12 @@ impl Avx512Ntt {
         })
     }
 
-    pub(super) fn flavor(&self) -> Flavor {
+    pub(in crate::ring) fn flavor(&self) -> Flavor {
         self.flavor
     }
 
-    /// Forward transform, same contract as [`NttTable::forward`](super::NttTable::forward).
-    pub(super) fn forward(&self, a: &mut [u64]) {
+    /// Forward transform, same contract as [`NttTable::forward`](crate::ring::NttTable::forward).
+    pub(in crate::ring) fn forward(&self, a: &mut [u64]) {
         assert_eq!(a.len(), self.fwd_w.len());
         // SAFETY: `new` checked `flavor.supported`, i.e. the features each entry needs.
         unsafe {
@@ -121,8 +121,8 @@ impl Avx512Ntt {
         }
     }
 
-    /// Inverse transform, same contract as [`NttTable::inverse`](super::NttTable::inverse).
-    pub(super) fn inverse(&self, a: &mut [u64]) {
+    /// Inverse transform, same contract as [`NttTable::inverse`](crate::ring::NttTable::inverse).
+    pub(in crate::ring) fn inverse(&self, a: &mut [u64]) {
         assert_eq!(a.len(), self.inv_w.len());
         // SAFETY: as in `forward`.
         unsafe {

@@ -28,7 +28,7 @@ macro_rules! kernel {
 }
 
 /// Every kernel file, by name (`kernels/<name>.cu`).
-pub const KERNELS: &[&str] = &[
+pub const FILES: &[&str] = &[
     "automorphism",
     "basis_conversion",
     "key_switch",
@@ -37,7 +37,7 @@ pub const KERNELS: &[&str] = &[
     "rescale",
 ];
 
-// Keep in the order of `KERNELS` (a test checks both against kernels/).
+// Keep in the order of `FILES` (a test checks both against kernels/).
 const TABLE: &[Kernel] = &[
     kernel!(
         "automorphism",
@@ -167,12 +167,12 @@ mod tests {
             .filter(|(_, ext)| ext == "cu")
             .map(|(stem, _)| stem.as_str())
             .collect();
-        let listed: BTreeSet<&str> = KERNELS.iter().copied().collect();
-        assert_eq!(on_disk, listed, "KERNELS must list every kernels/*.cu");
+        let listed: BTreeSet<&str> = FILES.iter().copied().collect();
+        assert_eq!(on_disk, listed, "FILES must list every kernels/*.cu");
         let tabled: Vec<&str> = TABLE.iter().map(|k| k.name).collect();
-        assert_eq!(tabled, KERNELS, "TABLE must follow KERNELS");
+        assert_eq!(tabled, FILES, "TABLE must follow FILES");
 
-        for name in KERNELS {
+        for name in FILES {
             let text = std::fs::read_to_string(dir.join(format!("{name}.cu"))).unwrap();
             assert_eq!(
                 source(name),
@@ -215,7 +215,7 @@ mod tests {
             );
             return;
         }
-        for name in KERNELS {
+        for name in FILES {
             let ptx = ptx(name).unwrap_or_else(|| panic!("no PTX for {name}"));
             assert!(ptx.contains(".target sm_90"), "{name}.ptx targets sm_90");
             for entry in entries(name) {
@@ -226,7 +226,7 @@ mod tests {
             }
         }
         let report = ptxas_report().unwrap_or_default();
-        for entry in KERNELS.iter().flat_map(|name| entries(name)) {
+        for entry in FILES.iter().flat_map(|name| entries(name)) {
             assert!(
                 report.contains(&format!(" {entry}: ")),
                 "ptxas report of {entry}"

@@ -1,7 +1,9 @@
-//! Small dense linear algebra for the extraction analysis, row-major f64: a blocked,
-//! two-thread matrix product, blocked Cholesky and triangular solves (normal equations up
+//! Small dense linear algebra for the extraction analysis, row-major f64: a blocked
+//! matrix product on the worker pool, blocked Cholesky and triangular solves (normal equations up
 //! to d = 4096 in about a minute), Jacobi eigenvalues of small symmetric matrices, and the
 //! best rank-r approximation by subspace iteration.
+
+use rayon::prelude::*;
 
 /// A dense row-major matrix.
 #[derive(Clone, Debug, PartialEq)]
@@ -88,31 +90,24 @@ pub(crate) fn gemm(
     if m == 0 || n == 0 || k == 0 {
         return;
     }
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let threads = rayon::current_num_threads();
     if threads < 2 || m * n * k < PARALLEL_WORK || m < 8 {
         gemm_serial(dims, alpha, a, b, c);
         return;
     }
-    // Row blocks of C (multiples of 4 rows) on separate threads.
+    // Row blocks of C (multiples of 4 rows), one task each on the worker pool.
     let per = m.div_ceil(threads).div_ceil(4) * 4;
     let (c_data, ldc) = c;
-    std::thread::scope(|scope| {
-        let mut rest = c_data;
-        let mut row = 0;
-        while row < m {
-            let rows = per.min(m - row);
-            let take = if row + rows < m {
-                rows * ldc
-            } else {
-                rest.len()
-            };
-            let (mine, tail) = rest.split_at_mut(take);
-            rest = tail;
-            let a_part = &a.0[row * a.1..];
-            let sub = Dims { m: rows, n, k };
-            scope.spawn(move || gemm_serial(sub, alpha, (a_part, a.1), b, (mine, ldc)));
-            row += rows;
-        }
+    let blocks: Vec<(usize, &mut [f64])> = c_data
+        .chunks_mut(per * ldc)
+        .enumerate()
+        .map(|(i, block)| (i * per, block))
+        .take_while(|&(row, _)| row < m)
+        .collect();
+    blocks.into_par_iter().for_each(|(row, block)| {
+        let rows = per.min(m - row);
+        let sub = Dims { m: rows, n, k };
+        gemm_serial(sub, alpha, (&a.0[row * a.1..], a.1), b, (block, ldc));
     });
 }
 

@@ -5,18 +5,22 @@
 //! it knows W has rank r, by the best rank-r approximation of that estimate. It reports
 //! ‖Ŵ − W‖_F / ‖W‖_F for both, and the lower bound of docs/security.md.
 
-use super::dense::{cholesky, cholesky_solve, low_rank_approximation, Mat};
+pub(crate) mod linalg;
+
 use super::{bound, ClientId, PllError, PllServer, PllSettings};
-use crate::ckks::{
-    Decryptor, Encoder, KeyGenerator, ParamSpec, Params, Plaintext, SymmetricEncryptor,
-};
+use crate::ckks::{Decryptor, Encoder, KeyGenerator, ParamSpec, Params, SymmetricEncryptor};
 use crate::linear::{random_lora_factors, MAX_RANK};
 use crate::math::sampling::{self, standard_normal, ChaCha20Rng};
-use crate::ring::Basis;
+use linalg::{cholesky, cholesky_solve, low_rank_approximation, Mat};
 use std::time::Instant;
 
 /// How the attacker picks its inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum Design {
     /// x = scale·√d·e_(q mod d): each answer is a row of W; averaging is least squares.
     Basis,
@@ -65,6 +69,7 @@ impl AttackConfig {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct AttackReport {
     pub d: usize,
     pub r: usize,
@@ -164,8 +169,8 @@ pub fn run_with_progress(
             .pack(&x)?
             .iter()
             .map(|slots| {
-                let poly = encoder.encode(params.ring(), slots, scale, Basis::level(level))?;
-                let seeded = encryptor.encrypt_seeded(&Plaintext { poly, level, scale })?;
+                let seeded =
+                    encryptor.encrypt_seeded(&encoder.encode_at(&params, slots, level, scale)?)?;
                 Ok(crate::ckks::expand_seeded(&params, &seeded)?)
             })
             .collect::<Result<Vec<_>, PllError>>()?;

@@ -13,7 +13,7 @@
 
 use core::arch::x86_64::*;
 
-use super::super::simd::{Arith, Ifma, Wide};
+use super::lanes::{Arith, Ifma, Wide};
 
 /// u64 lanes per vector.
 const LANES: usize = 8;

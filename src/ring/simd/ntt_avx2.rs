@@ -1,4 +1,4 @@
-//! AVX2 kernel for [`NttTable`](super::NttTable), for x86-64 CPUs without AVX-512: the same
+//! AVX2 kernel for [`NttTable`](crate::ring::NttTable), for x86-64 CPUs without AVX-512: the same
 //! Harvey butterflies and twiddles as the scalar transform, four lanes at a time, so the fully
 //! reduced results are bit-identical.
 //!
@@ -30,7 +30,7 @@ const BLOCKS: usize = 2;
 
 /// Twiddles in kernel order with 64-bit Shoup constants.
 #[derive(Clone, Debug)]
-pub(super) struct Avx2Ntt {
+pub(in crate::ring) struct Avx2Ntt {
     q: u64,
     fwd_w: Vec<u64>,
     fwd_ws: Vec<u64>,
@@ -44,7 +44,7 @@ pub(super) struct Avx2Ntt {
 
 impl Avx2Ntt {
     /// Tables for this CPU, or `None` if it lacks AVX2 or `n` is too small.
-    pub(super) fn new(
+    pub(in crate::ring) fn new(
         modulus: &Modulus,
         psi_rev: &[u64],
         psi_inv_rev: &[u64],
@@ -55,7 +55,7 @@ impl Avx2Ntt {
             return None;
         }
         let with_shoup = |tw: &[u64]| {
-            let w = super::ntt::lane_major_twiddles(tw, LANES);
+            let w = super::lane_major_twiddles(tw, LANES);
             let ws = w.iter().map(|&x| modulus.shoup(x)).collect();
             (w, ws)
         };
@@ -73,15 +73,15 @@ impl Avx2Ntt {
         })
     }
 
-    /// Forward transform, same contract as [`NttTable::forward`](super::NttTable::forward).
-    pub(super) fn forward(&self, a: &mut [u64]) {
+    /// Forward transform, same contract as [`NttTable::forward`](crate::ring::NttTable::forward).
+    pub(in crate::ring) fn forward(&self, a: &mut [u64]) {
         assert_eq!(a.len(), self.fwd_w.len());
         // SAFETY: `new` checked AVX2.
         unsafe { forward_avx2(self, a) }
     }
 
-    /// Inverse transform, same contract as [`NttTable::inverse`](super::NttTable::inverse).
-    pub(super) fn inverse(&self, a: &mut [u64]) {
+    /// Inverse transform, same contract as [`NttTable::inverse`](crate::ring::NttTable::inverse).
+    pub(in crate::ring) fn inverse(&self, a: &mut [u64]) {
         assert_eq!(a.len(), self.inv_w.len());
         // SAFETY: `new` checked AVX2.
         unsafe { inverse_avx2(self, a) }
