@@ -129,6 +129,9 @@ pub struct TokenArgs {
     /// Print exactly one JSON object on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Worker threads for the whole run (default: one per core, or RAYON_NUM_THREADS).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
     /// Also sweep ranks 1 … 64 (or batch sizes) with a few tokens per point and draw
     /// ms/token per mode into this PNG, with the published 1610 ms/token as a reference.
     #[arg(long)]
@@ -257,16 +260,26 @@ fn bench_token(args: &TokenArgs) -> Result<()> {
         memory_limit: args.memory_limit_mib.map(|mib| mib.saturating_mul(1 << 20)),
         device: args.device,
     };
-    let Some(plot) = &args.plot else {
-        let report = bench::token::run(&options)?;
-        return write_report(&report, args.json, || report.table());
+    let run = || -> Result<()> {
+        let Some(plot) = &args.plot else {
+            let report = bench::token::run(&options)?;
+            return write_report(&report, args.json, || report.table());
+        };
+        let points = match &args.plot_points {
+            Some(list) => series::parse_points(list)?,
+            None => series::default_points(args.plot_over).to_vec(),
+        };
+        let report = sweep::run_and_plot(&options, args.plot_over, &points, plot)?;
+        write_report(&report, args.json, || report.table())
     };
-    let points = match &args.plot_points {
-        Some(list) => series::parse_points(list)?,
-        None => series::default_points(args.plot_over).to_vec(),
-    };
-    let report = sweep::run_and_plot(&options, args.plot_over, &points, plot)?;
-    write_report(&report, args.json, || report.table())
+    match args.threads {
+        None => run(),
+        Some(threads) => rayon::ThreadPoolBuilder::new()
+            .num_threads(threads as usize)
+            .build()
+            .context("starting the worker threads")?
+            .install(run),
+    }
 }
 
 fn bench_ops(args: &OpsArgs) -> Result<()> {

@@ -25,6 +25,7 @@ fn check_provenance(v: &serde_json::Value) {
         "{reported}"
     );
     assert!(run["cores"].as_u64().is_some_and(|c| c >= 1));
+    assert!(run["threads"].as_u64().is_some_and(|t| t >= 1));
 }
 
 #[test]
@@ -524,6 +525,33 @@ fn bench_token_refuses_a_model_that_does_not_fit() {
             "{args:?}: {stderr}"
         );
     }
+}
+
+/// `--threads K` runs the whole bench on a pool of K, and the report says so.
+#[test]
+fn bench_token_threads_sets_the_pool_and_is_reported() {
+    for threads in ["1", "3"] {
+        let v = helora_json(&[
+            "bench",
+            "token",
+            "--preset",
+            "smollm2-135m",
+            "--he-only",
+            "--pll",
+            "off",
+            "--tokens",
+            "1",
+            "--prompt-tokens",
+            "1",
+            "--threads",
+            threads,
+            "--json",
+        ]);
+        check_provenance(&v);
+        assert_eq!(v["run"]["threads"].to_string(), threads, "{v}");
+    }
+    let out = helora(&["bench", "token", "--threads", "0"]);
+    assert!(!out.status.success());
 }
 
 #[test]

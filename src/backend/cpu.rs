@@ -1,11 +1,21 @@
 //! The CPU backend: the `ring` implementations over host memory (vectorised where the CPU
 //! allows, bit-identical to the scalar references).
+//!
+//! Independent parts of one key switch are offered to the worker pool as tasks: the digits
+//! of a decomposition, the steps of a hoisted batch and the limbs of an inner product. A
+//! single token's work then spreads over the cores; under a batch that already keeps every
+//! core busy the tasks simply run in place.
 
-use super::{Backend, BackendError};
+use super::{Backend, BackendError, KeySwitchStep};
 use crate::ring::simd::{self, SimdTier};
 use crate::ring::{arith, automorphism, rescale, Basis, BasisExtender, RingContext, RnsPoly};
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+
+/// Steps of one hoisted batch ([`Backend::key_switch_batch`]): enough to keep a few cores
+/// busy, few enough that their extended outputs (2·(l+1+k)·N words each) stay small.
+const KEY_SWITCH_BATCH: usize = 8;
 
 pub struct CpuBackend {
     ctx: Arc<RingContext>,
@@ -140,6 +150,7 @@ impl Backend for CpuBackend {
         let mut coeff = c.clone();
         arith::ntt_inverse(&self.ctx, &mut coeff);
         (0..self.extender.digit_count(level))
+            .into_par_iter()
             .map(|j| self.extender.mod_up(&self.ctx, &coeff, c, j))
             .collect()
     }
@@ -159,7 +170,10 @@ impl Backend for CpuBackend {
             RnsPoly::zero(self.ctx.n(), basis, true),
         ];
         let [out0, out1] = &mut out;
-        for (limb, (o0, o1)) in out0.limbs_mut().zip(out1.limbs_mut()).enumerate() {
+        // Below the top level the key has more digits than the input; they go unused.
+        let key = &key[..digits.len()];
+        let limbs: Vec<_> = out0.limbs_mut().zip(out1.limbs_mut()).enumerate().collect();
+        limbs.into_par_iter().for_each(|(limb, (o0, o1))| {
             let m = self.ctx.modulus(basis, limb);
             // Key limbs: same ciphertext prime index, special primes after all of Q_L.
             let key_limb = if basis.is_special(limb) {
@@ -168,12 +182,10 @@ impl Backend for CpuBackend {
                 limb
             };
             let d: Vec<&[u64]> = digits.iter().map(|p| p.limb(limb)).collect();
-            // Below the top level the key has more digits than the input; they go unused.
-            let key = &key[..digits.len()];
             let k0: Vec<&[u64]> = key.iter().map(|k| k[0].limb(key_limb)).collect();
             let k1: Vec<&[u64]> = key.iter().map(|k| k[1].limb(key_limb)).collect();
-            // The parameter check guarantees that `digits` products below 2^(2·62) fit in the
-            // scalar path's 128-bit accumulators.
+            // The parameter check guarantees that `digits` products below 2^(2·62) fit
+            // in the scalar path's 128-bit accumulators.
             simd::inner_product(
                 path,
                 m,
@@ -182,8 +194,30 @@ impl Backend for CpuBackend {
                 [&k0, &k1],
                 [o0, o1],
             );
-        }
+        });
         out
+    }
+
+    fn key_switch_inner_products(
+        &self,
+        digits: &[RnsPoly],
+        steps: &[KeySwitchStep<'_, RnsPoly>],
+    ) -> Vec<[RnsPoly; 2]> {
+        steps
+            .par_iter()
+            .map(|&(key, galois)| self.key_switch_inner_product(digits, key, galois))
+            .collect()
+    }
+
+    fn automorphisms(&self, p: &RnsPoly, galois: &[u64]) -> Vec<RnsPoly> {
+        galois
+            .par_iter()
+            .map(|&g| self.automorphism(p, g))
+            .collect()
+    }
+
+    fn key_switch_batch(&self, _basis: Basis) -> usize {
+        KEY_SWITCH_BATCH
     }
 
     fn mod_down(&self, x: &RnsPoly) -> RnsPoly {

@@ -92,10 +92,17 @@ impl SymmetricEncryptor {
         let ctx = self.params.ring().clone();
         let basis = Basis::level(pt.level);
         let seed = sampling::os_seed()?;
-        let a = uniform_ntt(&ctx, basis, &mut sampling::expansion_rng(seed));
-        let mut c0 = gaussian_ntt(&ctx, basis, &mut self.rng);
-        let mut as_ = a;
-        arith::mul_assign(&ctx, &mut as_, &self.secret.ntt.restricted(basis));
+        let secret = &self.secret;
+        let rng = &mut self.rng;
+        // a·s and e are independent: two tasks.
+        let (as_, mut c0) = rayon::join(
+            || {
+                let mut a = uniform_ntt(&ctx, basis, &mut sampling::expansion_rng(seed));
+                arith::mul_assign(&ctx, &mut a, &secret.ntt.restricted(basis));
+                a
+            },
+            || gaussian_ntt(&ctx, basis, rng),
+        );
         arith::sub_assign(&ctx, &mut c0, &as_);
         arith::add_assign(&ctx, &mut c0, &pt.poly);
         Ok(SeededCiphertext {

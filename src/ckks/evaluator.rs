@@ -6,6 +6,7 @@ use super::keys::{EvaluationKeys, SwitchingKey};
 use super::{CkksError, Params};
 use crate::backend::{Backend, CpuBackend};
 use crate::ring::{Basis, RnsPoly};
+use rayon::prelude::*;
 use std::borrow::Cow;
 use std::collections::HashMap;
 
@@ -550,11 +551,11 @@ impl<B: Backend> Evaluator<B> {
         [x0, x1]: &[B::Poly; 2],
         c0_g: &B::Poly,
     ) -> Ciphertext<B::Poly> {
-        let mut c0 = self.backend.mod_down(x0);
+        let (mut c0, c1) = rayon::join(|| self.backend.mod_down(x0), || self.backend.mod_down(x1));
         self.backend.add_assign(&mut c0, c0_g);
         Ciphertext {
             c0,
-            c1: self.backend.mod_down(x1),
+            c1,
             level: a.level,
             scale: a.scale,
         }
@@ -716,36 +717,58 @@ impl<B: Backend> Evaluator<B> {
         for chunk in elements.chunks(self.hoisting_batch(a.level)) {
             let switched = self.inner_products(&decomposed.digits, chunk)?;
             let c0_rotated = self.backend.automorphisms(&a.c0, chunk);
-            for ((&g, [x0, x1]), c0_g) in chunk.iter().zip(&switched).zip(&c0_rotated) {
-                for (terms, acc) in combinations.iter().zip(&mut accs) {
-                    for &(_, pt) in terms
-                        .iter()
-                        .filter(|(step, _)| rotation_element(*step, n) == g)
-                    {
-                        let ext = acc.extended.get_or_insert_with(|| {
-                            [
-                                self.backend.zero(ext_basis, true),
-                                self.backend.zero(ext_basis, true),
-                            ]
-                        });
-                        self.backend.mul_add_assign(&mut ext[0], x0, &pt.extended);
-                        self.backend.mul_add_assign(&mut ext[1], x1, &pt.extended);
-                        self.backend
-                            .mul_add_assign(&mut acc.out[0], c0_g, &pt.q_part);
+            // Each sum accumulates on its own task, its two extended halves on two more: the
+            // order of every accumulation is the steps' order, whatever runs where.
+            accs.par_iter_mut()
+                .zip(combinations)
+                .for_each(|(acc, terms)| {
+                    let terms_of = |g: u64| {
+                        terms
+                            .iter()
+                            .filter(move |(step, _)| rotation_element(*step, n) == g)
+                    };
+                    if chunk.iter().all(|&g| terms_of(g).next().is_none()) {
+                        return;
                     }
-                }
-            }
+                    let ext = acc.extended.get_or_insert_with(|| {
+                        [
+                            self.backend.zero(ext_basis, true),
+                            self.backend.zero(ext_basis, true),
+                        ]
+                    });
+                    let [ext0, ext1] = ext;
+                    let out0 = &mut acc.out[0];
+                    rayon::join(
+                        || {
+                            for ((&g, [x0, _]), c0_g) in
+                                chunk.iter().zip(&switched).zip(&c0_rotated)
+                            {
+                                for &(_, pt) in terms_of(g) {
+                                    self.backend.mul_add_assign(ext0, x0, &pt.extended);
+                                    self.backend.mul_add_assign(out0, c0_g, &pt.q_part);
+                                }
+                            }
+                        },
+                        || {
+                            for (&g, [_, x1]) in chunk.iter().zip(&switched) {
+                                for &(_, pt) in terms_of(g) {
+                                    self.backend.mul_add_assign(ext1, x1, &pt.extended);
+                                }
+                            }
+                        },
+                    );
+                });
         }
         Ok(accs
-            .into_iter()
+            .into_par_iter()
             .zip(combinations)
             .map(|(acc, terms)| {
                 let [mut c0, mut c1] = acc.out;
                 if let Some([e0, e1]) = acc.extended {
-                    self.backend
-                        .add_assign(&mut c0, &self.backend.mod_down(&e0));
-                    self.backend
-                        .add_assign(&mut c1, &self.backend.mod_down(&e1));
+                    let (d0, d1) =
+                        rayon::join(|| self.backend.mod_down(&e0), || self.backend.mod_down(&e1));
+                    self.backend.add_assign(&mut c0, &d0);
+                    self.backend.add_assign(&mut c1, &d1);
                 }
                 let pt_scale = terms.first().map_or(1.0, |(_, pt)| pt.scale);
                 Ciphertext {

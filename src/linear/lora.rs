@@ -177,17 +177,26 @@ impl<B: Backend> LoraPlan<B> {
         &self.step2
     }
 
-    /// The plan's step-3 plaintexts, each replaced by `f` of it (a perturbed copy, say),
-    /// in order: output chunk by output chunk, diagonal by diagonal.
-    pub fn map_output_diagonals<E: From<LinearError>>(
+    /// The plan's step-3 plaintexts, each replaced by `f(k, pt)` of it (a perturbed copy,
+    /// say), k counting them output chunk by output chunk, diagonal by diagonal. The
+    /// diagonals are independent tasks on the worker pool.
+    pub fn map_output_diagonals<E: From<LinearError> + Send>(
         &self,
-        mut f: impl FnMut(&ExtendedPlaintext<B::Poly>) -> Result<ExtendedPlaintext<B::Poly>, E>,
+        f: impl Fn(usize, &ExtendedPlaintext<B::Poly>) -> Result<ExtendedPlaintext<B::Poly>, E> + Sync,
     ) -> Result<OutputDiagonals<B>, E> {
+        let per_chunk = self.rank_padded;
         let diagonals = self
             .step2
             .diagonals
-            .iter()
-            .map(|diags| diags.iter().map(&mut f).collect::<Result<Vec<_>, E>>())
+            .par_iter()
+            .enumerate()
+            .map(|(o, diags)| {
+                diags
+                    .par_iter()
+                    .enumerate()
+                    .map(|(k, pt)| f(o * per_chunk + k, pt))
+                    .collect::<Result<Vec<_>, E>>()
+            })
             .collect::<Result<Vec<_>, E>>()?;
         if diagonals
             .iter()

@@ -17,6 +17,7 @@ use super::{Adapter, PllError, PllSettings};
 use crate::ckks::{Backend, Ciphertext, Encryptor, Evaluator};
 use crate::linear::{LoraGroup, OutputDiagonals};
 use crate::math::sampling::{self, NoiseRng};
+use rayon::prelude::*;
 
 /// y_p = x·A_p·(B_p + E_p) for adapters sharing one input, protected per `settings`. All
 /// the protection's randomness comes from `rng`.
@@ -86,13 +87,22 @@ fn masks<B: Backend>(
     rng: &mut NoiseRng,
 ) -> Result<Vec<Vec<Ciphertext>>, PllError> {
     let params = evaluator.params();
-    adapters
+    // One generator per mask, forked in order, so the masks are drawn in parallel.
+    let jobs: Vec<(&Adapter<B>, NoiseRng)> = adapters
         .iter()
-        .map(|a| {
+        .flat_map(|&a| (0..a.plan.output_layout().chunks).map(move |_| a))
+        .map(|a| (a, sampling::fork(rng)))
+        .collect();
+    let mut masks = jobs
+        .into_par_iter()
+        .map(|(a, mut rng)| {
             let level = a.plan.output_level();
-            (0..a.plan.output_layout().chunks)
-                .map(|_| draw_mask(params, encryptor, level, scale, a.flood_std, rng))
-                .collect()
+            draw_mask(params, encryptor, level, scale, a.flood_std, &mut rng)
         })
-        .collect()
+        .collect::<Result<Vec<_>, PllError>>()?
+        .into_iter();
+    Ok(adapters
+        .iter()
+        .map(|a| masks.by_ref().take(a.plan.output_layout().chunks).collect())
+        .collect())
 }

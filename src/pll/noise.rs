@@ -16,6 +16,8 @@
 use super::PllError;
 use crate::ckks::{Backend, Evaluator, Params};
 use crate::linear::{LoraPlan, Matrix, OutputDiagonals};
+use crate::math::sampling::NoiseRng;
+use rand::SeedableRng;
 use rand_core::RngCore;
 
 /// Largest coefficient std accepted (keeps the rounded draws exact in i64).
@@ -55,13 +57,28 @@ impl Perturbation {
         Ok(Self { coefficient_std })
     }
 
-    /// `plan`'s B diagonals plus a fresh E, for one application.
+    /// `plan`'s B diagonals plus a fresh E, for one application: each diagonal's E from its
+    /// own generator, seeded from `rng`, so they are drawn in parallel.
     pub(crate) fn draw<B: Backend>(
         &self,
         evaluator: &Evaluator<B>,
         plan: &LoraPlan<B>,
         rng: &mut impl RngCore,
     ) -> Result<OutputDiagonals<B>, PllError> {
-        plan.map_output_diagonals(|pt| Ok(evaluator.perturbed(pt, self.coefficient_std, rng)?))
+        let count = plan.output_layout().chunks * plan.rank_padded();
+        let seeds: Vec<[u8; 32]> = (0..count)
+            .map(|_| {
+                let mut seed = [0; 32];
+                rng.fill_bytes(&mut seed);
+                seed
+            })
+            .collect();
+        plan.map_output_diagonals(|k, pt| {
+            let seed = seeds
+                .get(k)
+                .ok_or_else(|| PllError::Malformed("no seed for a diagonal".into()))?;
+            let mut rng = NoiseRng::from_seed(*seed);
+            Ok(evaluator.perturbed(pt, self.coefficient_std, &mut rng)?)
+        })
     }
 }

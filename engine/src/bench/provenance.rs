@@ -1,6 +1,7 @@
 //! Where a benchmark figure comes from: the build (version, commit, profile, features) and
-//! when (the report's time, at the end of the run) and on how many cores it ran. Every `bench` JSON object carries it as `run`, so
-//! that a figure can be traced back to the code and the build that produced it.
+//! when (the report's time, at the end of the run), on how many cores and threads it ran.
+//! Every `bench` JSON object carries it as `run`, so that a figure can be traced back to the
+//! code and the build that produced it.
 
 use serde::Serialize;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -18,6 +19,8 @@ pub struct Provenance {
     pub reported_utc: String,
     /// Cores this process may use.
     pub cores: usize,
+    /// Worker threads the run's work was offered to (the pool it ran in).
+    pub threads: usize,
 }
 
 impl Provenance {
@@ -44,11 +47,12 @@ impl Provenance {
             features,
             reported_utc: rfc3339_utc(since_epoch),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: rayon::current_num_threads(),
         }
     }
 
     /// One line for a report's table:
-    /// `helora 0.1.0, commit 1a2b3c4d5e6f, release build, 2 cores, reported …`.
+    /// `helora 0.1.0, commit 1a2b3c4d5e6f, release build, 2 cores, 2 threads, reported …`.
     pub fn summary(&self) -> String {
         let features = if self.features.is_empty() {
             String::new()
@@ -56,8 +60,13 @@ impl Provenance {
             format!(" (features {})", self.features.join(", "))
         };
         format!(
-            "helora {}, commit {}, {} build{features}, {} cores, reported {}",
-            self.helora_version, self.git_commit, self.build_profile, self.cores, self.reported_utc
+            "helora {}, commit {}, {} build{features}, {} cores, {} threads, reported {}",
+            self.helora_version,
+            self.git_commit,
+            self.build_profile,
+            self.cores,
+            self.threads,
+            self.reported_utc
         )
     }
 }
