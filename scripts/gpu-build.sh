@@ -73,6 +73,16 @@ for name in helora-gpu gpu cli_gpu; do
     xz -T0 -6 -f "$out/bin/$name"
 done
 cp scripts/gpu-run.sh "$out/"
+# compute-sanitizer 13.0 (memcheck, racecheck, synccheck, initcheck of the parity tests in
+# gpu-run.sh's `sanitize` part): its pip wheel (14 MB), cached, carried as it is.
+sanitizer=nvidia_cuda_sanitizer_api-13.0.85-py3-none-manylinux_2_25_x86_64.whl
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/helora/wheels
+if [ ! -f "$cache/$sanitizer" ]; then
+    mkdir -p "$cache"
+    python3 -m pip download --no-deps -q -d "$cache" nvidia-cuda-sanitizer-api==13.0.85
+fi
+mkdir -p "$out/tools"
+cp "$cache/$sanitizer" "$out/tools/"
 git rev-parse HEAD > "$out/commit" 2>/dev/null || echo unknown > "$out/commit"
 
 bytes=$(du -sb "$out" | cut -f1)

@@ -31,8 +31,8 @@ pub fn is_emulator(device_name: &str) -> bool {
 pub fn emulator_notice(bench: &str, device_name: &str) -> String {
     format!(
         "bench {bench} --device cuda: the device is {device_name:?}, the stand-in driver that \
-         runs the kernels on the CPU; every operation of the benchmark ran on it, and no \
-         timing is reported (they would be host times of an emulation, not a GPU's)\n"
+         runs the kernels on the CPU; every operation of the benchmark ran on it (the NTT \
+         batch and the bandwidth copies at smoke sizes), and no timing is reported (they would be host times of an emulation, not a GPU's)\n"
     )
 }
 

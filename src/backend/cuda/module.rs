@@ -99,6 +99,28 @@ pub(super) fn param_sizes(ptx: &str, entry: &str) -> Option<Vec<usize>> {
     Some(sizes)
 }
 
+/// The byte size of parameter `index` of `entry` in the embedded PTX of kernels/`file`.cu
+/// (tests of the by-value structs); None, with a note, in a build without nvcc (a failure
+/// under HELORA_REQUIRE_NVCC=1).
+#[cfg(test)]
+pub(super) fn embedded_param_size(file: &str, entry: &str, index: usize) -> Option<usize> {
+    let Some(ptx) = crate::backend::kernels::ptx(file) else {
+        assert_ne!(
+            std::env::var("HELORA_REQUIRE_NVCC").as_deref(),
+            Ok("1"),
+            "HELORA_REQUIRE_NVCC=1 but kernels/{file}.cu has no embedded PTX"
+        );
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: built without nvcc (no embedded PTX)"
+        );
+        return None;
+    };
+    let sizes = param_sizes(ptx, entry).expect("the entry's parameter list");
+    Some(sizes[index])
+}
+
 #[cfg(test)]
 mod tests {
     use super::param_sizes;
