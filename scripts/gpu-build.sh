@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds, here (no GPU needed), what the GPU machine runs, in the release profile, stripped,
 # into .gpu/ with scripts/gpu-run.sh:
-#   bin/backend_parity, bin/cuda_graph   the HE parity and CUDA graph tests (feature `cuda`)
+#   bin/backend_parity, bin/cuda_graph, bin/cuda_secure   the HE parity, CUDA graph and
+#                        two-stream PLL server tests (feature `cuda`)
 #   bin/helora           `bench ops/lora --device cuda` (feature `cuda`: starts anywhere)
 #   bin/helora-gpu.xz    the full GPU build (helora-engine/gpu): the base model on CUDA too,
 #                        for `generate` and `bench token --device cuda`
@@ -47,7 +48,7 @@ for line in sys.stdin:
     strip "$out/bin/$name"
 }
 
-for test in backend_parity cuda_graph; do
+for test in backend_parity cuda_graph cuda_secure; do
     json=$(cargo test -p helora --release --features cuda --test "$test" --no-run \
         --message-format=json)
     printf '%s\n' "$json" | copy_test "$test"

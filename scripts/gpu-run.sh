@@ -148,6 +148,7 @@ bench() {
 if [ "$run_he" = 1 ]; then
     run_tests backend_parity env
     run_tests cuda_graph env
+    run_tests cuda_secure env
     bench ops_n8192 helora 240 ops --device cuda --n 8192
     bench ops_n65536 helora 240 ops --device cuda --n 65536
     bench lora_batch1 helora 240 lora --device cuda --batch 1
@@ -194,7 +195,7 @@ fi
 
 echo
 echo "== summary (commit $(cat "$gpu/commit" 2>/dev/null || echo unknown))"
-for name in backend_parity cuda_graph gpu cli_gpu; do
+for name in backend_parity cuda_graph cuda_secure gpu cli_gpu; do
     [ -f "$out/$name.log" ] && grep -E '^test |^test result|^skipped' "$out/$name.log"
 done
 cat "$out/tests.log" "$out/bench.log"

@@ -2,10 +2,12 @@
 //! launch run on several host threads), an initialisation bit per 4-byte granule (reads of
 //! memory nothing wrote are reported) and a race tag per 8-byte word (exec.rs).
 //!
-//! Addresses are never reused: each allocation starts past the previous one and a guard gap,
-//! so an access through a stale pointer finds no allocation and is reported as a use after
-//! free (the freed ranges are remembered), and one past an allocation's end is reported as
-//! out of bounds rather than landing in a neighbour.
+//! Addresses are never reused: each allocation starts past the previous one and a guard gap
+//! of 16 times its size (at least 1 MiB; address space costs nothing), so an access through
+//! a stale pointer finds no allocation and is reported as a use after free (the freed ranges
+//! are remembered), and one past an allocation's end, even by several times its size (a
+//! row offset added to a buffer holding one row), is reported as out of bounds rather than
+//! landing in a neighbour.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -13,8 +15,10 @@ use std::sync::Arc;
 
 /// Device addresses start here (far from host pointers and from 0).
 const BASE: u64 = 0x7e00_0000_0000;
-/// Unmapped bytes after each allocation.
-const GUARD: u64 = 1 << 16;
+/// Unmapped bytes after an allocation of `len` bytes.
+fn guard(len: usize) -> u64 {
+    (16 * len as u64).max(1 << 20)
+}
 /// cuMemAlloc's alignment.
 pub const ALIGN: u64 = 256;
 /// The emulated device's memory.
@@ -223,7 +227,7 @@ impl Snapshot {
             {
                 return Ok((a, off as usize));
             }
-            if addr < a.end() + GUARD {
+            if addr < a.end() + guard(a.len) {
                 return Err(Miss::OutOfBounds {
                     base: a.base,
                     len: a.len,
@@ -236,7 +240,9 @@ impl Snapshot {
     fn classify(&self, addr: u64) -> Miss {
         let i = self.freed.partition_point(|f| f.0 <= addr);
         match i.checked_sub(1).and_then(|i| self.freed.get(i)) {
-            Some(&(base, len)) if addr < base + len as u64 + GUARD => Miss::Freed { base, len },
+            Some(&(base, len)) if addr < base + len as u64 + guard(len) => {
+                Miss::Freed { base, len }
+            }
             _ => Miss::Unmapped,
         }
     }
@@ -264,7 +270,7 @@ impl Heap {
             return None;
         }
         let base = self.next;
-        self.next = (base + len as u64 + GUARD).div_ceil(ALIGN) * ALIGN;
+        self.next = (base + len as u64 + guard(len)).div_ceil(ALIGN) * ALIGN;
         self.allocs
             .insert(base, Arc::new(Allocation::new(base, len)));
         self.in_use += len as u64;
@@ -330,6 +336,11 @@ mod tests {
         assert!(s.find(a, 100).is_ok());
         assert!(matches!(s.find(a + 96, 8), Err(Miss::OutOfBounds { .. })));
         assert!(matches!(s.find(a + 100, 1), Err(Miss::OutOfBounds { .. })));
+        assert!(
+            matches!(s.find(a + 1500, 8), Err(Miss::OutOfBounds { .. })),
+            "15 sizes past"
+        );
+        assert!(b > a + 16 * 100, "the guard gap");
         assert!(matches!(s.find(1 << 20, 1), Err(Miss::Unmapped)));
         h.free(b).expect("free");
         assert!(matches!(h.snapshot().find(b, 8), Err(Miss::Freed { .. })));

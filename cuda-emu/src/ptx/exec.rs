@@ -503,7 +503,9 @@ impl<'a> Block<'a> {
                     LAUNCH_FAILED,
                     t,
                     line,
-                    format!("read of uninitialised shared memory at offset {off}"),
+                    format!(
+                        "read of uninitialised shared memory at offset {off} (no thread wrote it since the block started: a missing bar.sync before this read?)"
+                    ),
                 );
                 return None;
             }
