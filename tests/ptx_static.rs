@@ -6,6 +6,7 @@
 //!   mul without an explicit rounding modifier, which ptxas may contract into an fma: the
 //!   kernels' f64 code (the base conversion's quotient estimate) relies on separately
 //!   rounded products and sums, as the CPU backend computes them.
+//!
 //! Launch argument counts and by-value sizes against the PTX parameters are checked at every
 //! launch (backend/cuda/launch.rs) and by the backend's unit tests.
 
