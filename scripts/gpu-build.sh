@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds, here (no GPU needed), what the GPU machine runs, in the release profile, stripped,
 # into .gpu/ with scripts/gpu-run.sh:
-#   bin/backend_parity, bin/cuda_graph   the HE parity and CUDA graph tests (feature `cuda`)
+#   bin/backend_parity, bin/cuda_graph, bin/cuda_secure   the HE parity, CUDA graph and
+#                        two-stream PLL server tests (feature `cuda`)
 #   bin/helora           `bench ops/lora --device cuda` (feature `cuda`: starts anywhere)
 #   bin/helora-gpu.xz    the full GPU build (helora-engine/gpu): the base model on CUDA too,
 #                        for `generate` and `bench token --device cuda`
@@ -47,7 +48,7 @@ for line in sys.stdin:
     strip "$out/bin/$name"
 }
 
-for test in backend_parity cuda_graph; do
+for test in backend_parity cuda_graph cuda_secure; do
     json=$(cargo test -p helora --release --features cuda --test "$test" --no-run \
         --message-format=json)
     printf '%s\n' "$json" | copy_test "$test"
@@ -73,6 +74,16 @@ for name in helora-gpu gpu cli_gpu; do
     xz -T0 -6 -f "$out/bin/$name"
 done
 cp scripts/gpu-run.sh "$out/"
+# compute-sanitizer 13.0 (memcheck, racecheck, synccheck, initcheck of the parity tests in
+# gpu-run.sh's `sanitize` part): its pip wheel (14 MB), cached, carried as it is.
+sanitizer=nvidia_cuda_sanitizer_api-13.0.85-py3-none-manylinux_2_25_x86_64.whl
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/helora/wheels
+if [ ! -f "$cache/$sanitizer" ]; then
+    mkdir -p "$cache"
+    python3 -m pip download --no-deps -q -d "$cache" nvidia-cuda-sanitizer-api==13.0.85
+fi
+mkdir -p "$out/tools"
+cp "$cache/$sanitizer" "$out/tools/"
 git rev-parse HEAD > "$out/commit" 2>/dev/null || echo unknown > "$out/commit"
 
 bytes=$(du -sb "$out" | cut -f1)

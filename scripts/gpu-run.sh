@@ -10,6 +10,9 @@
 #          server on a stream of its own);
 #   batch  `bench token --device cuda` for ChatGLM2-6B, rank 8, secure, 64 sequences in
 #          flight (issue 6's aggregate tokens/s), and its lora reference;
+#   sanitize  the N = 2^13 parity tests under compute-sanitizer 13.0 (its wheel in
+#          .gpu/tools): memcheck, racecheck, synccheck, initcheck, each within 150 s (not
+#          part of `all`: about 10 minutes of device time; the first GPU session runs it);
 # writes logs and JSON under $OUT (default .gpu/out) and prints a short summary and a table
 # of the figures last. `bash scripts/gpu-run.sh [he|model|batch|all]` (default all; each
 # part takes a few minutes on an H100, so run them as separate commands where one has a
@@ -22,17 +25,19 @@ out=${OUT:-$gpu/out}
 mkdir -p "$out"
 parts=${1:-all}
 case "$parts" in
-    he | model | batch | all) ;;
+    he | model | batch | sanitize | all) ;;
     *)
-        echo "usage: bash scripts/gpu-run.sh [he|model|batch|all]" >&2
+        echo "usage: bash scripts/gpu-run.sh [he|model|batch|sanitize|all]" >&2
         exit 2
         ;;
 esac
 run_he=0
 run_model=0
 run_batch=0
+run_sanitize=0
 case "$parts" in
     he) run_he=1 ;;
+    sanitize) run_sanitize=1 ;;
     model) run_model=1 ;;
     batch) run_batch=1 ;;
     all) run_he=1 run_model=1 run_batch=1 ;;
@@ -61,6 +66,28 @@ for d in $(python3 -c 'import nvidia, os; print(os.path.dirname(nvidia.__file__)
 done
 export LD_LIBRARY_PATH="${dirs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH" | tee -a "$out/device.log"
+
+# Refuse to record anything from helora's stand-in driver (cuda-emu: the kernels run on the
+# CPU, its "device" is not a GPU and its times are an emulation's).
+driver_name=$(python3 - <<'PY' 2>/dev/null
+import ctypes
+try:
+    cuda = ctypes.CDLL("libcuda.so.1")
+    name = ctypes.create_string_buffer(256)
+    if cuda.cuInit(0) == 0 and cuda.cuDeviceGetName(name, 256, 0) == 0:
+        print(name.value.decode(errors="replace"))
+except OSError:
+    pass
+PY
+)
+echo "CUDA device 0: ${driver_name:-none found}" | tee -a "$out/device.log"
+case "$driver_name" in
+    *cuda-emu*)
+        echo "gpu-run: refusing: libcuda.so.1 on the loader path is helora's stand-in driver" \
+            "(cuda-emu), not a GPU; no figures are recorded from it" | tee -a "$out/device.log" >&2
+        exit 1
+        ;;
+esac
 
 export HELORA_REQUIRE_GPU=1
 status=0
@@ -121,6 +148,7 @@ bench() {
 if [ "$run_he" = 1 ]; then
     run_tests backend_parity env
     run_tests cuda_graph env
+    run_tests cuda_secure env
     bench ops_n8192 helora 240 ops --device cuda --n 8192
     bench ops_n65536 helora 240 ops --device cuda --n 65536
     bench lora_batch1 helora 240 lora --device cuda --batch 1
@@ -136,6 +164,29 @@ if [ "$run_model" = 1 ]; then
     bench token_chatglm2_lora_cuda helora-gpu 240 token --preset chatglm2-6b --rank 8 \
         --device cuda --mode lora --tokens 16
 fi
+if [ "$run_sanitize" = 1 ]; then
+    # compute-sanitizer from its wheel (unpacked with Python's zipfile: unzip may be missing).
+    tools=$(mktemp -d "${TMPDIR:-/tmp}/helora-sanitizer.XXXXXX")
+    python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
+        "$gpu"/tools/nvidia_cuda_sanitizer_api-*.whl "$tools" || echo "no sanitizer wheel in $gpu/tools"
+    sanitizer="$tools/nvidia/cu13/bin/compute-sanitizer"
+    chmod +x "$sanitizer" 2>/dev/null
+    for tool in memcheck racecheck synccheck initcheck; do
+        t0=$(date +%s)
+        if [ -x "$sanitizer" ]; then
+            timeout 150 "$sanitizer" --tool "$tool" --error-exitcode 86 --print-limit 20 \
+                "$(bin backend_parity)" --test-threads=1 _n13 2>&1 |
+                tee "$out/sanitize_$tool.log"
+            rc=${PIPESTATUS[0]}
+        else
+            echo "no compute-sanitizer" | tee "$out/sanitize_$tool.log"
+            rc=1
+        fi
+        echo "compute-sanitizer $tool: exit $rc in $(( $(date +%s) - t0 ))s" >>"$out/tests.log"
+        [ "$rc" -eq 0 ] || status=1
+    done
+    rm -rf "$tools"
+fi
 if [ "$run_batch" = 1 ]; then
     # 64 sequences × (8 prompt + 8 decoded + 1) positions stay within the PLL's budget.
     bench token_chatglm2_batch64_cuda helora-gpu 420 token --preset chatglm2-6b --rank 8 \
@@ -144,7 +195,7 @@ fi
 
 echo
 echo "== summary (commit $(cat "$gpu/commit" 2>/dev/null || echo unknown))"
-for name in backend_parity cuda_graph gpu cli_gpu; do
+for name in backend_parity cuda_graph cuda_secure gpu cli_gpu; do
     [ -f "$out/$name.log" ] && grep -E '^test |^test result|^skipped' "$out/$name.log"
 done
 cat "$out/tests.log" "$out/bench.log"

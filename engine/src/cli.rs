@@ -291,6 +291,12 @@ fn bench_ops(args: &OpsArgs) -> Result<()> {
         DeviceChoice::Cpu => bench::ops::run(&options)?,
         DeviceChoice::Cuda => bench::cuda::ops(&options)?,
     };
+    // The stand-in driver's timings are never reported as a GPU's.
+    if let Some(name) = report.device.as_ref().map(|d| d.name.as_str()) {
+        if bench::cuda::is_emulator(name) {
+            return write_notice(&bench::cuda::emulator_notice("ops", name));
+        }
+    }
     write_report(&report, args.json, || report.table())
 }
 
@@ -310,6 +316,9 @@ fn bench_lora(args: &LoraArgs) -> Result<()> {
     };
     if args.device == DeviceChoice::Cuda {
         let report = bench::cuda::lora(&options, args.batch.map_or(64, |b| b as usize))?;
+        if bench::cuda::is_emulator(&report.device) {
+            return write_notice(&bench::cuda::emulator_notice("lora", &report.device));
+        }
         return write_report(&report, args.json, || report.table());
     }
     if args.batch.is_some() {
@@ -317,6 +326,14 @@ fn bench_lora(args: &LoraArgs) -> Result<()> {
     }
     let report = bench::lora::run(&options)?;
     write_report(&report, args.json, || report.table())
+}
+
+/// Prints a notice in place of a report (stdout).
+fn write_notice(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    write!(out, "{text}").context("writing the notice")?;
+    out.flush().context("writing the notice")?;
+    Ok(())
 }
 
 /// Prints one JSON object or the human table on stdout.

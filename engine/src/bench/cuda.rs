@@ -19,6 +19,23 @@ fn backend(params: &helora::ckks::Params) -> Result<helora::backend::CudaBackend
         .context("starting the CUDA backend")
 }
 
+/// Whether a CUDA device name is the stand-in driver's (cuda-emu, "helora cuda-emu (not a
+/// GPU)"): it runs the kernels on the CPU, so its event times are host times of an
+/// emulation, never GPU timings.
+pub fn is_emulator(device_name: &str) -> bool {
+    device_name.contains("cuda-emu")
+}
+
+/// What `bench ops/lora --device cuda` print instead of their report on the stand-in driver:
+/// the benchmark's work ran (a smoke run), its timings are not reported.
+pub fn emulator_notice(bench: &str, device_name: &str) -> String {
+    format!(
+        "bench {bench} --device cuda: the device is {device_name:?}, the stand-in driver that \
+         runs the kernels on the CPU; every operation of the benchmark ran on it (the NTT \
+         batch and the bandwidth copies at smoke sizes), and no timing is reported (they would be host times of an emulation, not a GPU's)\n"
+    )
+}
+
 /// The error of `--device cuda` in a binary without the feature.
 pub const NOT_BUILT: &str = "built without CUDA support; rebuild with --features cuda";
 

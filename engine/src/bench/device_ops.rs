@@ -27,6 +27,11 @@ const NTT_BATCH_MIN_LIMBS: usize = 1024;
 /// 24 primes; the preset's top level has 25).
 const KEY_SWITCH_PRIMES: usize = 24;
 
+/// On the stand-in driver (cuda-emu), whose timings are never reported: the NTT batch's
+/// limbs and the bandwidth copies' bytes of a smoke run (every operation still runs).
+const SMOKE_NTT_BATCH_LIMBS: usize = 16;
+pub(super) const SMOKE_COPY_BYTES: usize = 1 << 20;
+
 /// Key switches queued back to back between one pair of events for the pipelined figure.
 const PIPELINED: usize = 16;
 
@@ -40,6 +45,12 @@ pub fn run<B: TimedBackend>(
     let params = params_for(options.n)?;
     let backend = make(&params)?;
     let name = backend.device_name()?;
+    let smoke = super::cuda::is_emulator(&name);
+    let copy_bytes = if smoke {
+        copy_bytes.min(SMOKE_COPY_BYTES)
+    } else {
+        copy_bytes
+    };
     let bandwidth = backend
         .copy_bandwidth(copy_bytes, 20)
         .context("measuring the device copy bandwidth")?;
@@ -52,7 +63,12 @@ pub fn run<B: TimedBackend>(
     evaluator
         .set_keys(&keys.eval)
         .context("loading the evaluation keys onto the device")?;
-    let (ops, mut figures) = time_ops(&params, &keys, &evaluator, iters)?;
+    let ntt_batch_limbs = if smoke {
+        SMOKE_NTT_BATCH_LIMBS
+    } else {
+        NTT_BATCH_MIN_LIMBS
+    };
+    let (ops, mut figures) = time_ops(&params, &keys, &evaluator, iters, ntt_batch_limbs)?;
     figures.name = name;
     figures.copy_bandwidth_gbs = bandwidth / 1e9;
     Ok(OpsReport {
@@ -126,6 +142,7 @@ fn time_ops<B: TimedBackend>(
     keys: &keys::BenchKeys,
     evaluator: &Evaluator<B>,
     iters: Iterations,
+    ntt_batch_limbs: usize,
 ) -> Result<(Vec<OpTiming>, DeviceFigures)> {
     let ctx = params.ring();
     let top = params.max_level();
@@ -207,7 +224,7 @@ fn time_ops<B: TimedBackend>(
         Some(shape.ntt(shape.limbs)),
     );
     let full = ctx.full_basis();
-    let count = NTT_BATCH_MIN_LIMBS.div_ceil(full.len());
+    let count = ntt_batch_limbs.div_ceil(full.len());
     let mut batch = (0..count)
         .map(|_| backend.upload(&RnsPoly::zero(params.n(), full, false)))
         .collect::<Result<Vec<_>, _>>()?;

@@ -262,3 +262,29 @@ impl CudaBackend {
         outs
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cuda::module::embedded_param_size;
+
+    /// The structs passed by value are as large as the kernels' parameters (the driver copies
+    /// the PTX's size from the argument's address).
+    #[test]
+    fn by_value_structs_match_the_ptx() {
+        if let Some(ptx) = embedded_param_size("key_switch", "key_switch_inner_product", 2) {
+            assert_eq!(
+                std::mem::size_of::<Operands>(),
+                ptx,
+                "Operands for key_switch_inner_product"
+            );
+        }
+        if let Some(ptx) = embedded_param_size("key_switch", "key_switch_inner_products", 0) {
+            assert_eq!(
+                std::mem::size_of::<BatchOperands>(),
+                ptx,
+                "BatchOperands for key_switch_inner_products"
+            );
+        }
+    }
+}

@@ -35,7 +35,22 @@ macro_rules! launch {
             .launches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match backend.kernels.get($name) {
-            Some(f) => {
+            // The arguments must be what the PTX declares, in number and size (a by-value
+            // struct as large as the kernel's): the driver copies each parameter's declared
+            // size from the argument's address, whatever the argument is.
+            Some((_, declared))
+                if declared != [$( std::mem::size_of_val(&$arg) ),*].as_slice() =>
+            {
+                backend.errors.record(|| {
+                    format!(
+                        "kernel {}: arguments of {:?} bytes, its PTX parameters are {:?} bytes",
+                        $name,
+                        [$( std::mem::size_of_val(&$arg) ),*],
+                        declared
+                    )
+                })
+            }
+            Some((f, _)) => {
                 use cudarc::driver::PushKernelArg as _;
                 let mut builder = backend.stream.launch_builder(f);
                 $( builder.arg(&$arg); )*

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Every entry point of every kernel file, by name.
-pub(super) struct Kernels(HashMap<&'static str, CudaFunction>);
+/// The loaded kernels by entry name, each with the byte sizes of its PTX parameters (what a
+/// launch must pass: `launch!` compares its arguments' sizes with them).
+pub(super) struct Kernels(HashMap<&'static str, (CudaFunction, Vec<usize>)>);
 
 impl Kernels {
     pub(super) fn load(ctx: &Arc<CudaContext>) -> Result<Self, BackendError> {
@@ -19,6 +21,7 @@ impl Kernels {
                 Some(ptx) => Ptx::from_src(ptx),
                 None => nvrtc(ctx, name)?,
             };
+            let text = ptx.to_src();
             let module = ctx.load_module(ptx).map_err(|e| {
                 BackendError::Device(format!(
                     "loading kernels/{name}.cu on the device (the embedded PTX is for sm_90): {e}"
@@ -28,14 +31,20 @@ impl Kernels {
                 let f = module.load_function(entry).map_err(|e| {
                     BackendError::Device(format!("kernel {entry} of kernels/{name}.cu: {e}"))
                 })?;
-                functions.insert(*entry, f);
+                let sizes = param_sizes(&text, entry).ok_or_else(|| {
+                    BackendError::Device(format!(
+                        "kernel {entry} of kernels/{name}.cu: its parameter list in the PTX could not be read"
+                    ))
+                })?;
+                functions.insert(*entry, (f, sizes));
             }
         }
         Ok(Self(functions))
     }
 
-    pub(super) fn get(&self, entry: &str) -> Option<&CudaFunction> {
-        self.0.get(entry)
+    /// The kernel and its parameters' sizes.
+    pub(super) fn get(&self, entry: &str) -> Option<(&CudaFunction, &[usize])> {
+        self.0.get(entry).map(|(f, sizes)| (f, sizes.as_slice()))
     }
 }
 
@@ -66,4 +75,79 @@ fn nvrtc(ctx: &Arc<CudaContext>, name: &str) -> Result<Ptx, BackendError> {
     };
     cudarc::nvrtc::compile_ptx_with_opts(source, opts)
         .map_err(|e| BackendError::Device(format!("NVRTC on kernels/{name}.cu: {e}")))
+}
+
+/// The byte sizes of an entry's parameters in PTX text: `.param .u64 x` is 8, `.param .u32 x`
+/// 4, `.param .align 8 .b8 x[768]` (a struct passed by value) 768. None if the entry or its
+/// list is not there or not understood.
+pub(super) fn param_sizes(ptx: &str, entry: &str) -> Option<Vec<usize>> {
+    let start = ptx.find(&format!(".entry {entry}("))? + ".entry ".len() + entry.len() + 1;
+    let list = &ptx[start..start + ptx[start..].find(')')?];
+    let mut sizes = Vec::new();
+    for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let words: Vec<&str> = p.split_whitespace().collect();
+        let ty = words
+            .iter()
+            .rev()
+            .find(|w| w.starts_with('.') && *w != &".param")?;
+        let bits: usize = ty.get(2..)?.parse().ok()?;
+        let count = match words.last()?.split_once('[') {
+            Some((_, n)) => n.strip_suffix(']')?.parse().ok()?,
+            None => 1,
+        };
+        sizes.push(bits / 8 * count);
+    }
+    Some(sizes)
+}
+
+/// The byte size of parameter `index` of `entry` in the embedded PTX of kernels/`file`.cu
+/// (tests of the by-value structs); None, with a note, in a build without nvcc (a failure
+/// under HELORA_REQUIRE_NVCC=1).
+#[cfg(test)]
+pub(super) fn embedded_param_size(file: &str, entry: &str, index: usize) -> Option<usize> {
+    let Some(ptx) = crate::backend::kernels::ptx(file) else {
+        assert_ne!(
+            std::env::var("HELORA_REQUIRE_NVCC").as_deref(),
+            Ok("1"),
+            "HELORA_REQUIRE_NVCC=1 but kernels/{file}.cu has no embedded PTX"
+        );
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: built without nvcc (no embedded PTX)"
+        );
+        return None;
+    };
+    let sizes = param_sizes(ptx, entry).expect("the entry's parameter list");
+    Some(sizes[index])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::param_sizes;
+
+    #[test]
+    fn ptx_parameter_sizes() {
+        let ptx = ".visible .entry k(\n\t.param .u64 k_param_0,\n\t.param .align 8 .b8 k_param_1[768],\n\t.param .u32 k_param_2\n)\n{\n}\n.visible .entry e(\n)\n{\n}";
+        assert_eq!(param_sizes(ptx, "k"), Some(vec![8, 768, 4]));
+        assert_eq!(param_sizes(ptx, "e"), Some(vec![]));
+        assert_eq!(param_sizes(ptx, "missing"), None);
+        assert_eq!(param_sizes(".entry k(.param .weird x)", "k"), None);
+    }
+
+    /// Every embedded kernel's parameter list reads (a build with nvcc).
+    #[test]
+    fn embedded_kernels_have_readable_parameters() {
+        for name in crate::backend::kernels::KERNELS {
+            let Some(ptx) = crate::backend::kernels::ptx(name) else {
+                continue;
+            };
+            for entry in crate::backend::kernels::entries(name) {
+                assert!(
+                    param_sizes(ptx, entry).is_some_and(|s| !s.is_empty()),
+                    "{entry}"
+                );
+            }
+        }
+    }
 }

@@ -242,3 +242,29 @@ impl CudaBackend {
         outs
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cuda::module::embedded_param_size;
+
+    /// The structs passed by value are as large as the kernels' parameters (the driver copies
+    /// the PTX's size from the argument's address).
+    #[test]
+    fn by_value_structs_match_the_ptx() {
+        if let Some(ptx) = embedded_param_size("pointwise", "poly_mul_scalar", 1) {
+            assert_eq!(
+                std::mem::size_of::<LimbScalars>(),
+                ptx,
+                "LimbScalars for poly_mul_scalar"
+            );
+        }
+        if let Some(ptx) = embedded_param_size("automorphism", "automorphism_ntt_batch", 0) {
+            assert_eq!(
+                std::mem::size_of::<AutomorphismBatch>(),
+                ptx,
+                "AutomorphismBatch for automorphism_ntt_batch"
+            );
+        }
+    }
+}

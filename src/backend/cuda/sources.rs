@@ -469,7 +469,19 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("helora-kernels-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let exe = dir.join("check");
+        // HELORA_EMULATE_SANITIZE=thread or =address,undefined (CI): the same check built
+        // with that sanitizer, every report fatal.
+        let sanitize: Vec<String> = match std::env::var("HELORA_EMULATE_SANITIZE") {
+            Ok(s) if !s.is_empty() => vec![
+                format!("-fsanitize={s}"),
+                "-fno-sanitize-recover=all".into(),
+                "-fno-omit-frame-pointer".into(),
+                "-g".into(),
+            ],
+            _ => Vec::new(),
+        };
         let build = std::process::Command::new(&cxx)
+            .args(&sanitize)
             .args(["-std=c++20", "-O2", "-pthread", "-I"])
             .arg(root.join("kernels"))
             .arg("-I")
@@ -484,6 +496,8 @@ mod tests {
         let run = build.status.success().then(|| {
             std::process::Command::new(&exe)
                 .arg(&vectors)
+                .env("TSAN_OPTIONS", "halt_on_error=1")
+                .env("ASAN_OPTIONS", "halt_on_error=1:detect_leaks=1")
                 .output()
                 .unwrap()
         });
@@ -497,7 +511,11 @@ mod tests {
         let run = run.unwrap();
         let stdout = String::from_utf8_lossy(&run.stdout);
         println!("{stdout}");
-        assert!(run.status.success(), "{stdout}");
+        assert!(
+            run.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
         assert!(
             stdout.contains(&format!("; {cases} cases against the CPU backend")),
             "check.cpp ran a different number of CPU cases than the {cases} written: {stdout}"

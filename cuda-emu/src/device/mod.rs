@@ -1,0 +1,2 @@
+//! The emulated device's memory.
+pub mod heap;
