@@ -6,6 +6,7 @@ pub mod attack;
 pub mod bench;
 pub mod cli;
 pub mod device;
+pub mod files;
 pub mod generate;
 pub mod model;
 pub mod plain_lora;
