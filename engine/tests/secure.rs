@@ -363,6 +363,33 @@ fn bad_adapters_are_refused_with_the_file_named() {
     std::fs::write(dir.join("adapter_config.json"), "{\"r\": ").expect("config");
     let e = load_error(&dir);
     assert!(e.contains("adapter_config.json"), "{e}");
+
+    // A NaN in one factor: the file, the layer, the module and the entry are named.
+    let (dir, mut raw) = write_adapter(4, 8.0, "", &mut rng);
+    let name = "base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight";
+    let b = raw.get(name).expect("lora_B");
+    let mut values: Vec<f32> = b.flatten_all().and_then(|t| t.to_vec1()).expect("values");
+    values[5] = f32::NAN;
+    let nan = Tensor::from_vec(values, b.dims(), &Device::Cpu).expect("tensor");
+    raw.insert(name.to_string(), nan);
+    candle_core::safetensors::save(&raw, dir.join("adapter_model.safetensors")).expect("save");
+    let e = load_error(&dir);
+    assert!(
+        e.contains("adapter_model.safetensors")
+            && e.contains("layer 1 v_proj lora_B")
+            && e.contains("entry (1, 1) is NaN"),
+        "{e}"
+    );
+
+    // Weights that are a FIFO: refused, not opened (opening would block).
+    std::fs::remove_file(dir.join("adapter_model.safetensors")).expect("rm");
+    let status = std::process::Command::new("mkfifo")
+        .arg(dir.join("adapter_model.safetensors"))
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success());
+    let e = load_error(&dir);
+    assert!(e.contains("not a regular file"), "{e}");
 }
 
 #[test]
