@@ -22,13 +22,5 @@ trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
 
-# Totals of cargo's per-binary `test result:` lines.
-awk '/^test result:/ {
-        for (i = 2; i <= NF; i++) {
-            if ($i == "passed;") p += $(i - 1)
-            if ($i == "failed;") f += $(i - 1)
-            if ($i == "ignored;") s += $(i - 1)
-        }
-    }
-    END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+bash scripts/test-summary.sh < "$log"
 exit "$status"

@@ -10,10 +10,10 @@
 //! Launch argument counts and by-value sizes against the PTX parameters are checked at every
 //! launch (backend/cuda/launch.rs) and by the backend's unit tests.
 
-use helora::backend::kernels;
+use helora::backend::cuda::sources as kernels;
 
 fn embedded() -> Vec<(&'static str, &'static str)> {
-    let found: Vec<_> = kernels::KERNELS
+    let found: Vec<_> = kernels::FILES
         .iter()
         .filter_map(|name| kernels::ptx(name).map(|p| (*name, p)))
         .collect();
@@ -31,7 +31,7 @@ fn embedded() -> Vec<(&'static str, &'static str)> {
     } else {
         assert_eq!(
             found.len(),
-            kernels::KERNELS.len(),
+            kernels::FILES.len(),
             "every kernel file or none"
         );
     }

@@ -47,6 +47,16 @@ impl LoraFactors {
     }
 }
 
+/// The first entry of a matrix that is NaN or infinite: (row, column, value).
+fn first_non_finite(t: &Tensor) -> Result<Option<(usize, usize, f32)>> {
+    let (_, cols) = t.dims2()?;
+    let values: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    Ok(values
+        .iter()
+        .position(|v| !v.is_finite())
+        .map(|k| (k / cols, k % cols, values[k])))
+}
+
 /// A loaded adapter: factors by (layer, PEFT module name).
 pub struct LoraAdapter {
     pub source: PathBuf,
@@ -93,6 +103,19 @@ impl LoraAdapter {
     pub fn load(dir: &Path, model: &ModelConfig) -> Result<Self> {
         let config_path = dir.join("adapter_config.json");
         let weights_path = dir.join("adapter_model.safetensors");
+        if !dir.is_dir() {
+            crate::files::regular_file(dir)?;
+            bail!(
+                "adapter {} is a file: expected a PEFT adapter directory (with \
+                 adapter_config.json and adapter_model.safetensors)",
+                dir.display()
+            );
+        }
+        for path in [&config_path, &weights_path] {
+            if path.exists() {
+                crate::files::regular_file(path)?;
+            }
+        }
         let text = std::fs::read_to_string(&config_path)
             .with_context(|| format!("reading the adapter config {}", config_path.display()))?;
         let config: AdapterConfig = serde_json::from_str(&text)
@@ -213,10 +236,20 @@ impl LoraAdapter {
                 .map_err(|e| bad(format!("{what} lora_A: {e}")))?;
             let b = orient(&b, d_out, config.r, config.fan_in_fan_out)
                 .map_err(|e| bad(format!("{what} lora_B: {e}")))?;
+            for (name, t) in [("lora_A", &a), ("lora_B", &b)] {
+                if let Some((i, j, v)) = first_non_finite(t)? {
+                    return Err(bad(format!("{what} {name}: entry ({i}, {j}) is {v}")));
+                }
+            }
             let factors = LoraFactors {
                 a: a.t()?.contiguous()?,
                 b: (b.t()? * scaling)?.contiguous()?,
             };
+            if let Some((i, j, v)) = first_non_finite(&factors.b)? {
+                return Err(bad(format!(
+                    "{what} lora_B: entry ({j}, {i}) times the scaling {scaling:e} is {v} in f32"
+                )));
+            }
             layers.insert((layer, module), factors);
         }
         Ok(Self {

@@ -4,7 +4,7 @@
 
 use crate::progress::Progress;
 use crate::switch::Switch;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use helora::pll::attack::{self, AttackConfig, AttackReport, Design};
 use helora::pll::PllSettings;
@@ -39,9 +39,9 @@ pub struct ExtractArgs {
     /// Private Linear Layer on the server.
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub pll: Switch,
-    /// σ: relative noise of the PLL.
-    #[arg(long, default_value_t = PllSettings::default().noise)]
-    pub noise: f64,
+    /// σ: relative noise of the PLL (with --pll on). Default: the PLL's, 0.1.
+    #[arg(long)]
+    pub noise: Option<f64>,
     /// How the attacker picks its inputs.
     #[arg(long, value_enum, default_value_t = DesignArg::Basis)]
     pub design: DesignArg,
@@ -107,10 +107,14 @@ impl ExtractReport {
 /// Runs `helora attack extract` and returns its report.
 pub fn extract(args: &ExtractArgs) -> Result<ExtractReport> {
     let pll = args.pll == Switch::On;
+    if !pll && args.noise.is_some() {
+        bail!("--noise is the PLL's: with --pll off there is no noise to set");
+    }
     let settings = if pll {
+        let defaults = PllSettings::default();
         PllSettings {
-            noise: args.noise,
-            ..PllSettings::default()
+            noise: args.noise.unwrap_or(defaults.noise),
+            ..defaults
         }
     } else {
         PllSettings::off()
@@ -126,7 +130,7 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractReport> {
         },
         input_scale: args.scale,
     };
-    let progress = Progress::start("attack queries", args.queries);
+    let progress = Progress::start_long("attack", args.queries, "queries");
     let report = attack::run_with_progress(&config, |_, _| progress.advance())
         .context("running the extraction attack")?;
     progress.finish();

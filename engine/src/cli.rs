@@ -11,6 +11,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 
+/// Most timed iterations a benchmark takes: 10000 of the slowest operation (a key switch at
+/// N = 2^16, about 0.1 s) already take a quarter of an hour.
+const MAX_ITERS: i64 = 10_000;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "helora",
@@ -49,8 +53,10 @@ pub struct GenerateArgs {
     /// A PEFT LoRA adapter directory. Default (with the default model): the demo adapter.
     #[arg(long)]
     pub adapter: Option<std::path::PathBuf>,
-    #[arg(long, value_enum, default_value_t = Mode::Secure)]
-    pub mode: Mode,
+    /// Default: secure, or plain for a --model given without an --adapter (there is no
+    /// adapter to apply).
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
     /// Most tokens to generate (stops earlier at end of sequence).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=8192))]
     pub max_tokens: u32,
@@ -63,9 +69,10 @@ pub struct GenerateArgs {
     /// Softmax temperature for sampling (with --seed).
     #[arg(long, default_value_t = 0.7)]
     pub temperature: f64,
-    /// The server's Private Linear Layer (noise on B, flooding, query budget).
-    #[arg(long, value_enum, default_value_t = Switch::On)]
-    pub pll: Switch,
+    /// The server's Private Linear Layer (noise on B, flooding, query budget), in secure
+    /// mode. Default: on.
+    #[arg(long, value_enum)]
+    pub pll: Option<Switch>,
     /// Where the base model runs (cuda: the full GPU build, `--features gpu`; f32 weights).
     /// In secure mode the server's HE work runs there too, on a stream of its own; the
     /// client's encryption, decryption and secret key stay on the CPU.
@@ -77,6 +84,10 @@ pub struct GenerateArgs {
     /// Print exactly one JSON object on stdout (no streamed text).
     #[arg(long)]
     pub json: bool,
+    /// With --json: also report, per generated token, the K most likely token ids and their
+    /// logits (`top_logits`).
+    #[arg(long, value_name = "K", requires = "json", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub top_logits: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,8 +180,8 @@ pub struct LoraArgs {
     /// Worker threads for the batch (default: all cores).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
-    /// Timed iterations of the single apply (default: adaptive).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Timed iterations of the single apply, up to 10000 (default: adaptive).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_ITERS))]
     pub iters: Option<u32>,
     /// Print exactly one JSON object on stdout instead of a table.
     #[arg(long)]
@@ -182,6 +193,10 @@ pub struct LoraArgs {
     /// figure (default 64; the CPU batch is --tokens; --tokens and --threads are for the CPU).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub batch: Option<u32>,
+    /// Memory the run may use, in MiB, instead of what the system reports available (for
+    /// tests of the refusal).
+    #[arg(long, hide = true)]
+    pub memory_limit_mib: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -192,8 +207,9 @@ pub struct OpsArgs {
     /// Print exactly one JSON object on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Timed iterations per operation (default: adaptive, about 0.5 s and at least 10).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Timed iterations per operation, up to 10000 (default: adaptive, about 0.5 s and at
+    /// least 10).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_ITERS))]
     pub iters: Option<u32>,
     /// Where the operations run (cuda: a binary built with `--features cuda`).
     #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
@@ -215,19 +231,28 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn generate_text(args: &GenerateArgs) -> Result<()> {
+    let mode = args.mode.unwrap_or(match (&args.model, &args.adapter) {
+        (Some(_), None) => Mode::Plain,
+        _ => Mode::Secure,
+    });
+    // Flags the chosen mode would ignore are refused before anything loads.
+    if args.pll.is_some() && mode != Mode::Secure {
+        bail!("--pll is the server's protection in secure mode: drop it or use --mode secure");
+    }
     let options = GenerateOptions {
         prompt: args.prompt.clone(),
         model: args.model.clone(),
         adapter: args.adapter.clone(),
-        mode: args.mode,
+        mode,
         max_tokens: args.max_tokens as usize,
         seed: args.seed,
         top_p: args.top_p,
         temperature: args.temperature,
-        pll: args.pll == Switch::On,
+        pll: args.pll != Some(Switch::Off),
         device: args.device,
         stream: !args.json,
         check: args.check,
+        top_logits: args.top_logits.map_or(0, |k| k as usize),
     };
     let report = generate::run(&options)?;
     write_report(&report, args.json, || format!("\n{}", report.table()))
@@ -313,6 +338,7 @@ fn bench_lora(args: &LoraArgs) -> Result<()> {
         tokens: args.tokens as usize,
         iters: args.iters.map(|k| k as usize),
         threads,
+        memory_limit: args.memory_limit_mib.map(|mib| mib.saturating_mul(1 << 20)),
     };
     if args.device == DeviceChoice::Cuda {
         let report = bench::cuda::lora(&options, args.batch.map_or(64, |b| b as usize))?;

@@ -2,7 +2,8 @@
 //! the `helora` HE crate.
 //!
 //! Modules, each using only those listed before it (and `helora`'s public API):
-//! - [`stats`], [`progress`], [`switch`]: summary statistics, progress bars, an on/off flag;
+//! - [`files`], [`stats`], [`progress`], [`switch`]: input-path checks, summary statistics,
+//!   progress bars, an on/off flag;
 //! - [`device`]: where the base model runs (`--device`);
 //! - [`model`]: configs, weights (GGUF, Hugging Face), tokenizer, forward passes with a
 //!   LoRA hook at every input site;
@@ -18,6 +19,7 @@ pub mod attack;
 pub mod bench;
 pub mod cli;
 pub mod device;
+pub mod files;
 pub mod generate;
 pub mod model;
 pub mod plain_lora;

@@ -175,6 +175,11 @@ fn generate_json_has_the_documented_keys() {
     let v = helora_json(&["generate", "--max-tokens", "3", "--pll", "off", "--json"]);
     assert_eq!(v["mode"], "secure");
     assert!(v["text"].is_string());
+    assert!(
+        v["stop"] == "max_tokens" || v["stop"] == "eos",
+        "{}",
+        v["stop"]
+    );
     let tokens = v["tokens"].as_array().expect("token ids");
     assert!(!tokens.is_empty() && tokens.len() <= 3);
     for key in [
@@ -632,4 +637,319 @@ fn device_cuda_for_the_base_model_names_the_gpu_build() {
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("drop --he-only"), "{stderr}");
+}
+
+/// A one-layer Llama of width 8 in a Hugging Face directory with a word-level tokenizer
+/// (words a … f, no end-of-sequence token) and a context of `context` positions.
+fn tiny_model(context: usize) -> std::path::PathBuf {
+    use candle_core::{Device, Tensor};
+    let dir = std::env::temp_dir().join(format!(
+        "helora-cli-tiny-{context}-{}-{}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (hidden, ffn, vocab, kv) = (8usize, 16usize, 7usize, 4usize);
+    let config = serde_json::json!({
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "hidden_size": hidden, "intermediate_size": ffn, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "num_key_value_heads": 1, "hidden_act": "silu",
+        "max_position_embeddings": context, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+        "tie_word_embeddings": true, "vocab_size": vocab,
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).expect("config");
+    let mut tensors = std::collections::HashMap::new();
+    let mut add = |name: &str, shape: &[usize]| {
+        let n: usize = shape.iter().product();
+        let seed = tensors.len() as f32;
+        let values: Vec<f32> = (0..n)
+            .map(|i| ((i as f32 * 0.37 + seed).sin()) * 0.5)
+            .collect();
+        let t = Tensor::from_vec(values, shape, &Device::Cpu).expect("tensor");
+        tensors.insert(name.to_string(), t);
+    };
+    add("model.embed_tokens.weight", &[vocab, hidden]);
+    add("model.norm.weight", &[hidden]);
+    let layer = |n: &str| format!("model.layers.0.{n}");
+    add(&layer("input_layernorm.weight"), &[hidden]);
+    add(&layer("post_attention_layernorm.weight"), &[hidden]);
+    add(&layer("self_attn.q_proj.weight"), &[hidden, hidden]);
+    add(&layer("self_attn.k_proj.weight"), &[kv, hidden]);
+    add(&layer("self_attn.v_proj.weight"), &[kv, hidden]);
+    add(&layer("self_attn.o_proj.weight"), &[hidden, hidden]);
+    add(&layer("mlp.gate_proj.weight"), &[ffn, hidden]);
+    add(&layer("mlp.up_proj.weight"), &[ffn, hidden]);
+    add(&layer("mlp.down_proj.weight"), &[hidden, ffn]);
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).expect("weights");
+    let tokenizer = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "unk_token": "<unk>",
+            "vocab": {"<unk>": 0, "a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6}},
+    });
+    std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).expect("tokenizer");
+    dir
+}
+
+#[test]
+fn generate_stops_at_the_context_with_a_stop_reason() {
+    let dir = tiny_model(8);
+    let model = dir.to_str().expect("UTF-8 path");
+    // A model without an adapter runs plain by default; 3 prompt tokens leave 5 positions,
+    // and the token drawn at the last one ends the answer.
+    let v = helora_json(&[
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "a b c",
+        "--max-tokens",
+        "100",
+        "--json",
+    ]);
+    assert_eq!(v["mode"], "plain");
+    assert_eq!(v["stop"], "context");
+    assert_eq!(v["tokens"].as_array().map(Vec::len), Some(6));
+    let v = helora_json(&[
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "a b c",
+        "--max-tokens",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(v["stop"], "max_tokens");
+    // The table says why too.
+    let out = helora(&[
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "a",
+        "--max-tokens",
+        "50",
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(stop: context)"));
+    // A prompt longer than the context: a clear error, not a mid-stream failure.
+    let out = helora(&[
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "a b c d e f a b c",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("context of 8 positions"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn generate_json_reports_prompt_ids_and_top_logits() {
+    let dir = tiny_model(64);
+    let model = dir.to_str().expect("UTF-8 path");
+    let v = helora_json(&[
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "a b c",
+        "--max-tokens",
+        "4",
+        "--json",
+        "--top-logits",
+        "3",
+    ]);
+    assert_eq!(v["prompt_token_ids"], serde_json::json!([1, 2, 3]));
+    let tokens = v["tokens"].as_array().expect("tokens");
+    let steps = v["top_logits"].as_array().expect("top_logits");
+    assert_eq!(steps.len(), tokens.len());
+    for (token, step) in tokens.iter().zip(steps) {
+        let top = step.as_array().expect("a step's top-k");
+        assert_eq!(top.len(), 3);
+        // Greedy decoding picks the first; logits come highest first.
+        assert_eq!(&top[0]["id"], token);
+        let logits: Vec<f64> = top.iter().filter_map(|e| e["logit"].as_f64()).collect();
+        assert!(
+            logits.len() == 3 && logits.windows(2).all(|w| w[0] >= w[1]),
+            "{logits:?}"
+        );
+    }
+    // Without the flag the key is absent.
+    let v = helora_json(&["generate", "--model", model, "--max-tokens", "1", "--json"]);
+    assert!(v.get("top_logits").is_none() && v["prompt_token_ids"].is_array());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn flags_the_mode_would_ignore_are_refused_before_loading() {
+    let dir = tiny_model(16);
+    let model = dir.to_str().expect("UTF-8 path");
+    for (args, expect) in [
+        (
+            vec!["--mode", "plain", "--adapter", "/nonexistent/a"],
+            "--adapter",
+        ),
+        (vec!["--mode", "plain", "--pll", "off"], "--pll"),
+        (vec!["--mode", "lora", "--pll", "on"], "--pll"),
+        // An explicit secure mode without an adapter for a model of one's own.
+        (vec!["--mode", "secure"], "--adapter"),
+    ] {
+        let mut all = vec!["generate", "--model", "/nonexistent/model.gguf"];
+        all.extend(&args);
+        let out = helora(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        // Refused before the (missing) model is looked for.
+        assert!(
+            stderr.contains(expect) && !stderr.contains("model.gguf"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // --noise without the PLL.
+    let out = helora(&[
+        "attack",
+        "extract",
+        "--d",
+        "8",
+        "--r",
+        "2",
+        "--queries",
+        "8",
+        "--pll",
+        "off",
+        "--noise",
+        "0.5",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--noise"), "{stderr}");
+    // And the default for a model without an adapter works.
+    let v = helora_json(&["generate", "--model", model, "--max-tokens", "1", "--json"]);
+    assert_eq!(v["mode"], "plain");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_adapter_path_that_is_a_file_or_fifo_is_named_as_such() {
+    let dir = tiny_model(16);
+    let file = dir.join("config.json");
+    let out = helora(&[
+        "generate",
+        "--mode",
+        "lora",
+        "--adapter",
+        file.to_str().expect("UTF-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is a file"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn huge_numbers_in_errors_stay_short() {
+    for args in [
+        vec![
+            "generate",
+            "--mode",
+            "plain",
+            "--seed",
+            "1",
+            "--temperature=-1e300",
+        ],
+        vec![
+            "generate", "--mode", "plain", "--seed", "1", "--top-p", "1e300",
+        ],
+        vec![
+            "attack",
+            "extract",
+            "--d",
+            "8",
+            "--r",
+            "2",
+            "--queries",
+            "8",
+            "--noise",
+            "1e300",
+        ],
+    ] {
+        let out = helora(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("1e300") && stderr.len() < 300,
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn long_loops_report_progress_with_an_eta() {
+    // Not a terminal: a line at every tenth of the way, with the rate and the ETA.
+    let out = helora(&[
+        "attack",
+        "extract",
+        "--d",
+        "8",
+        "--r",
+        "2",
+        "--queries",
+        "20",
+        "--pll",
+        "off",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("attack: 10/20 queries (50%)") && stderr.contains("ETA"),
+        "{stderr}"
+    );
+
+    // The encrypted prefill, site by site, with the prompt tokens per second.
+    let out = helora(&["generate", "--max-tokens", "1", "--pll", "off", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("encrypted prefill") && l.contains("adapted sites ("))
+        .collect();
+    assert!(lines.len() >= 5, "{stderr}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("tokens/s") && l.contains("ETA")),
+        "{stderr}"
+    );
+
+    // An iteration count that would run for days is refused by the parser.
+    let out = helora(&["bench", "ops", "--iters", "4294967295"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn bench_lora_refuses_a_shape_that_does_not_fit_the_memory() {
+    let out = helora(&[
+        "bench",
+        "lora",
+        "--d-in",
+        "65536",
+        "--d-out",
+        "65536",
+        "--r",
+        "64",
+        "--memory-limit-mib",
+        "100",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("needs about") && stderr.contains("GiB"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
 }

@@ -171,6 +171,7 @@ fn options(mode: Mode, pll: bool, check: bool, max_tokens: usize) -> GenerateOpt
         device: DeviceChoice::Cpu,
         stream: false,
         check,
+        top_logits: 0,
     }
 }
 

@@ -772,6 +772,56 @@ fn garbage_and_truncated_gguf_files_are_refused() {
         &error_of(load_model(&path, &Device::Cpu, false)),
         &["output_norm.weight", "past the end of the file"],
     );
+
+    // A type id candle does not know: the tensor is named, the id called a type.
+    let mut unknown = bytes.clone();
+    unknown[at + 8..at + 12].copy_from_slice(&147456u32.to_le_bytes());
+    let path = dir.path("unknown-type.gguf");
+    std::fs::write(&path, &unknown).expect("write");
+    assert_mentions(
+        &error_of(load_model(&path, &Device::Cpu, false)),
+        &[
+            "unknown-type.gguf",
+            "tensor output_norm.weight",
+            "GGML type 147456",
+        ],
+    );
+}
+
+/// Makes a FIFO at `path` (nothing ever writes to it: opening it to read would block).
+fn make_fifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+#[test]
+fn fifos_are_refused_not_opened() {
+    let dir = TempDir::new("fifo");
+    let fifo = dir.path("model.gguf");
+    make_fifo(&fifo);
+    assert_mentions(
+        &error_of(load_model(&fifo, &Device::Cpu, false)),
+        &["model.gguf", "not a regular file"],
+    );
+
+    let hf = dir.path("hf");
+    std::fs::create_dir_all(&hf).expect("mkdir");
+    write_tiny_llama_dir(&hf);
+    make_fifo(&hf.join("extra.safetensors"));
+    assert_mentions(
+        &error_of(load_model(&hf, &Device::Cpu, false)),
+        &["extra.safetensors", "not a regular file"],
+    );
+    std::fs::remove_file(hf.join("extra.safetensors")).expect("rm");
+    std::fs::remove_file(hf.join("generation_config.json")).expect("rm");
+    make_fifo(&hf.join("generation_config.json"));
+    assert_mentions(
+        &error_of(load_model(&hf, &Device::Cpu, false)),
+        &["generation_config.json", "not a regular file"],
+    );
 }
 
 #[test]
@@ -975,6 +1025,34 @@ fn chat_templates_have_python_methods_and_raise_exception() {
         &error_of(template.render(&[ChatMessage::new("system", "x")], false)),
         &["no system role"],
     );
+}
+
+#[test]
+fn hostile_chat_templates_stop_with_the_template_named() {
+    let dir = TempDir::new("hostile-template");
+    write_tiny_llama_dir(&dir.0);
+    let user = [ChatMessage::new("user", "hi")];
+    for (source, expect) in [
+        // 10^10 iterations: stopped by the fuel, not run for hours.
+        (
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "ran out of fuel",
+        ),
+        // 2^24 bytes of output: stopped at the output limit.
+        (
+            "{% for i in range(16384) %}{{ 'x' * 1024 }}{% endfor %}",
+            "exceeds 1048576 bytes",
+        ),
+    ] {
+        std::fs::write(dir.path("chat_template.jinja"), source).expect("write");
+        let template = ChatTemplate::from_hf_dir(&dir.0, None, None)
+            .expect("compiles")
+            .expect("a template");
+        assert_mentions(
+            &error_of(template.render(&user, true)),
+            &["chat_template.jinja", expect],
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -221,6 +221,77 @@ fn secure_deltas_carry_the_pll_noise() -> Result<()> {
     Ok(())
 }
 
+/// Relative error of the secure q and v deltas against the plaintext hook for an adapter
+/// with `alpha` and 2 tokens of activations uniform in ±`amplitude`.
+fn edge_error(alpha: f64, amplitude: f32, settings: PllSettings) -> Result<f64> {
+    let mut rng = rand_chacha::ChaCha20Rng::from_os_rng();
+    let (dir, _) = write_adapter(8, alpha, "", &mut rng);
+    let (mut client, mut server) = roles(&dir, settings)?;
+    let adapter = LoraAdapter::load(&dir, &config())?;
+    let mut plain = PlainLoraHook::new(&adapter, &Device::Cpu)?;
+    let mut hook = SecureHook::new(&mut client, &mut server, ClientId(7));
+    let site = InputSite {
+        layer: 1,
+        modules: ATTENTION,
+    };
+    let x = (random_input(2, &mut rng) * f64::from(amplitude / 2.0))?;
+    let (want, got) = (plain.deltas(site, &x)?, hook.deltas(site, &x)?);
+    let mut worst: f64 = 0.0;
+    for k in [0, 2] {
+        let (g, w) = (
+            got[k].as_ref().expect("q/v"),
+            want[k].as_ref().expect("q/v"),
+        );
+        worst = worst.max(relative_error(g, w));
+    }
+    Ok(worst)
+}
+
+#[test]
+fn secure_deltas_stay_exact_at_the_edges_of_the_admissible_range() -> Result<()> {
+    // lora_alpha up to its bound (1e6) and activations up to 1e4: far beyond the 2^9 the
+    // reply's modulus holds without the client's normalisation.
+    for (alpha, amplitude) in [(16.0, 1e4), (16000.0, 2.0), (16000.0, 1e4), (1e6, 1e4)] {
+        let err = edge_error(alpha, amplitude, PllSettings::off())?;
+        assert!(
+            err < 1e-3,
+            "α {alpha}, |x| ≤ {amplitude}: relative error {err}"
+        );
+    }
+    let settings = PllSettings::default();
+    let err = edge_error(1e6, 1e4, settings.clone())?;
+    assert!(
+        err < settings.noise * 5.0,
+        "α 1e6, |x| ≤ 1e4 with the PLL: relative error {err}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_wrapped_reply_is_refused_not_returned() -> Result<()> {
+    let mut rng = rand_chacha::ChaCha20Rng::from_os_rng();
+    let (dir, _) = write_adapter(8, 1e6, "", &mut rng);
+    let adapter = LoraAdapter::load(&dir, &config())?;
+    let params = secure::parameters()?;
+    let mut server = SecureServer::new(&params, &adapter, PllSettings::off())?;
+    // A server that understates its bound: the client's normalisation falls short.
+    let mut manifest = server.manifest().clone();
+    for p in &mut manifest.projections {
+        p.bound_log2 -= 40;
+    }
+    let (mut client, keys) = SecureClient::new(&params, manifest)?;
+    server.register_client(ClientId(7), &keys.eval_keys, &keys.public_key)?;
+    let x = vec![1e4f32; config().hidden_size];
+    let request = client.encrypt(0, &[Q], &x)?;
+    let reply = server.apply(ClientId(7), &request)?;
+    let e = format!(
+        "{:#}",
+        client.decrypt(&request, &reply).expect_err("wrapped")
+    );
+    assert!(e.contains("wrapped") && e.contains("layer 0 q_proj"), "{e}");
+    Ok(())
+}
+
 fn load_error(dir: &Path) -> String {
     match LoraAdapter::load(dir, &config()) {
         Ok(_) => panic!("{} loaded", dir.display()),
@@ -292,6 +363,33 @@ fn bad_adapters_are_refused_with_the_file_named() {
     std::fs::write(dir.join("adapter_config.json"), "{\"r\": ").expect("config");
     let e = load_error(&dir);
     assert!(e.contains("adapter_config.json"), "{e}");
+
+    // A NaN in one factor: the file, the layer, the module and the entry are named.
+    let (dir, mut raw) = write_adapter(4, 8.0, "", &mut rng);
+    let name = "base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight";
+    let b = raw.get(name).expect("lora_B");
+    let mut values: Vec<f32> = b.flatten_all().and_then(|t| t.to_vec1()).expect("values");
+    values[5] = f32::NAN;
+    let nan = Tensor::from_vec(values, b.dims(), &Device::Cpu).expect("tensor");
+    raw.insert(name.to_string(), nan);
+    candle_core::safetensors::save(&raw, dir.join("adapter_model.safetensors")).expect("save");
+    let e = load_error(&dir);
+    assert!(
+        e.contains("adapter_model.safetensors")
+            && e.contains("layer 1 v_proj lora_B")
+            && e.contains("entry (1, 1) is NaN"),
+        "{e}"
+    );
+
+    // Weights that are a FIFO: refused, not opened (opening would block).
+    std::fs::remove_file(dir.join("adapter_model.safetensors")).expect("rm");
+    let status = std::process::Command::new("mkfifo")
+        .arg(dir.join("adapter_model.safetensors"))
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success());
+    let e = load_error(&dir);
+    assert!(e.contains("not a regular file"), "{e}");
 }
 
 #[test]
@@ -310,6 +408,7 @@ fn the_server_refuses_bad_requests() -> Result<()> {
         layer: 0,
         modules: vec!["k_proj".into()],
         inputs: good.inputs.clone(),
+        scaling: Default::default(),
     };
     let e = format!(
         "{:#}",
@@ -323,6 +422,7 @@ fn the_server_refuses_bad_requests() -> Result<()> {
         layer: 0,
         modules: vec![Q.into()],
         inputs: vec![],
+        scaling: Default::default(),
     };
     assert!(server.apply(ClientId(7), &empty).is_err());
     let mut garbage = good.inputs[0].clone();
@@ -331,6 +431,7 @@ fn the_server_refuses_bad_requests() -> Result<()> {
         layer: 0,
         modules: vec![Q.into()],
         inputs: vec![garbage],
+        scaling: Default::default(),
     };
     assert!(server.apply(ClientId(7), &truncated).is_err());
     // The client refuses to encrypt for what the server does not adapt.
@@ -341,6 +442,7 @@ fn the_server_refuses_bad_requests() -> Result<()> {
         layer: 0,
         modules: vec![Q.into()],
         inputs: vec![good.inputs[0].clone(), good.inputs[0].clone()],
+        scaling: Default::default(),
     };
     let e = format!(
         "{:#}",
@@ -442,6 +544,7 @@ fn limits_are_checked_before_decoding() -> Result<()> {
         layer: 0,
         modules: vec![Q.into()],
         inputs: vec![garbage.clone()],
+        scaling: Default::default(),
     };
     let e = match server.apply_batch(ClientId(7), &[request(), request(), request()]) {
         Err(e) => format!("{e:#}"),

@@ -57,11 +57,12 @@ impl PllSettings {
     pub fn validate(&self) -> Result<(), PllError> {
         let bad = |why: String| Err(PllError::Settings(why));
         if !(self.noise.is_finite() && (0.0..=MAX_NOISE).contains(&self.noise)) {
-            return bad(format!("noise {} is not in [0, {MAX_NOISE}]", self.noise));
+            // `{:?}` keeps 1e300 short where `{}` writes every digit.
+            return bad(format!("noise {:?} is not in [0, {MAX_NOISE}]", self.noise));
         }
         if !(self.flood_divergence.is_finite() && self.flood_divergence > 0.0) {
             return bad(format!(
-                "flood divergence {} must be positive",
+                "flood divergence {:?} must be positive",
                 self.flood_divergence
             ));
         }

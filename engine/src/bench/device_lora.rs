@@ -333,6 +333,7 @@ mod tests {
             tokens: 1,
             iters: Some(1),
             threads: 1,
+            memory_limit: None,
         };
         let make = |p: &Params| Ok(CpuBackend::new(p.ring().clone(), p.alpha()));
         let r = run(&options, 3, make, 1 << 20).unwrap();

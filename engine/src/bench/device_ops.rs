@@ -169,13 +169,14 @@ fn time_ops<B: TimedBackend>(
     } = Operands::new(params, keys, evaluator)?;
 
     const COUNT: u64 = 17;
-    let progress = Progress::start(
+    let progress = Progress::start_long(
         &format!(
             "timing {COUNT} operations on the {} backend (N = {})",
             backend.name(),
             params.n()
         ),
         COUNT,
+        "operations",
     );
     let mut ops = Vec::new();
     let mut floor_bytes = Vec::new();

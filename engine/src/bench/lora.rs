@@ -15,7 +15,9 @@ use helora::ckks::{
     Ciphertext, CompactCiphertext, Decryptor, Encoder, Evaluator, Params, SeededCiphertext,
     Serializable, SymmetricEncryptor,
 };
-use helora::linear::{random_lora_factors, reply_widths, LoraGroup, LoraPlan, Matrix};
+use helora::linear::{
+    random_lora_factors, reply_widths, InputLayout, LoraGroup, LoraPlan, Matrix, OutputLayout,
+};
 use helora::math::sampling;
 use serde::Serialize;
 use std::time::Instant;
@@ -29,6 +31,8 @@ pub struct LoraOptions {
     pub tokens: usize,
     pub iters: Option<usize>,
     pub threads: usize,
+    /// Memory the run may use instead of what the system reports available (for tests).
+    pub memory_limit: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -78,6 +82,10 @@ pub fn run(options: &LoraOptions) -> Result<LoraReport> {
         bail!("--d-in, --d-out, --r and --tokens must be positive");
     }
     let params = params_for(options.n)?;
+    let available = options
+        .memory_limit
+        .or_else(super::random_model::memory_available);
+    check_memory(&params, options, available)?;
     let mut rng = sampling::os_rng()?;
     let (a, b) = random_lora_factors(d_in, d_out, rank, &mut rng)?;
     let encoder = Encoder::new(params.n())?;
@@ -106,10 +114,7 @@ pub fn run(options: &LoraOptions) -> Result<LoraReport> {
         .map_or(Iterations::DEFAULT_ADAPTIVE, Iterations::Fixed);
     // Both figures on one pool of --threads (at most the cores): a single apply spreads
     // its key switches over it, a batch its tokens.
-    let threads = options
-        .threads
-        .min(rayon::current_num_threads())
-        .max(1);
+    let threads = options.threads.min(rayon::current_num_threads()).max(1);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -162,6 +167,42 @@ pub fn run(options: &LoraOptions) -> Result<LoraReport> {
         run: Provenance::now(),
         simd: machine::ntt_kernels(params.ring()),
     })
+}
+
+/// Bytes the run holds at once: the plan's plaintexts (the A diagonals over Q_2 ∪ P, the B
+/// diagonals over Q_1 ∪ P, r' per chunk) and per token its uploads, their expansion and
+/// the replies; refused up front when above `available` rather than killed half-way.
+fn check_memory(params: &Params, options: &LoraOptions, available: Option<u64>) -> Result<()> {
+    let slots = params.slots();
+    let rank_padded = options.rank.next_power_of_two();
+    let chunks_in = InputLayout::new(options.d_in, rank_padded, slots)?.chunks as u64;
+    let chunks_out = OutputLayout::new(options.d_out, slots)?.chunks as u64;
+    let limb = (params.n() * std::mem::size_of::<u64>()) as u64;
+    let special = params.p_primes().len() as u64;
+    let plan = rank_padded as u64 * limb * (chunks_in * (3 + special) + chunks_out * (2 + special));
+    // Per token: a seeded upload (one limb set) and its expansion (two), at level 2; the
+    // replies at level 0 (two limbs) and their compact bytes.
+    let per_token = limb * (chunks_in * 3 * 3 + chunks_out * 2 * 2);
+    let need = plan + per_token * options.tokens as u64;
+    match available {
+        Some(available) if need > available => bail!(
+            "d_in {} × d_out {} at rank {} needs about {:.1} GiB ({:.1} GiB of plan plaintexts \
+             plus {} tokens), but only {:.1} GiB of memory is available: use smaller \
+             dimensions, rank or --tokens",
+            options.d_in,
+            options.d_out,
+            options.rank,
+            gib(need),
+            gib(plan),
+            options.tokens,
+            gib(available)
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
 }
 
 /// `tokens` unit-variance activations of width `d_in`.

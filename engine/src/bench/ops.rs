@@ -158,9 +158,10 @@ fn time_ops(params: &Params, keys: &keys::BenchKeys, iters: Iterations) -> Resul
     } = Operands::new(params, keys, &evaluator)?;
 
     const COUNT: u64 = 14;
-    let progress = Progress::start(
+    let progress = Progress::start_long(
         &format!("timing {COUNT} operations (N = {})", params.n()),
         COUNT,
+        "operations",
     );
     let mut ops = Vec::new();
     let mut record = |key, what, timing| {

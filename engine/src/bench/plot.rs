@@ -37,7 +37,10 @@ pub fn draw(sweep: &Sweep, path: &Path, title: &str) -> Result<()> {
     let x_range = (x_min / 1.3)..(x_max * 1.3);
     let y_range = (y_min / 2.0)..(y_max * 2.0);
 
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    // Drawn in memory and written at the end: a failed write (a full disk) is then an
+    // I/O error in words.
+    let mut pixels = vec![0u8; SIZE.0 as usize * SIZE.1 as usize * 3];
+    let root = BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| fail(&e))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
@@ -148,7 +151,17 @@ pub fn draw(sweep: &Sweep, path: &Path, title: &str) -> Result<()> {
         .draw()
         .map_err(|e| fail(&e))?;
     root.present().map_err(|e| fail(&e))?;
-    Ok(())
+    drop(chart);
+    drop(root);
+    image::save_buffer_with_format(
+        path,
+        &pixels,
+        SIZE.0,
+        SIZE.1,
+        image::ColorType::Rgb8,
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| anyhow!("writing the plot {}: {e}", path.display()))
 }
 
 /// A tick value with as many decimals as its size needs.
@@ -200,5 +213,28 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 1000);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_full_disk_is_an_error_in_words() {
+        let sweep = Sweep {
+            over: SweepOver::Batch,
+            he_only: true,
+            tokens: 1,
+            prompt_tokens: 1,
+            points: vec![SweepPoint {
+                x: 1,
+                plain_ms_per_token: None,
+                lora_ms_per_token: 1.0,
+                secure_ms_per_token: 2.0,
+            }],
+        };
+        // /dev/full refuses every write with ENOSPC, as a full disk does.
+        let e = format!(
+            "{:#}",
+            draw(&sweep, Path::new("/dev/full"), "t").unwrap_err()
+        );
+        assert!(e.contains("No space left on device"), "{e}");
+        assert!(!e.contains("Os {") && e.lines().count() == 1, "{e}");
     }
 }

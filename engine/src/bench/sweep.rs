@@ -32,6 +32,13 @@ fn check_plot_path(path: &Path) -> Result<()> {
             path.display()
         );
     }
+    // Opening a FIFO to write would block until someone reads it.
+    if path.exists() && !path.is_file() {
+        bail!(
+            "--plot {} is not a regular file (a FIFO, socket or device)",
+            path.display()
+        );
+    }
     // Probe that the file can be created; a probe that made it removes it again.
     let existed = path.exists();
     std::fs::OpenOptions::new()

@@ -14,7 +14,7 @@ use crate::secure::{self, InProcess, SecureHook};
 use crate::stats::ms;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use report::{CheckReport, GenerateReport, HeReport};
+use report::{CheckReport, GenerateReport, HeReport, Stop, TopLogit};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -47,6 +47,8 @@ pub struct GenerateOptions {
     pub stream: bool,
     /// After a `secure` run, compare its logits and tokens with the `lora` reference.
     pub check: bool,
+    /// Report the K most likely tokens and their logits at every step (0: none).
+    pub top_logits: usize,
 }
 
 pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
@@ -60,6 +62,18 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
     if options.check && options.mode != Mode::Secure {
         bail!("--check compares a secure run with the lora reference: use --mode secure");
     }
+    match (options.mode, &options.adapter, &options.model) {
+        (Mode::Plain, Some(_), _) => bail!(
+            "--mode plain runs the base model alone and would ignore --adapter: drop it or \
+             use --mode lora or secure"
+        ),
+        (Mode::Lora | Mode::Secure, None, Some(_)) => bail!(
+            "--mode {} needs --adapter DIR (a PEFT adapter) for a model other than the \
+             default (or --mode plain for the base model alone)",
+            mode_name(options.mode)
+        ),
+        _ => {}
+    }
     // The sampling values are checked even where greedy decoding ignores them.
     let top_p = Sampler::top_p(
         options.top_p,
@@ -71,8 +85,18 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
         None => Sampler::greedy(),
     };
     if let Some(dir) = &options.adapter {
-        if options.mode != Mode::Plain && !dir.is_dir() {
-            bail!("--adapter {}: no such directory", dir.display());
+        if dir.is_file() {
+            bail!(
+                "--adapter {} is a file: expected a PEFT adapter directory (with \
+                 adapter_config.json and adapter_model.safetensors)",
+                dir.display()
+            );
+        }
+        if !dir.is_dir() {
+            match dir.exists() {
+                true => bail!("--adapter {} is not a directory", dir.display()),
+                false => bail!("--adapter {}: no such directory", dir.display()),
+            }
         }
     }
 
@@ -95,12 +119,7 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
         Mode::Lora | Mode::Secure => {
             let dir = match &options.adapter {
                 Some(dir) => dir.clone(),
-                None if options.model.is_none() => demo::adapter_dir()?,
-                None => bail!(
-                    "--mode {} needs --adapter DIR (a PEFT adapter) for a model other than \
-                     the default",
-                    format!("{:?}", options.mode).to_lowercase()
-                ),
+                None => demo::adapter_dir()?,
             };
             Some(LoraAdapter::load(&dir, model.config())?)
         }
@@ -119,6 +138,13 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
     };
     if prompt_ids.is_empty() {
         bail!("the prompt encodes to no tokens");
+    }
+    let context = model.config().max_positions;
+    if prompt_ids.len() > context {
+        bail!(
+            "the prompt's {} tokens exceed the model's context of {context} positions",
+            prompt_ids.len()
+        );
     }
 
     let mut session = None;
@@ -145,22 +171,27 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
     let mut sampler = sampler;
     let mut tokens: Vec<u32> = Vec::new();
     let mut step_logits: Vec<Tensor> = Vec::new();
+    let mut top_logits: Vec<Vec<TopLogit>> = Vec::new();
     let mut decode_times: Vec<Duration> = Vec::new();
     let mut he_prefill = None;
     let mut text_out = String::new();
     let prefill_ms;
     let he;
+    let stop;
     {
         let mut secure_hook = session.as_mut().map(InProcess::hook);
         let mut no_hook = NoHook;
 
-        // An encrypted prefill takes seconds: say so on stderr rather than sit silent.
-        let progress = secure_hook.as_ref().map(|_| {
-            Progress::start(
+        // An encrypted prefill takes seconds to minutes: show it move, site by site.
+        if let Some(hook) = secure_hook.as_mut() {
+            let config = model.config();
+            let sites = hook.adapted_sites(config.arch, config.num_layers);
+            hook.set_progress(Progress::start_long(
                 &format!("encrypted prefill of {} prompt tokens", prompt_ids.len()),
-                1,
-            )
-        });
+                sites as u64,
+                "adapted sites",
+            ));
+        }
         let start = Instant::now();
         let mut logits = model.forward(
             &prompt_ids,
@@ -168,7 +199,7 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
             active_hook(&mut secure_hook, &mut plain_hook, &mut no_hook),
         )?;
         prefill_ms = ms(start.elapsed());
-        if let Some(progress) = progress {
+        if let Some(progress) = secure_hook.as_mut().and_then(SecureHook::take_progress) {
             progress.finish();
         }
         loop {
@@ -176,8 +207,12 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
             if options.check {
                 step_logits.push(logits.clone());
             }
+            if options.top_logits > 0 {
+                top_logits.push(report::top_k(&logits, options.top_logits)?);
+            }
             if tokenizer.eos_ids().contains(&next) {
                 tokens.push(next);
+                stop = Stop::Eos;
                 break;
             }
             tokens.push(next);
@@ -185,6 +220,13 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
             text_out.push_str(&piece);
             emit(&piece)?;
             if tokens.len() >= options.max_tokens {
+                stop = Stop::MaxTokens;
+                break;
+            }
+            // Like transformers at max_length: the token just drawn has no position left to
+            // be read at, so the answer ends here.
+            if cache.len() >= context {
+                stop = Stop::Context;
                 break;
             }
             if he_prefill.is_none() {
@@ -239,7 +281,7 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
         &source,
         adapter.as_ref().map(|a| a.source.clone()),
         prompt,
-        prompt_ids.len(),
+        prompt_ids,
         text_out,
         tokens,
         load_ms,
@@ -247,7 +289,13 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
         &decode_times,
         he,
         check,
+        stop,
+        (options.top_logits > 0).then_some(top_logits),
     ))
+}
+
+fn mode_name(mode: Mode) -> String {
+    format!("{mode:?}").to_lowercase()
 }
 
 /// The hook of the run's mode.

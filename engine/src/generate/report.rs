@@ -8,17 +8,45 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Why generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stop {
+    /// The model drew an end-of-sequence token.
+    Eos,
+    /// `--max-tokens` were generated.
+    MaxTokens,
+    /// The sequence filled the model's context (max_position_embeddings or the sliding
+    /// window).
+    Context,
+}
+
+impl Stop {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stop::Eos => "eos",
+            Stop::MaxTokens => "max_tokens",
+            Stop::Context => "context",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct GenerateReport {
     pub text: String,
     /// Generated token ids, the final end-of-sequence token included when one was drawn.
     pub tokens: Vec<u32>,
+    /// Why generation ended: `eos`, `max_tokens` or `context`.
+    pub stop: Stop,
     pub mode: Mode,
     pub device: crate::device::DeviceChoice,
     pub model: String,
     pub adapter: Option<String>,
     pub prompt: String,
     pub prompt_tokens: usize,
+    /// The prompt's token ids as the model read them (chat template applied), to compare
+    /// with another implementation.
+    pub prompt_token_ids: Vec<u32>,
     pub sampling: String,
     pub load_ms: f64,
     /// The prompt's forward pass (in `secure` mode, HE for every prompt token included),
@@ -41,6 +69,32 @@ pub struct GenerateReport {
     pub he: Option<HeReport>,
     /// `--check`: the secure run against the plaintext `lora` reference.
     pub check: Option<CheckReport>,
+    /// `--top-logits K`: per generated token, the K most likely ids and their logits
+    /// (highest first), from the logits the token was drawn from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_logits: Option<Vec<Vec<TopLogit>>>,
+}
+
+/// One entry of a step's top-k.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct TopLogit {
+    pub id: u32,
+    pub logit: f32,
+}
+
+/// The `k` largest of a step's logits, highest first (ties by lower id).
+pub fn top_k(logits: &candle_core::Tensor, k: usize) -> anyhow::Result<Vec<TopLogit>> {
+    let values: Vec<f32> = logits.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+    Ok(order
+        .into_iter()
+        .take(k)
+        .map(|i| TopLogit {
+            id: i as u32,
+            logit: values[i],
+        })
+        .collect())
 }
 
 /// The secure run in more detail.
@@ -154,7 +208,7 @@ impl GenerateReport {
         model: &Path,
         adapter: Option<PathBuf>,
         prompt: String,
-        prompt_tokens: usize,
+        prompt_token_ids: Vec<u32>,
         text: String,
         tokens: Vec<u32>,
         load_ms: f64,
@@ -162,6 +216,8 @@ impl GenerateReport {
         decode_times: &[Duration],
         he: Option<HeReport>,
         check: Option<CheckReport>,
+        stop: Stop,
+        top_logits: Option<Vec<Vec<TopLogit>>>,
     ) -> Self {
         let steps: Vec<f64> = decode_times.iter().map(|&d| ms(d)).collect();
         let mean = (!steps.is_empty()).then(|| steps.iter().sum::<f64>() / steps.len() as f64);
@@ -181,12 +237,14 @@ impl GenerateReport {
         Self {
             text,
             tokens,
+            stop,
             mode: options.mode,
             device: options.device,
             model: model.display().to_string(),
             adapter: adapter.map(|a| a.display().to_string()),
             prompt,
-            prompt_tokens,
+            prompt_tokens: prompt_token_ids.len(),
+            prompt_token_ids,
             sampling,
             load_ms,
             prefill_ms,
@@ -201,6 +259,7 @@ impl GenerateReport {
             he_share,
             he,
             check,
+            top_logits,
         }
     }
 
@@ -220,9 +279,10 @@ impl GenerateReport {
             (
                 "tokens",
                 format!(
-                    "{} prompt, {} generated",
+                    "{} prompt, {} generated (stop: {})",
                     self.prompt_tokens,
-                    self.tokens.len()
+                    self.tokens.len(),
+                    self.stop.name()
                 ),
             ),
             ("load", format!("{:.0} ms", self.load_ms)),

@@ -11,6 +11,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 const TEMPLATE_NAME: &str = "chat_template";
+/// Instructions one render may run: real templates need a few thousand for a chat, a
+/// template that loops without end is stopped within a second.
+const FUEL: u64 = 5_000_000;
+/// Largest rendered prompt, in bytes.
+const MAX_OUTPUT_BYTES: usize = 1 << 20;
 
 /// One turn of a conversation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -32,6 +37,8 @@ impl ChatMessage {
 pub struct ChatTemplate {
     env: Environment<'static>,
     source: String,
+    /// Where the template came from, for errors.
+    origin: String,
     bos_token: String,
     eos_token: String,
 }
@@ -44,6 +51,7 @@ impl ChatTemplate {
         // transformers renders with trim_blocks and lstrip_blocks.
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
+        env.set_fuel(Some(FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function(
             "raise_exception",
@@ -56,6 +64,7 @@ impl ChatTemplate {
         Ok(Self {
             env,
             source: source.to_string(),
+            origin: "the chat template".to_string(),
             bos_token: bos_token.unwrap_or_default().to_string(),
             eos_token: eos_token.unwrap_or_default().to_string(),
         })
@@ -70,9 +79,12 @@ impl ChatTemplate {
     ) -> Result<Option<Self>> {
         match metadata.get("tokenizer.chat_template") {
             None => Ok(None),
-            Some(GgufValue::String(text)) => Self::new(text, bos_token, eos_token)
-                .map(Some)
-                .with_context(|| format!("{}: tokenizer.chat_template", source.display())),
+            Some(GgufValue::String(text)) => {
+                let origin = format!("{}: tokenizer.chat_template", source.display());
+                Self::new(text, bos_token, eos_token)
+                    .map(|t| Some(t.named(&origin)))
+                    .context(origin)
+            }
             Some(_) => bail!(
                 "{}: metadata tokenizer.chat_template is not a string",
                 source.display()
@@ -92,9 +104,10 @@ impl ChatTemplate {
         if jinja.is_file() {
             let text = std::fs::read_to_string(&jinja)
                 .with_context(|| format!("cannot read {}", jinja.display()))?;
+            let origin = jinja.display().to_string();
             return Self::new(&text, bos_token, eos_token)
-                .map(Some)
-                .with_context(|| jinja.display().to_string());
+                .map(|t| Some(t.named(&origin)))
+                .context(origin);
         }
         let path = dir.join("tokenizer_config.json");
         if !path.is_file() {
@@ -123,9 +136,16 @@ impl ChatTemplate {
                 path.display()
             ),
         };
+        let origin = format!("{}: chat_template", path.display());
         Self::new(&template, bos_token, eos_token)
-            .map(Some)
-            .with_context(|| format!("{}: chat_template", path.display()))
+            .map(|t| Some(t.named(&origin)))
+            .context(origin)
+    }
+
+    /// Names where the template came from in render errors.
+    fn named(mut self, origin: &str) -> Self {
+        self.origin = origin.to_string();
+        self
     }
 
     /// The prompt for `messages`, ending with the opening of the assistant's turn when
@@ -135,18 +155,55 @@ impl ChatTemplate {
             .env
             .get_template(TEMPLATE_NAME)
             .map_err(|e| anyhow!("the chat template is missing: {e}"))?;
-        template
-            .render(minijinja::context! {
+        let mut out = Capped::default();
+        let rendered = template.render_captured_to(
+            minijinja::context! {
                 messages => messages,
                 add_generation_prompt => add_generation_prompt,
                 bos_token => &self.bos_token,
                 eos_token => &self.eos_token,
-            })
-            .map_err(|e| anyhow!("the chat template failed to render: {e:#}"))
+            },
+            &mut out,
+        );
+        match rendered {
+            Ok(_) => String::from_utf8(out.bytes)
+                .map_err(|_| anyhow!("{}: the rendered prompt is not UTF-8", self.origin)),
+            Err(e) if e.kind() == ErrorKind::OutOfFuel => bail!(
+                "{}: the template ran out of fuel ({FUEL} instructions) without finishing",
+                self.origin
+            ),
+            Err(_) if out.overflowed => bail!(
+                "{}: the rendered prompt exceeds {MAX_OUTPUT_BYTES} bytes",
+                self.origin
+            ),
+            Err(e) => bail!("{}: the template failed to render: {e:#}", self.origin),
+        }
     }
 
     /// The Jinja source.
     pub fn source(&self) -> &str {
         &self.source
+    }
+}
+
+/// The rendered prompt, refusing to grow past [`MAX_OUTPUT_BYTES`].
+#[derive(Default)]
+struct Capped {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_OUTPUT_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("output limit reached"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

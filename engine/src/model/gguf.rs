@@ -21,8 +21,17 @@ const ARCHITECTURES: &[(&str, bool)] = &[("llama", true), ("qwen2", false)];
 pub fn read_header(path: &Path) -> Result<Content> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut reader = BufReader::new(file);
-    contained(|| Content::read(&mut reader))
-        .with_context(|| format!("{} is not a readable GGUF file", path.display()))
+    contained(|| Content::read(&mut reader)).map_err(|e| {
+        // candle's message gives the type id as if it were a tensor: name the tensor.
+        let e = match super::gguf_dtype::unknown_dtype_tensor(path) {
+            Some((name, dtype)) if format!("{e}").contains("unknown dtype") => anyhow!(
+                "tensor {name} has GGML type {dtype}, which helora cannot read (it reads \
+                 F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1 and Q2_K … Q8_K)"
+            ),
+            _ => e,
+        };
+        e.context(format!("{} is not a readable GGUF file", path.display()))
+    })
 }
 
 /// Runs candle's GGUF reader on a file from outside, turning a panic inside it into an

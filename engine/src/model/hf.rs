@@ -232,6 +232,7 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
             .with_context(|| format!("cannot list {}", dir.display()))?
             .path();
         if path.extension().is_some_and(|e| e == "safetensors") {
+            crate::files::regular_file(&path)?;
             files.push(path);
         }
     }

@@ -31,6 +31,9 @@ pub fn load_model(path: &Path, device: &Device, show_progress: bool) -> Result<L
             );
         }
         load_hf(path, device, show_progress)?
+    } else if !path.is_file() {
+        crate::files::regular_file(path)?;
+        bail!("{} is not a regular file", path.display());
     } else if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))

@@ -10,6 +10,7 @@ pub mod config;
 pub mod fetch;
 pub mod forward;
 pub mod gguf;
+mod gguf_dtype;
 pub mod hf;
 pub mod hook;
 mod layer;

@@ -28,11 +28,12 @@ impl Sampler {
     /// Draws from softmax(logits / temperature) restricted to the most likely tokens whose
     /// probabilities add up to at least `top_p`.
     pub fn top_p(top_p: f64, temperature: f64, seed: u64) -> Result<Self> {
+        // `{:?}` writes 1e300 as such, where `{}` writes all 301 digits.
         if !(top_p > 0.0 && top_p <= 1.0) {
-            bail!("top-p {top_p} is not in (0, 1]");
+            bail!("top-p {top_p:?} is not in (0, 1]");
         }
         if !(temperature.is_finite() && temperature > 0.0) {
-            bail!("temperature {temperature} is not a positive number");
+            bail!("temperature {temperature:?} is not a positive number");
         }
         let mut bytes = [0u8; 32];
         bytes[..8].copy_from_slice(&seed.to_le_bytes());

@@ -377,6 +377,7 @@ fn read_optional_json(path: &Path) -> Result<Option<(std::path::PathBuf, Json)>>
     if !path.exists() {
         return Ok(None);
     }
+    crate::files::regular_file(path)?;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let value = serde_json::from_str(&text)

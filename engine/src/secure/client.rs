@@ -2,6 +2,7 @@
 //! projection's input and decryption of the server's compact replies.
 
 use super::manifest::Manifest;
+use super::scaling::InputScaling;
 use super::server::{Reply, Request};
 use crate::progress::Progress;
 use anyhow::{anyhow, bail, Context, Result};
@@ -91,6 +92,16 @@ impl SecureClient {
             }
         }
         let x: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+        // The widest bound of the projections sharing this input sizes its normalisation.
+        let bound_log2 = modules
+            .iter()
+            .filter_map(|m| self.manifest.find(layer, m))
+            .map(|p| p.bound_log2)
+            .max()
+            .unwrap_or(shape.bound_log2);
+        let scaling = InputScaling::for_input(&x, bound_log2)
+            .with_context(|| format!("layer {layer} {first}"))?;
+        let x: Vec<f64> = x.iter().map(|v| v * scaling.input_factor()).collect();
         let scale = self.params.default_scale();
         let inputs = layout
             .pack(&x)?
@@ -107,6 +118,7 @@ impl SecureClient {
             layer,
             modules: modules.iter().map(|m| m.to_string()).collect(),
             inputs,
+            scaling,
         })
     }
 
@@ -144,9 +156,14 @@ impl SecureClient {
                     .manifest
                     .find(request.layer, module)
                     .ok_or_else(|| anyhow!("reply for unknown layer {} {module}", request.layer))?;
+                // Every slot, the unused ones included: a wrap shows in all of them.
+                for slots in &decoded {
+                    request.scaling.check(slots, request.layer, module)?;
+                }
                 let layout = shape.output_layout(self.params.slots())?;
                 let y = layout.unpack(&decoded)?;
-                Ok(y.into_iter().map(|v| v as f32).collect())
+                let factor = request.scaling.output_factor();
+                Ok(y.into_iter().map(|v| (v * factor) as f32).collect())
             })
             .collect()
     }

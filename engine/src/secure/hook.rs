@@ -4,7 +4,8 @@
 
 use super::client::SecureClient;
 use super::server::Serve;
-use crate::model::{InputSite, LoraHook};
+use crate::model::{input_sites, Architecture, InputSite, LoraHook};
+use crate::progress::Progress;
 use anyhow::{bail, Result};
 use candle_core::Tensor;
 use helora::pll::ClientId;
@@ -37,6 +38,8 @@ pub struct SecureHook<'a> {
     pub stats: HeStats,
     /// The input [`stage`](LoraHook::stage) copied to the host, and its site.
     staged: Option<(InputSite, Vec<Vec<f32>>)>,
+    /// Moved on by one per adapted site evaluated (the prefill's progress).
+    progress: Option<Progress>,
 }
 
 impl<'a> SecureHook<'a> {
@@ -47,7 +50,27 @@ impl<'a> SecureHook<'a> {
             id,
             stats: HeStats::default(),
             staged: None,
+            progress: None,
         }
+    }
+
+    /// The adapted input sites of a model with `layers` layers of `arch`: one request per
+    /// token each.
+    pub fn adapted_sites(&self, arch: Architecture, layers: usize) -> usize {
+        (0..layers)
+            .flat_map(|layer| input_sites(arch, layer))
+            .filter(|&site| self.wants(site))
+            .count()
+    }
+
+    /// Reports every adapted site evaluated to `progress` (with the prompt tokens per
+    /// second so far) until [`take_progress`](Self::take_progress).
+    pub fn set_progress(&mut self, progress: Progress) {
+        self.progress = Some(progress);
+    }
+
+    pub fn take_progress(&mut self) -> Option<Progress> {
+        self.progress.take()
     }
 }
 
@@ -116,6 +139,12 @@ impl LoraHook for SecureHook<'_> {
         self.stats.decrypt += evaluated.elapsed();
         self.stats.requests += rows.len() as u64;
         self.stats.applications += (rows.len() * adapted.len()) as u64;
+        if let Some(progress) = &self.progress {
+            // The whole prompt moves through every site: tokens × share done per second.
+            let done = progress.fraction() + 1.0 / progress.total().max(1) as f64;
+            let rate = rows.len() as f64 * done / progress.elapsed_secs().max(1e-9);
+            progress.advance_noting(1, &format!("layer {}, {rate:.2} tokens/s", site.layer));
+        }
         for (module, delta) in adapted.iter().zip(deltas) {
             let d_out = delta.len() / rows.len().max(1);
             let k = site

@@ -15,6 +15,9 @@ pub struct ProjectionShape {
     pub rank_padded: usize,
     /// Level the input must be encrypted at.
     pub level: usize,
+    /// ⌈log2⌉ of the server's bound on |x·A·(B + E)| per unit of ‖x‖₂, from which the
+    /// client sizes its input's normalisation (see [`super::scaling`]).
+    pub bound_log2: i32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

@@ -12,11 +12,13 @@ pub mod client;
 pub mod gpu;
 pub mod hook;
 pub mod manifest;
+pub mod scaling;
 pub mod server;
 
 pub use client::{KeyUpload, SecureClient};
 pub use hook::{HeStats, SecureHook};
 pub use manifest::{Manifest, ProjectionShape};
+pub use scaling::InputScaling;
 pub use server::{Reply, Request, SecureServer, Serve};
 
 use crate::adapter::LoraAdapter;

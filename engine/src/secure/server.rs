@@ -16,6 +16,7 @@
 //! then back here: every output switched to its compact form and serialized.
 
 use super::manifest::{Manifest, ProjectionShape};
+use super::scaling::{projection_bound_log2, InputScaling};
 use crate::adapter::LoraAdapter;
 use crate::progress::Progress;
 use anyhow::{anyhow, bail, Context, Result};
@@ -34,6 +35,8 @@ pub struct Request {
     pub layer: usize,
     pub modules: Vec<String>,
     pub inputs: Vec<Vec<u8>>,
+    /// The client's normalisation of this input: kept by the client, never sent.
+    pub scaling: InputScaling,
 }
 
 /// Per requested module, its output's compact ciphertexts.
@@ -101,7 +104,11 @@ impl<B: Backend> SecureServer<B> {
             let id = pll
                 .add_adapter(&a, &b, level)
                 .with_context(|| format!("encoding layer {layer} {module}"))?;
-            let plan = pll.adapter(id)?.plan();
+            let registered = pll.adapter(id)?;
+            let plan = registered.plan();
+            let bound_log2 =
+                projection_bound_log2(&a, &b, registered.noise_std(), plan.rank_padded())
+                    .with_context(|| format!("layer {layer} {module}"))?;
             projections.push(ProjectionShape {
                 layer: *layer,
                 module: module.clone(),
@@ -109,6 +116,7 @@ impl<B: Backend> SecureServer<B> {
                 d_out: b.cols(),
                 rank_padded: plan.rank_padded(),
                 level,
+                bound_log2,
             });
             ids.insert((*layer, module.clone()), id);
             progress.advance();

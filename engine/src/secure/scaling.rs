@@ -1,0 +1,119 @@
+//! Keeping every encrypted value inside the modulus: the client divides each input by a
+//! power of two sized from a bound the server publishes per projection, and multiplies the
+//! decrypted delta back; a decrypted value beyond its bound is a wrap and is refused.
+//!
+//! With Δ = 2^40 and q_0 of 50 bits the reply holds |y| < 2^9 (a wrap adds 2^10 to the
+//! slots); x·A must stay below 2^48 at level 2. Cauchy–Schwarz bounds every partial sum of
+//! the plan: |x·A| ≤ ‖x‖·‖A‖_F and |x·A·(B + E)|_∞ ≤ ‖x‖·‖A‖_F·max_c ‖(B + E)_c‖. The
+//! server publishes ⌈log2⌉ of g = ‖A‖_F·max(max_c ‖B_c‖ + tail(E), 2^−42) (one power of
+//! two per projection is all it reveals of its factors), and the client scales x so that
+//! ‖x‖·g ≤ 2^6, a factor 8 below the wrap: scaling is exact in f64 and CKKS is linear,
+//! so only the absolute precision changes, in proportion to the output's size.
+
+use anyhow::{bail, Result};
+use helora::linear::Matrix;
+
+/// The normalised bound ‖x‖·g the client aims at: 2^6, against the wrap at 2^9.
+const TARGET_LOG2: i32 = 6;
+/// Standard deviations of the norm of E's column beyond its mean: a chance e^−50 per column
+/// that E alone exceeds the bound (then the check below refuses the reply).
+const NOISE_TAIL: f64 = 10.0;
+/// g's floor: keeps ‖x·A‖ ≤ 2^(6 + 42) where B is (near) zero.
+const FLOOR_LOG2: i32 = -42;
+/// Decoded values up to this multiple of the bound (plus one) are accepted; a wrap adds
+/// 2^10 to the slots, far beyond 4·2^6 + 1.
+const CHECK_FACTOR: f64 = 4.0;
+
+/// ⌈log2 g⌉ for a projection with factors `a` (d_in × r), `b` (r × d_out, α/r included)
+/// whose B is perturbed per query by complex Gaussian entries of std `noise_std` per real
+/// component over `rank_padded` rows.
+pub fn projection_bound_log2(
+    a: &Matrix,
+    b: &Matrix,
+    noise_std: f64,
+    rank_padded: usize,
+) -> Result<i32> {
+    let a_norm = frobenius(a, 0..a.rows(), 0..a.cols());
+    let b_column = (0..b.cols())
+        .map(|c| frobenius(b, 0..b.rows(), c..c + 1))
+        .fold(0.0, f64::max);
+    let noise = noise_std * ((2 * rank_padded) as f64).sqrt() + noise_std * NOISE_TAIL;
+    let g = a_norm * (b_column + noise).max(2f64.powi(FLOOR_LOG2));
+    if !g.is_finite() {
+        bail!("the adapter's factors are too large to bound (‖A‖·‖B‖ is not finite)");
+    }
+    Ok(g.log2().ceil() as i32)
+}
+
+fn frobenius(m: &Matrix, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) -> f64 {
+    rows.flat_map(|i| cols.clone().map(move |j| (i, j)))
+        .map(|(i, j)| m.get(i, j).powi(2))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// The normalisation of one request's input: x is sent as x·2^−shift, the delta comes
+/// back as y·2^−shift, with every decrypted value at most `bound` in magnitude.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InputScaling {
+    pub shift: u32,
+    /// Bound on every decrypted value (normalised units); infinite when unchecked.
+    pub bound: f64,
+}
+
+impl Default for InputScaling {
+    /// No normalisation and no check.
+    fn default() -> Self {
+        Self {
+            shift: 0,
+            bound: f64::INFINITY,
+        }
+    }
+}
+
+impl InputScaling {
+    /// The scaling for an input `x` sent to projections whose largest published
+    /// exponent is `bound_log2`.
+    pub fn for_input(x: &[f64], bound_log2: i32) -> Result<Self> {
+        let norm = x.iter().map(|v| v * v).sum::<f64>().sqrt();
+        if !norm.is_finite() {
+            bail!("the input to encrypt is not finite (‖x‖ = {norm})");
+        }
+        if norm == 0.0 {
+            return Ok(Self {
+                shift: 0,
+                bound: 0.0,
+            });
+        }
+        let log2 = norm.log2().ceil() as i32 + bound_log2;
+        let shift = (log2 - TARGET_LOG2).max(0);
+        Ok(Self {
+            shift: shift as u32,
+            bound: 2f64.powi(log2 - shift),
+        })
+    }
+
+    /// 2^−shift: what the input is multiplied by.
+    pub fn input_factor(&self) -> f64 {
+        2f64.powi(-(self.shift as i32))
+    }
+
+    /// 2^shift: what the decrypted delta is multiplied by.
+    pub fn output_factor(&self) -> f64 {
+        2f64.powi(self.shift as i32)
+    }
+
+    /// Refuses decrypted (normalised) values beyond the bound: only a wrap puts them there.
+    pub fn check(&self, decoded: &[f64], layer: usize, module: &str) -> Result<()> {
+        let limit = CHECK_FACTOR * self.bound + 1.0;
+        let worst = decoded.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        if worst > limit || decoded.iter().any(|v| v.is_nan()) {
+            bail!(
+                "layer {layer} {module}: a decrypted value ({worst:.3e}) exceeds its bound \
+                 ({limit:.3e}): the encrypted result wrapped around the modulus; refusing \
+                 a wrong delta"
+            );
+        }
+        Ok(())
+    }
+}
