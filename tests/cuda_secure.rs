@@ -92,18 +92,21 @@ mod gpu {
                     .expect("pack")
                     .iter()
                     .map(|slots| {
-                        let poly = encoder
-                            .encode(params.ring(), slots, scale, Basis::level(level))
+                        let pt = encoder
+                            .encode_at(&params, slots, level, scale)
                             .expect("encode");
-                        encryptor
-                            .encrypt(&Plaintext { poly, level, scale })
-                            .expect("encrypt")
+                        encryptor.encrypt(&pt).expect("encrypt")
                     })
                     .collect()
             })
             .collect();
-        let want = cpu_server
-            .apply_group_batch(ClientId(1), &[cpu_adapter], &tokens, 2)
+        // Batches on a pool of two threads, whatever the machine has.
+        let two = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("a pool of two threads");
+        let want = two
+            .install(|| cpu_server.apply_group_batch(ClientId(1), &[cpu_adapter], &tokens))
             .expect("CPU batch");
 
         // The "model": NTT round trips on the other stream, from another thread, meanwhile.
@@ -131,8 +134,8 @@ mod gpu {
                     );
                 }
             });
-            let got = gpu_server
-                .apply_group_batch(ClientId(1), &[gpu_adapter], &tokens, 2)
+            let got = two
+                .install(|| gpu_server.apply_group_batch(ClientId(1), &[gpu_adapter], &tokens))
                 .expect("batch on CUDA");
             busy.join().expect("the model stream's thread");
             got

@@ -105,7 +105,7 @@ pub(super) fn param_sizes(ptx: &str, entry: &str) -> Option<Vec<usize>> {
 /// under HELORA_REQUIRE_NVCC=1).
 #[cfg(test)]
 pub(super) fn embedded_param_size(file: &str, entry: &str, index: usize) -> Option<usize> {
-    let Some(ptx) = crate::backend::kernels::ptx(file) else {
+    let Some(ptx) = sources::ptx(file) else {
         assert_ne!(
             std::env::var("HELORA_REQUIRE_NVCC").as_deref(),
             Ok("1"),
@@ -138,11 +138,11 @@ mod tests {
     /// Every embedded kernel's parameter list reads (a build with nvcc).
     #[test]
     fn embedded_kernels_have_readable_parameters() {
-        for name in crate::backend::kernels::KERNELS {
-            let Some(ptx) = crate::backend::kernels::ptx(name) else {
+        for name in super::sources::FILES {
+            let Some(ptx) = super::sources::ptx(name) else {
                 continue;
             };
-            for entry in crate::backend::kernels::entries(name) {
+            for entry in super::sources::entries(name) {
                 assert!(
                     param_sizes(ptx, entry).is_some_and(|s| !s.is_empty()),
                     "{entry}"
