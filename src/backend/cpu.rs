@@ -220,6 +220,10 @@ impl Backend for CpuBackend {
         KEY_SWITCH_BATCH
     }
 
+    fn host_parallel(&self) -> bool {
+        true
+    }
+
     fn mod_down(&self, x: &RnsPoly) -> RnsPoly {
         self.extender.mod_down(&self.ctx, x)
     }

@@ -102,6 +102,14 @@ pub trait Backend: Send + Sync {
         galois.iter().map(|&g| self.automorphism(p, g)).collect()
     }
 
+    /// Whether the evaluator should run independent operations on several host threads:
+    /// true where an operation is host computation (the CPU); false (the default) where it
+    /// only queues device work, which must then come from the calling thread (a stream
+    /// capture records that thread's work only).
+    fn host_parallel(&self) -> bool {
+        false
+    }
+
     /// How many steps a hoisted loop should pass to one
     /// [`key_switch_inner_products`](Self::key_switch_inner_products) call for digits over
     /// `basis` (Q_l ∪ P). Each step's pair of extended outputs stays alive until the caller

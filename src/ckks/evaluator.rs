@@ -551,7 +551,7 @@ impl<B: Backend> Evaluator<B> {
         [x0, x1]: &[B::Poly; 2],
         c0_g: &B::Poly,
     ) -> Ciphertext<B::Poly> {
-        let (mut c0, c1) = rayon::join(|| self.backend.mod_down(x0), || self.backend.mod_down(x1));
+        let (mut c0, c1) = self.join(|| self.backend.mod_down(x0), || self.backend.mod_down(x1));
         self.backend.add_assign(&mut c0, c0_g);
         Ciphertext {
             c0,
@@ -719,66 +719,82 @@ impl<B: Backend> Evaluator<B> {
             let c0_rotated = self.backend.automorphisms(&a.c0, chunk);
             // Each sum accumulates on its own task, its two extended halves on two more: the
             // order of every accumulation is the steps' order, whatever runs where.
-            accs.par_iter_mut()
-                .zip(combinations)
-                .for_each(|(acc, terms)| {
-                    let terms_of = |g: u64| {
-                        terms
-                            .iter()
-                            .filter(move |(step, _)| rotation_element(*step, n) == g)
-                    };
-                    if chunk.iter().all(|&g| terms_of(g).next().is_none()) {
-                        return;
-                    }
-                    let ext = acc.extended.get_or_insert_with(|| {
-                        [
-                            self.backend.zero(ext_basis, true),
-                            self.backend.zero(ext_basis, true),
-                        ]
-                    });
-                    let [ext0, ext1] = ext;
-                    let out0 = &mut acc.out[0];
-                    rayon::join(
-                        || {
-                            for ((&g, [x0, _]), c0_g) in
-                                chunk.iter().zip(&switched).zip(&c0_rotated)
-                            {
-                                for &(_, pt) in terms_of(g) {
-                                    self.backend.mul_add_assign(ext0, x0, &pt.extended);
-                                    self.backend.mul_add_assign(out0, c0_g, &pt.q_part);
-                                }
-                            }
-                        },
-                        || {
-                            for (&g, [_, x1]) in chunk.iter().zip(&switched) {
-                                for &(_, pt) in terms_of(g) {
-                                    self.backend.mul_add_assign(ext1, x1, &pt.extended);
-                                }
-                            }
-                        },
-                    );
+            let accumulate = |(acc, terms): (&mut Accumulator<B::Poly>, &&Terms<B::Poly>)| {
+                let terms_of = |g: u64| {
+                    terms
+                        .iter()
+                        .filter(move |(step, _)| rotation_element(*step, n) == g)
+                };
+                if chunk.iter().all(|&g| terms_of(g).next().is_none()) {
+                    return;
+                }
+                let ext = acc.extended.get_or_insert_with(|| {
+                    [
+                        self.backend.zero(ext_basis, true),
+                        self.backend.zero(ext_basis, true),
+                    ]
                 });
+                let [ext0, ext1] = ext;
+                let out0 = &mut acc.out[0];
+                self.join(
+                    || {
+                        for ((&g, [x0, _]), c0_g) in chunk.iter().zip(&switched).zip(&c0_rotated) {
+                            for &(_, pt) in terms_of(g) {
+                                self.backend.mul_add_assign(ext0, x0, &pt.extended);
+                                self.backend.mul_add_assign(out0, c0_g, &pt.q_part);
+                            }
+                        }
+                    },
+                    || {
+                        for (&g, [_, x1]) in chunk.iter().zip(&switched) {
+                            for &(_, pt) in terms_of(g) {
+                                self.backend.mul_add_assign(ext1, x1, &pt.extended);
+                            }
+                        }
+                    },
+                );
+            };
+            if self.backend.host_parallel() {
+                accs.par_iter_mut().zip(combinations).for_each(accumulate);
+            } else {
+                accs.iter_mut().zip(combinations).for_each(accumulate);
+            }
         }
-        Ok(accs
-            .into_par_iter()
-            .zip(combinations)
-            .map(|(acc, terms)| {
-                let [mut c0, mut c1] = acc.out;
-                if let Some([e0, e1]) = acc.extended {
-                    let (d0, d1) =
-                        rayon::join(|| self.backend.mod_down(&e0), || self.backend.mod_down(&e1));
-                    self.backend.add_assign(&mut c0, &d0);
-                    self.backend.add_assign(&mut c1, &d1);
-                }
-                let pt_scale = terms.first().map_or(1.0, |(_, pt)| pt.scale);
-                Ciphertext {
-                    c0,
-                    c1,
-                    level: a.level,
-                    scale: a.scale * pt_scale,
-                }
-            })
-            .collect())
+        let finish = |(acc, terms): (Accumulator<B::Poly>, &&Terms<B::Poly>)| {
+            let [mut c0, mut c1] = acc.out;
+            if let Some([e0, e1]) = acc.extended {
+                let (d0, d1) =
+                    self.join(|| self.backend.mod_down(&e0), || self.backend.mod_down(&e1));
+                self.backend.add_assign(&mut c0, &d0);
+                self.backend.add_assign(&mut c1, &d1);
+            }
+            let pt_scale = terms.first().map_or(1.0, |(_, pt)| pt.scale);
+            Ciphertext {
+                c0,
+                c1,
+                level: a.level,
+                scale: a.scale * pt_scale,
+            }
+        };
+        Ok(if self.backend.host_parallel() {
+            accs.into_par_iter().zip(combinations).map(finish).collect()
+        } else {
+            accs.into_iter().zip(combinations).map(finish).collect()
+        })
+    }
+
+    /// `a` and `b`, side by side on the worker pool where the backend computes on the host,
+    /// one after the other on the calling thread where it queues device work.
+    fn join<RA: Send, RB: Send>(
+        &self,
+        a: impl FnOnce() -> RA + Send,
+        b: impl FnOnce() -> RB + Send,
+    ) -> (RA, RB) {
+        if self.backend.host_parallel() {
+            rayon::join(a, b)
+        } else {
+            (a(), b())
+        }
     }
 
     fn galois_from_digits(
