@@ -11,6 +11,10 @@
 //!   print "skipped: <reason>" to stderr and pass, unless HELORA_REQUIRE_GPU=1 (the GPU
 //!   machine's run) makes them fail.
 
+mod common;
+
+use common::skip_gpu;
+
 use helora::backend::{Backend, BackendError, CpuBackend};
 use helora::ckks::*;
 use helora::linear::{random_lora_factors, LoraPlan};
@@ -18,23 +22,11 @@ use helora::ring::{Basis, RingContext, RnsPoly};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashSet;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::thread::{self, ThreadId};
 
 fn params() -> Params {
     Params::new(ParamSpec::n13_depth2()).expect("preset parameters")
-}
-
-/// Prints why a GPU test is skipped (straight to the stderr handle: libtest captures
-/// `eprintln!` of passing tests), or fails when HELORA_REQUIRE_GPU=1.
-fn skip(reason: &str) {
-    assert_ne!(
-        std::env::var("HELORA_REQUIRE_GPU").as_deref(),
-        Ok("1"),
-        "HELORA_REQUIRE_GPU=1 but the CUDA backend is not available: {reason}"
-    );
-    let _ = writeln!(std::io::stderr(), "skipped: {reason}");
 }
 
 /// A server with a small LoRA plan and its keys on `backend`, and two tokens' inputs (one
@@ -234,7 +226,7 @@ fn gpu_graph_of_a_lora_apply_replays_like_the_eager_apply() {
         gpu::replays_like_eager(&params(), b);
     }
     #[cfg(not(feature = "cuda"))]
-    skip("built without the `cuda` feature");
+    skip_gpu("built without the `cuda` feature");
 }
 
 #[test]
@@ -244,7 +236,7 @@ fn gpu_capture_refuses_what_cannot_be_captured() {
         gpu::refusals_leave_the_backend_usable(b);
     }
     #[cfg(not(feature = "cuda"))]
-    skip("built without the `cuda` feature");
+    skip_gpu("built without the `cuda` feature");
 }
 
 #[cfg(feature = "cuda")]
@@ -259,7 +251,7 @@ mod gpu {
             Ok(b) => Some(b),
             // Only a missing GPU is a skip; any other error is a failure of the backend.
             Err(e @ helora::backend::BackendError::NoDevice(_)) => {
-                skip(&e.to_string());
+                skip_gpu(&e.to_string());
                 None
             }
             Err(e) => panic!("the CUDA backend failed to start: {e}"),

@@ -9,30 +9,22 @@
 //! Without a GPU (or the stand-in driver) the test prints "skipped: <reason>" and passes,
 //! unless HELORA_REQUIRE_GPU=1 makes it fail.
 
-use std::io::Write;
+mod common;
 
-/// Prints why the test is skipped, or fails when HELORA_REQUIRE_GPU=1.
-#[allow(dead_code)]
-fn skip(reason: &str) {
-    assert_ne!(
-        std::env::var("HELORA_REQUIRE_GPU").as_deref(),
-        Ok("1"),
-        "HELORA_REQUIRE_GPU=1 but the CUDA backend is not available: {reason}"
-    );
-    let _ = writeln!(std::io::stderr(), "skipped: {reason}");
-}
+#[cfg(not(feature = "cuda"))]
+use common::skip_gpu;
 
 #[test]
 fn gpu_pll_server_on_its_own_stream_matches_the_cpu() {
     #[cfg(feature = "cuda")]
     gpu::run();
     #[cfg(not(feature = "cuda"))]
-    skip("built without the `cuda` feature");
+    skip_gpu("built without the `cuda` feature");
 }
 
 #[cfg(feature = "cuda")]
 mod gpu {
-    use super::skip;
+    use super::common::skip_gpu;
     use cudarc::driver::CudaContext;
     use helora::backend::{Backend, BackendError, CpuBackend, CudaBackend};
     use helora::ckks::*;
@@ -47,7 +39,7 @@ mod gpu {
         // Only a missing GPU is a skip.
         match CudaBackend::new(params.ring().clone(), params.alpha()) {
             Ok(b) => drop(b),
-            Err(e @ BackendError::NoDevice(_)) => return skip(&e.to_string()),
+            Err(e @ BackendError::NoDevice(_)) => return skip_gpu(&e.to_string()),
             Err(e) => panic!("the CUDA backend failed to start: {e}"),
         }
         let ctx = CudaContext::new(0).expect("a CUDA context");

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::helora;
+use common::{helora, require_gpu, skip_gpu};
 
 use std::io::Write;
 
@@ -50,14 +50,11 @@ fn gpu_json(args: &[&str]) -> Option<serde_json::Value> {
             "{reason}"
         );
     }
-    assert_ne!(
-        std::env::var("HELORA_REQUIRE_GPU").as_deref(),
-        Ok("1"),
+    assert!(
+        !require_gpu(),
         "HELORA_REQUIRE_GPU=1 but {args:?} failed: {reason}"
     );
-    // Straight to the stderr handle: libtest captures `eprintln!` of passing tests, and a
-    // skip must show in every run's log.
-    let _ = writeln!(std::io::stderr(), "skipped: {reason}");
+    skip_gpu(&reason);
     None
 }
 

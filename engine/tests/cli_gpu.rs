@@ -7,20 +7,7 @@
 
 mod common;
 
-use common::helora;
-
-use std::io::Write;
-
-/// The binary under test: cargo's, or HELORA_BIN where the test binary was copied to
-/// another machine with it (scripts/gpu-run.sh).
-fn require_gpu() -> bool {
-    std::env::var("HELORA_REQUIRE_GPU").as_deref() == Ok("1")
-}
-
-fn skip(reason: &str) {
-    // Straight to the stderr handle: libtest captures `eprintln!` of passing tests.
-    let _ = writeln!(std::io::stderr(), "skipped: {reason}");
-}
+use common::{helora, require_gpu, skip_gpu};
 
 /// The run's JSON if it succeeded; otherwise checks the failure is the clean no-GPU
 /// error, prints why the GPU part is skipped (a failure under HELORA_REQUIRE_GPU=1) and
@@ -43,7 +30,7 @@ fn gpu_json(args: &[&str]) -> Option<serde_json::Value> {
         !require_gpu(),
         "HELORA_REQUIRE_GPU=1 but {args:?} failed: {reason}"
     );
-    skip(&reason);
+    skip_gpu(&reason);
     None
 }
 
@@ -169,7 +156,7 @@ fn generate_device_cuda_gives_the_cpu_tokens() {
     if !cached && gpu_here {
         // The GPU machine has no network to fetch it: the library-level comparison
         // (tests/gpu.rs) covers the model on the GPU there.
-        skip(&format!(
+        skip_gpu(&format!(
             "the default model is not in the cache ({}); set HELORA_CACHE_DIR to a cache \
              that holds it",
             model.map_or_else(|e| e.to_string(), |p| p.display().to_string())
