@@ -2,9 +2,9 @@
 //! allows, bit-identical to the scalar references).
 //!
 //! Independent parts of one key switch are offered to the worker pool as tasks: the digits
-//! of a decomposition, the steps of a hoisted batch and the limbs of an inner product. A
-//! single token's work then spreads over the cores; under a batch that already keeps every
-//! core busy the tasks simply run in place.
+//! of a decomposition, the steps of a hoisted batch (one per worker thread) and the limbs of
+//! an inner product. A single token's work then spreads over the cores; under a batch that
+//! already keeps every core busy the tasks simply run in place.
 
 use super::{Backend, BackendError, KeySwitchStep};
 use crate::ring::simd::{self, SimdTier};
@@ -13,9 +13,8 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-/// Steps of one hoisted batch ([`Backend::key_switch_batch`]): enough to keep a few cores
-/// busy, few enough that their extended outputs (2·(l+1+k)·N words each) stay small.
-const KEY_SWITCH_BATCH: usize = 8;
+/// Most steps of one hoisted batch ([`Backend::key_switch_batch`]).
+const MAX_KEY_SWITCH_BATCH: usize = 8;
 
 pub struct CpuBackend {
     ctx: Arc<RingContext>,
@@ -216,8 +215,10 @@ impl Backend for CpuBackend {
             .collect()
     }
 
+    /// One step per worker thread (at most 8): enough to keep the pool busy, and each
+    /// step's extended output (2·(l+1+k)·N words) is accumulated while it is still in cache.
     fn key_switch_batch(&self, _basis: Basis) -> usize {
-        KEY_SWITCH_BATCH
+        rayon::current_num_threads().clamp(1, MAX_KEY_SWITCH_BATCH)
     }
 
     fn host_parallel(&self) -> bool {
