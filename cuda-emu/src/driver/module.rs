@@ -51,8 +51,8 @@ fn load(d: &mut Driver, out: *mut *mut c_void, image: *const c_void) -> Result<(
     if image.is_null() {
         return Err(Error::new(INVALID_VALUE, "a null image"));
     }
-    // SAFETY: the image is a NUL-terminated PTX text or an ELF image (the caller's contract);
-    // the first four bytes are read only after checking for ELF's magic one at a time.
+    // SAFETY: the image is a NUL-terminated PTX text or an ELF image (the caller's contract):
+    // either way its first byte is readable, and tells the two apart.
     let head = unsafe { std::slice::from_raw_parts(image.cast::<u8>(), 1) };
     if head[0] == 0x7f {
         return Err(Error::new(

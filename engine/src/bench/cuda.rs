@@ -29,10 +29,15 @@ pub fn is_emulator(device_name: &str) -> bool {
 /// What `bench ops/lora --device cuda` print instead of their report on the stand-in driver:
 /// the benchmark's work ran (a smoke run), its timings are not reported.
 pub fn emulator_notice(bench: &str, device_name: &str) -> String {
+    let smoke = if bench == "ops" {
+        "the NTT batch and the bandwidth copies at smoke sizes"
+    } else {
+        "the bandwidth copies at a smoke size"
+    };
     format!(
         "bench {bench} --device cuda: the device is {device_name:?}, the stand-in driver that \
-         runs the kernels on the CPU; every operation of the benchmark ran on it (the NTT \
-         batch and the bandwidth copies at smoke sizes), and no timing is reported (they would be host times of an emulation, not a GPU's)\n"
+         runs the kernels on the CPU; every operation of the benchmark ran on it ({smoke}), \
+         and no timing is reported (they would be host times of an emulation, not a GPU's)\n"
     )
 }
 
