@@ -227,6 +227,46 @@ fn the_pll_effect_on_logits_is_reported() -> Result<()> {
     Ok(())
 }
 
+/// The demo adapter with its lora_alpha replaced, in a fresh directory.
+fn demo_adapter_with_alpha(alpha: &str) -> Result<PathBuf> {
+    let demo = generate::demo::adapter_dir()?;
+    let dir = std::env::temp_dir().join(format!(
+        "helora-generate-alpha-{alpha}-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::copy(
+        demo.join("adapter_model.safetensors"),
+        dir.join("adapter_model.safetensors"),
+    )?;
+    let config = std::fs::read_to_string(demo.join("adapter_config.json"))?;
+    let mut value: serde_json::Value = serde_json::from_str(&config)?;
+    value["lora_alpha"] = serde_json::from_str(alpha)?;
+    std::fs::write(dir.join("adapter_config.json"), value.to_string())?;
+    Ok(dir)
+}
+
+#[test]
+fn secure_mode_agrees_with_lora_where_activations_outgrow_the_modulus() -> Result<()> {
+    let _guard = ONE_AT_A_TIME.lock();
+    // α = 16000 (1000× the demo's) made the encrypted path wrap: 1 of 12 steps agreed.
+    let dir = demo_adapter_with_alpha("16000")?;
+    let options = GenerateOptions {
+        adapter: Some(dir.clone()),
+        ..options(Mode::Secure, false, true, 12)
+    };
+    let secure = generate::run(&options)?;
+    let check = secure.check.as_ref().context("--check report")?;
+    assert!(check.tokens_match, "{check:?}");
+    assert!(
+        check.mean_relative_logit_error < 1e-4,
+        "{}",
+        check.mean_relative_logit_error
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 #[test]
 fn bad_model_and_adapter_paths_are_clear_errors() {
     let _guard = ONE_AT_A_TIME.lock();
