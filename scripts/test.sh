@@ -18,9 +18,27 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-# Tests run HE workloads up to N = 2^16; the dev profile is optimised for that.
+# Tests run HE workloads up to N = 2^16: both profiles are optimised for that. After the
+# README's main command (`cargo run --release -- generate`) the release build is reused:
+# the tests then compile only the workspace, the test-only crates and the few crates
+# whose features the tests widen, instead of every dependency again in the dev profile.
+# The release profile runs without overflow checks and debug assertions; the dev profile
+# (HELORA_TEST_PROFILE=dev, or no release build yet) keeps them.
+profile=${HELORA_TEST_PROFILE:-}
+if [ -z "$profile" ]; then
+    if [ -x target/release/helora ]; then profile=release; else profile=dev; fi
+fi
+case "$profile" in
+    release) flags=(--release) ;;
+    dev) flags=() ;;
+    *)
+        echo "error: HELORA_TEST_PROFILE is $profile; use release or dev" >&2
+        exit 1
+        ;;
+esac
+echo "scripts/test.sh: the $profile profile (HELORA_TEST_PROFILE=release|dev chooses)" >&2
 status=0
-cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+cargo test --workspace "${flags[@]}" "$@" 2>&1 | tee "$log" || status=$?
 
 bash scripts/test-summary.sh < "$log"
 exit "$status"

@@ -2,27 +2,29 @@
 //! power of two sized from a bound the server publishes per projection, and multiplies the
 //! decrypted delta back; a decrypted value beyond its bound is a wrap and is refused.
 //!
-//! With Δ = 2^40 and q_0 of 50 bits the reply holds |y| < 2^9 (a wrap adds 2^10 to the
-//! slots); x·A must stay below 2^48 at level 2. Cauchy–Schwarz bounds every partial sum of
-//! the plan: |x·A| ≤ ‖x‖·‖A‖_F and |x·A·(B + E)|_∞ ≤ ‖x‖·‖A‖_F·max_c ‖(B + E)_c‖. The
-//! server publishes ⌈log2⌉ of g = ‖A‖_F·max(max_c ‖B_c‖ + tail(E), 2^−42) (one power of
-//! two per projection is all it reveals of its factors), and the client scales x so that
-//! ‖x‖·g ≤ 2^6, a factor 8 below the wrap: scaling is exact in f64 and CKKS is linear,
-//! so only the absolute precision changes, in proportion to the output's size.
+//! With Δ = 2^40 and a 50-bit q_0 (≥ 2^49) the reply holds |y| < q_0/2Δ, at least 2^8 (a
+//! wrap adds q_0/Δ ≥ 2^9 to the slots); x·A must stay below 2^48 at level 2. Cauchy–Schwarz
+//! bounds every partial sum of the plan: |x·A| ≤ ‖x‖·‖A‖₂ and |x·A·(B + E)|_∞ ≤
+//! ‖x‖·‖A‖₂·max_c ‖(B + E)_c‖, with ‖A‖₂² ≤ max_j Σ_k |(AᵀA)_jk| (Gershgorin: about the
+//! largest column norm for LoRA's near-orthogonal columns, where ‖A‖_F is √r times more).
+//! The server publishes ⌈log2⌉ of g = ‖A‖₂-bound·max(max_c ‖B_c‖ + tail(E), 2^−41) (one
+//! power of two per projection is all it reveals of its factors), and the client scales x
+//! so that ‖x‖·g ≤ 2^7, a factor 2 below the wrap: scaling is exact in f64 and CKKS is
+//! linear, so only the absolute precision changes, in proportion to the bound.
 
 use anyhow::{bail, Result};
 use helora::linear::Matrix;
 
-/// The normalised bound ‖x‖·g the client aims at: 2^6, against the wrap at 2^9.
-const TARGET_LOG2: i32 = 6;
+/// The normalised bound ‖x‖·g the client aims at: 2^7, against the wrap at ≥ 2^8.
+const TARGET_LOG2: i32 = 7;
 /// Standard deviations of the norm of E's column beyond its mean: a chance e^−50 per column
 /// that E alone exceeds the bound (then the check below refuses the reply).
 const NOISE_TAIL: f64 = 10.0;
-/// g's floor: keeps ‖x·A‖ ≤ 2^(6 + 42) where B is (near) zero.
-const FLOOR_LOG2: i32 = -42;
-/// Decoded values up to this multiple of the bound (plus one) are accepted; a wrap adds
-/// 2^10 to the slots, far beyond 4·2^6 + 1.
-const CHECK_FACTOR: f64 = 4.0;
+/// g's floor: keeps ‖x·A‖ ≤ 2^(7 + 41) where B is (near) zero.
+const FLOOR_LOG2: i32 = -41;
+/// Decoded values up to this multiple of the bound (plus one) are accepted; a wrap moves a
+/// value of at most 2^7 by at least 2^9, beyond 2·2^7 + 1.
+const CHECK_FACTOR: f64 = 2.0;
 
 /// ⌈log2 g⌉ for a projection with factors `a` (d_in × r), `b` (r × d_out, α/r included)
 /// whose B is perturbed per query by complex Gaussian entries of std `noise_std` per real
@@ -33,7 +35,7 @@ pub fn projection_bound_log2(
     noise_std: f64,
     rank_padded: usize,
 ) -> Result<i32> {
-    let a_norm = frobenius(a, 0..a.rows(), 0..a.cols());
+    let a_norm = spectral_bound(a);
     let b_column = (0..b.cols())
         .map(|c| frobenius(b, 0..b.rows(), c..c + 1))
         .fold(0.0, f64::max);
@@ -43,6 +45,24 @@ pub fn projection_bound_log2(
         bail!("the adapter's factors are too large to bound (‖A‖·‖B‖ is not finite)");
     }
     Ok(g.log2().ceil() as i32)
+}
+
+/// An upper bound on A's largest singular value: √(max_j Σ_k |(AᵀA)_jk|).
+fn spectral_bound(a: &Matrix) -> f64 {
+    let r = a.cols();
+    let mut gram = vec![0.0; r * r];
+    for i in 0..a.rows() {
+        for j in 0..r {
+            let aij = a.get(i, j);
+            for k in 0..r {
+                gram[j * r + k] += aij * a.get(i, k);
+            }
+        }
+    }
+    gram.chunks(r.max(1))
+        .map(|row| row.iter().map(|g| g.abs()).sum::<f64>())
+        .fold(0.0, f64::max)
+        .sqrt()
 }
 
 fn frobenius(m: &Matrix, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) -> f64 {
