@@ -2,8 +2,8 @@
 //! allows, bit-identical to the scalar references).
 //!
 //! Independent parts of one key switch are offered to the worker pool as tasks: the digits
-//! of a decomposition, the steps of a hoisted batch (one per worker thread) and the limbs of
-//! an inner product. A single token's work then spreads over the cores; under a batch that
+//! of a decomposition, the steps of a hoisted batch and the limbs of an inner
+//! product. A single token's work then spreads over the cores; under a batch that
 //! already keeps every core busy the tasks simply run in place.
 
 use super::{Backend, BackendError, KeySwitchStep};
@@ -13,8 +13,11 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-/// Most steps of one hoisted batch ([`Backend::key_switch_batch`]).
-const MAX_KEY_SWITCH_BATCH: usize = 8;
+/// Steps of one hoisted batch ([`Backend::key_switch_batch`]): a whole step 1 or step 3 of a
+/// rank-8 plan in one parallel region (few, large tasks: a worker woken for a task of a few
+/// µs costs more than it saves); their extended outputs (2·(l+1+k)·N words each, 3.5 MB for
+/// 7 steps at N = 2^13) are read back from L3, about 1 % of an apply.
+const KEY_SWITCH_BATCH: usize = 8;
 
 pub struct CpuBackend {
     ctx: Arc<RingContext>,
@@ -215,10 +218,8 @@ impl Backend for CpuBackend {
             .collect()
     }
 
-    /// One step per worker thread (at most 8): enough to keep the pool busy, and each
-    /// step's extended output (2·(l+1+k)·N words) is accumulated while it is still in cache.
     fn key_switch_batch(&self, _basis: Basis) -> usize {
-        rayon::current_num_threads().clamp(1, MAX_KEY_SWITCH_BATCH)
+        KEY_SWITCH_BATCH
     }
 
     fn host_parallel(&self) -> bool {
