@@ -301,7 +301,10 @@ pub(super) fn check_replies<B: Backend>(
 impl LoraReport {
     /// Aligned `name  value` lines for people.
     pub fn table(&self) -> String {
-        let apply = format!("ms per apply ({} threads)", self.threads);
+        let apply = match self.threads {
+            1 => "ms per apply (1 thread)".to_string(),
+            k => format!("ms per apply ({k} threads)"),
+        };
         let rows: Vec<(&str, String)> = vec![
             (
                 "shape",
