@@ -220,3 +220,61 @@ fn a_parameter_read_past_the_buffer_is_reported() {
     let (r, _) = launch("ld.param.u64 %rd1, [k_param_1+8];\nret;", 1, 1, 0, 1);
     assert_eq!(r.expect_err("param").code, ILLEGAL_ADDRESS);
 }
+
+// ---- memory and control instructions against the PTX ISA ----------------------------------
+
+/// `ld.global.u32` reads 4 bytes (the low half of a little-endian u64) and `st.global.u32`
+/// writes 4 bytes, leaving the rest of the word as it was: b[t] = (3·a[t]) << 32 | a[t],
+/// written as two 32-bit halves.
+#[test]
+fn loads_and_stores_move_exactly_their_width() {
+    let body = "
+    ld.param.u64 %rd1, [k_param_0];
+    ld.param.u64 %rd2, [k_param_1];
+    mov.u32 %r1, %tid.x;
+    mul.wide.u32 %rd3, %r1, 8;
+    add.s64 %rd4, %rd1, %rd3;
+    ld.global.u32 %r5, [%rd4];
+    mul.lo.s32 %r6, %r5, 3;
+    add.s64 %rd7, %rd2, %rd3;
+    st.global.u32 [%rd7], %r5;
+    st.global.u32 [%rd7+4], %r6;
+    ret;";
+    let (r, out) = launch(body, 1, 32, 0, 32);
+    r.expect("clean");
+    assert_eq!(
+        out,
+        (0..32u64).map(|i| (3 * i) << 32 | i).collect::<Vec<u64>>()
+    );
+}
+
+/// A predicated backward `bra` is a loop: b[t] = Σ_{k<t} k = t(t−1)/2, each thread taking
+/// its own number of trips (divergent control flow that reconverges at `ret`).
+#[test]
+fn a_predicated_branch_loops_per_thread() {
+    let body = "
+    ld.param.u64 %rd2, [k_param_1];
+    mov.u32 %r1, %tid.x;
+    mov.u32 %r2, 0;
+    mov.u32 %r3, 0;
+$L__loop:
+    setp.ge.u32 %p1, %r2, %r1;
+    @%p1 bra $L__done;
+    add.s32 %r3, %r3, %r2;
+    add.s32 %r2, %r2, 1;
+    bra $L__loop;
+$L__done:
+    mul.wide.u32 %rd3, %r1, 8;
+    add.s64 %rd7, %rd2, %rd3;
+    cvt.u64.u32 %rd6, %r3;
+    st.global.u64 [%rd7], %rd6;
+    ret;";
+    let (r, out) = launch(body, 1, 32, 0, 32);
+    r.expect("clean");
+    assert_eq!(
+        out,
+        (0..32u64)
+            .map(|t| t * t.saturating_sub(1) / 2)
+            .collect::<Vec<u64>>()
+    );
+}
