@@ -299,11 +299,7 @@ fn bench_token(args: &TokenArgs) -> Result<()> {
     };
     match args.threads {
         None => run(),
-        Some(threads) => rayon::ThreadPoolBuilder::new()
-            .num_threads(threads as usize)
-            .build()
-            .context("starting the worker threads")?
-            .install(run),
+        Some(threads) => bench::thread_pool(threads as usize)?.install(run),
     }
 }
 

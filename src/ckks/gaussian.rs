@@ -4,24 +4,11 @@
 //! polynomials themselves.
 
 use super::ciphertext::{ExtendedPlaintext, Plaintext};
+use super::keygen::rounded_gaussian_ntt;
 use super::{CkksError, Evaluator, Params};
 use crate::backend::Backend;
-use crate::math::sampling::rounded_gaussian;
-use crate::ring::{arith, Basis, RingContext, RnsPoly};
+use crate::ring::{Basis, RnsPoly};
 use rand_core::RngCore;
-
-/// round(N(0, std²)) in every coefficient, over `basis`, in NTT form.
-fn rounded_gaussian_ntt(
-    ctx: &RingContext,
-    basis: Basis,
-    std: f64,
-    rng: &mut impl RngCore,
-) -> RnsPoly {
-    let e = rounded_gaussian(rng, std, ctx.n());
-    let mut poly = arith::from_signed(ctx, &e, basis);
-    arith::ntt_forward(ctx, &mut poly);
-    poly
-}
 
 fn check_level(params: &Params, level: usize) -> Result<(), CkksError> {
     if level > params.max_level() {

@@ -28,6 +28,20 @@ pub(crate) fn gaussian_ntt(ctx: &RingContext, basis: Basis, rng: &mut impl RngCo
     p
 }
 
+/// round(N(0, std²)) in every coefficient over `basis`, in NTT form: the PLL's perturbation
+/// and flood, of any width (the error above is the fixed-width discrete Gaussian).
+pub(crate) fn rounded_gaussian_ntt(
+    ctx: &RingContext,
+    basis: Basis,
+    std: f64,
+    rng: &mut impl RngCore,
+) -> RnsPoly {
+    let e = sampling::rounded_gaussian(rng, std, ctx.n());
+    let mut p = arith::from_signed(ctx, &e, basis);
+    arith::ntt_forward(ctx, &mut p);
+    p
+}
+
 /// A fresh ternary polynomial over `basis`, in NTT form.
 pub(crate) fn ternary_ntt(ctx: &RingContext, basis: Basis, rng: &mut impl RngCore) -> RnsPoly {
     let t = sampling::ternary(rng, ctx.n());

@@ -8,6 +8,8 @@ use super::keys;
 use super::machine;
 use super::ops::params_for;
 use super::provenance::Provenance;
+use super::random_model::{self, gib};
+use super::thread_pool;
 use super::timing::{measure, Iterations};
 use anyhow::{bail, Context, Result};
 use helora::backend::Backend;
@@ -82,9 +84,7 @@ pub fn run(options: &LoraOptions) -> Result<LoraReport> {
         bail!("--d-in, --d-out, --r and --tokens must be positive");
     }
     let params = params_for(options.n)?;
-    let available = options
-        .memory_limit
-        .or_else(super::random_model::memory_available);
+    let available = options.memory_limit.or_else(random_model::memory_available);
     check_memory(&params, options, available)?;
     let mut rng = sampling::os_rng()?;
     let (a, b) = random_lora_factors(d_in, d_out, rank, &mut rng)?;
@@ -115,10 +115,7 @@ pub fn run(options: &LoraOptions) -> Result<LoraReport> {
     // Both figures on one pool of --threads (at most the cores): a single apply spreads
     // its key switches over it, a batch its tokens.
     let threads = options.threads.min(rayon::current_num_threads()).max(1);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("starting the bench's worker threads")?;
+    let pool = thread_pool(threads)?;
     let single = pool.install(|| measure(iters, || plan.apply(&server, &inputs[0])))?;
     let group = LoraGroup::new(vec![&plan])?;
     // One untimed batch first: fresh worker threads fault in their heaps on first use.
@@ -199,10 +196,6 @@ fn check_memory(params: &Params, options: &LoraOptions, available: Option<u64>) 
         ),
         _ => Ok(()),
     }
-}
-
-fn gib(bytes: u64) -> f64 {
-    bytes as f64 / (1u64 << 30) as f64
 }
 
 /// `tokens` unit-variance activations of width `d_in`.

@@ -22,3 +22,13 @@ pub mod series;
 pub mod sweep;
 pub mod timing;
 pub mod token;
+
+/// A pool of `threads` worker threads for a bench's run (`--threads`): the work inside it
+/// (a single apply's parts, a batch's tokens) goes to these threads only.
+pub fn thread_pool(threads: usize) -> anyhow::Result<rayon::ThreadPool> {
+    use anyhow::Context;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .with_context(|| format!("starting {threads} worker threads"))
+}

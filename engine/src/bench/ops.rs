@@ -44,11 +44,7 @@ pub fn params_for(n: usize) -> Result<Params> {
 /// Runs the bench on a pool of one thread: each operation's latency on one core, as the
 /// report says (the CPU backend would otherwise spread a key switch's parts over the cores).
 pub fn run(options: &OpsOptions) -> Result<OpsReport> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .context("starting the bench's thread")?
-        .install(|| run_here(options))
+    super::thread_pool(1)?.install(|| run_here(options))
 }
 
 fn run_here(options: &OpsOptions) -> Result<OpsReport> {

@@ -138,7 +138,8 @@ fn caches(sequences: usize) -> String {
     }
 }
 
-fn gib(bytes: u64) -> f64 {
+/// Bytes in GiB, as the memory refusals print them.
+pub(super) fn gib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 30) as f64
 }
 
