@@ -1,5 +1,6 @@
 //! Records the commit the binary is built from (`HELORA_GIT_COMMIT`, "unknown" outside a
-//! git checkout or without git), for the provenance of every benchmark report.
+//! git checkout or without git), for the provenance of every benchmark report; compiles the
+//! remote protocol (proto/helora/v1) into Rust.
 
 use std::path::Path;
 use std::process::Command;
@@ -10,7 +11,7 @@ fn git(args: &[&str]) -> Option<String> {
     (out.status.success() && !text.trim().is_empty()).then(|| text.trim().to_string())
 }
 
-fn main() {
+fn record_commit() {
     let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=HELORA_GIT_COMMIT={commit}");
     // Rebuild when HEAD moves: HEAD itself, the branch it names, and packed refs. Only
@@ -25,5 +26,21 @@ fn main() {
             println!("cargo:rerun-if-changed={path}");
         }
     }
+}
+
+/// protox parses the .proto files in pure Rust, so a build needs no system protoc (and no
+/// protoc binary is downloaded or vendored).
+fn compile_protocol() -> Result<(), Box<dyn std::error::Error>> {
+    let proto = "../proto/helora/v1/helora.proto";
+    println!("cargo:rerun-if-changed={proto}");
+    let descriptors = protox::compile([proto], ["../proto"])?;
+    tonic_prost_build::configure().compile_fds(descriptors)?;
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    record_commit();
+    compile_protocol()?;
     println!("cargo:rerun-if-changed=build.rs");
+    Ok(())
 }

@@ -101,6 +101,17 @@ enum TargetModules {
 impl LoraAdapter {
     /// Loads the PEFT adapter in directory `dir` and checks it against `model`.
     pub fn load(dir: &Path, model: &ModelConfig) -> Result<Self> {
+        Self::load_for(dir, Some(model))
+    }
+
+    /// Loads the PEFT adapter in `dir` without a base model (a server holds only adapters):
+    /// each projection's shape is read off its factors, PEFT's layout (lora_A `[r, d_in]`,
+    /// lora_B `[d_out, r]`, both transposed under `fan_in_fan_out`).
+    pub fn load_standalone(dir: &Path) -> Result<Self> {
+        Self::load_for(dir, None)
+    }
+
+    fn load_for(dir: &Path, model: Option<&ModelConfig>) -> Result<Self> {
         let config_path = dir.join("adapter_config.json");
         let weights_path = dir.join("adapter_model.safetensors");
         if !dir.is_dir() {
@@ -166,7 +177,6 @@ impl LoraAdapter {
                 config.bias.as_deref().unwrap_or_default()
             )));
         }
-        let known: Vec<&str> = model.projections().iter().map(|p| p.0).collect();
         let target_modules = match config.target_modules {
             TargetModules::List(list) => list,
             TargetModules::Pattern(p) => {
@@ -178,12 +188,15 @@ impl LoraAdapter {
         if target_modules.is_empty() {
             return Err(invalid("target_modules is empty".into()));
         }
-        if let Some(m) = target_modules.iter().find(|m| !known.contains(&m.as_str())) {
-            return Err(invalid(format!(
-                "target module {m:?} is not a projection of this {:?} model (it has {})",
-                model.arch,
-                known.join(", ")
-            )));
+        if let Some(model) = model {
+            let known: Vec<&str> = model.projections().iter().map(|p| p.0).collect();
+            if let Some(m) = target_modules.iter().find(|m| !known.contains(&m.as_str())) {
+                return Err(invalid(format!(
+                    "target module {m:?} is not a projection of this {:?} model (it has {})",
+                    model.arch,
+                    known.join(", ")
+                )));
+            }
         }
         let scaling = if config.use_rslora {
             config.lora_alpha / (config.r as f64).sqrt()
@@ -198,7 +211,7 @@ impl LoraAdapter {
         for (name, tensor) in tensors {
             let (layer, module, which) =
                 parse_key(&name).ok_or_else(|| bad(format!("unexpected tensor {name}")))?;
-            if layer >= model.num_layers {
+            if let Some(model) = model.filter(|m| layer >= m.num_layers) {
                 return Err(bad(format!(
                     "tensor {name} is for layer {layer}, the model has {}",
                     model.num_layers
@@ -226,12 +239,16 @@ impl LoraAdapter {
                 (Some(a), Some(b)) => (a, b),
                 _ => return Err(bad(format!("{what} lacks lora_A or lora_B"))),
             };
-            let (d_in, d_out) = model
-                .projections()
-                .iter()
-                .find(|p| p.0 == module)
-                .map(|p| (p.1, p.2))
-                .ok_or_else(|| bad(format!("{what}: unknown module")))?;
+            let (d_in, d_out) = match model {
+                Some(model) => model
+                    .projections()
+                    .iter()
+                    .find(|p| p.0 == module)
+                    .map(|p| (p.1, p.2))
+                    .ok_or_else(|| bad(format!("{what}: unknown module")))?,
+                None => shapes_from_factors(&a, &b, config.r, config.fan_in_fan_out)
+                    .map_err(|e| bad(format!("{what}: {e}")))?,
+            };
             let a = orient(&a, config.r, d_in, config.fan_in_fan_out)
                 .map_err(|e| bad(format!("{what} lora_A: {e}")))?;
             let b = orient(&b, d_out, config.r, config.fan_in_fan_out)
@@ -335,6 +352,25 @@ fn orient(t: &Tensor, rows: usize, cols: usize, fan_in_fan_out: bool) -> Result<
         return Ok(t.t()?.contiguous()?);
     }
     bail!("shape {dims:?}, expected [{rows}, {cols}] for this model and rank")
+}
+
+/// (d_in, d_out) of a projection read off its PEFT factors of rank `r`.
+fn shapes_from_factors(
+    a: &Tensor,
+    b: &Tensor,
+    r: usize,
+    fan_in_fan_out: bool,
+) -> Result<(usize, usize)> {
+    let (a, b) = (a.dims(), b.dims());
+    let (d_in, d_out) = match (a, b, fan_in_fan_out) {
+        ([ra, d_in], [d_out, rb], false) if *ra == r && *rb == r => (*d_in, *d_out),
+        ([d_in, ra], [rb, d_out], true) if *ra == r && *rb == r => (*d_in, *d_out),
+        _ => bail!("lora_A {a:?} and lora_B {b:?} are not factors of rank {r}"),
+    };
+    if d_in == 0 || d_out == 0 {
+        bail!("lora_A {a:?} and lora_B {b:?} have an empty dimension");
+    }
+    Ok((d_in, d_out))
 }
 
 /// `…layers.{L}.{…}.{module}.lora_{A|B}[.adapter].weight` → (L, module, 0 for A / 1 for B).

@@ -6,6 +6,7 @@ use crate::bench::sweep;
 use crate::bench::{self, lora::LoraOptions, ops::OpsOptions, token::TokenOptions};
 use crate::device::DeviceChoice;
 use crate::generate::{self, GenerateOptions, Mode};
+use crate::serve;
 use crate::switch::Switch;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -38,6 +39,102 @@ pub enum Command {
     /// Attacks on the server's protection (extraction of the LoRA weights).
     #[command(subcommand)]
     Attack(AttackCommand),
+    /// Serves private LoRA adapters over gRPC to remote `generate --server` clients.
+    Serve(ServeArgs),
+    /// The API clients a server admits: add (prints the token), list, revoke.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A PEFT LoRA adapter to serve, `NAME=DIR` or `DIR` (named after the directory);
+    /// repeat for several. Default: the demo adapter, named `demo`.
+    #[arg(long = "adapter", value_name = "NAME=DIR")]
+    pub adapters: Vec<String>,
+    /// Address to listen on (port 0: any free port; the first line printed names it).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub listen: std::net::SocketAddr,
+    /// Where the HE work runs.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
+    /// Durable state (clients, key sets, budgets): `sqlite:PATH`. Default: state.sqlite in
+    /// helora's data dir.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// The Private Linear Layer (noise on B, flooding, query budgets).
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub pll: Switch,
+    /// The PLL's query budget per client and projection: the most any client may be
+    /// given (its flooding is sized for it).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    pub budget: u64,
+    /// TLS certificate chain (PEM); with --tls-key, the server speaks https only.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Most tokens evaluated in one batch (across clients).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub batch_tokens: u32,
+    /// Longest a request waits for others to join its batch, in milliseconds.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub batch_wait_ms: u32,
+    /// Most tokens queued at once; beyond, requests get RESOURCE_EXHAUSTED at once.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub queue_tokens: u32,
+    /// Largest key upload a client may make, in MiB.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_key_mib: u32,
+    /// Key sets each client may register.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_key_sets: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Issues a client: prints its API token once, as the last line.
+    Add(ClientsAddArgs),
+    /// Lists the clients (never their tokens).
+    List(ClientsListArgs),
+    /// Revokes a client: its token is refused from then on, by every server on this state.
+    Revoke(ClientsRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClientsAddArgs {
+    pub name: String,
+    /// PLL queries this client may make to each projection (capped by the server's
+    /// --budget).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    pub budget: u64,
+    /// The one adapter this client may use (default: any).
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// As `serve --state`.
+    #[arg(long)]
+    pub state: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientsListArgs {
+    #[arg(long)]
+    pub state: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientsRevokeArgs {
+    pub name: String,
+    #[arg(long)]
+    pub state: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +185,30 @@ pub struct GenerateArgs {
     /// logits (`top_logits`).
     #[arg(long, value_name = "K", requires = "json", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub top_logits: Option<u32>,
+    /// Run secure mode against a `helora serve` server (http://HOST:PORT, or https://),
+    /// which holds the adapter: no local --adapter.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// The API token `helora clients add` printed (or the HELORA_TOKEN variable).
+    #[arg(
+        long,
+        env = "HELORA_TOKEN",
+        hide_env_values = true,
+        requires = "server"
+    )]
+    pub token: Option<String>,
+    /// The adapter's name on the server (default: its only one).
+    #[arg(long, requires = "server")]
+    pub adapter_name: Option<String>,
+    /// A CA certificate (PEM) to trust for an https:// server with a private CA.
+    #[arg(long, requires = "server")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Where the client keeps its key seeds (default: client-keys in helora's data dir).
+    #[arg(long, requires = "server")]
+    pub key_dir: Option<std::path::PathBuf>,
+    /// Re-sends of a request after the connection broke (with backoff).
+    #[arg(long, default_value_t = 5, requires = "server")]
+    pub retries: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,14 +348,105 @@ pub fn run(cli: Cli) -> Result<()> {
             let report = attack::extract(&args)?;
             write_report(&report, args.json, || report.table())
         }
+        Command::Serve(args) => serve(&args),
+        Command::Clients(command) => clients(command),
+    }
+}
+
+fn serve(args: &ServeArgs) -> Result<()> {
+    serve::check_device(args.device)?;
+    let options = serve::ServeOptions {
+        adapters: args.adapters.clone(),
+        listen: args.listen,
+        state: args.state.clone(),
+        pll: args.pll == Switch::On,
+        budget: args.budget,
+        tls: args.tls_cert.clone().zip(args.tls_key.clone()),
+        metrics: args.metrics,
+        scheduler: serve::scheduler::SchedulerConfig {
+            batch_tokens: args.batch_tokens as usize,
+            batch_wait: std::time::Duration::from_millis(u64::from(args.batch_wait_ms)),
+            capacity_tokens: args.queue_tokens as usize,
+        },
+        limits: serve::service::Limits {
+            max_key_upload: (args.max_key_mib as usize) << 20,
+            max_key_sets: args.max_key_sets as usize,
+            max_request_tokens: args.queue_tokens as usize,
+        },
+    };
+    serve::run(&options)
+}
+
+fn clients(command: ClientsCommand) -> Result<()> {
+    match command {
+        ClientsCommand::Add(args) => {
+            let (record, token) = serve::clients::add(
+                args.state.as_deref(),
+                &args.name,
+                args.budget,
+                args.adapter.as_deref(),
+            )?;
+            if args.json {
+                #[derive(serde::Serialize)]
+                struct Added<'a> {
+                    client: &'a serve::state::ClientRecord,
+                    token: &'a str,
+                }
+                return write_report(
+                    &Added {
+                        client: &record,
+                        token: &token,
+                    },
+                    true,
+                    String::new,
+                );
+            }
+            let text = format!(
+                "client {:?} added (budget {} per projection, adapter {}); its API token, shown \
+                 once:\n{token}\n",
+                record.name,
+                record.budget,
+                record.adapter.as_deref().unwrap_or("any")
+            );
+            write_report(&(), false, || text)
+        }
+        ClientsCommand::List(args) => {
+            let clients = serve::clients::list(args.state.as_deref())?;
+            write_report(&clients, args.json, || serve::clients::table(&clients))
+        }
+        ClientsCommand::Revoke(args) => {
+            serve::clients::revoke(args.state.as_deref(), &args.name)?;
+            write_report(&(), false, || format!("client {:?} revoked\n", args.name))
+        }
     }
 }
 
 fn generate_text(args: &GenerateArgs) -> Result<()> {
-    let mode = args.mode.unwrap_or(match (&args.model, &args.adapter) {
-        (Some(_), None) => Mode::Plain,
-        _ => Mode::Secure,
-    });
+    let mode = args
+        .mode
+        .unwrap_or(match (&args.model, &args.adapter, &args.server) {
+            (Some(_), None, None) => Mode::Plain,
+            _ => Mode::Secure,
+        });
+    let remote = match &args.server {
+        None => None,
+        Some(url) => {
+            if args.pll.is_some() {
+                bail!("--pll is the server's choice (helora serve --pll): drop it with --server");
+            }
+            let token = args.token.clone().ok_or_else(|| {
+                anyhow::anyhow!("--server needs the API token: --token T or HELORA_TOKEN")
+            })?;
+            Some(serve::remote::RemoteOptions {
+                url: url.clone(),
+                token,
+                adapter: args.adapter_name.clone().unwrap_or_default(),
+                ca_cert: args.tls_ca.clone(),
+                key_dir: args.key_dir.clone(),
+                retries: args.retries,
+            })
+        }
+    };
     // Flags the chosen mode would ignore are refused before anything loads.
     if args.pll.is_some() && mode != Mode::Secure {
         bail!("--pll is the server's protection in secure mode: drop it or use --mode secure");
@@ -253,6 +465,7 @@ fn generate_text(args: &GenerateArgs) -> Result<()> {
         stream: !args.json,
         check: args.check,
         top_logits: args.top_logits.map_or(0, |k| k as usize),
+        remote,
     };
     let report = generate::run(&options)?;
     write_report(&report, args.json, || format!("\n{}", report.table()))

@@ -7,9 +7,11 @@
 //! - [`device`]: where the base model runs (`--device`);
 //! - [`model`]: configs, weights (GGUF, Hugging Face), tokenizer, forward passes with a
 //!   LoRA hook at every input site;
-//! - [`adapter`]: PEFT LoRA adapters;
+//! - [`adapter`]: PEFT LoRA adapters; [`demo`]: the demo adapter and its question;
 //! - [`plain_lora`], [`secure`]: the hooks of the `lora` and `secure` modes; `secure` holds
 //!   the client and server roles;
+//! - [`serve`]: `helora serve` (the server over gRPC, its durable state) and the remote
+//!   client (a `secure::Serve` over the network);
 //! - [`generate`]: the `generate` command;
 //! - [`attack`], [`bench`]: the measurements (they use the product, never the reverse);
 //! - [`cli`]: arguments and dispatch.
@@ -18,6 +20,7 @@ pub mod adapter;
 pub mod attack;
 pub mod bench;
 pub mod cli;
+pub mod demo;
 pub mod device;
 pub mod files;
 pub mod generate;
@@ -25,5 +28,6 @@ pub mod model;
 pub mod plain_lora;
 pub mod progress;
 pub mod secure;
+pub mod serve;
 pub mod stats;
 pub mod switch;

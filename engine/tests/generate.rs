@@ -8,6 +8,7 @@
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use helora_engine::adapter::LoraAdapter;
+use helora_engine::demo;
 use helora_engine::device::DeviceChoice;
 use helora_engine::generate::{self, GenerateOptions, Mode};
 use helora_engine::model::{fetch, load_model, KvCache, LoraHook, Model, NoHook};
@@ -172,6 +173,7 @@ fn options(mode: Mode, pll: bool, check: bool, max_tokens: usize) -> GenerateOpt
         stream: false,
         check,
         top_logits: 0,
+        remote: None,
     }
 }
 
@@ -230,7 +232,7 @@ fn the_pll_effect_on_logits_is_reported() -> Result<()> {
 
 /// The demo adapter with its lora_alpha replaced, in a fresh directory.
 fn demo_adapter_with_alpha(alpha: &str) -> Result<PathBuf> {
-    let demo = generate::demo::adapter_dir()?;
+    let demo = demo::adapter_dir()?;
     let dir = std::env::temp_dir().join(format!(
         "helora-generate-alpha-{alpha}-{}",
         std::process::id()
@@ -292,7 +294,7 @@ fn secure_deltas_stay_exact_where_activations_outgrow_the_modulus() -> Result<()
     let model = Model::new(loaded.weights)?;
     let dir = demo_adapter_with_alpha("16000")?;
     let adapter = LoraAdapter::load(&dir, model.config())?;
-    let mut session = helora_engine::secure::InProcess::start(&adapter, false)?;
+    let mut session = helora_engine::secure::SecureSession::start(&adapter, false)?;
     let mut hook = CompareDeltas {
         secure: session.hook(),
         plain: PlainLoraHook::new(&adapter, &Device::Cpu)?,
@@ -303,10 +305,7 @@ fn secure_deltas_stay_exact_where_activations_outgrow_the_modulus() -> Result<()
         .as_ref()
         .context("SmolLM2 has a chat template")?;
     let text = chat.render(
-        &[helora_engine::model::ChatMessage::new(
-            "user",
-            generate::demo::PROMPT,
-        )],
+        &[helora_engine::model::ChatMessage::new("user", demo::PROMPT)],
         true,
     )?;
     let prompt = loaded.tokenizer.encode_chat(&text)?;

@@ -20,7 +20,7 @@ use helora_engine::device::model_device;
 use helora_engine::device::DeviceChoice;
 use helora_engine::model::{hf, LoraHook, Model};
 use helora_engine::plain_lora::PlainLoraHook;
-use helora_engine::secure::InProcess;
+use helora_engine::secure::SecureSession;
 use std::path::PathBuf;
 
 /// f32 on both devices: only the order of the sums differs.
@@ -160,7 +160,7 @@ fn secure_mode_on_the_gpu_matches_lora_on_the_cpu() -> Result<()> {
     let (want, tokens) = cpu_reference(&PROMPT, STEPS)?;
     let model = tiny_llama(&gpu)?;
     let adapter = adapter(&model)?;
-    let mut session = InProcess::start(&adapter, false)?;
+    let mut session = SecureSession::start(&adapter, false)?;
     let mut hook = session.hook();
     let got = decode(&model, &mut hook, &PROMPT, STEPS, |step, _| tokens[step])?;
     assert!(hook.stats.requests > 0, "the server was asked");
@@ -180,7 +180,7 @@ fn secure_mode_with_the_he_server_on_the_gpu_matches_the_cpu() -> Result<()> {
     let Some(gpu) = cuda() else { return Ok(()) };
     let cpu_model = tiny_llama(&Device::Cpu)?;
     let adapter = adapter(&cpu_model)?;
-    let mut cpu_session = InProcess::start(&adapter, false)?;
+    let mut cpu_session = SecureSession::start(&adapter, false)?;
     assert_eq!(cpu_session.server.backend(), "cpu");
     let mut tokens = Vec::new();
     let want = decode(
@@ -195,7 +195,7 @@ fn secure_mode_with_the_he_server_on_the_gpu_matches_the_cpu() -> Result<()> {
     )?;
 
     let model = tiny_llama(&gpu)?;
-    let mut session = InProcess::start_on(&adapter, false, &gpu)?;
+    let mut session = SecureSession::start_on(&adapter, false, &gpu)?;
     assert_eq!(
         session.server.backend(),
         "cuda",

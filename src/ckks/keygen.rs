@@ -5,7 +5,7 @@ use super::keys::{EvaluationKeys, PublicKey, SecretKey, SwitchingKey};
 use super::{CkksError, Params};
 use crate::math::sampling::{self, ChaCha20Rng};
 use crate::ring::{arith, automorphism, Basis, RingContext, RnsPoly};
-use rand_core::RngCore;
+use rand_core::{RngCore, SeedableRng};
 use zeroize::Zeroize;
 
 /// A uniformly random polynomial over `basis`, drawn directly in NTT form (the NTT of a
@@ -60,7 +60,17 @@ pub struct KeyGenerator {
 impl KeyGenerator {
     /// A new secret key from operating-system randomness.
     pub fn new(params: &Params) -> Result<Self, CkksError> {
-        let mut rng = sampling::os_rng()?;
+        Ok(Self::with_rng(params, sampling::os_rng()?))
+    }
+
+    /// The secret key (and every later key's randomness) from a 32-byte seed: a client that
+    /// keeps only the seed, on its own disk, gets the same secret key back on its next run.
+    /// The seed is as secret as the key.
+    pub fn from_seed(params: &Params, seed: [u8; 32]) -> Self {
+        Self::with_rng(params, ChaCha20Rng::from_seed(seed))
+    }
+
+    fn with_rng(params: &Params, mut rng: ChaCha20Rng) -> Self {
         let ctx = params.ring();
         let mut coeffs = sampling::ternary(&mut rng, ctx.n());
         let mut ntt = arith::from_signed(ctx, &coeffs, ctx.full_basis());
@@ -70,11 +80,11 @@ impl KeyGenerator {
             ntt,
             params_id: params.id(),
         };
-        Ok(Self {
+        Self {
             params: params.clone(),
             secret,
             rng,
-        })
+        }
     }
 
     pub fn secret_key(&self) -> &SecretKey {

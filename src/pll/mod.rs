@@ -25,13 +25,16 @@ mod noise;
 mod server;
 mod settings;
 
+/// The generator of a query's noise (seedable: a server that derives it per request answers a
+/// re-sent request identically).
+pub use crate::math::sampling::NoiseRng;
 pub use adapter::Adapter;
 pub use bound::{
     least_squares_error, low_rank_error, noise_for_target, queries_needed,
     random_least_squares_error, shape_factor, ExtractionBound,
 };
 pub use flooding::flood_std;
-pub use server::{AdapterId, ClientId, PllServer};
+pub use server::{AdapterId, ClientId, PllServer, PreparedClient};
 pub use settings::PllSettings;
 
 use crate::ckks::{CkksError, EncodeError};

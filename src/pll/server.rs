@@ -36,6 +36,9 @@ struct Client<B: Backend> {
     used: Vec<u64>,
 }
 
+/// A client's keys checked and its evaluator readied, not yet admitted.
+pub struct PreparedClient<B: Backend>(Client<B>);
+
 type EvaluatorFactory<B> = Box<dyn Fn(&Params) -> Result<Evaluator<B>, CkksError> + Send + Sync>;
 
 pub struct PllServer<B: Backend = CpuBackend> {
@@ -143,6 +146,18 @@ impl<B: Backend> PllServer<B> {
         public_key: PublicKey,
     ) -> Result<(), PllError> {
         self.check_admission(id)?;
+        let client = self.prepare_client(keys, public_key)?;
+        self.insert_client(id, client)
+    }
+
+    /// Checks a client's keys against every adapter and readies its evaluator: the costly
+    /// half of [`register_client`](Self::register_client), which needs only `&self` (a
+    /// server that shares this one among threads does it outside its write lock).
+    pub fn prepare_client(
+        &self,
+        keys: &EvaluationKeys,
+        public_key: PublicKey,
+    ) -> Result<PreparedClient<B>, PllError> {
         let bytes = key_bytes(keys);
         if bytes > self.settings.max_key_bytes {
             return Err(PllError::KeysTooLarge {
@@ -171,15 +186,31 @@ impl<B: Backend> PllServer<B> {
         let encryptor = Encryptor::new(&self.params, public_key)?;
         let mut evaluator = (self.new_evaluator)(&self.params)?;
         evaluator.set_keys(keys)?;
-        self.clients.insert(
-            id,
-            Client {
-                evaluator,
-                encryptor,
-                used: Vec::new(),
-            },
-        );
+        Ok(PreparedClient(Client {
+            evaluator,
+            encryptor,
+            used: Vec::new(),
+        }))
+    }
+
+    /// Admits a client readied by [`prepare_client`](Self::prepare_client).
+    pub fn insert_client(
+        &mut self,
+        id: ClientId,
+        client: PreparedClient<B>,
+    ) -> Result<(), PllError> {
+        self.check_admission(id)?;
+        self.clients.insert(id, client.0);
         Ok(())
+    }
+
+    /// Forgets a client and its keys (a revoked identity, a key set evicted).
+    pub fn remove_client(&mut self, id: ClientId) -> bool {
+        self.clients.remove(&id).is_some()
+    }
+
+    pub fn has_client(&self, id: ClientId) -> bool {
+        self.clients.contains_key(&id)
     }
 
     /// Whether a client `id` would be admitted (new, and room for it), before its keys are
@@ -285,27 +316,8 @@ impl<B: Backend> PllServer<B> {
     ) -> Result<Vec<Vec<Vec<Ciphertext>>>, PllError> {
         let count = tokens.len() as u64;
         self.check_queries(client, adapters, count)?;
-        let state = self
-            .clients
-            .get_mut(&client)
-            .ok_or(PllError::UnknownClient(client.0))?;
-        let members = adapters
-            .iter()
-            .map(|id| {
-                self.adapters
-                    .get(id.0)
-                    .ok_or(PllError::UnknownAdapter(id.0))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(ct) = tokens
-            .iter()
-            .flat_map(|t| t.as_ref())
-            .find(|ct| !(ct.scale.is_finite() && ct.scale > 0.0))
-        {
-            return Err(PllError::Malformed(format!(
-                "input scale {} is not positive",
-                ct.scale
-            )));
+        for inputs in tokens {
+            check_scales(inputs.as_ref())?;
         }
         // Every token gets its own generator, forked from the server's stream: no two share
         // randomness for E, the flood or Enc_pk(0).
@@ -313,20 +325,16 @@ impl<B: Backend> PllServer<B> {
             .iter()
             .map(|_| sampling::fork(&mut self.rng))
             .collect();
-        let settings = &self.settings;
-        let evaluator = &state.evaluator;
-        let encryptor = &state.encryptor;
-        let members = &members;
+        let state = self
+            .clients
+            .get(&client)
+            .ok_or(PllError::UnknownClient(client.0))?;
+        let members = self.members(adapters)?;
         let outputs: Vec<Vec<Vec<Ciphertext<B::Poly>>>> = tokens
             .par_iter()
             .zip(rngs)
             .map(|(inputs, mut rng)| {
-                let uploaded = inputs
-                    .as_ref()
-                    .iter()
-                    .map(|ct| evaluator.upload(ct))
-                    .collect::<Result<Vec<_>, _>>()?;
-                apply_protected(evaluator, encryptor, members, &uploaded, settings, &mut rng)
+                evaluate(state, &members, inputs.as_ref(), &self.settings, &mut rng)
             })
             .collect::<Result<Vec<_>, PllError>>()?;
         let downloaded = outputs
@@ -343,6 +351,10 @@ impl<B: Backend> PllServer<B> {
             })
             .collect::<Result<Vec<_>, _>>()?;
         // Counted once the answers exist: a failed request reveals nothing.
+        let state = self
+            .clients
+            .get_mut(&client)
+            .ok_or(PllError::UnknownClient(client.0))?;
         for id in adapters {
             if state.used.len() <= id.0 {
                 state.used.resize(id.0 + 1, 0);
@@ -352,6 +364,92 @@ impl<B: Backend> PllServer<B> {
         }
         Ok(downloaded)
     }
+}
+
+/// The adapters `ids` name.
+impl<B: Backend> PllServer<B> {
+    fn members(&self, ids: &[AdapterId]) -> Result<Vec<&Adapter<B>>, PllError> {
+        ids.iter()
+            .map(|id| {
+                self.adapters
+                    .get(id.0)
+                    .ok_or(PllError::UnknownAdapter(id.0))
+            })
+            .collect()
+    }
+
+    /// One token's protected application of `adapters` for `client`, its randomness from
+    /// `rng`. **No budget is checked or charged**: this is for a caller that meters
+    /// queries itself, durably (the network server's ledger), and that derives `rng` so
+    /// that a re-sent request gets the same answer, never a fresh sample.
+    pub fn evaluate_group(
+        &self,
+        client: ClientId,
+        adapters: &[AdapterId],
+        inputs: &[Ciphertext],
+        rng: &mut NoiseRng,
+    ) -> Result<Vec<Vec<Ciphertext>>, PllError> {
+        let state = self
+            .clients
+            .get(&client)
+            .ok_or(PllError::UnknownClient(client.0))?;
+        if adapters.is_empty() {
+            return Err(PllError::Malformed("no adapter requested".into()));
+        }
+        if let Some(k) = (1..adapters.len()).find(|&k| adapters[..k].contains(&adapters[k])) {
+            return Err(PllError::Malformed(format!(
+                "adapter {} requested twice",
+                adapters[k].0
+            )));
+        }
+        let members = self.members(adapters)?;
+        check_scales(inputs)?;
+        let outputs = evaluate(state, &members, inputs, &self.settings, rng)?;
+        outputs
+            .iter()
+            .map(|cts| {
+                cts.iter()
+                    .map(|ct| Ok(state.evaluator.download(ct)?))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Inputs with a positive, finite scale (a zero or NaN scale would poison every output).
+fn check_scales(inputs: &[Ciphertext]) -> Result<(), PllError> {
+    match inputs
+        .iter()
+        .find(|ct| !(ct.scale.is_finite() && ct.scale > 0.0))
+    {
+        Some(ct) => Err(PllError::Malformed(format!(
+            "input scale {} is not positive",
+            ct.scale
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// One token through the adapters, on the client's evaluator; outputs stay on its backend.
+fn evaluate<B: Backend>(
+    client: &Client<B>,
+    members: &[&Adapter<B>],
+    inputs: &[Ciphertext],
+    settings: &PllSettings,
+    rng: &mut NoiseRng,
+) -> Result<Vec<Vec<Ciphertext<B::Poly>>>, PllError> {
+    let uploaded = inputs
+        .iter()
+        .map(|ct| client.evaluator.upload(ct))
+        .collect::<Result<Vec<_>, _>>()?;
+    apply_protected(
+        &client.evaluator,
+        &client.encryptor,
+        members,
+        &uploaded,
+        settings,
+        rng,
+    )
 }
 
 /// Bytes of key material in a client's evaluation keys.

@@ -10,7 +10,7 @@ use crate::adapter::LoraAdapter;
 use crate::generate::Mode;
 use crate::model::{InputSite, LoraHook, Model, NoHook, Sampler};
 use crate::plain_lora::PlainLoraHook;
-use crate::secure::{HeStats, InProcess};
+use crate::secure::{HeStats, SecureSession};
 use crate::stats::ms;
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
@@ -70,7 +70,7 @@ pub fn run(
             decode(model, hook, |_| HeStats::default(), prompts, tokens, probe)
         }
         Mode::Secure => {
-            let mut session = InProcess::start_on(adapter()?, pll, model.device())?;
+            let mut session = SecureSession::start_on(adapter()?, pll, model.device())?;
             let (setup_ms, key_upload_bytes) = (ms(session.setup), session.key_upload_bytes);
             let trace = decode(model, session.hook(), |h| h.stats, prompts, tokens, probe)?;
             Ok(Trace {

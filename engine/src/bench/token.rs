@@ -26,7 +26,7 @@ use crate::generate::Mode;
 use crate::model::presets::{default_targets, preset};
 use crate::model::{InputSite, LoraHook, Model, ModelConfig};
 use crate::plain_lora::PlainLoraHook;
-use crate::secure::InProcess;
+use crate::secure::SecureSession;
 use crate::stats::{ms, percentile};
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
@@ -167,7 +167,7 @@ pub fn run_he_only(options: &TokenOptions) -> Result<TokenReport> {
     let adapter = LoraAdapter::random(&config, &targets, options.rank, &mut rng)?;
     let sites = adapted_sites(&config, &adapter);
 
-    let mut session = InProcess::start(&adapter, options.pll)?;
+    let mut session = SecureSession::start(&adapter, options.pll)?;
     let setup_ms = ms(session.setup);
     let key_upload_bytes = session.key_upload_bytes;
     let mut hook = session.hook();

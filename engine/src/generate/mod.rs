@@ -2,15 +2,16 @@
 //! not at all (`plain`), in plaintext (`lora`) or on encrypted inputs by a separate server
 //! role (`secure`). Streams the text and ends with a timing summary.
 
-pub mod demo;
 pub mod report;
 
 use crate::adapter::LoraAdapter;
+use crate::demo;
 use crate::device::DeviceChoice;
 use crate::model::{fetch, load_model, ChatMessage, LoadedModel, LoraHook, Model, NoHook, Sampler};
 use crate::plain_lora::PlainLoraHook;
 use crate::progress::Progress;
-use crate::secure::{self, InProcess, SecureHook};
+use crate::secure::{self, SecureHook, SecureSession};
+use crate::serve::remote::RemoteOptions;
 use crate::stats::ms;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
@@ -49,6 +50,8 @@ pub struct GenerateOptions {
     pub check: bool,
     /// Report the K most likely tokens and their logits at every step (0: none).
     pub top_logits: usize,
+    /// Secure mode against a `helora serve` server, which holds the adapter.
+    pub remote: Option<RemoteOptions>,
 }
 
 pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
@@ -62,12 +65,23 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
     if options.check && options.mode != Mode::Secure {
         bail!("--check compares a secure run with the lora reference: use --mode secure");
     }
+    if options.remote.is_some() {
+        if options.mode != Mode::Secure {
+            bail!("--server runs secure mode (the server holds the adapter): drop --mode");
+        }
+        if options.adapter.is_some() {
+            bail!("--server holds the adapter: drop --adapter (name the server's with --adapter-name)");
+        }
+        if options.check {
+            bail!("--check needs the adapter in plaintext, which only the server holds: drop it with --server");
+        }
+    }
     match (options.mode, &options.adapter, &options.model) {
         (Mode::Plain, Some(_), _) => bail!(
             "--mode plain runs the base model alone and would ignore --adapter: drop it or \
              use --mode lora or secure"
         ),
-        (Mode::Lora | Mode::Secure, None, Some(_)) => bail!(
+        (Mode::Lora | Mode::Secure, None, Some(_)) if options.remote.is_none() => bail!(
             "--mode {} needs --adapter DIR (a PEFT adapter) for a model other than the \
              default (or --mode plain for the base model alone)",
             mode_name(options.mode)
@@ -116,6 +130,7 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
 
     let adapter = match options.mode {
         Mode::Plain => None,
+        Mode::Secure if options.remote.is_some() => None,
         Mode::Lora | Mode::Secure => {
             let dir = match &options.adapter {
                 Some(dir) => dir.clone(),
@@ -149,9 +164,12 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
 
     let mut session = None;
     let mut plain_hook = None;
+    if let Some(remote) = &options.remote {
+        session = Some(connect(remote)?);
+    }
     if let Some(adapter) = &adapter {
         match options.mode {
-            Mode::Secure => session = Some(InProcess::start_on(adapter, options.pll, &device)?),
+            Mode::Secure => session = Some(SecureSession::start_on(adapter, options.pll, &device)?),
             _ => plain_hook = Some(PlainLoraHook::new(adapter, &device)?),
         }
     }
@@ -179,7 +197,7 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
     let he;
     let stop;
     {
-        let mut secure_hook = session.as_mut().map(InProcess::hook);
+        let mut secure_hook = session.as_mut().map(SecureSession::hook);
         let mut no_hook = NoHook;
 
         // An encrypted prefill takes seconds to minutes: show it move, site by site.
@@ -273,6 +291,7 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
             ms(session.setup),
             session.client.manifest().projections.len(),
             session.server.settings(),
+            session.server.network(),
         )),
         _ => None,
     };
@@ -292,6 +311,20 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
         stop,
         (options.top_logits > 0).then_some(top_logits),
     ))
+}
+
+/// The secure session of a remote server: keys made (or found) and registered.
+fn connect(remote: &RemoteOptions) -> Result<SecureSession> {
+    let start = Instant::now();
+    let connected = crate::serve::remote::connect(remote, &secure::parameters()?)?;
+    Ok(SecureSession {
+        client: connected.client,
+        server: Box::new(connected.server),
+        // The server knows the client by its token and key set, not by this id.
+        id: helora::pll::ClientId(0),
+        key_upload_bytes: connected.key_upload_bytes,
+        setup: start.elapsed(),
+    })
 }
 
 fn mode_name(mode: Mode) -> String {

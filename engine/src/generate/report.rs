@@ -1,7 +1,7 @@
 //! The summary of a `generate` run: one JSON object with `--json`, aligned lines otherwise.
 
 use super::{GenerateOptions, Mode};
-use crate::secure::HeStats;
+use crate::secure::{HeStats, NetworkStats};
 use crate::stats::{ms, percentile};
 use helora::pll::PllSettings;
 use serde::Serialize;
@@ -108,6 +108,11 @@ pub struct HeReport {
     pub pll_noise: f64,
     pub pll_flooding: bool,
     pub pll_budget: u64,
+    /// Against a remote server: the network's share of each decoded token's round trips
+    /// (round trip less the server's own time), in ms; None in-process.
+    pub network_ms_per_token: Option<f64>,
+    /// Requests re-sent after a broken connection.
+    pub retries: Option<u64>,
     #[serde(skip)]
     decode: PerStep,
 }
@@ -130,6 +135,7 @@ impl HeReport {
         setup_ms: f64,
         adapted_projections: usize,
         settings: &PllSettings,
+        network: Option<NetworkStats>,
     ) -> Self {
         let per = |a: Duration, b: Duration| ms(a.saturating_sub(b)) / steps.max(1) as f64;
         let decode = PerStep {
@@ -148,6 +154,8 @@ impl HeReport {
             pll_noise: settings.noise,
             pll_flooding: settings.flooding,
             pll_budget: settings.budget,
+            network_ms_per_token: network.map(|n| ms(n.network()) / (steps + 1) as f64),
+            retries: network.map(|n| n.retries),
             decode,
         }
     }

@@ -13,6 +13,13 @@ use helora::ckks::{
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 
+fn check_params(params: &Params, manifest: &Manifest) -> Result<()> {
+    if manifest.params_id != params.id() {
+        bail!("the server uses other CKKS parameters than this client");
+    }
+    Ok(())
+}
+
 /// What the client sends once, before its first request.
 pub struct KeyUpload {
     pub eval_keys: Vec<u8>,
@@ -30,15 +37,25 @@ pub struct SecureClient {
 impl SecureClient {
     /// Makes a secret key and the evaluation keys `manifest` asks for.
     pub fn new(params: &Params, manifest: Manifest) -> Result<(Self, KeyUpload)> {
-        if manifest.params_id != params.id() {
-            bail!("the server uses other CKKS parameters than this client");
-        }
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(seed.as_mut()).map_err(|e| anyhow!("no OS randomness: {e}"))?;
+        Self::with_keys(params, manifest, &seed)
+    }
+
+    /// The secret key grown from `seed` (as secret as the key; a client that keeps it on its
+    /// own disk gets the same key back), and the evaluation keys `manifest` asks for.
+    pub fn with_keys(
+        params: &Params,
+        manifest: Manifest,
+        seed: &[u8; 32],
+    ) -> Result<(Self, KeyUpload)> {
+        check_params(params, &manifest)?;
         let elements = galois_elements(&manifest.rotation_steps, false, params.n());
         let progress = Progress::start(
             &format!("generating {} rotation keys", elements.len()),
             elements.len() as u64 + 1,
         );
-        let mut keygen = KeyGenerator::new(params).context("creating the secret key")?;
+        let mut keygen = KeyGenerator::from_seed(params, *seed);
         let public_key = keygen.public_key();
         progress.advance();
         // LoRA plans multiply by plaintexts only: no relinearisation key is needed.
@@ -57,14 +74,24 @@ impl SecureClient {
             eval_keys: keys.to_bytes(params)?,
             public_key: public_key.to_bytes(params)?,
         };
-        let client = Self {
+        Ok((Self::from_keygen(params, manifest, &keygen)?, upload))
+    }
+
+    /// The client of a key set made before from `seed` (registered with the server
+    /// already): no evaluation keys are made.
+    pub fn from_seed(params: &Params, manifest: Manifest, seed: &[u8; 32]) -> Result<Self> {
+        check_params(params, &manifest)?;
+        Self::from_keygen(params, manifest, &KeyGenerator::from_seed(params, *seed))
+    }
+
+    fn from_keygen(params: &Params, manifest: Manifest, keygen: &KeyGenerator) -> Result<Self> {
+        Ok(Self {
             params: params.clone(),
             encoder: Encoder::new(params.n())?,
             encryptor: SymmetricEncryptor::new(params, keygen.secret_key())?,
             decryptor: Decryptor::new(params, keygen.secret_key())?,
             manifest,
-        };
-        Ok((client, upload))
+        })
     }
 
     pub fn manifest(&self) -> &Manifest {

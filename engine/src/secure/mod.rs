@@ -19,7 +19,7 @@ pub use client::{KeyUpload, SecureClient};
 pub use hook::{HeStats, SecureHook};
 pub use manifest::{Manifest, ProjectionShape};
 pub use scaling::InputScaling;
-pub use server::{Reply, Request, SecureServer, Serve};
+pub use server::{BadRequest, Job, NetworkStats, Reply, Request, SecureServer, Serve};
 
 use crate::adapter::LoraAdapter;
 use anyhow::Result;
@@ -35,7 +35,7 @@ pub fn parameters() -> anyhow::Result<Params> {
 
 /// Both roles in one process with the client registered: what `generate` and
 /// `bench token` run. They still talk only in serialized bytes.
-pub struct InProcess {
+pub struct SecureSession {
     pub client: SecureClient,
     /// On the CPU backend, or on the base model's GPU ([`start_on`](Self::start_on)).
     pub server: Box<dyn Serve>,
@@ -46,7 +46,7 @@ pub struct InProcess {
     pub setup: std::time::Duration,
 }
 
-impl InProcess {
+impl SecureSession {
     /// A server for `adapter` (the PLL on or off) on the CPU backend and a fresh client
     /// registered with it.
     pub fn start(adapter: &LoraAdapter, pll: bool) -> Result<Self> {

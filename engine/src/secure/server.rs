@@ -19,13 +19,16 @@ use super::manifest::{Manifest, ProjectionShape};
 use super::scaling::{projection_bound_log2, InputScaling};
 use crate::adapter::LoraAdapter;
 use crate::progress::Progress;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use helora::ckks::{
-    expand_seeded, Backend, CpuBackend, EvaluationKeys, Evaluator, Params, PublicKey,
+    expand_seeded, Backend, Ciphertext, CpuBackend, EvaluationKeys, Evaluator, Params, PublicKey,
     SeededCiphertext, Serializable,
 };
 use helora::linear::reply_widths;
-use helora::pll::{AdapterId, ClientId, PllError, PllServer, PllSettings};
+use helora::pll::{
+    AdapterId, ClientId, NoiseRng, PllError, PllServer, PllSettings, PreparedClient,
+};
+use rand_core::SeedableRng;
 use rayon::prelude::*;
 use std::collections::HashMap;
 
@@ -56,6 +59,44 @@ impl Reply {
     }
 }
 
+/// A request the server refuses because of what the client sent (malformed, the wrong
+/// shape, an unknown projection): the client's fault, not the server's. The network server
+/// answers it with INVALID_ARGUMENT and goes on serving.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadRequest(pub String);
+
+fn bad(why: impl Into<String>) -> anyhow::Error {
+    BadRequest(why.into()).into()
+}
+
+/// One token of one client in a batch that may mix clients: the network server's unit of
+/// work. Its PLL randomness comes from `noise_seed`, so the same job gets the same answer.
+pub struct Job<'a> {
+    pub client: ClientId,
+    pub request: &'a Request,
+    pub noise_seed: [u8; 32],
+}
+
+/// Time on the network, as a remote client saw it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NetworkStats {
+    /// Round trips of site requests, from send to reply.
+    pub round_trip: std::time::Duration,
+    /// Of that, what the server reported spending (queueing and evaluation).
+    pub server: std::time::Duration,
+    pub requests: u64,
+    /// Requests re-sent after a broken connection.
+    pub retries: u64,
+}
+
+impl NetworkStats {
+    /// Round trips less the server's own time: the network's and the protocol's share.
+    pub fn network(&self) -> std::time::Duration {
+        self.round_trip.saturating_sub(self.server)
+    }
+}
+
 /// What the in-process roles need of a server, whichever backend evaluates: lets
 /// `generate` and `bench token` pick the backend at run time (`--device`).
 pub trait Serve {
@@ -65,6 +106,10 @@ pub trait Serve {
     fn backend(&self) -> &'static str;
     fn register_client(&mut self, id: ClientId, eval_keys: &[u8], public_key: &[u8]) -> Result<()>;
     fn apply_batch(&mut self, client: ClientId, requests: &[Request]) -> Result<Vec<Reply>>;
+    /// The network's share of the time, for a server across one.
+    fn network(&self) -> Option<NetworkStats> {
+        None
+    }
 }
 
 /// The server on HE backend `B`. Its PLL's outputs come back to the host (the PLL
@@ -145,17 +190,13 @@ impl<B: Backend> SecureServer<B> {
         self.pll.settings()
     }
 
-    /// Admits a client with its serialized evaluation and public keys.
-    pub fn register_client(
-        &mut self,
-        id: ClientId,
-        eval_keys: &[u8],
-        public_key: &[u8],
-    ) -> Result<()> {
+    /// Checks a client's serialized keys against every adapter and readies its evaluator,
+    /// with `&self`: a server shared among threads admits it later, briefly, with
+    /// [`insert_client`](Self::insert_client).
+    pub fn prepare_client(&self, eval_keys: &[u8], public_key: &[u8]) -> Result<PreparedClient<B>> {
         // The checks that need no decoding first: decoding costs memory and time in
         // proportion to the bytes, which a client chooses. The wire form is never more
         // than twice the keys' size in memory, which is what the limit counts.
-        self.pll.check_admission(id)?;
         let settings = self.pll.settings();
         if eval_keys.len() / 2 > settings.max_key_bytes {
             return Err(PllError::KeysTooLarge {
@@ -165,10 +206,34 @@ impl<B: Backend> SecureServer<B> {
             .into());
         }
         let keys = EvaluationKeys::from_bytes(&self.params, eval_keys)
-            .context("client evaluation keys")?;
-        let pk = PublicKey::from_bytes(&self.params, public_key).context("client public key")?;
-        self.pll.register_client(id, &keys, pk)?;
-        Ok(())
+            .map_err(|e| bad(format!("client evaluation keys: {e}")))?;
+        let pk = PublicKey::from_bytes(&self.params, public_key)
+            .map_err(|e| bad(format!("client public key: {e}")))?;
+        Ok(self.pll.prepare_client(&keys, pk)?)
+    }
+
+    pub fn insert_client(&mut self, id: ClientId, client: PreparedClient<B>) -> Result<()> {
+        Ok(self.pll.insert_client(id, client)?)
+    }
+
+    pub fn remove_client(&mut self, id: ClientId) -> bool {
+        self.pll.remove_client(id)
+    }
+
+    pub fn has_client(&self, id: ClientId) -> bool {
+        self.pll.has_client(id)
+    }
+
+    /// Admits a client with its serialized evaluation and public keys.
+    pub fn register_client(
+        &mut self,
+        id: ClientId,
+        eval_keys: &[u8],
+        public_key: &[u8],
+    ) -> Result<()> {
+        self.pll.check_admission(id)?;
+        let client = self.prepare_client(eval_keys, public_key)?;
+        self.insert_client(id, client)
     }
 
     /// Applies the requested projections to one token's input.
@@ -178,15 +243,22 @@ impl<B: Backend> SecureServer<B> {
             .ok_or_else(|| anyhow!("no reply"))
     }
 
-    /// Several tokens' requests to the same projections (a prompt), one task per token on
-    /// the worker pool. Replies keep the requests' order.
-    pub fn apply_batch(&mut self, client: ClientId, requests: &[Request]) -> Result<Vec<Reply>> {
-        let first = requests.first().ok_or_else(|| anyhow!("no request"))?;
+    /// The PLL adapters behind `modules` of `layer`, and a check that `requests` all ask
+    /// for them and carry one ciphertext per input chunk: what can be refused before
+    /// anything is decoded.
+    pub fn projections_for(&self, requests: &[&Request]) -> Result<Vec<AdapterId>> {
+        let first = requests.first().ok_or_else(|| bad("no request"))?;
         if requests
             .iter()
             .any(|r| r.layer != first.layer || r.modules != first.modules)
         {
-            bail!("a batch must ask every token for the same projections");
+            return Err(bad("a batch must ask every token for the same projections"));
+        }
+        if first.modules.is_empty() {
+            return Err(bad(format!(
+                "a request for layer {} names no projection",
+                first.layer
+            )));
         }
         let ids = first
             .modules
@@ -195,66 +267,134 @@ impl<B: Backend> SecureServer<B> {
                 self.ids
                     .get(&(first.layer, m.clone()))
                     .copied()
-                    .ok_or_else(|| anyhow!("no adapter for layer {} {m}", first.layer))
+                    .ok_or_else(|| bad(format!("no adapter for layer {} {m}", first.layer)))
             })
             .collect::<Result<Vec<_>>>()?;
-        // Before any input is decoded (the costly part, sized by the client): the client must
-        // be registered and within its budget for every projection, and every request must
-        // carry one ciphertext per input chunk.
-        self.pll
-            .check_queries(client, &ids, requests.len() as u64)?;
-        if let Some(shape) = first
-            .modules
-            .first()
-            .and_then(|m| self.manifest.find(first.layer, m))
+        if let Some(k) =
+            (1..first.modules.len()).find(|&k| first.modules[..k].contains(&first.modules[k]))
         {
-            let chunks = shape.input_layout(self.params.slots())?.chunks;
-            if let Some(r) = requests.iter().find(|r| r.inputs.len() != chunks) {
-                bail!(
-                    "a request for layer {} carries {} input ciphertexts, the projection takes {chunks}",
-                    r.layer,
-                    r.inputs.len()
-                );
+            return Err(bad(format!(
+                "projection {} requested twice",
+                first.modules[k]
+            )));
+        }
+        let chunks = |m: &String| -> Result<usize> {
+            let shape = self
+                .manifest
+                .find(first.layer, m)
+                .ok_or_else(|| bad(format!("no adapter for layer {} {m}", first.layer)))?;
+            Ok(shape.input_layout(self.params.slots())?.chunks)
+        };
+        let expected = chunks(&first.modules[0])?;
+        for m in &first.modules[1..] {
+            if chunks(m)? != expected {
+                return Err(bad(format!(
+                    "layer {}: {} and {m} do not share an input layout",
+                    first.layer, first.modules[0]
+                )));
             }
         }
-        // Decoding uploads and compacting replies are independent per ciphertext: both run
-        // on every core (the evaluation itself is parallel inside the PLL server).
-        let tokens = requests
+        if let Some(r) = requests.iter().find(|r| r.inputs.len() != expected) {
+            return Err(bad(format!(
+                "a request for layer {} carries {} input ciphertexts, the projection takes {expected}",
+                r.layer,
+                r.inputs.len()
+            )));
+        }
+        Ok(ids)
+    }
+
+    /// A request's seeded uploads, expanded; the client's bytes are checked here.
+    fn decode_inputs(&self, request: &Request) -> Result<Vec<Ciphertext>> {
+        request
+            .inputs
             .par_iter()
-            .map(|request| {
-                if request.inputs.is_empty() {
-                    bail!("request for layer {} has no input", request.layer);
-                }
-                request
-                    .inputs
-                    .par_iter()
-                    .map(|bytes| {
-                        let seeded = SeededCiphertext::from_bytes(&self.params, bytes)
-                            .context("input ciphertext")?;
-                        Ok(expand_seeded(&self.params, &seeded)?)
+            .map(|bytes| {
+                let seeded = SeededCiphertext::from_bytes(&self.params, bytes)
+                    .map_err(|e| bad(format!("input ciphertext: {e}")))?;
+                expand_seeded(&self.params, &seeded)
+                    .map_err(|e| bad(format!("input ciphertext: {e}")))
+            })
+            .collect()
+    }
+
+    /// Every output switched to its compact form and serialized.
+    fn encode_reply(&self, outputs: &[Vec<Ciphertext>]) -> Result<Reply> {
+        let (c0_bits, c1_bits) = self.reply_bits;
+        let outputs = outputs
+            .par_iter()
+            .map(|cts| {
+                cts.par_iter()
+                    .map(|ct| {
+                        Ok(self
+                            .compactor
+                            .compact(ct, c0_bits, c1_bits)?
+                            .to_bytes(&self.params)?)
                     })
                     .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
+        Ok(Reply { outputs })
+    }
+
+    /// Several tokens' requests to the same projections (a prompt), one task per token on
+    /// the worker pool. Replies keep the requests' order.
+    pub fn apply_batch(&mut self, client: ClientId, requests: &[Request]) -> Result<Vec<Reply>> {
+        let refs: Vec<&Request> = requests.iter().collect();
+        let ids = self.projections_for(&refs)?;
+        // Before any input is decoded (the costly part, sized by the client): the client must
+        // be registered and within its budget for every projection.
+        self.pll
+            .check_queries(client, &ids, requests.len() as u64)?;
+        // Decoding uploads and compacting replies are independent per ciphertext: both run
+        // on every core (the evaluation itself is parallel inside the PLL server).
+        let tokens = requests
+            .par_iter()
+            .map(|request| self.decode_inputs(request))
+            .collect::<Result<Vec<_>>>()?;
         let outputs = self.pll.apply_group_batch(client, &ids, &tokens)?;
-        let (c0_bits, c1_bits) = self.reply_bits;
         outputs
             .par_iter()
-            .map(|token| {
-                let outputs = token
-                    .par_iter()
-                    .map(|cts| {
-                        cts.par_iter()
-                            .map(|ct| {
-                                Ok(self
-                                    .compactor
-                                    .compact(ct, c0_bits, c1_bits)?
-                                    .to_bytes(&self.params)?)
-                            })
-                            .collect::<Result<Vec<_>>>()
+            .map(|token| self.encode_reply(token))
+            .collect()
+    }
+
+    /// A batch of tokens that may come from several clients, all to the same projections,
+    /// evaluated with `&self` on the worker pool (the adapters' encoded diagonals are shared
+    /// by every job). **No budget is checked or charged here**: the network server meters
+    /// each job in its durable ledger before the reply leaves. One job's bad input fails
+    /// that job only.
+    pub fn evaluate_jobs(&self, jobs: &[Job<'_>]) -> Vec<Result<Reply>> {
+        let requests: Vec<&Request> = jobs.iter().map(|j| j.request).collect();
+        let ids = match self.projections_for(&requests) {
+            Ok(ids) => ids,
+            Err(e) => {
+                let why = format!("{e:#}");
+                let is_bad = e.downcast_ref::<BadRequest>().is_some();
+                return jobs
+                    .iter()
+                    .map(|_| {
+                        if is_bad {
+                            Err(bad(why.clone()))
+                        } else {
+                            Err(anyhow!(why.clone()))
+                        }
                     })
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(Reply { outputs })
+                    .collect();
+            }
+        };
+        jobs.par_iter()
+            .map(|job| {
+                let inputs = self.decode_inputs(job.request)?;
+                let mut rng = NoiseRng::from_seed(job.noise_seed);
+                let outputs = self
+                    .pll
+                    .evaluate_group(job.client, &ids, &inputs, &mut rng)
+                    .map_err(|e| match e {
+                        PllError::Malformed(why) => bad(why),
+                        other => other.into(),
+                    })?;
+                self.encode_reply(&outputs)
             })
             .collect()
     }

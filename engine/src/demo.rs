@@ -13,8 +13,8 @@ use std::path::PathBuf;
 pub const PROMPT: &str = "My Nimbus NB-3 espresso machine shows error E4. What should I do?";
 
 const NAME: &str = "smollm2-nimbus";
-const CONFIG: &[u8] = include_bytes!("../../../adapters/smollm2-nimbus/adapter_config.json");
-const WEIGHTS: &[u8] = include_bytes!("../../../adapters/smollm2-nimbus/adapter_model.safetensors");
+const CONFIG: &[u8] = include_bytes!("../../adapters/smollm2-nimbus/adapter_config.json");
+const WEIGHTS: &[u8] = include_bytes!("../../adapters/smollm2-nimbus/adapter_model.safetensors");
 
 /// The demo adapter's directory in the cache, written there if absent or different.
 pub fn adapter_dir() -> Result<PathBuf> {

@@ -1,0 +1,208 @@
+//! The adapters a server holds, by name, each on its HE backend and shared by every client:
+//! the concurrency lives here. An adapter's server sits behind a read-write lock:
+//! evaluations (a batch of jobs, on the worker pool) and key checks take it for reading,
+//! so they run side by side; only admitting a key set takes it for writing, and only for
+//! the insert (the costly key decoding and checks happen under the read lock).
+
+use crate::adapter::LoraAdapter;
+use crate::secure::{self, Job, Manifest, Reply, Request, SecureServer};
+use anyhow::{anyhow, bail, Result};
+use helora::ckks::Backend;
+use helora::pll::{ClientId, PllError, PllSettings};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::RwLock;
+
+/// What the network server needs of an adapter's HE server, whatever its backend.
+trait SharedServer: Send + Sync {
+    fn evaluate(&self, jobs: &[Job<'_>]) -> Vec<Result<Reply>>;
+    fn check(&self, requests: &[&Request]) -> Result<()>;
+    fn has_client(&self, id: ClientId) -> bool;
+    fn admit(&self, id: ClientId, eval_keys: &[u8], public_key: &[u8]) -> Result<()>;
+}
+
+/// A poisoned lock means a thread panicked mid-update: refuse rather than use the state.
+fn poisoned<T>(_: T) -> anyhow::Error {
+    anyhow!("the adapter's server state is unusable after an internal error")
+}
+
+impl<B: Backend> SharedServer for RwLock<SecureServer<B>>
+where
+    SecureServer<B>: Send + Sync,
+{
+    fn evaluate(&self, jobs: &[Job<'_>]) -> Vec<Result<Reply>> {
+        match self.read() {
+            Ok(server) => server.evaluate_jobs(jobs),
+            Err(e) => {
+                let why = poisoned(e).to_string();
+                jobs.iter().map(|_| Err(anyhow!(why.clone()))).collect()
+            }
+        }
+    }
+
+    fn check(&self, requests: &[&Request]) -> Result<()> {
+        self.read().map_err(poisoned)?.projections_for(requests)?;
+        Ok(())
+    }
+
+    fn has_client(&self, id: ClientId) -> bool {
+        self.read().map(|s| s.has_client(id)).unwrap_or(false)
+    }
+
+    fn admit(&self, id: ClientId, eval_keys: &[u8], public_key: &[u8]) -> Result<()> {
+        let prepared = {
+            let server = self.read().map_err(poisoned)?;
+            if server.has_client(id) {
+                return Ok(());
+            }
+            server.prepare_client(eval_keys, public_key)?
+        };
+        let mut server = self.write().map_err(poisoned)?;
+        if server.has_client(id) {
+            // Another request admitted the same key set meanwhile.
+            return Ok(());
+        }
+        server.insert_client(id, prepared)
+    }
+}
+
+/// One named adapter on the server.
+pub struct HeldAdapter {
+    pub name: String,
+    pub source: PathBuf,
+    pub manifest: Manifest,
+    pub settings: PllSettings,
+    pub backend: &'static str,
+    server: Box<dyn SharedServer>,
+}
+
+impl HeldAdapter {
+    /// Loads the PEFT adapter in `dir` and encodes it on the CPU backend.
+    pub fn load_cpu(name: &str, dir: &std::path::Path, settings: PllSettings) -> Result<Self> {
+        let adapter = LoraAdapter::load_standalone(dir)?;
+        let params = secure::parameters()?;
+        let server = SecureServer::new(&params, &adapter, settings.clone())?;
+        Ok(Self::new(name, dir, server))
+    }
+
+    /// Holds `server`, encoded already, under `name`.
+    pub fn new<B: Backend>(name: &str, source: &std::path::Path, server: SecureServer<B>) -> Self
+    where
+        SecureServer<B>: Send + Sync + 'static,
+    {
+        Self {
+            name: name.to_string(),
+            source: source.to_path_buf(),
+            manifest: server.manifest().clone(),
+            settings: server.settings().clone(),
+            backend: secure::Serve::backend(&server),
+            server: Box::new(RwLock::new(server)),
+        }
+    }
+
+    /// Evaluates a batch of jobs (one token each, possibly of several clients) that ask for
+    /// the same projections; one result per job.
+    pub fn evaluate(&self, jobs: &[Job<'_>]) -> Vec<Result<Reply>> {
+        self.server.evaluate(jobs)
+    }
+
+    /// What can be refused before anything is decoded or charged: the projections exist,
+    /// are named once, and every token carries one ciphertext per input chunk.
+    pub fn check(&self, requests: &[&Request]) -> Result<()> {
+        self.server.check(requests)
+    }
+
+    pub fn has_client(&self, id: ClientId) -> bool {
+        self.server.has_client(id)
+    }
+
+    /// Decodes and checks a key set against this adapter and holds it under `id`.
+    pub fn admit(&self, id: ClientId, eval_keys: &[u8], public_key: &[u8]) -> Result<()> {
+        self.server.admit(id, eval_keys, public_key)
+    }
+}
+
+/// The server's adapters by name.
+pub struct Adapters(BTreeMap<String, HeldAdapter>);
+
+impl Adapters {
+    pub fn new(held: Vec<HeldAdapter>) -> Result<Self> {
+        let mut map = BTreeMap::new();
+        for adapter in held {
+            if map.contains_key(&adapter.name) {
+                bail!(
+                    "two adapters are named {:?}: name them NAME=DIR",
+                    adapter.name
+                );
+            }
+            map.insert(adapter.name.clone(), adapter);
+        }
+        if map.is_empty() {
+            bail!("a server needs at least one adapter");
+        }
+        Ok(Self(map))
+    }
+
+    /// The adapter `name` names; an empty name picks the only one.
+    pub fn get(&self, name: &str) -> Result<&HeldAdapter, String> {
+        if name.is_empty() {
+            if self.0.len() == 1 {
+                if let Some(only) = self.0.values().next() {
+                    return Ok(only);
+                }
+            }
+            return Err(format!(
+                "this server holds several adapters ({}): name one",
+                self.names().join(", ")
+            ));
+        }
+        self.0.get(name).ok_or_else(|| {
+            format!(
+                "no adapter named {name:?} on this server (it holds {})",
+                self.names().join(", ")
+            )
+        })
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.0.keys().cloned().collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &HeldAdapter> {
+        self.0.values()
+    }
+}
+
+/// `--adapter NAME=DIR` or `--adapter DIR` (named after the directory).
+pub fn parse_spec(spec: &str) -> Result<(String, PathBuf)> {
+    if let Some((name, dir)) = spec.split_once('=') {
+        if name.is_empty() || dir.is_empty() {
+            bail!("--adapter {spec:?}: expected NAME=DIR or DIR");
+        }
+        return Ok((name.to_string(), PathBuf::from(dir)));
+    }
+    let dir = PathBuf::from(spec);
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            anyhow!("--adapter {spec:?}: cannot name it after its directory; use NAME=DIR")
+        })?
+        .to_string();
+    Ok((name, dir))
+}
+
+/// Whether a PLL error is the client's doing (its keys), for the status it gets.
+pub fn is_client_error(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<secure::BadRequest>().is_some()
+        || matches!(
+            e.downcast_ref::<PllError>(),
+            Some(
+                PllError::KeysTooLarge { .. }
+                    | PllError::MissingRotationKey { .. }
+                    | PllError::Malformed(_)
+                    | PllError::Ckks(_)
+            )
+        )
+}

@@ -1,0 +1,261 @@
+//! `helora serve`: the model owner's server over the network, and the remote client.
+//!
+//! The network is a transport around the roles of [`crate::secure`], not a second
+//! implementation: the server wraps each adapter's [`crate::secure::SecureServer`]
+//! ([`adapters`]), the remote client implements [`crate::secure::Serve`] ([`remote`]) so
+//! that `generate` runs the same [`crate::secure::SecureHook`] against either.
+//!
+//! A request's path on the server: [`service`] (token, adapter, shapes, key set, budget
+//! charged in [`state`]) → [`scheduler`] (the queue of its adapter, layer and projections;
+//! a batch across clients) → [`adapters`] (the adapter's server under a read lock) →
+//! `SecureServer::evaluate_jobs` (the path of docs/architecture.md).
+
+pub mod adapters;
+pub mod clients;
+pub mod metrics;
+pub mod proto;
+pub mod remote;
+pub mod scheduler;
+pub mod service;
+pub mod state;
+pub mod tokens;
+
+use adapters::{Adapters, HeldAdapter};
+use anyhow::{bail, Context, Result};
+use helora::pll::PllSettings;
+use metrics::Metrics;
+use scheduler::{Scheduler, SchedulerConfig};
+use service::{Limits, Service};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What `helora serve` was asked for.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// `NAME=DIR` or `DIR`; empty: the demo adapter, named `demo`.
+    pub adapters: Vec<String>,
+    pub listen: SocketAddr,
+    pub state: Option<String>,
+    pub pll: bool,
+    /// The PLL's query budget per client and projection (its flooding is sized for it).
+    pub budget: u64,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub metrics: Option<SocketAddr>,
+    pub scheduler: SchedulerConfig,
+    pub limits: Limits,
+}
+
+/// Runs the server until SIGTERM or Ctrl-C, then drains it.
+pub fn run(options: &ServeOptions) -> Result<()> {
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("helora-net")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(options))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HELORA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second init (tests in one process) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn pll_settings(options: &ServeOptions) -> Result<PllSettings> {
+    let mut settings = if options.pll {
+        PllSettings::default()
+    } else {
+        PllSettings::off()
+    };
+    if options.pll {
+        settings.budget = options.budget;
+    }
+    settings.max_key_bytes = options.limits.max_key_upload;
+    settings.validate()?;
+    Ok(settings)
+}
+
+fn load_adapters(options: &ServeOptions, settings: &PllSettings) -> Result<Adapters> {
+    let specs: Vec<(String, PathBuf)> = if options.adapters.is_empty() {
+        vec![("demo".to_string(), crate::demo::adapter_dir()?)]
+    } else {
+        options
+            .adapters
+            .iter()
+            .map(|s| adapters::parse_spec(s))
+            .collect::<Result<_>>()?
+    };
+    let held = specs
+        .iter()
+        .map(|(name, dir)| {
+            HeldAdapter::load_cpu(name, dir, settings.clone())
+                .with_context(|| format!("adapter {name} ({})", dir.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Adapters::new(held)
+}
+
+async fn serve(options: &ServeOptions) -> Result<()> {
+    let settings = pll_settings(options)?;
+    let store: Arc<dyn state::Store> = Arc::from(state::open(options.state.as_deref()).await?);
+    let secret = store.server_secret().await?;
+    let adapters = Arc::new(tokio::task::block_in_place(|| {
+        load_adapters(options, &settings)
+    })?);
+    let metrics = Metrics::new();
+    let (scheduler, worker) =
+        Scheduler::start(options.scheduler, adapters.clone(), metrics.clone())?;
+    let (stop_sender, stop) = tokio::sync::watch::channel(false);
+    let service = Arc::new(Service {
+        adapters: adapters.clone(),
+        store: store.clone(),
+        scheduler: scheduler.clone(),
+        metrics: metrics.clone(),
+        params: crate::secure::parameters()?,
+        secret,
+        limits: options.limits,
+        shutdown: stop.clone(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("listening on {}", options.listen))?;
+    let address = listener.local_addr()?;
+    let mut builder = tonic::transport::Server::builder()
+        .http2_adaptive_window(Some(true))
+        .initial_stream_window_size(WINDOW)
+        .initial_connection_window_size(WINDOW);
+    if let Some((cert, key)) = &options.tls {
+        let cert = std::fs::read(cert)
+            .with_context(|| format!("reading --tls-cert {}", cert.display()))?;
+        let key =
+            std::fs::read(key).with_context(|| format!("reading --tls-key {}", key.display()))?;
+        builder = builder
+            .tls_config(
+                tonic::transport::ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(cert, key)),
+            )
+            .context("the TLS certificate or key")?;
+    }
+    for adapter in adapters.iter() {
+        tracing::info!(
+            adapter = %adapter.name,
+            source = %adapter.source.display(),
+            projections = adapter.manifest.projections.len(),
+            backend = adapter.backend,
+            pll = !adapter.settings.is_off(),
+            "serving"
+        );
+    }
+    tracing::info!(state = %store.location(), "state");
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    // The first line on stdout: scripts and tests read the bound address from it.
+    announce(&format!("listening on {scheme}://{address}"))?;
+    let metrics_task = match options.metrics {
+        Some(at) => {
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("listening for /metrics on {at}"))?;
+            let bound = listener.local_addr()?;
+            tracing::info!("metrics at http://{bound}/metrics");
+            announce(&format!("metrics on http://{bound}/metrics"))?;
+            let mut stop = stop.clone();
+            Some(tokio::spawn(metrics::serve(
+                listener,
+                metrics.clone(),
+                store.clone(),
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            )))
+        }
+        None => None,
+    };
+
+    let grpc = proto::private_lora_server::PrivateLoraServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    // No Nagle: a reply's last segment must not wait for the client's delayed ACK.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let signal = async move {
+        wait_for_signal().await;
+        tracing::info!("stopping: draining the requests in flight");
+        let _ = stop_sender.send(true);
+    };
+    builder
+        .add_service(grpc)
+        .serve_with_incoming_shutdown(incoming, signal)
+        .await
+        .context("serving gRPC")?;
+    scheduler.stop();
+    tokio::task::spawn_blocking(move || worker.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the batch worker panicked"))?;
+    if let Some(task) = metrics_task {
+        task.await??;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Largest gRPC message either side accepts: a prompt's site request (up to
+/// `max_request_tokens` tokens of a few seeded ciphertexts) fits; keys come in chunks.
+pub const MAX_MESSAGE: usize = 256 << 20;
+
+/// HTTP/2 flow-control windows of both sides, in bytes: a prompt's request is megabytes.
+pub const WINDOW: u32 = 16 << 20;
+
+/// Key uploads travel in chunks of this size, under gRPC's default message limit.
+pub const KEY_CHUNK: usize = 1 << 20;
+
+/// A line on stdout, flushed at once (scripts wait for it); a closed stdout is an error,
+/// not a panic.
+fn announce(line: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|_| out.flush())
+        .context("writing to stdout")
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Refuses `--device` values this server cannot use.
+pub fn check_device(device: crate::device::DeviceChoice) -> Result<()> {
+    if device != crate::device::DeviceChoice::Cpu {
+        bail!("helora serve evaluates on the CPU backend in this build; --device cuda is not served yet");
+    }
+    Ok(())
+}

@@ -1,0 +1,516 @@
+//! The remote client: a [`Serve`] whose server is across the network, so `generate` runs
+//! the same [`crate::secure::SecureHook`] and [`SecureClient`] against it as in-process.
+//!
+//! It keeps its secret key's 32-byte seed on its own disk (file mode 0600, one file per
+//! server and token), so a second run finds its key set on the server by fingerprint and
+//! uploads nothing. A broken connection is reopened and the request in flight re-sent
+//! with the same (session, seq): the server answers it identically and charges it once.
+
+use super::proto::{self, private_lora_client::PrivateLoraClient};
+use super::tokens;
+use super::{KEY_CHUNK, MAX_MESSAGE, WINDOW};
+use crate::secure::{
+    KeyUpload, Manifest, NetworkStats, ProjectionShape, Reply, Request, SecureClient, Serve,
+};
+use anyhow::{anyhow, bail, Context, Result};
+use helora::ckks::Params;
+use helora::pll::{ClientId, PllSettings};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::{Code, Status};
+
+/// How to reach a server.
+#[derive(Clone, Debug)]
+pub struct RemoteOptions {
+    /// `http://HOST:PORT`, or `https://…` for TLS.
+    pub url: String,
+    pub token: String,
+    /// The adapter's name on the server; empty: the server's only one.
+    pub adapter: String,
+    /// A CA certificate (PEM) to trust besides the system's (a self-signed server).
+    pub ca_cert: Option<PathBuf>,
+    /// Where the client keeps its key seeds; default: `client-keys` in helora's data dir.
+    pub key_dir: Option<PathBuf>,
+    /// Re-sends of a request after its connection broke, with exponential backoff.
+    pub retries: u32,
+}
+
+#[derive(Clone)]
+struct Bearer(MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+type Client = PrivateLoraClient<InterceptedService<Channel, Bearer>>;
+
+struct OpenSession {
+    sender: mpsc::Sender<proto::SiteRequest>,
+    replies: tonic::Streaming<proto::SiteReply>,
+}
+
+pub struct RemoteServer {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+    adapter: String,
+    manifest: Manifest,
+    settings: PllSettings,
+    fingerprint: [u8; 32],
+    session: [u8; 16],
+    seq: u64,
+    open: Option<OpenSession>,
+    retries: u32,
+    pub stats: NetworkStats,
+}
+
+/// A connected remote server, and the client whose keys it holds.
+pub struct Connected {
+    pub server: RemoteServer,
+    pub client: SecureClient,
+    /// Key bytes uploaded by this run (0 when the server knew the key set).
+    pub key_upload_bytes: usize,
+}
+
+/// The status of a failed call, with the server's message, as an error.
+fn call_error(what: &str, status: Status) -> anyhow::Error {
+    anyhow!(
+        "{what}: the server answered {:?}: {}",
+        status.code(),
+        status.message()
+    )
+}
+
+/// Statuses after which the same request may succeed on a new connection.
+fn retryable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled
+    )
+}
+
+/// Connects to the server, fetches the adapter's manifest and makes sure the server holds
+/// this client's key set (uploading it only if not).
+pub fn connect(options: &RemoteOptions, params: &Params) -> Result<Connected> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let mut client = runtime.block_on(channel(options))?;
+    let reply = runtime
+        .block_on(client.get_manifest(proto::ManifestRequest {
+            adapter: options.adapter.clone(),
+        }))
+        .map_err(|s| call_error(&format!("asking {} for its manifest", options.url), s))?
+        .into_inner();
+    let manifest = manifest_of(&reply)?;
+    if manifest.params_id != params.id() {
+        bail!("the server uses other CKKS parameters than this client");
+    }
+    let settings = PllSettings {
+        noise: reply.noise,
+        flooding: reply.flooding,
+        budget: reply.budget,
+        ..PllSettings::default()
+    };
+
+    let key_file = key_file(options)?;
+    let stored = StoredKeys::read(&key_file)?.filter(|k| k.fits(&manifest, &reply.adapter));
+    let (secure_client, fingerprint, uploaded) = match stored {
+        Some(stored) => {
+            let seed = stored.seed()?;
+            let known = runtime
+                .block_on(client.has_keys(proto::HasKeysRequest {
+                    fingerprint: stored.fingerprint()?.to_vec(),
+                }))
+                .map_err(|s| call_error("asking the server for the key set", s))?
+                .into_inner()
+                .known;
+            if known {
+                let c = SecureClient::from_seed(params, manifest.clone(), &seed)?;
+                (c, stored.fingerprint()?, 0)
+            } else {
+                // The server lost the key set (a new state): the same seed makes the same keys.
+                let (c, upload) = SecureClient::with_keys(params, manifest.clone(), &seed)?;
+                let fingerprint =
+                    runtime.block_on(register(&mut client, &reply.adapter, &upload))?;
+                (c, fingerprint, upload_bytes(&upload))
+            }
+        }
+        None => {
+            let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+            getrandom::fill(seed.as_mut()).map_err(|e| anyhow!("no OS randomness: {e}"))?;
+            let (c, upload) = SecureClient::with_keys(params, manifest.clone(), &seed)?;
+            let fingerprint = runtime.block_on(register(&mut client, &reply.adapter, &upload))?;
+            StoredKeys::new(&seed, &fingerprint, &manifest, &reply.adapter).write(&key_file)?;
+            (c, fingerprint, upload_bytes(&upload))
+        }
+    };
+    let mut session = [0u8; 16];
+    getrandom::fill(&mut session).map_err(|e| anyhow!("no OS randomness: {e}"))?;
+    Ok(Connected {
+        server: RemoteServer {
+            runtime,
+            client,
+            adapter: reply.adapter.clone(),
+            manifest,
+            settings,
+            fingerprint,
+            session,
+            seq: 0,
+            open: None,
+            retries: options.retries,
+            stats: NetworkStats::default(),
+        },
+        client: secure_client,
+        key_upload_bytes: uploaded,
+    })
+}
+
+fn upload_bytes(upload: &KeyUpload) -> usize {
+    upload.eval_keys.len() + upload.public_key.len()
+}
+
+async fn channel(options: &RemoteOptions) -> Result<Client> {
+    let mut endpoint = Endpoint::from_shared(options.url.clone())
+        .with_context(|| format!("--server {}: not a URL", options.url))?
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        // A prompt's request is megabytes: HTTP/2's default 64 KiB windows would make it
+        // crawl through flow control.
+        .http2_adaptive_window(true)
+        .initial_stream_window_size(WINDOW)
+        .initial_connection_window_size(WINDOW)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true);
+    if options.url.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new().with_webpki_roots();
+        if let Some(ca) = &options.ca_cert {
+            let pem =
+                std::fs::read(ca).with_context(|| format!("reading --tls-ca {}", ca.display()))?;
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        endpoint = endpoint.tls_config(tls).context("TLS settings")?;
+    } else if options.ca_cert.is_some() {
+        bail!("--tls-ca is for an https:// server");
+    }
+    let channel = endpoint
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", options.url))?;
+    let bearer = format!("Bearer {}", options.token.trim());
+    if tokens::from_bearer(&bearer).is_none() {
+        bail!("the API token is malformed: expected hlr_ and 64 hex digits");
+    }
+    let header = MetadataValue::try_from(bearer)
+        .map_err(|_| anyhow!("the API token is not valid header text"))?;
+    Ok(PrivateLoraClient::with_interceptor(channel, Bearer(header))
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE))
+}
+
+async fn register(client: &mut Client, adapter: &str, upload: &KeyUpload) -> Result<[u8; 32]> {
+    let mut hash = Sha256::new();
+    hash.update(&upload.eval_keys);
+    hash.update(&upload.public_key);
+    let fingerprint: [u8; 32] = hash.finalize().into();
+    let mut bytes = upload.eval_keys.clone();
+    bytes.extend_from_slice(&upload.public_key);
+    let header = proto::KeyHeader {
+        eval_keys_len: upload.eval_keys.len() as u64,
+        public_key_len: upload.public_key.len() as u64,
+        fingerprint: fingerprint.to_vec(),
+        adapter: adapter.to_string(),
+    };
+    let mut chunks: Vec<proto::KeyChunk> = bytes
+        .chunks(KEY_CHUNK)
+        .map(|data| proto::KeyChunk {
+            header: None,
+            data: data.to_vec(),
+        })
+        .collect();
+    match chunks.first_mut() {
+        Some(first) => first.header = Some(header),
+        None => bail!("no key bytes to upload"),
+    }
+    match client.register_keys(tokio_stream::iter(chunks)).await {
+        Ok(_) => Ok(fingerprint),
+        Err(status) if status.code() == Code::AlreadyExists => Ok(fingerprint),
+        Err(status) => Err(call_error("uploading the key set", status)),
+    }
+}
+
+fn manifest_of(reply: &proto::ManifestReply) -> Result<Manifest> {
+    let projections = reply
+        .projections
+        .iter()
+        .map(|p| ProjectionShape {
+            layer: p.layer as usize,
+            module: p.module.clone(),
+            d_in: p.d_in as usize,
+            d_out: p.d_out as usize,
+            rank_padded: p.rank_padded as usize,
+            level: p.level as usize,
+            bound_log2: p.bound_log2,
+        })
+        .collect();
+    Ok(Manifest {
+        params_id: reply.params_id,
+        rotation_steps: reply.rotation_steps.clone(),
+        projections,
+    })
+}
+
+impl RemoteServer {
+    /// Sends one site request on the session's stream, reopening it after a broken
+    /// connection, and waits for its reply.
+    fn round_trip(&mut self, message: proto::SiteRequest) -> Result<proto::SiteReply> {
+        let mut attempt = 0;
+        loop {
+            let started = Instant::now();
+            let result = self.runtime.block_on(Self::send(
+                &mut self.client,
+                &mut self.open,
+                message.clone(),
+            ));
+            match result {
+                Ok(reply) => {
+                    self.stats.round_trip += started.elapsed();
+                    self.stats.server += Duration::from_micros(reply.server_micros);
+                    self.stats.requests += 1;
+                    return Ok(reply);
+                }
+                Err(status) if retryable(&status) && attempt < self.retries => {
+                    self.open = None;
+                    attempt += 1;
+                    self.stats.retries += 1;
+                    let wait = Duration::from_millis(100 << attempt.min(6));
+                    eprintln!(
+                        "helora: the connection to the server broke ({}); retrying in {} ms ({attempt}/{})",
+                        status.message(),
+                        wait.as_millis(),
+                        self.retries
+                    );
+                    std::thread::sleep(wait);
+                }
+                Err(status) => {
+                    self.open = None;
+                    return Err(call_error(
+                        &format!("request {} (layer {})", message.seq, message.layer),
+                        status,
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn send(
+        client: &mut Client,
+        open: &mut Option<OpenSession>,
+        message: proto::SiteRequest,
+    ) -> Result<proto::SiteReply, Status> {
+        if open.is_none() {
+            let (sender, receiver) = mpsc::channel(2);
+            let replies = client
+                .session(ReceiverStream::new(receiver))
+                .await?
+                .into_inner();
+            *open = Some(OpenSession { sender, replies });
+        }
+        let session = open
+            .as_mut()
+            .ok_or_else(|| Status::internal("no open session"))?;
+        let seq = message.seq;
+        session
+            .sender
+            .send(message)
+            .await
+            .map_err(|_| Status::unavailable("the session's stream closed"))?;
+        match session.replies.message().await? {
+            Some(reply) if reply.seq == seq => Ok(reply),
+            Some(reply) => Err(Status::internal(format!(
+                "the server answered request {} to request {seq}",
+                reply.seq
+            ))),
+            None => Err(Status::unavailable("the server ended the session")),
+        }
+    }
+}
+
+impl Serve for RemoteServer {
+    fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    fn settings(&self) -> &PllSettings {
+        &self.settings
+    }
+
+    fn backend(&self) -> &'static str {
+        "remote"
+    }
+
+    fn register_client(&mut self, _: ClientId, _: &[u8], _: &[u8]) -> Result<()> {
+        bail!("a remote client registers its keys when it connects")
+    }
+
+    fn apply_batch(&mut self, _: ClientId, requests: &[Request]) -> Result<Vec<Reply>> {
+        let first = requests.first().ok_or_else(|| anyhow!("no request"))?;
+        let message = proto::SiteRequest {
+            session: self.session.to_vec(),
+            seq: self.seq,
+            adapter: self.adapter.clone(),
+            fingerprint: self.fingerprint.to_vec(),
+            layer: u32::try_from(first.layer).context("layer out of range")?,
+            modules: first.modules.clone(),
+            tokens: requests
+                .iter()
+                .map(|r| proto::TokenInput {
+                    inputs: r.inputs.clone(),
+                })
+                .collect(),
+        };
+        let reply = self.round_trip(message)?;
+        self.seq += 1;
+        if reply.tokens.len() != requests.len() {
+            bail!(
+                "the server answered {} of {} tokens",
+                reply.tokens.len(),
+                requests.len()
+            );
+        }
+        Ok(reply
+            .tokens
+            .into_iter()
+            .map(|t| Reply {
+                outputs: t.modules.into_iter().map(|m| m.outputs).collect(),
+            })
+            .collect())
+    }
+
+    fn network(&self) -> Option<NetworkStats> {
+        Some(self.stats)
+    }
+}
+
+/// Where this client's key seed for `options`' server and token lives.
+fn key_file(options: &RemoteOptions) -> Result<PathBuf> {
+    let dir = match &options.key_dir {
+        Some(dir) => dir.clone(),
+        None => dirs::data_dir()
+            .ok_or_else(|| anyhow!("no data dir for this user: give --key-dir"))?
+            .join("helora")
+            .join("client-keys"),
+    };
+    let mut hash = Sha256::new();
+    hash.update(options.url.as_bytes());
+    hash.update([0]);
+    hash.update(options.token.trim().as_bytes());
+    hash.update([0]);
+    hash.update(options.adapter.as_bytes());
+    Ok(dir.join(format!("{}.json", &tokens::hex(&hash.finalize())[..32])))
+}
+
+/// The client's record of a key set: the seed (secret), and what it covers (public).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredKeys {
+    seed: String,
+    fingerprint: String,
+    params_id: u64,
+    rotation_steps: Vec<i64>,
+    adapter: String,
+}
+
+impl StoredKeys {
+    fn new(seed: &[u8; 32], fingerprint: &[u8; 32], manifest: &Manifest, adapter: &str) -> Self {
+        Self {
+            seed: tokens::hex(seed),
+            fingerprint: tokens::hex(fingerprint),
+            params_id: manifest.params_id,
+            rotation_steps: manifest.rotation_steps.clone(),
+            adapter: adapter.to_string(),
+        }
+    }
+
+    fn read(path: &Path) -> Result<Option<Self>> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "the client key file {} is damaged: remove it to make new keys",
+                    path.display()
+                )
+            })?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Whether this key set serves `manifest` (same parameters, every rotation covered).
+    fn fits(&self, manifest: &Manifest, adapter: &str) -> bool {
+        self.params_id == manifest.params_id
+            && self.adapter == adapter
+            && manifest
+                .rotation_steps
+                .iter()
+                .all(|s| self.rotation_steps.contains(s))
+    }
+
+    fn seed(&self) -> Result<zeroize::Zeroizing<[u8; 32]>> {
+        tokens::unhex::<32>(&self.seed)
+            .map(zeroize::Zeroizing::new)
+            .ok_or_else(|| anyhow!("the client key file's seed is damaged"))
+    }
+
+    fn fingerprint(&self) -> Result<[u8; 32]> {
+        tokens::unhex::<32>(&self.fingerprint)
+            .ok_or_else(|| anyhow!("the client key file's fingerprint is damaged"))
+    }
+
+    /// Writes the file readable by its owner only (0600, its directory 0700), atomically.
+    fn write(&self, path: &Path) -> Result<()> {
+        let dir = path
+            .parent()
+            .ok_or_else(|| anyhow!("{} has no directory", path.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let text = zeroize::Zeroizing::new(serde_json::to_string_pretty(self)?);
+        let part = path.with_extension(format!("part{}", std::process::id()));
+        #[cfg(unix)]
+        {
+            use std::io::Write;
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("restricting {}", dir.display()))?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&part)
+                .with_context(|| format!("creating {}", part.display()))?;
+            file.write_all(text.as_bytes())
+                .and_then(|_| file.sync_all())
+                .with_context(|| format!("writing {}", part.display()))?;
+        }
+        #[cfg(not(unix))]
+        std::fs::write(&part, text.as_bytes())
+            .with_context(|| format!("writing {}", part.display()))?;
+        std::fs::rename(&part, path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+}
+
+impl Drop for StoredKeys {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.seed.zeroize();
+    }
+}
