@@ -93,6 +93,9 @@ pub struct ServeArgs {
     /// Key sets each client may register.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_key_sets: u32,
+    /// On SIGTERM, the longest wait for the requests in flight and open connections.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=3600))]
+    pub drain_seconds: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -373,6 +376,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
             max_key_sets: args.max_key_sets as usize,
             max_request_tokens: args.queue_tokens as usize,
         },
+        drain: std::time::Duration::from_secs(u64::from(args.drain_seconds)),
     };
     serve::run(&options)
 }

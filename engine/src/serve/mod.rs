@@ -44,6 +44,8 @@ pub struct ServeOptions {
     pub metrics: Option<SocketAddr>,
     pub scheduler: SchedulerConfig,
     pub limits: Limits,
+    /// Longest a stop waits for open connections.
+    pub drain: std::time::Duration,
 }
 
 /// Runs the server until SIGTERM or Ctrl-C, then drains it.
@@ -189,16 +191,30 @@ async fn serve(options: &ServeOptions) -> Result<()> {
         .max_encoding_message_size(MAX_MESSAGE);
     // No Nagle: a reply's last segment must not wait for the client's delayed ACK.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let signal = async move {
+    let mut stopped = stop.clone();
+    let server = builder
+        .add_service(grpc)
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        });
+    // A signal drains: no new connections, every session ends after its request in flight.
+    // Connections still open after --drain-seconds, or a second signal, end the wait.
+    let drain = options.drain;
+    let signals = async move {
         wait_for_signal().await;
         tracing::info!("stopping: draining the requests in flight");
         let _ = stop_sender.send(true);
+        tokio::select! {
+            _ = tokio::time::sleep(drain) => {
+                tracing::warn!("connections still open after {drain:?}: closing them");
+            }
+            _ = wait_for_signal() => tracing::warn!("a second signal: stopping now"),
+        }
     };
-    builder
-        .add_service(grpc)
-        .serve_with_incoming_shutdown(incoming, signal)
-        .await
-        .context("serving gRPC")?;
+    tokio::select! {
+        result = server => result.context("serving gRPC")?,
+        _ = signals => {}
+    }
     scheduler.stop();
     tokio::task::spawn_blocking(move || worker.join())
         .await?

@@ -250,7 +250,7 @@ async fn register(client: &mut Client, adapter: &str, upload: &KeyUpload) -> Res
     }
 }
 
-fn manifest_of(reply: &proto::ManifestReply) -> Result<Manifest> {
+pub fn manifest_of(reply: &proto::ManifestReply) -> Result<Manifest> {
     let projections = reply
         .projections
         .iter()

@@ -547,6 +547,9 @@ impl PrivateLora for Arc<Service> {
             let mut key_sets = HashMap::new();
             loop {
                 let message = tokio::select! {
+                    // A client that closed its side ends the session normally, even
+                    // while the server stops.
+                    biased;
                     message = inbound.next() => Some(message),
                     _ = shutdown.wait_for(|stop| *stop) => None,
                 };

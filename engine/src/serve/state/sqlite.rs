@@ -1,6 +1,8 @@
 //! The embedded store: one SQLite file in WAL mode, every commit synced (a charge that
-//! returned survives a crash or a power cut). One connection: SQLite serialises writers
-//! anyway, and one connection cannot deadlock on a lock upgrade.
+//! returned survives a crash or a power cut). One connection per process: SQLite
+//! serialises writers anyway. Write transactions begin IMMEDIATE: a deferred one that reads
+//! first could not take the write lock after another process (`helora clients add`)
+//! committed (SQLITE_BUSY_SNAPSHOT), where an immediate one waits its turn.
 
 use super::{Charge, ChargeOutcome, ClientRecord, KeySet, KeysAdded, Store};
 use anyhow::{Context, Result};
@@ -203,7 +205,7 @@ impl Store for SqliteStore {
         public_key: &[u8],
         max_per_client: usize,
     ) -> Result<KeysAdded> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if let Some(id) =
             sqlx::query("SELECT id FROM key_sets WHERE client_id = ? AND fingerprint = ?")
                 .bind(client)
@@ -304,7 +306,7 @@ impl Store for SqliteStore {
     }
 
     async fn charge(&self, charge: &Charge<'_>) -> Result<ChargeOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let client = sqlx::query("SELECT revoked, budget FROM clients WHERE id = ?")
             .bind(charge.client)
             .fetch_optional(&mut *tx)

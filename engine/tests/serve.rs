@@ -1,0 +1,684 @@
+//! `helora serve` over loopback, as a separate process on a fresh SQLite state: correct
+//! replies (against the plaintext product), durable registrations and budgets, a precise
+//! status for every bad input while other clients keep being served, bounded queues,
+//! idempotent re-sends, TLS, metrics, and a clean drain on SIGTERM.
+
+mod serve_common;
+
+use helora_engine::secure::{self, Serve};
+use helora_engine::serve::proto;
+use rand::SeedableRng;
+use serve_common::*;
+use tonic::Code;
+
+fn adapter_args(dir: &TempDir, seed: u64) -> (Factors, Vec<String>) {
+    let adapter = dir.path().join("adapter");
+    let factors = write_adapter(&adapter, seed);
+    (
+        factors,
+        vec![format!("--adapter=tiny={}", adapter.display())],
+    )
+}
+
+fn args(base: &[String], extra: &[&str]) -> Vec<String> {
+    base.iter()
+        .cloned()
+        .chain(extra.iter().map(|s| s.to_string()))
+        .collect()
+}
+
+/// The remote client gets the plaintext product at every site; a second run and a
+/// restarted server find its key set (nothing re-uploaded).
+#[test]
+fn remote_replies_are_right_and_registrations_survive_a_restart() {
+    let dir = TempDir::new("remote");
+    let (factors, base) = adapter_args(&dir, 1);
+    let token = add_client(&dir.state(), "alice", &[]);
+    let keys = dir.path().join("keys");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut server = Server::start(
+        &dir,
+        &args(&base, &["--pll", "off", "--listen", "127.0.0.1:0"]),
+    );
+
+    let mut check = |url: &str, expect_upload: bool| {
+        let mut c = connect(url, &token, &keys);
+        assert_eq!(c.key_upload_bytes > 0, expect_upload, "key upload");
+        for layer in 0..LAYERS {
+            // A prompt of 3 tokens, then one token.
+            for tokens in [3, 1] {
+                let xs: Vec<Vec<f32>> = (0..tokens).map(|_| random_input(&mut rng)).collect();
+                let requests: Vec<secure::Request> = xs
+                    .iter()
+                    .map(|x| c.client.encrypt(layer, &MODULES, x).expect("encrypts"))
+                    .collect();
+                let replies = c
+                    .server
+                    .apply_batch(helora::pll::ClientId(0), &requests)
+                    .expect("served");
+                for ((x, request), reply) in xs.iter().zip(&requests).zip(&replies) {
+                    let deltas = c.client.decrypt(request, reply).expect("decrypts");
+                    assert_deltas(&factors, layer, x, &deltas);
+                }
+            }
+        }
+        let network = c.server.network().expect("remote stats");
+        assert_eq!(network.requests, 2 * LAYERS as u64);
+        assert_eq!(network.retries, 0);
+    };
+    check(&server.url, true);
+    check(&server.url, false);
+    let port = server.port();
+    assert!(server.terminate().success(), "{}", server.log());
+    let server = Server::start(
+        &dir,
+        &args(
+            &base,
+            &["--pll", "off", "--listen", &format!("127.0.0.1:{port}")],
+        ),
+    );
+    check(&server.url, false);
+}
+
+/// Budgets: charged once per request (a re-send of the same (session, seq) and inputs gets
+/// the identical reply for free), refused when exhausted, and still exhausted after a
+/// restart; a reused idempotency key with other inputs is refused.
+#[test]
+fn budgets_are_charged_once_durably_and_enforced() {
+    let dir = TempDir::new("budget");
+    let (_, base) = adapter_args(&dir, 2);
+    let token = add_client(&dir.state(), "bob", &["--budget", "3"]);
+    let serve_args = args(
+        &base,
+        &["--pll", "on", "--budget", "1000", "--listen", "127.0.0.1:0"],
+    );
+    let mut server = Server::start(&dir, &serve_args);
+    let rt = runtime();
+    let mut raw = raw(&rt, &server.url);
+    let manifest_reply = rt
+        .block_on(raw.get_manifest(authed(proto::ManifestRequest::default(), &token)))
+        .expect("manifest")
+        .into_inner();
+    assert_eq!((manifest_reply.budget, manifest_reply.queries_left), (3, 3));
+    assert!(manifest_reply.noise > 0.0 && manifest_reply.flooding);
+    let (mut client, fp) = raw_client(&rt, &mut raw, &token);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let session_id = [5u8; 16];
+    let request = |client: &mut secure::SecureClient, rng: &mut rand_chacha::ChaCha8Rng| {
+        client
+            .encrypt(0, &MODULES, &random_input(rng))
+            .expect("encrypts")
+    };
+    let first = request(&mut client, &mut rng);
+    let once = session(
+        &rt,
+        &mut raw,
+        &token,
+        vec![site_request(&first, session_id, 0, &fp)],
+    )
+    .expect("answered");
+    let again = session(
+        &rt,
+        &mut raw,
+        &token,
+        vec![site_request(&first, session_id, 0, &fp)],
+    )
+    .expect("answered again");
+    assert_eq!(
+        once[0].tokens, again[0].tokens,
+        "a re-sent request gets the identical reply"
+    );
+    let other = request(&mut client, &mut rng);
+    let reused = session(
+        &rt,
+        &mut raw,
+        &token,
+        vec![site_request(&other, session_id, 0, &fp)],
+    )
+    .expect_err("a reused key with other inputs");
+    assert_eq!(reused.code(), Code::FailedPrecondition, "{reused:?}");
+    let left = |raw: &mut Raw| {
+        rt.block_on(raw.get_manifest(authed(proto::ManifestRequest::default(), &token)))
+            .expect("manifest")
+            .into_inner()
+            .queries_left
+    };
+    assert_eq!(left(&mut raw), 2, "the re-send was not charged");
+    let messages = (1..3)
+        .map(|seq| site_request(&request(&mut client, &mut rng), session_id, seq, &fp))
+        .collect();
+    assert_eq!(
+        session(&rt, &mut raw, &token, messages)
+            .expect("answered")
+            .len(),
+        2
+    );
+    assert_eq!(left(&mut raw), 0);
+    let exhausted = session(
+        &rt,
+        &mut raw,
+        &token,
+        vec![site_request(
+            &request(&mut client, &mut rng),
+            session_id,
+            3,
+            &fp,
+        )],
+    )
+    .expect_err("over budget");
+    assert_eq!(exhausted.code(), Code::ResourceExhausted, "{exhausted:?}");
+    assert!(exhausted.message().contains("budget"), "{exhausted:?}");
+
+    let port = server.port();
+    server.kill9();
+    let server = Server::start(
+        &dir,
+        &args(
+            &base,
+            &[
+                "--pll",
+                "on",
+                "--budget",
+                "1000",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ],
+        ),
+    );
+    let mut raw = serve_common::raw(&rt, &server.url);
+    assert_eq!(left(&mut raw), 0, "the budget survived kill -9");
+    let still = session(
+        &rt,
+        &mut raw,
+        &token,
+        vec![site_request(
+            &request(&mut client, &mut rng),
+            [6u8; 16],
+            0,
+            &fp,
+        )],
+    )
+    .expect_err("still over budget");
+    assert_eq!(still.code(), Code::ResourceExhausted, "{still:?}");
+}
+
+/// Every bad input gets its own status and message, nothing panics, and a good client is
+/// served after each.
+#[test]
+fn bad_input_gets_precise_statuses_and_others_keep_being_served() {
+    let dir = TempDir::new("bad");
+    let (factors, base) = adapter_args(&dir, 3);
+    let token = add_client(&dir.state(), "good", &[]);
+    let revoked = add_client(&dir.state(), "gone", &[]);
+    let limited = add_client(&dir.state(), "limited", &["--adapter", "other"]);
+    revoke_client(&dir.state(), "gone");
+    let server = Server::start(
+        &dir,
+        &args(
+            &base,
+            &[
+                "--pll",
+                "off",
+                "--queue-tokens",
+                "8",
+                "--max-key-mib",
+                "32",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+        ),
+    );
+    let rt = runtime();
+    let mut raw = raw(&rt, &server.url);
+    let (mut client, fp) = raw_client(&rt, &mut raw, &token);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+    let mut seq = 0u64;
+    let mut still_served = |raw: &mut Raw, client: &mut secure::SecureClient| {
+        let x = random_input(&mut rng);
+        let request = client.encrypt(1, &MODULES, &x).expect("encrypts");
+        seq += 1;
+        let replies = session(
+            &rt,
+            raw,
+            &token,
+            vec![site_request(&request, [1; 16], seq, &fp)],
+        )
+        .expect("a good request is still served");
+        let deltas = client
+            .decrypt(&request, &reply_of(&replies[0]))
+            .expect("decrypts");
+        assert_deltas(&factors, 1, &x, &deltas);
+    };
+    let expect = |result: Result<(), tonic::Status>, code: Code, words: &str| {
+        let status = result.expect_err("refused");
+        assert_eq!(status.code(), code, "{status:?}");
+        assert!(
+            status.message().contains(words),
+            "{status:?} lacks {words:?}"
+        );
+    };
+    let manifest_with = |raw: &mut Raw, token: Option<&str>, adapter: &str| {
+        let message = proto::ManifestRequest {
+            adapter: adapter.to_string(),
+        };
+        let request = match token {
+            Some(t) => authed(message, t),
+            None => tonic::Request::new(message),
+        };
+        rt.block_on(raw.get_manifest(request)).map(|_| ())
+    };
+
+    // Identity.
+    expect(
+        manifest_with(&mut raw, None, ""),
+        Code::Unauthenticated,
+        "missing API token",
+    );
+    expect(
+        manifest_with(&mut raw, Some("hlr_nope"), ""),
+        Code::Unauthenticated,
+        "malformed",
+    );
+    let unknown = format!("hlr_{}", "0".repeat(64));
+    expect(
+        manifest_with(&mut raw, Some(&unknown), ""),
+        Code::Unauthenticated,
+        "unknown API token",
+    );
+    expect(
+        manifest_with(&mut raw, Some(&revoked), ""),
+        Code::PermissionDenied,
+        "revoked",
+    );
+    expect(
+        manifest_with(&mut raw, Some(&token), "nosuch"),
+        Code::NotFound,
+        "nosuch",
+    );
+    expect(
+        manifest_with(&mut raw, Some(&limited), "tiny"),
+        Code::PermissionDenied,
+        "may use adapter",
+    );
+    still_served(&mut raw, &mut client);
+
+    // Key uploads.
+    let manifest = manifest(&rt, &mut raw, &token);
+    let (_, upload) = secure::SecureClient::new(&secure::parameters().unwrap(), manifest).unwrap();
+    let good = key_chunks(&upload);
+    let mut no_header = good.clone();
+    no_header[0].header = None;
+    expect(
+        register(&rt, &mut raw, &token, no_header).map(|_| ()),
+        Code::InvalidArgument,
+        "header",
+    );
+    let mut huge = good.clone();
+    if let Some(h) = huge[0].header.as_mut() {
+        h.eval_keys_len = 1 << 40;
+    }
+    expect(
+        register(&rt, &mut raw, &token, huge).map(|_| ()),
+        Code::InvalidArgument,
+        "limit",
+    );
+    let truncated = good[..good.len() - 1].to_vec();
+    expect(
+        register(&rt, &mut raw, &token, truncated).map(|_| ()),
+        Code::InvalidArgument,
+        "truncated",
+    );
+    let mut longer = good.clone();
+    longer.push(proto::KeyChunk {
+        header: None,
+        data: vec![0; 16],
+    });
+    expect(
+        register(&rt, &mut raw, &token, longer).map(|_| ()),
+        Code::InvalidArgument,
+        "runs past",
+    );
+    let mut wrong_fp = good.clone();
+    if let Some(h) = wrong_fp[0].header.as_mut() {
+        h.fingerprint = vec![0; 32];
+    }
+    expect(
+        register(&rt, &mut raw, &token, wrong_fp).map(|_| ()),
+        Code::InvalidArgument,
+        "fingerprint",
+    );
+    // Right framing, garbage keys.
+    let garbage = secure::KeyUpload {
+        eval_keys: vec![7; 4096],
+        public_key: vec![9; 128],
+    };
+    expect(
+        register(&rt, &mut raw, &token, key_chunks(&garbage)).map(|_| ()),
+        Code::FailedPrecondition,
+        "evaluation keys",
+    );
+    register(&rt, &mut raw, &token, good.clone()).expect("the good upload registers");
+    expect(
+        register(&rt, &mut raw, &token, good).map(|_| ()),
+        Code::AlreadyExists,
+        "registered already",
+    );
+    still_served(&mut raw, &mut client);
+
+    // Site requests.
+    let x = random_input(&mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
+    let request = client.encrypt(0, &MODULES, &x).expect("encrypts");
+    let send = |raw: &mut Raw, message: proto::SiteRequest| {
+        session(&rt, raw, &token, vec![message]).map(|_| ())
+    };
+    let fresh = || site_request(&request, [2; 16], 100, &fp);
+    let mut m = fresh();
+    m.session = vec![1; 3];
+    expect(send(&mut raw, m), Code::InvalidArgument, "session id");
+    let mut m = fresh();
+    m.fingerprint = vec![3; 32];
+    expect(
+        send(&mut raw, m),
+        Code::FailedPrecondition,
+        "register it first",
+    );
+    let mut m = fresh();
+    m.layer = 99;
+    expect(
+        send(&mut raw, m),
+        Code::InvalidArgument,
+        "no adapter for layer 99",
+    );
+    let mut m = fresh();
+    m.modules = vec!["q_proj".into(), "q_proj".into()];
+    expect(send(&mut raw, m), Code::InvalidArgument, "twice");
+    let mut m = fresh();
+    m.modules = vec![];
+    expect(
+        send(&mut raw, m),
+        Code::InvalidArgument,
+        "names no projection",
+    );
+    let mut m = fresh();
+    let extra = m.tokens[0].inputs[0].clone();
+    m.tokens[0].inputs.push(extra);
+    expect(
+        send(&mut raw, m),
+        Code::InvalidArgument,
+        "input ciphertexts",
+    );
+    let mut m = fresh();
+    m.tokens[0].inputs[0].truncate(40);
+    expect(send(&mut raw, m), Code::InvalidArgument, "input ciphertext");
+    let mut m = fresh();
+    // The header's parameter id (bytes 7..15): a ciphertext under other parameters.
+    m.tokens[0].inputs[0][9] ^= 0xff;
+    expect(send(&mut raw, m), Code::InvalidArgument, "input ciphertext");
+    let mut m = fresh();
+    m.tokens = vec![];
+    expect(
+        send(&mut raw, m),
+        Code::InvalidArgument,
+        "at least one token",
+    );
+    let mut m = fresh();
+    m.tokens = vec![m.tokens[0].clone(); 9];
+    expect(send(&mut raw, m), Code::InvalidArgument, "at most 8 tokens");
+    let mut m = fresh();
+    m.adapter = "nosuch".into();
+    expect(send(&mut raw, m), Code::NotFound, "nosuch");
+    still_served(&mut raw, &mut client);
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+/// Over its queue capacity the server answers RESOURCE_EXHAUSTED at once, and serves the
+/// queued request.
+#[test]
+fn full_queues_refuse_at_once() {
+    let dir = TempDir::new("queue");
+    let (_, base) = adapter_args(&dir, 4);
+    let token = add_client(&dir.state(), "q", &[]);
+    let server = Server::start(
+        &dir,
+        &args(
+            &base,
+            &[
+                "--pll",
+                "off",
+                "--queue-tokens",
+                "2",
+                "--batch-tokens",
+                "4",
+                "--batch-wait-ms",
+                "3000",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+        ),
+    );
+    let rt = runtime();
+    let mut raw = raw(&rt, &server.url);
+    let (mut client, fp) = raw_client(&rt, &mut raw, &token);
+    let x = random_input(&mut rand_chacha::ChaCha8Rng::seed_from_u64(5));
+    let request = client.encrypt(0, &MODULES, &x).expect("encrypts");
+    let mut two = site_request(&request, [3; 16], 0, &fp);
+    two.tokens.push(two.tokens[0].clone());
+    let url = server.url.clone();
+    let waiting_token = token.clone();
+    // Two tokens wait 3 s for a batch of four: the queues are full meanwhile.
+    let waiting = std::thread::spawn(move || {
+        let rt = runtime();
+        let mut raw = serve_common::raw(&rt, &url);
+        session(&rt, &mut raw, &waiting_token, vec![two])
+    });
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let started = std::time::Instant::now();
+    let refused = session(
+        &rt,
+        &mut raw,
+        &token,
+        vec![site_request(&request, [4; 16], 0, &fp)],
+    )
+    .expect_err("queues full");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("queues are full"), "{refused:?}");
+    // Refused while the first request was still waiting, not after it.
+    assert!(
+        !waiting.is_finished(),
+        "answered only after the queue drained"
+    );
+    let _ = started;
+    let replies = waiting
+        .join()
+        .expect("thread")
+        .expect("the queued request is served");
+    assert_eq!(replies[0].tokens.len(), 2);
+}
+
+/// Eight clients × 32 requests at once: every reply right, none lost, batches formed
+/// across clients.
+#[test]
+fn eight_clients_of_32_requests_all_answered_correctly() {
+    let dir = TempDir::new("load");
+    let (factors, base) = adapter_args(&dir, 5);
+    let server = Server::start(
+        &dir,
+        &args(
+            &base,
+            &[
+                "--pll",
+                "off",
+                "--batch-wait-ms",
+                "5",
+                "--metrics",
+                "127.0.0.1:0",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+        ),
+    );
+    let factors = std::sync::Arc::new(factors);
+    let workers: Vec<_> = (0..8)
+        .map(|k| {
+            let token = add_client(&dir.state(), &format!("load{k}"), &[]);
+            let keys = dir.path().join(format!("keys{k}"));
+            let url = server.url.clone();
+            let factors = factors.clone();
+            std::thread::spawn(move || {
+                let mut c = connect(&url, &token, &keys);
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(100 + k);
+                for n in 0..32 {
+                    let layer = n % LAYERS;
+                    let x = random_input(&mut rng);
+                    let request = c.client.encrypt(layer, &MODULES, &x).expect("encrypts");
+                    let reply = c
+                        .server
+                        .apply_batch(helora::pll::ClientId(0), std::slice::from_ref(&request))
+                        .expect("answered")
+                        .pop()
+                        .expect("one reply");
+                    let deltas = c.client.decrypt(&request, &reply).expect("decrypts");
+                    assert_deltas(&factors, layer, &x, &deltas);
+                }
+                32
+            })
+        })
+        .collect();
+    let answered: usize = workers.into_iter().map(|w| w.join().expect("client")).sum();
+    assert_eq!(answered, 8 * 32);
+    let text = scrape(server.metrics.as_deref().expect("metrics"));
+    assert_eq!(
+        sample(&text, "helora_requests_total", &[("outcome", "ok")]),
+        Some(256.0),
+        "{text}"
+    );
+    for k in 0..8 {
+        let name = format!("load{k}");
+        // 16 requests per layer and module, each charged once.
+        assert_eq!(
+            sample(
+                &text,
+                "helora_budget_used",
+                &[("client", &name), ("layer", "0"), ("module", "q_proj")]
+            ),
+            Some(16.0),
+            "{text}"
+        );
+    }
+    assert!(text.contains("helora_batch_tokens_bucket"), "{text}");
+}
+
+/// With a certificate and key the server speaks TLS only; a client that trusts the CA is
+/// served, a plaintext client is not.
+#[test]
+fn tls_with_a_self_signed_pair() {
+    let dir = TempDir::new("tls");
+    let (factors, base) = adapter_args(&dir, 6);
+    let token = add_client(&dir.state(), "tls", &[]);
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let server = Server::start(
+        &dir,
+        &args(
+            &base,
+            &[
+                "--pll",
+                "off",
+                "--listen",
+                "127.0.0.1:0",
+                "--tls-cert",
+                cert_path.to_str().unwrap(),
+                "--tls-key",
+                key_path.to_str().unwrap(),
+            ],
+        ),
+    );
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    let url = format!("https://localhost:{}", server.port());
+    let mut options = remote_options(&url, &token, &dir.path().join("keys"));
+    options.ca_cert = Some(cert_path.clone());
+    let mut c = helora_engine::serve::remote::connect(&options, &secure::parameters().unwrap())
+        .expect("a TLS client connects");
+    let x = random_input(&mut rand_chacha::ChaCha8Rng::seed_from_u64(6));
+    let request = c.client.encrypt(0, &MODULES, &x).unwrap();
+    let reply = c
+        .server
+        .apply_batch(helora::pll::ClientId(0), std::slice::from_ref(&request))
+        .expect("served over TLS")
+        .pop()
+        .unwrap();
+    assert_deltas(
+        &factors,
+        0,
+        &x,
+        &c.client.decrypt(&request, &reply).unwrap(),
+    );
+
+    let plain = remote_options(
+        &format!("http://127.0.0.1:{}", server.port()),
+        &token,
+        &dir.path().join("keys2"),
+    );
+    let e = helora_engine::serve::remote::connect(&plain, &secure::parameters().unwrap());
+    assert!(
+        e.is_err(),
+        "a plaintext client is not served by a TLS server"
+    );
+    let mut untrusted = remote_options(&url, &token, &dir.path().join("keys3"));
+    untrusted.ca_cert = None;
+    assert!(
+        helora_engine::serve::remote::connect(&untrusted, &secure::parameters().unwrap()).is_err(),
+        "a client that does not trust the certificate refuses the server"
+    );
+}
+
+/// SIGTERM: the request in flight is answered, then the server exits cleanly.
+#[test]
+fn sigterm_drains_the_request_in_flight() {
+    let dir = TempDir::new("drain");
+    let (factors, base) = adapter_args(&dir, 7);
+    let token = add_client(&dir.state(), "drain", &[]);
+    let mut server = Server::start(
+        &dir,
+        &args(
+            &base,
+            &[
+                "--pll",
+                "off",
+                "--batch-tokens",
+                "8",
+                "--batch-wait-ms",
+                "2000",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+        ),
+    );
+    let rt = runtime();
+    let mut raw = raw(&rt, &server.url);
+    let (mut client, fp) = raw_client(&rt, &mut raw, &token);
+    let x = random_input(&mut rand_chacha::ChaCha8Rng::seed_from_u64(8));
+    let request = client.encrypt(1, &MODULES, &x).expect("encrypts");
+    let message = site_request(&request, [8; 16], 0, &fp);
+    let url = server.url.clone();
+    let in_flight = std::thread::spawn(move || {
+        let rt = runtime();
+        let mut raw = serve_common::raw(&rt, &url);
+        session(&rt, &mut raw, &token, vec![message])
+    });
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let status = server.terminate();
+    let replies = in_flight
+        .join()
+        .expect("thread")
+        .expect("answered while draining");
+    let deltas = client
+        .decrypt(&request, &reply_of(&replies[0]))
+        .expect("decrypts");
+    assert_deltas(&factors, 1, &x, &deltas);
+    assert!(status.success(), "exit {status:?}: {}", server.log());
+    assert!(server.log().contains("stopped"), "{}", server.log());
+}
