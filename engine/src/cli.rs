@@ -38,6 +38,10 @@ pub enum Command {
     /// Attacks on the server's protection (extraction of the LoRA weights).
     #[command(subcommand)]
     Attack(AttackCommand),
+    /// Renders a chat template for a parent helora process: a request on stdin, the reply on
+    /// stdout (`model::chat_process`); not for people.
+    #[command(name = crate::model::chat_process::SUBCOMMAND, hide = true)]
+    RenderChatTemplate,
 }
 
 #[derive(Debug, Args)]
@@ -227,6 +231,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let report = attack::extract(&args)?;
             write_report(&report, args.json, || report.table())
         }
+        Command::RenderChatTemplate => crate::model::chat_process::serve(),
     }
 }
 
