@@ -44,6 +44,10 @@ pub enum Command {
     /// The API clients a server admits: add (prints the token), list, revoke.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Renders a chat template for a parent helora process: a request on stdin, the reply on
+    /// stdout (`model::chat_process`); not for people.
+    #[command(name = crate::model::chat_process::SUBCOMMAND, hide = true)]
+    RenderChatTemplate,
 }
 
 #[derive(Debug, Args)]
@@ -353,6 +357,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve(args) => serve(&args),
         Command::Clients(command) => clients(command),
+        Command::RenderChatTemplate => crate::model::chat_process::serve(),
     }
 }
 

@@ -27,6 +27,8 @@ fn main() -> ExitCode {
     // time). Purging by reset instead leaves the pages mapped until the system needs them.
     // SAFETY: sets a plain integer option; mimalloc reads options atomically.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DECOMMITS, 0) };
+    // Chat templates render in a child run of this binary, with bounded memory.
+    helora_engine::model::chat_process::render_in_children_of_this_binary();
     match cli::run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -692,6 +692,44 @@ fn tiny_model(context: usize) -> std::path::PathBuf {
     dir
 }
 
+/// The binary renders a model's chat template in a child run of itself: a plain template
+/// works, one that doubles a string until memory runs out is an error naming the template
+/// (exit 1), not an abort of `helora`.
+#[test]
+fn generate_renders_the_chat_template_in_a_bounded_child() {
+    let dir = tiny_model(16);
+    let model = dir.to_str().expect("UTF-8 path");
+    let template = dir.join("chat_template.jinja");
+    std::fs::write(&template, "{{ messages[0].content }} b").expect("template");
+    let v = helora_json(&[
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "a",
+        "--max-tokens",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(v["prompt_token_ids"], serde_json::json!([1, 2]));
+    std::fs::write(
+        &template,
+        "{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}\
+         {% endfor %}{{ ns.s }}",
+    )
+    .expect("template");
+    let out = helora(&["generate", "--model", model, "--max-tokens", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("chat_template.jinja")
+            && stderr.contains("more than 1024 MiB of memory")
+            && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn generate_stops_at_the_context_with_a_stop_reason() {
     let dir = tiny_model(8);

@@ -7,12 +7,13 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use helora_engine::model::fetch::{self, WheelMember};
 use helora_engine::model::{
-    gguf, hf, load_model, Architecture, ChatMessage, ChatTemplate, TextTokenizer,
+    chat_process, gguf, hf, load_model, Architecture, ChatMessage, ChatTemplate, TextTokenizer,
 };
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -1032,6 +1033,10 @@ fn hostile_chat_templates_stop_with_the_template_named() {
     let dir = TempDir::new("hostile-template");
     write_tiny_llama_dir(&dir.0);
     let user = [ChatMessage::new("user", "hi")];
+    let top_level_doubling = format!(
+        "{{% set s = 'x' %}}{}{{{{ s | length }}}}",
+        "{% set s = s ~ s %}".repeat(40)
+    );
     for (source, expect) in [
         // 10^10 iterations: stopped by the fuel, not run for hours.
         (
@@ -1043,16 +1048,59 @@ fn hostile_chat_templates_stop_with_the_template_named() {
             "{% for i in range(16384) %}{{ 'x' * 1024 }}{% endfor %}",
             "exceeds 1048576 bytes",
         ),
+        // A string doubled 60 times in a loop, 40 times at the top level, or through a
+        // recursive macro: a few instructions ask for 2^40 bytes and more. Each stops at
+        // the renderer's memory limit, an error, not an abort of this process.
+        (
+            "{% set ns = namespace(s='x') %}{% for i in range(60) %}\
+             {% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}",
+            "more than 1024 MiB of memory",
+        ),
+        (top_level_doubling.as_str(), "more than 1024 MiB of memory"),
+        (
+            "{% macro grow(s, n) %}{% if n > 0 %}{{ grow(s ~ s, n - 1) }}\
+             {% else %}{{ s | length }}{% endif %}{% endmacro %}{{ grow('x', 60) }}",
+            "more than 1024 MiB of memory",
+        ),
     ] {
         std::fs::write(dir.path("chat_template.jinja"), source).expect("write");
         let template = ChatTemplate::from_hf_dir(&dir.0, None, None)
             .expect("compiles")
             .expect("a template");
+        let start = Instant::now();
         assert_mentions(
             &error_of(template.render(&user, true)),
             &["chat_template.jinja", expect],
         );
+        assert!(
+            start.elapsed() < chat_process::DEADLINE,
+            "{source}: {:?}",
+            start.elapsed()
+        );
     }
+}
+
+/// A template renders in a child run of the helora binary (`render-chat-template`), which
+/// a test of the library finds beside its own executable.
+#[test]
+fn chat_templates_render_in_a_child_helora() {
+    let renderer = chat_process::renderer().expect("the helora binary beside the tests");
+    assert_eq!(
+        renderer.file_stem().and_then(|s| s.to_str()),
+        Some("helora")
+    );
+    let template = ChatTemplate::new(
+        "{{ bos_token }}{{ messages[0].content }}",
+        Some("<s>"),
+        None,
+    )
+    .expect("compiles");
+    assert_eq!(
+        template
+            .render(&[ChatMessage::new("user", "hi \u{0} \"é\"")], false)
+            .expect("renders"),
+        "<s>hi \u{0} \"é\""
+    );
 }
 
 // ---------------------------------------------------------------------------------------

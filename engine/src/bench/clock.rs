@@ -1,8 +1,9 @@
-//! What the device benchmarks (`device_ops.rs`, `device_lora.rs`) need beyond `Backend`: a
-//! clock on the backend's queue, its launch count, its name, its copy bandwidth, a wait, and
-//! captured work to replay. On CUDA: events on the backend's stream, and CUDA graphs. On the
-//! CPU backend, which runs the same benchmark code in tests on any machine: the host's
-//! clock, no launches, and no graphs (a replay runs the work again, eagerly).
+//! What the benchmarks that run on any backend (`ops.rs` with `device_ops.rs`, `lora.rs`
+//! with `device_lora.rs`) need beyond `Backend`: a clock on the backend's queue, its launch
+//! count, its name, its copy bandwidth, a wait, and captured work to replay. On CUDA: events
+//! on the backend's stream, and CUDA graphs. On the CPU backend, which runs the CPU benches
+//! and, in tests on any machine, the device benches' code: the host's clock, no launches,
+//! and no graphs (a replay runs the work again, eagerly).
 
 use anyhow::Result;
 use helora::backend::{Backend, CpuBackend};

@@ -1,6 +1,7 @@
-//! `helora bench lora --device cuda`: the CPU run's LoRA apply (same JSON keys) on
-//! `Evaluator<B>` for a [`TimedBackend`](super::clock::TimedBackend) B (CUDA; the CPU backend in tests), timed with the
-//! device's clock (CUDA events), beside its memory-traffic floor.
+//! `helora bench lora --device cuda`: the CPU run's LoRA apply (same JSON keys, the same
+//! set-up and report: `lora::Session`) on `Evaluator<B>` for a [`TimedBackend`] B (CUDA;
+//! the CPU backend in tests), timed with the device's clock (CUDA events), beside its
+//! memory-traffic floor.
 //!
 //! - `apply_us`: events around one `plan.apply` on device-resident inputs, up to the
 //!   rescaled reply. `apply_path_us`: events around the host-to-device copy of the
@@ -20,19 +21,15 @@
 //!   CPU backend (tests) has no graphs: its replays run the apply again, eagerly.
 
 use super::clock::{Replay, TimedBackend};
+use super::device_ops;
 use super::device_report::DeviceLoraReport;
 use super::floor::{self, LoraTraffic};
-use super::keys;
-use super::lora::{check_replies, encrypt_inputs, expand, random_inputs, LoraOptions, LoraReport};
-use super::machine;
+use super::lora::{expand, LoraOptions, Session, Speed};
 use super::ops::params_for;
-use super::provenance::Provenance;
 use super::timing::{measure, measure_samples, Iterations, Timing};
 use crate::stats::median;
 use anyhow::{bail, Context, Result};
-use helora::ckks::{Ciphertext, Decryptor, Encoder, Evaluator, Params, SymmetricEncryptor};
-use helora::linear::{random_lora_factors, LoraPlan};
-use helora::math::sampling;
+use helora::ckks::{Ciphertext, Evaluator, Params};
 use std::time::{Duration, Instant};
 
 /// Runs the benchmark on the backend `make` builds for the parameters (CUDA; the CPU
@@ -51,35 +48,9 @@ pub fn run<B: TimedBackend>(
     }
     let params = params_for(options.n)?;
     let backend = make(&params)?;
-    let device = backend.device_name()?;
-    // On the stand-in driver (cuda-emu) its timings are never reported: small copies.
-    let copy_bytes = if super::cuda::is_emulator(&device) {
-        copy_bytes.min(super::device_ops::SMOKE_COPY_BYTES)
-    } else {
-        copy_bytes
-    };
-    let bandwidth = backend
-        .copy_bandwidth(copy_bytes, 20)
-        .context("measuring the device copy bandwidth")?;
-    backend.trim();
-    let mut rng = sampling::os_rng()?;
-    let (a, b) = random_lora_factors(d_in, d_out, rank, &mut rng)?;
-    let encoder = Encoder::new(params.n())?;
-    let mut server = Evaluator::with_backend(&params, backend)?;
-    let start = Instant::now();
-    let plan = LoraPlan::new(&server, &encoder, &a, &b, 2).context("building the LoRA plan")?;
-    server.backend().wait()?;
-    let plan_build_ms = start.elapsed().as_secs_f64() * 1e3;
-    let steps = plan.rotation_steps();
-    let keys = keys::generate(&params, &steps)?;
-    server
-        .set_keys(&keys.eval)
-        .context("loading the evaluation keys onto the device")?;
-
-    let mut encryptor = SymmetricEncryptor::new(&params, &keys.secret)?;
-    let decryptor = Decryptor::new(&params, &keys.secret)?;
-    let xs = random_inputs(d_in, batch, &mut rng);
-    let (uploads, upload_bytes) = encrypt_inputs(&params, &plan, &encoder, &mut encryptor, &xs)?;
+    let (device, bandwidth) = device_ops::open(&backend, copy_bytes)?;
+    let session = Session::open(&params, options, batch, backend)?;
+    let (server, plan, uploads) = (&session.server, &session.plan, &session.uploads);
     let iters = options
         .iters
         .map_or(Iterations::DEFAULT_ADAPTIVE, Iterations::Fixed);
@@ -91,10 +62,7 @@ pub fn run<B: TimedBackend>(
             .map(|bytes| expand(&params, bytes))
             .collect::<Result<Vec<_>>>()
     })?;
-    let host_inputs = uploads
-        .iter()
-        .map(|token| token.iter().map(|bytes| expand(&params, bytes)).collect())
-        .collect::<Result<Vec<Vec<_>>>>()?;
+    let host_inputs = session.expanded_inputs()?;
     let inputs = host_inputs
         .iter()
         .map(|token| token.iter().map(|ct| server.upload(ct)).collect())
@@ -107,14 +75,14 @@ pub fn run<B: TimedBackend>(
     let apply = measure_samples(iters, || -> Result<Duration> {
         timer.start()?;
         let host = Instant::now();
-        let out = plan.apply(&server, &inputs[0])?;
+        let out = plan.apply(server, &inputs[0])?;
         queued.push(host.elapsed());
         let t = timer.stop()?;
         drop(out);
         Ok(t)
     })?;
     let before = server.backend().launches();
-    drop(plan.apply(&server, &inputs[0])?);
+    drop(plan.apply(server, &inputs[0])?);
     let launches_per_apply = server.backend().launches() - before;
     let apply_path = measure_samples(iters, || -> Result<Duration> {
         timer.start()?;
@@ -122,7 +90,7 @@ pub fn run<B: TimedBackend>(
             .iter()
             .map(|ct| server.upload(ct))
             .collect::<Result<Vec<_>, _>>()?;
-        let out = plan.apply(&server, &device_inputs)?;
+        let out = plan.apply(server, &device_inputs)?;
         let t = timer.stop()?;
         drop(out);
         Ok(t)
@@ -140,7 +108,7 @@ pub fn run<B: TimedBackend>(
         timer.start()?;
         let out = inputs
             .iter()
-            .map(|token| plan.apply(&server, token))
+            .map(|token| plan.apply(server, token))
             .collect::<Result<Vec<_>, _>>()?;
         let t = timer.stop()?;
         outputs = out;
@@ -151,7 +119,7 @@ pub fn run<B: TimedBackend>(
     let start = Instant::now();
     let mut replay = server
         .backend()
-        .capture(inputs[0].clone(), |x| Ok(plan.apply(&server, x)?))
+        .capture(inputs[0].clone(), |x| Ok(plan.apply(server, x)?))
         .context("capturing the apply as a CUDA graph")?;
     server.backend().wait()?;
     let graph_capture_ms = start.elapsed().as_secs_f64() * 1e3;
@@ -163,19 +131,8 @@ pub fn run<B: TimedBackend>(
         replay.launch()?;
         timer.stop()
     })?;
-    check_replay(&server, replay.as_mut(), &inputs, &outputs)?;
+    check_replay(server, replay.as_mut(), &inputs, &outputs)?;
     drop(replay);
-
-    let replies: Vec<&[_]> = outputs.iter().map(Vec::as_slice).collect();
-    let check = check_replies(
-        &server,
-        &plan,
-        &decryptor,
-        &encoder,
-        (&a, &b),
-        &xs,
-        &replies,
-    )?;
 
     let traffic = LoraTraffic {
         n: params.n(),
@@ -185,43 +142,21 @@ pub fn run<B: TimedBackend>(
         input_chunks: plan.input_layout().chunks,
         output_chunks: plan.output_layout().chunks,
         rank_padded: plan.rank_padded(),
-        rotation_keys: steps.len(),
+        rotation_keys: session.rotation_keys,
     };
     let apply_us = apply.micros();
     let batch_us = batched.micros();
     let per_apply_us = batch_us / batch as f64;
     let apply_floor_us = floor::floor_us(traffic.single(), bandwidth);
     let batch_floor_us = floor::floor_us(traffic.batched(batch), bandwidth);
-    let counts = plan.op_counts();
-    let common = LoraReport {
-        n: params.n(),
-        d_in,
-        d_out,
-        rank,
-        tokens: batch,
-        input_ciphertexts: plan.input_layout().chunks,
-        output_ciphertexts: plan.output_layout().chunks,
-        keyswitches: counts.keyswitches,
-        hoisted_keyswitches: counts.hoisted_keyswitches,
-        decompositions: counts.decompositions,
-        pt_muls: counts.pt_muls,
-        depth: counts.depth,
-        rotation_keys: steps.len(),
-        ms_per_apply: apply_us / 1e3,
-        apply_iterations: apply.iters,
+    let speed = Speed {
+        apply,
         ms_per_token_batch: per_apply_us / 1e3,
         tokens_per_s: 1e6 / per_apply_us,
         threads: 1,
-        relative_error: check.relative_error,
-        upload_bytes,
-        download_bytes: check.download_bytes,
-        reply_bits: check.reply_bits,
-        keygen_ms: keys.elapsed.as_secs_f64() * 1e3,
-        plan_build_ms,
-        cpu: machine::cpu_model(),
-        run: Provenance::now(),
-        simd: machine::ntt_kernels(params.ring()),
     };
+    let replies: Vec<&[_]> = outputs.iter().map(Vec::as_slice).collect();
+    let common = session.report(speed, &replies)?;
     Ok(DeviceLoraReport {
         common,
         backend: server.backend().name(),

@@ -2,17 +2,20 @@
 //! and a server in one process, with random factors shaped like real LoRA (A Kaiming-
 //! uniform, B ~ N(0, 0.02²)) and unit-variance inputs. Reports operation counts, the
 //! median time of one apply (one thread), the batch throughput over T tokens, the
-//! accuracy of the decrypted reply and the bytes each way per token.
+//! accuracy of the decrypted reply and the bytes each way per token. The set-up and the
+//! report are one generic [`Session`], which the device run (`device_lora.rs`) shares:
+//! only the timing differs.
 
+use super::clock::TimedBackend;
 use super::keys;
 use super::machine;
 use super::ops::params_for;
 use super::provenance::Provenance;
 use super::random_model::{self, gib};
 use super::thread_pool;
-use super::timing::{measure, Iterations};
+use super::timing::{measure, Iterations, Timing};
 use anyhow::{bail, Context, Result};
-use helora::backend::Backend;
+use helora::backend::{Backend, CpuBackend};
 use helora::ckks::{
     Ciphertext, CompactCiphertext, Decryptor, Encoder, Evaluator, Params, SeededCiphertext,
     Serializable, SymmetricEncryptor,
@@ -72,6 +75,8 @@ pub struct LoraReport {
     pub run: Provenance,
 }
 
+/// The CPU run: a single apply spread over the `threads`-thread pool, then the batch of
+/// `tokens` tokens over the same pool, on the host's clock.
 pub fn run(options: &LoraOptions) -> Result<LoraReport> {
     let LoraOptions {
         d_in,
@@ -86,28 +91,12 @@ pub fn run(options: &LoraOptions) -> Result<LoraReport> {
     let params = params_for(options.n)?;
     let available = options.memory_limit.or_else(random_model::memory_available);
     check_memory(&params, options, available)?;
-    let mut rng = sampling::os_rng()?;
-    let (a, b) = random_lora_factors(d_in, d_out, rank, &mut rng)?;
-    let encoder = Encoder::new(params.n())?;
-    let mut server = Evaluator::cpu(&params);
-
-    let start = Instant::now();
-    let plan = LoraPlan::new(&server, &encoder, &a, &b, 2).context("building the LoRA plan")?;
-    let plan_build_ms = start.elapsed().as_secs_f64() * 1e3;
-    let steps = plan.rotation_steps();
-    let keys = keys::generate(&params, &steps)?;
-    server.set_keys(&keys.eval)?;
-
-    // Client: seeded uploads, one per input chunk and token.
-    let mut encryptor = SymmetricEncryptor::new(&params, &keys.secret)?;
-    let decryptor = Decryptor::new(&params, &keys.secret)?;
-    let xs = random_inputs(d_in, tokens, &mut rng);
-    let (uploads, upload_bytes) = encrypt_inputs(&params, &plan, &encoder, &mut encryptor, &xs)?;
+    let backend = CpuBackend::new(params.ring().clone(), params.alpha());
+    let session = Session::open(&params, options, tokens, backend)?;
+    let server = &session.server;
+    let plan = &session.plan;
     // The server's view: bytes in, ciphertexts out.
-    let inputs = uploads
-        .iter()
-        .map(|token| token.iter().map(|bytes| expand(&params, bytes)).collect())
-        .collect::<Result<Vec<Vec<_>>>>()?;
+    let inputs = session.expanded_inputs()?;
 
     let iters = options
         .iters
@@ -116,54 +105,152 @@ pub fn run(options: &LoraOptions) -> Result<LoraReport> {
     // its key switches over it, a batch its tokens.
     let threads = options.threads.min(rayon::current_num_threads()).max(1);
     let pool = thread_pool(threads)?;
-    let single = pool.install(|| measure(iters, || plan.apply(&server, &inputs[0])))?;
-    let group = LoraGroup::new(vec![&plan])?;
+    let single = pool.install(|| measure(iters, || plan.apply(server, &inputs[0])))?;
+    let group = LoraGroup::new(vec![plan])?;
     // One untimed batch first: fresh worker threads fault in their heaps on first use.
-    pool.install(|| group.apply_batch(&server, &inputs))?;
+    pool.install(|| group.apply_batch(server, &inputs))?;
     let start = Instant::now();
-    let outputs = pool.install(|| group.apply_batch(&server, &inputs))?;
+    let outputs = pool.install(|| group.apply_batch(server, &inputs))?;
     let batch_seconds = start.elapsed().as_secs_f64();
 
     let replies: Vec<&[_]> = outputs.iter().map(|out| out[0].as_slice()).collect();
-    let check = check_replies(
-        &server,
-        &plan,
-        &decryptor,
-        &encoder,
-        (&a, &b),
-        &xs,
-        &replies,
-    )?;
-    let counts = plan.op_counts();
-    Ok(LoraReport {
-        n: params.n(),
-        d_in,
-        d_out,
-        rank,
-        tokens,
-        input_ciphertexts: plan.input_layout().chunks,
-        output_ciphertexts: plan.output_layout().chunks,
-        keyswitches: counts.keyswitches,
-        hoisted_keyswitches: counts.hoisted_keyswitches,
-        decompositions: counts.decompositions,
-        pt_muls: counts.pt_muls,
-        depth: counts.depth,
-        rotation_keys: steps.len(),
-        ms_per_apply: single.micros() / 1e3,
-        apply_iterations: single.iters,
+    let speed = Speed {
+        apply: single,
         ms_per_token_batch: batch_seconds * 1e3 / tokens as f64,
         tokens_per_s: tokens as f64 / batch_seconds,
         threads,
-        relative_error: check.relative_error,
-        upload_bytes,
-        download_bytes: check.download_bytes,
-        reply_bits: check.reply_bits,
-        keygen_ms: keys.elapsed.as_secs_f64() * 1e3,
-        plan_build_ms,
-        cpu: machine::cpu_model(),
-        run: Provenance::now(),
-        simd: machine::ntt_kernels(params.ring()),
-    })
+    };
+    session.report(speed, &replies)
+}
+
+/// What both runs of the benchmark (the CPU's here, the device's in `device_lora.rs`) set
+/// up and check the same way: random factors shaped like real LoRA, the plan on a server
+/// over backend B, the client's keys, and its seeded uploads of random inputs.
+pub(super) struct Session<B: Backend> {
+    pub params: Params,
+    factors: (Matrix, Matrix),
+    encoder: Encoder,
+    pub server: Evaluator<B>,
+    pub plan: LoraPlan<B>,
+    plan_build_ms: f64,
+    pub rotation_keys: usize,
+    keygen_ms: f64,
+    decryptor: Decryptor,
+    /// The tokens' inputs in f64, and per token one serialized seeded upload per chunk.
+    xs: Vec<Vec<f64>>,
+    pub uploads: Vec<Vec<Vec<u8>>>,
+    upload_bytes: usize,
+}
+
+/// How fast one run applied the plan.
+pub(super) struct Speed {
+    /// One token's apply.
+    pub apply: Timing,
+    pub ms_per_token_batch: f64,
+    pub tokens_per_s: f64,
+    pub threads: usize,
+}
+
+impl<B: TimedBackend> Session<B> {
+    /// Builds the plan for `options`' shape on `backend` and encrypts `tokens` inputs.
+    pub fn open(params: &Params, options: &LoraOptions, tokens: usize, backend: B) -> Result<Self> {
+        let mut rng = sampling::os_rng()?;
+        let (a, b) = random_lora_factors(options.d_in, options.d_out, options.rank, &mut rng)?;
+        let encoder = Encoder::new(params.n())?;
+        let mut server = Evaluator::with_backend(params, backend)?;
+        let start = Instant::now();
+        let plan = LoraPlan::new(&server, &encoder, &a, &b, 2).context("building the LoRA plan")?;
+        // A device only queued the plaintexts' uploads.
+        server.backend().wait()?;
+        let plan_build_ms = start.elapsed().as_secs_f64() * 1e3;
+        let steps = plan.rotation_steps();
+        let keys = keys::generate(params, &steps)?;
+        let loading = format!(
+            "loading the evaluation keys onto the {} backend",
+            server.backend().name()
+        );
+        server.set_keys(&keys.eval).context(loading)?;
+
+        // Client: seeded uploads, one per input chunk and token.
+        let mut encryptor = SymmetricEncryptor::new(params, &keys.secret)?;
+        let decryptor = Decryptor::new(params, &keys.secret)?;
+        let xs = random_inputs(options.d_in, tokens, &mut rng);
+        let (uploads, upload_bytes) = encrypt_inputs(params, &plan, &encoder, &mut encryptor, &xs)?;
+        Ok(Self {
+            params: params.clone(),
+            factors: (a, b),
+            encoder,
+            server,
+            plan,
+            plan_build_ms,
+            rotation_keys: steps.len(),
+            keygen_ms: keys.elapsed.as_secs_f64() * 1e3,
+            decryptor,
+            xs,
+            uploads,
+            upload_bytes,
+        })
+    }
+
+    /// Every token's upload as the server receives it: parsed, c1 regenerated from the seed.
+    pub fn expanded_inputs(&self) -> Result<Vec<Vec<Ciphertext>>> {
+        self.uploads
+            .iter()
+            .map(|token| {
+                token
+                    .iter()
+                    .map(|bytes| expand(&self.params, bytes))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The report of a run at `speed` whose tokens' replies are `replies` (decrypted and
+    /// checked here).
+    pub fn report(&self, speed: Speed, replies: &[&[Ciphertext<B::Poly>]]) -> Result<LoraReport> {
+        let (a, b) = &self.factors;
+        let check = check_replies(
+            &self.server,
+            &self.plan,
+            &self.decryptor,
+            &self.encoder,
+            (a, b),
+            &self.xs,
+            replies,
+        )?;
+        let params = &self.params;
+        let plan = &self.plan;
+        let counts = plan.op_counts();
+        Ok(LoraReport {
+            n: params.n(),
+            d_in: a.rows(),
+            d_out: b.cols(),
+            rank: a.cols(),
+            tokens: self.xs.len(),
+            input_ciphertexts: plan.input_layout().chunks,
+            output_ciphertexts: plan.output_layout().chunks,
+            keyswitches: counts.keyswitches,
+            hoisted_keyswitches: counts.hoisted_keyswitches,
+            decompositions: counts.decompositions,
+            pt_muls: counts.pt_muls,
+            depth: counts.depth,
+            rotation_keys: self.rotation_keys,
+            ms_per_apply: speed.apply.micros() / 1e3,
+            apply_iterations: speed.apply.iters,
+            ms_per_token_batch: speed.ms_per_token_batch,
+            tokens_per_s: speed.tokens_per_s,
+            threads: speed.threads,
+            relative_error: check.relative_error,
+            upload_bytes: self.upload_bytes,
+            download_bytes: check.download_bytes,
+            reply_bits: check.reply_bits,
+            keygen_ms: self.keygen_ms,
+            plan_build_ms: self.plan_build_ms,
+            cpu: machine::cpu_model(),
+            run: Provenance::now(),
+            simd: machine::ntt_kernels(params.ring()),
+        })
+    }
 }
 
 /// Bytes the run holds at once: the plan's plaintexts (the A diagonals over Q_2 ∪ P, the B

@@ -1,12 +1,15 @@
 //! The model's own chat template (Jinja, from the GGUF metadata or the Hugging Face
 //! directory) rendered with minijinja as transformers renders it: blocks trimmed, Python
 //! string methods available, `raise_exception` failing the render. A model without a
-//! template has no [`ChatTemplate`]; the caller then uses the raw prompt as is.
+//! template has no [`ChatTemplate`]; the caller then uses the raw prompt as is. A render
+//! runs in a child process with bounded memory and time (`chat_process.rs`).
 
+use super::chat_process::{self, Request};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file::Value as GgufValue;
 use minijinja::{Environment, ErrorKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -18,7 +21,7 @@ const FUEL: u64 = 5_000_000;
 const MAX_OUTPUT_BYTES: usize = 1 << 20;
 
 /// One turn of a conversation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// `system`, `user` or `assistant`.
     pub role: String,
@@ -143,14 +146,36 @@ impl ChatTemplate {
     }
 
     /// Names where the template came from in render errors.
-    fn named(mut self, origin: &str) -> Self {
+    pub(super) fn named(mut self, origin: &str) -> Self {
         self.origin = origin.to_string();
         self
     }
 
     /// The prompt for `messages`, ending with the opening of the assistant's turn when
-    /// `add_generation_prompt`.
+    /// `add_generation_prompt`: rendered in a child run of the helora binary, whose memory
+    /// and time are bounded; in this process only for a user of the library without that
+    /// binary (then bounded in instructions and output only).
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        let Some(binary) = chat_process::renderer() else {
+            return self.render_here(messages, add_generation_prompt);
+        };
+        let request = Request {
+            source: Cow::Borrowed(&self.source),
+            origin: Cow::Borrowed(&self.origin),
+            bos_token: Cow::Borrowed(&self.bos_token),
+            eos_token: Cow::Borrowed(&self.eos_token),
+            messages: Cow::Borrowed(messages),
+            add_generation_prompt,
+        };
+        chat_process::render_in_child(&binary, &request)
+    }
+
+    /// [`render`](Self::render) in this process.
+    pub(super) fn render_here(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let template = self
             .env
             .get_template(TEMPLATE_NAME)

@@ -5,6 +5,7 @@
 mod attention;
 pub mod cache;
 pub mod chat;
+pub mod chat_process;
 pub mod chatglm;
 pub mod config;
 pub mod fetch;

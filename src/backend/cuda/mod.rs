@@ -18,26 +18,27 @@
 //!
 //! See docs/cuda.md for the kernels, the build and the GPU test procedure.
 
-mod basis;
+mod arith;
+mod automorphism;
+mod basis_extension;
 mod device;
 mod graph;
-mod key_switch;
+mod key_switch_inner_product;
 mod launch;
 mod memory;
 mod module;
 mod ntt;
-mod pointwise;
 pub mod sources;
 mod tables;
 mod timing;
 
 use super::{Backend, BackendError, KeySwitchStep};
 use crate::ring::{Basis, BasisExtender, RingContext, RnsPoly};
+use arith::Binary;
 use cudarc::driver::{CudaContext, CudaStream, DriverError};
 use device::{driver, Sticky};
 use memory::{Buffer, Pool};
 use module::Kernels;
-use pointwise::Binary;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tables::{BasisTables, Tables};
@@ -261,6 +262,26 @@ impl CudaBackend {
                 .record(|| format!("basis {basis:?} is not in this backend's ring"));
         }
         bt
+    }
+
+    /// The operands' common shape (limbs, words, moduli address), or None after recording
+    /// why they do not fit together (the element-wise launches).
+    fn shape(&self, what: &str, polys: &[&CudaPoly]) -> Option<(u32, u64, u64)> {
+        let first = polys[0];
+        for p in polys {
+            if p.basis != first.basis || p.ntt_form != first.ntt_form {
+                self.errors
+                    .record(|| format!("{what}: operands over different bases or domains"));
+                return None;
+            }
+        }
+        let bt = self.basis_tables(first.basis)?;
+        let limbs = first.basis.len() as u32;
+        Some((
+            limbs,
+            (first.basis.len() * self.n) as u64,
+            self.tables.w(bt.mods),
+        ))
     }
 
     /// The device address of `p`'s data, or None (recorded) if it has none.

@@ -1,4 +1,5 @@
-//! The batched NTT launches (kernels/ntt.cu).
+//! The NTT of every limb, the CPU's `ring::ntt` (same butterflies, twiddles and output
+//! order): kernels/ntt.cu, all the rows in two launches (the outer stages, the inner ones).
 
 use super::launch::launch;
 use super::CudaBackend;

@@ -1,5 +1,6 @@
-//! The key-switching inner product with the Galois permutation fused (kernels/key_switch.cu):
-//! one step per launch, or every step of a hoisted batch in one launch.
+//! The key-switching inner product, the CPU backend's `key_switch_inner_product(s)`, with the
+//! Galois permutation fused (kernels/key_switch.cu): one step per launch, or every step of
+//! a hoisted batch in one launch.
 
 use super::launch::{elementwise, elementwise_batch, launch};
 use super::{CudaBackend, CudaPoly};

@@ -1,5 +1,6 @@
-//! Rescale, ModUp (decompose) and ModDown: kernels/rescale.cu, kernels/basis_conversion.cu
-//! and the NTT, in the order of the CPU's `ring::rescale` and `BasisExtender`.
+//! Rescale, ModUp (decompose) and ModDown, the CPU's `ring::basis_extension` (`rescale`,
+//! `BasisExtender::mod_up`, `BasisExtender::mod_down`) in the same order: kernels/rescale.cu,
+//! kernels/basis_conversion.cu and the NTT.
 
 use super::launch::{elementwise, launch};
 use super::tables::{Conversion, Scale};
