@@ -116,6 +116,7 @@ async fn serve(options: &ServeOptions) -> Result<()> {
     let (scheduler, worker) =
         Scheduler::start(options.scheduler, adapters.clone(), metrics.clone())?;
     let (stop_sender, stop) = tokio::sync::watch::channel(false);
+    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let service = Arc::new(Service {
         adapters: adapters.clone(),
         store: store.clone(),
@@ -125,6 +126,7 @@ async fn serve(options: &ServeOptions) -> Result<()> {
         secret,
         limits: options.limits,
         shutdown: stop.clone(),
+        active: active.clone(),
     });
 
     let listener = tokio::net::TcpListener::bind(options.listen)
@@ -197,16 +199,23 @@ async fn serve(options: &ServeOptions) -> Result<()> {
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = stopped.wait_for(|s| *s).await;
         });
-    // A signal drains: no new connections, every session ends after its request in flight.
-    // Connections still open after --drain-seconds, or a second signal, end the wait.
+    // A signal drains: no new connections, every session ends after its request in flight,
+    // and the server stops once no call is in progress (idle connections do not hold it).
+    // --drain-seconds, or a second signal, cut the wait short.
     let drain = options.drain;
     let signals = async move {
         wait_for_signal().await;
         tracing::info!("stopping: draining the requests in flight");
         let _ = stop_sender.send(true);
+        let idle = async {
+            while active.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        };
         tokio::select! {
+            _ = idle => {}
             _ = tokio::time::sleep(drain) => {
-                tracing::warn!("connections still open after {drain:?}: closing them");
+                tracing::warn!("calls still in progress after {drain:?}: stopping anyway");
             }
             _ = wait_for_signal() => tracing::warn!("a second signal: stopping now"),
         }

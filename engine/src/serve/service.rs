@@ -15,6 +15,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
@@ -44,6 +45,24 @@ pub struct Service {
     pub limits: Limits,
     /// Turns true on SIGTERM: sessions end after their request in flight.
     pub shutdown: watch::Receiver<bool>,
+    /// Calls and sessions in progress: a stop waits for them, not for idle connections.
+    pub active: Arc<AtomicUsize>,
+}
+
+/// Counts one call or session as active while alive.
+struct Active(Arc<AtomicUsize>);
+
+impl Active {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn internal(e: anyhow::Error) -> Status {
@@ -355,6 +374,7 @@ impl PrivateLora for Arc<Service> {
         &self,
         request: Rpc<proto::ManifestRequest>,
     ) -> Result<Response<proto::ManifestReply>, Status> {
+        let _active = Active::enter(&self.active);
         let client = self.authenticate(&request).await?;
         let adapter = self.adapter_for(&client, &request.get_ref().adapter)?;
         let budget = Service::budget_of(&client, adapter);
@@ -398,6 +418,7 @@ impl PrivateLora for Arc<Service> {
         &self,
         request: Rpc<Streaming<proto::KeyChunk>>,
     ) -> Result<Response<proto::Registration>, Status> {
+        let _active = Active::enter(&self.active);
         let client = self.authenticate(&request).await?;
         let mut chunks = request.into_inner();
         let first = chunks
@@ -515,6 +536,7 @@ impl PrivateLora for Arc<Service> {
         &self,
         request: Rpc<proto::HasKeysRequest>,
     ) -> Result<Response<proto::HasKeysReply>, Status> {
+        let _active = Active::enter(&self.active);
         let client = self.authenticate(&request).await?;
         let fingerprint: [u8; 32] = request
             .get_ref()
@@ -537,12 +559,14 @@ impl PrivateLora for Arc<Service> {
         &self,
         request: Rpc<Streaming<proto::SiteRequest>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        let active = Active::enter(&self.active);
         let client = self.authenticate(&request).await?;
         let mut inbound = request.into_inner();
         let (sender, receiver) = mpsc::channel(2);
         let service = self.clone();
         let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
+            let _active = active;
             service.metrics.sessions.inc();
             let mut key_sets = HashMap::new();
             loop {
