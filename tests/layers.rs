@@ -91,7 +91,7 @@ fn helora_layers_use_only_the_layers_below() {
 #[test]
 fn engine_modules_use_only_the_modules_above_them() {
     let engine = root().join("engine").join("src");
-    let table: [(&str, &[&str]); 11] = [
+    let table: [(&str, &[&str]); 13] = [
         ("files.rs", &[]),
         ("stats.rs", &[]),
         ("progress.rs", &[]),
@@ -99,22 +99,29 @@ fn engine_modules_use_only_the_modules_above_them() {
         ("device.rs", &[]),
         ("model", &["model", "files", "progress"]),
         ("adapter.rs", &["model", "files"]),
+        ("demo.rs", &["model"]),
         ("plain_lora.rs", &["adapter", "model"]),
         (
             "secure",
             &["secure", "adapter", "device", "model", "progress"],
         ),
         (
+            "serve",
+            &["serve", "secure", "adapter", "demo", "device"],
+        ),
+        (
             "generate",
             &[
                 "generate",
                 "adapter",
+                "demo",
                 "device",
                 "files",
                 "model",
                 "plain_lora",
                 "progress",
                 "secure",
+                "serve",
                 "stats",
             ],
         ),

@@ -291,8 +291,8 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
             ms(session.setup),
             session.client.manifest().projections.len(),
             session.server.settings(),
-            session.server.network(),
-        )),
+        )
+        .with_network(session.server.network(), tokens.len())),
         _ => None,
     };
     Ok(GenerateReport::new(

@@ -135,7 +135,6 @@ impl HeReport {
         setup_ms: f64,
         adapted_projections: usize,
         settings: &PllSettings,
-        network: Option<NetworkStats>,
     ) -> Self {
         let per = |a: Duration, b: Duration| ms(a.saturating_sub(b)) / steps.max(1) as f64;
         let decode = PerStep {
@@ -154,10 +153,19 @@ impl HeReport {
             pll_noise: settings.noise,
             pll_flooding: settings.flooding,
             pll_budget: settings.budget,
-            network_ms_per_token: network.map(|n| ms(n.network()) / (steps + 1) as f64),
-            retries: network.map(|n| n.retries),
+            network_ms_per_token: None,
+            retries: None,
             decode,
         }
+    }
+}
+
+impl HeReport {
+    /// Adds a remote server's network figures over a run of `tokens` generated tokens.
+    pub fn with_network(mut self, network: Option<NetworkStats>, tokens: usize) -> Self {
+        self.network_ms_per_token = network.map(|n| ms(n.network()) / tokens.max(1) as f64);
+        self.retries = network.map(|n| n.retries);
+        self
     }
 }
 
