@@ -105,13 +105,55 @@ fn load_adapters(options: &ServeOptions, settings: &PllSettings) -> Result<Adapt
     Adapters::new(held)
 }
 
-async fn serve(options: &ServeOptions) -> Result<()> {
-    let settings = pll_settings(options)?;
-    let store: Arc<dyn state::Store> = Arc::from(state::open(options.state.as_deref()).await?);
+/// A server started on a tokio runtime: its address, metrics and state, until
+/// [`stop`](Started::stop).
+pub struct Started {
+    pub address: SocketAddr,
+    pub metrics: Arc<Metrics>,
+    pub store: Arc<dyn state::Store>,
+    stop: tokio::sync::watch::Sender<bool>,
+    active: Arc<std::sync::atomic::AtomicUsize>,
+    force: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Started {
+    /// Stops taking calls, lets the calls in progress finish (for at most `drain`, or until
+    /// `cut_short` resolves), then stops the batch worker.
+    pub async fn stop(
+        self,
+        drain: std::time::Duration,
+        cut_short: impl std::future::Future<Output = ()>,
+    ) -> Result<()> {
+        let _ = self.stop.send(true);
+        let active = self.active.clone();
+        let idle = async move {
+            while active.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        };
+        tokio::select! {
+            _ = idle => {}
+            _ = tokio::time::sleep(drain) => {
+                tracing::warn!("calls still in progress after {drain:?}: stopping anyway");
+            }
+            _ = cut_short => tracing::warn!("stopping now"),
+        }
+        let _ = self.force.send(());
+        self.task
+            .await
+            .map_err(|e| anyhow::anyhow!("the server task failed: {e}"))?
+    }
+}
+
+/// Binds `options.listen` and serves `adapters` over `store` on the current runtime.
+pub async fn start(
+    options: &ServeOptions,
+    adapters: Adapters,
+    store: Arc<dyn state::Store>,
+) -> Result<Started> {
+    let adapters = Arc::new(adapters);
     let secret = store.server_secret().await?;
-    let adapters = Arc::new(tokio::task::block_in_place(|| {
-        load_adapters(options, &settings)
-    })?);
     let metrics = Metrics::new();
     let (scheduler, worker) =
         Scheduler::start(options.scheduler, adapters.clone(), metrics.clone())?;
@@ -128,7 +170,6 @@ async fn serve(options: &ServeOptions) -> Result<()> {
         shutdown: stop.clone(),
         active: active.clone(),
     });
-
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("listening on {}", options.listen))?;
@@ -149,45 +190,6 @@ async fn serve(options: &ServeOptions) -> Result<()> {
             )
             .context("the TLS certificate or key")?;
     }
-    for adapter in adapters.iter() {
-        tracing::info!(
-            adapter = %adapter.name,
-            source = %adapter.source.display(),
-            projections = adapter.manifest.projections.len(),
-            backend = adapter.backend,
-            pll = !adapter.settings.is_off(),
-            "serving"
-        );
-    }
-    tracing::info!(state = %store.location(), "state");
-    let scheme = if options.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    // The first line on stdout: scripts and tests read the bound address from it.
-    announce(&format!("listening on {scheme}://{address}"))?;
-    let metrics_task = match options.metrics {
-        Some(at) => {
-            let listener = tokio::net::TcpListener::bind(at)
-                .await
-                .with_context(|| format!("listening for /metrics on {at}"))?;
-            let bound = listener.local_addr()?;
-            tracing::info!("metrics at http://{bound}/metrics");
-            announce(&format!("metrics on http://{bound}/metrics"))?;
-            let mut stop = stop.clone();
-            Some(tokio::spawn(metrics::serve(
-                listener,
-                metrics.clone(),
-                store.clone(),
-                async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                },
-            )))
-        }
-        None => None,
-    };
-
     let grpc = proto::private_lora_server::PrivateLoraServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
@@ -199,35 +201,81 @@ async fn serve(options: &ServeOptions) -> Result<()> {
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = stopped.wait_for(|s| *s).await;
         });
-    // A signal drains: no new connections, every session ends after its request in flight,
-    // and the server stops once no call is in progress (idle connections do not hold it).
-    // --drain-seconds, or a second signal, cut the wait short.
-    let drain = options.drain;
-    let signals = async move {
-        wait_for_signal().await;
-        tracing::info!("stopping: draining the requests in flight");
-        let _ = stop_sender.send(true);
-        let idle = async {
-            while active.load(std::sync::atomic::Ordering::SeqCst) > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
+    let (force, forced) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        // Idle connections would hold a graceful stop forever: `force` ends it once the
+        // calls in progress have ended.
+        let served = tokio::select! {
+            served = server => served.context("serving gRPC"),
+            _ = forced => Ok(()),
         };
-        tokio::select! {
-            _ = idle => {}
-            _ = tokio::time::sleep(drain) => {
-                tracing::warn!("calls still in progress after {drain:?}: stopping anyway");
-            }
-            _ = wait_for_signal() => tracing::warn!("a second signal: stopping now"),
-        }
-    };
-    tokio::select! {
-        result = server => result.context("serving gRPC")?,
-        _ = signals => {}
+        scheduler.stop();
+        tokio::task::spawn_blocking(move || worker.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the batch worker panicked"))?;
+        served
+    });
+    Ok(Started {
+        address,
+        metrics,
+        store,
+        stop: stop_sender,
+        active,
+        force,
+        task,
+    })
+}
+
+async fn serve(options: &ServeOptions) -> Result<()> {
+    let settings = pll_settings(options)?;
+    let store: Arc<dyn state::Store> = Arc::from(state::open(options.state.as_deref()).await?);
+    let adapters = tokio::task::block_in_place(|| load_adapters(options, &settings))?;
+    for adapter in adapters.iter() {
+        tracing::info!(
+            adapter = %adapter.name,
+            source = %adapter.source.display(),
+            projections = adapter.manifest.projections.len(),
+            backend = adapter.backend,
+            pll = !adapter.settings.is_off(),
+            "serving"
+        );
     }
-    scheduler.stop();
-    tokio::task::spawn_blocking(move || worker.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the batch worker panicked"))?;
+    tracing::info!(state = %store.location(), "state");
+    let started = start(options, adapters, store.clone()).await?;
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    // The first line on stdout: scripts and tests read the bound address from it.
+    announce(&format!("listening on {scheme}://{}", started.address))?;
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_task = match options.metrics {
+        Some(at) => {
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("listening for /metrics on {at}"))?;
+            let bound = listener.local_addr()?;
+            tracing::info!("metrics at http://{bound}/metrics");
+            announce(&format!("metrics on http://{bound}/metrics"))?;
+            Some(tokio::spawn(metrics::serve(
+                listener,
+                started.metrics.clone(),
+                store,
+                async move {
+                    let _ = metrics_stopped.await;
+                },
+            )))
+        }
+        None => None,
+    };
+    // A signal drains: no new calls, every session ends after its request in flight, and
+    // the server stops once no call is in progress (idle connections do not hold it).
+    // --drain-seconds, or a second signal, cut the wait short.
+    wait_for_signal().await;
+    tracing::info!("stopping: draining the requests in flight");
+    started.stop(options.drain, wait_for_signal()).await?;
+    let _ = metrics_stop.send(());
     if let Some(task) = metrics_task {
         task.await??;
     }
