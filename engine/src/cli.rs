@@ -229,6 +229,48 @@ pub enum BenchCommand {
     /// Per-token latency of decoding at a model preset's shapes (random weights made in
     /// place): plain, lora or secure, with the base model or the HE path alone.
     Token(TokenArgs),
+    /// Load on a `helora serve` server: C concurrent clients × T tokens at a model preset's
+    /// HE shapes (random activations), against a server started here or a running one.
+    Serve(ServeBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeBenchArgs {
+    /// Model shapes: chatglm2-6b, llama2-7b, llama3-8b or smollm2-135m.
+    #[arg(long, default_value = "chatglm2-6b")]
+    pub preset: String,
+    /// LoRA rank (1 … 64).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub rank: u32,
+    /// Adapted projections, comma-separated PEFT names (default: PEFT's default).
+    #[arg(long, value_delimiter = ',')]
+    pub targets: Option<Vec<String>>,
+    /// Concurrent clients, each on its own connection and session.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub clients: u32,
+    /// Distinct key sets among the clients (default: one each); fewer share keys.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub key_sets: Option<u32>,
+    /// Tokens each client decodes.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub tokens: u32,
+    /// The PLL of the server started here.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub pll: Switch,
+    /// A running server instead of one started here (its adapter must have the preset's
+    /// shapes); every load client uses --token and registers its own key set.
+    #[arg(long, value_name = "URL", requires = "token")]
+    pub server: Option<String>,
+    #[arg(long, env = "HELORA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The started server's --batch-tokens.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub batch_tokens: u32,
+    /// The started server's --batch-wait-ms.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub batch_wait_ms: u32,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -351,6 +393,22 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Ops(args)) => bench_ops(&args),
         Command::Bench(BenchCommand::Lora(args)) => bench_lora(&args),
         Command::Bench(BenchCommand::Token(args)) => bench_token(&args),
+        Command::Bench(BenchCommand::Serve(args)) => {
+            let options = bench::serve::ServeBenchOptions {
+                preset: args.preset.clone(),
+                rank: args.rank as usize,
+                targets: args.targets.clone(),
+                clients: args.clients as usize,
+                key_sets: args.key_sets.unwrap_or(args.clients) as usize,
+                tokens: args.tokens as usize,
+                pll: args.pll == Switch::On,
+                server: args.server.clone().zip(args.token.clone()),
+                batch_tokens: args.batch_tokens as usize,
+                batch_wait: std::time::Duration::from_millis(u64::from(args.batch_wait_ms)),
+            };
+            let report = bench::serve::run(&options)?;
+            write_report(&report, args.json, || report.table())
+        }
         Command::Attack(AttackCommand::Extract(args)) => {
             let report = attack::extract(&args)?;
             write_report(&report, args.json, || report.table())

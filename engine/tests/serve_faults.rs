@@ -25,7 +25,14 @@ fn json(out: &std::process::Output) -> serde_json::Value {
 fn kill_9_mid_generation_loses_nothing_and_charges_once() {
     let reference = json(
         &Command::new(binary())
-            .args(["generate", "--pll", "off", "--json", "--max-tokens", MAX_TOKENS])
+            .args([
+                "generate",
+                "--pll",
+                "off",
+                "--json",
+                "--max-tokens",
+                MAX_TOKENS,
+            ])
             .output()
             .expect("helora runs"),
     );
@@ -34,10 +41,17 @@ fn kill_9_mid_generation_loses_nothing_and_charges_once() {
         .map(|k| add_client(&dir.state(), &format!("c{k}"), &[]))
         .collect();
     let serve_args = |listen: &str| -> Vec<String> {
-        ["--pll", "off", "--metrics", "127.0.0.1:0", "--listen", listen]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            "--pll",
+            "off",
+            "--metrics",
+            "127.0.0.1:0",
+            "--listen",
+            listen,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     let mut server = Server::start(&dir, &serve_args("127.0.0.1:0"));
     let port = server.port();
@@ -46,7 +60,14 @@ fn kill_9_mid_generation_loses_nothing_and_charges_once() {
         .enumerate()
         .map(|(k, token)| {
             Command::new(binary())
-                .args(["generate", "--json", "--max-tokens", MAX_TOKENS, "--retries", "10"])
+                .args([
+                    "generate",
+                    "--json",
+                    "--max-tokens",
+                    MAX_TOKENS,
+                    "--retries",
+                    "10",
+                ])
                 .args(["--server", &server.url, "--token", token])
                 .arg("--key-dir")
                 .arg(dir.path().join(format!("keys{k}")))
@@ -62,7 +83,11 @@ fn kill_9_mid_generation_loses_nothing_and_charges_once() {
     let metrics = server.metrics.clone().expect("metrics");
     let started = Instant::now();
     loop {
-        let ok = sample(&scrape(&metrics), "helora_requests_total", &[("outcome", "ok")]);
+        let ok = sample(
+            &scrape(&metrics),
+            "helora_requests_total",
+            &[("outcome", "ok")],
+        );
         if ok.unwrap_or(0.0) >= 40.0 {
             break;
         }
@@ -85,7 +110,10 @@ fn kill_9_mid_generation_loses_nothing_and_charges_once() {
         .map(|r| r["he"]["retries"].as_u64().expect("a remote report"))
         .sum();
     assert!(retries > 0, "no client saw the server die");
-    let prompt = reference["prompt_token_ids"].as_array().expect("prompt ids").len();
+    let prompt = reference["prompt_token_ids"]
+        .as_array()
+        .expect("prompt ids")
+        .len();
     let text = scrape(server.metrics.as_deref().expect("metrics"));
     for (k, report) in reports.iter().enumerate() {
         assert_eq!(report["tokens"], reference["tokens"], "client {k}'s tokens");
@@ -94,7 +122,11 @@ fn kill_9_mid_generation_loses_nothing_and_charges_once() {
         let name = format!("c{k}");
         for module in ["q_proj", "v_proj"] {
             assert_eq!(
-                sample(&text, "helora_budget_used", &[("client", &name), ("layer", "0"), ("module", module)]),
+                sample(
+                    &text,
+                    "helora_budget_used",
+                    &[("client", &name), ("layer", "0"), ("module", module)]
+                ),
                 Some((prompt + steps) as f64),
                 "client {k} {module}: {text}"
             );

@@ -1,7 +1,7 @@
 //! What the fuzz targets share: the server's parameter set (built once), the remote
 //! protocol's messages, the round-trip oracle, and the seed inputs scripts/fuzz.sh asks for.
 
-use helora::ckks::{Params, ParamSpec, Serializable};
+use helora::ckks::{ParamSpec, Params, Serializable};
 use std::sync::OnceLock;
 
 /// The protocol's messages (proto/helora/v1/helora.proto, compiled by build.rs).

@@ -57,7 +57,10 @@ pub fn seeds(target: &str) -> Vec<(&'static str, Vec<u8>)> {
             galois
                 .galois
                 .insert(g, keygen.galois_key(g).expect("Galois key"));
-            let pk = keygen.public_key().to_bytes(p).expect("encode the public key");
+            let pk = keygen
+                .public_key()
+                .to_bytes(p)
+                .expect("encode the public key");
             vec![
                 ("empty-keys", encode(&empty)),
                 ("relin-key", encode(&relin)),

@@ -19,6 +19,7 @@ pub mod published;
 pub mod random_model;
 pub mod report;
 pub mod series;
+pub mod serve;
 pub mod stopwatch;
 pub mod sweep;
 pub mod timing;

@@ -464,7 +464,10 @@ fn seed_bytes(seed: u64) -> [u8; 32] {
 }
 
 /// The input sites of every layer where the adapter adapts something, in forward order.
-fn adapted_sites(config: &ModelConfig, adapter: &LoraAdapter) -> Vec<(InputSite, usize)> {
+pub(crate) fn adapted_sites(
+    config: &ModelConfig,
+    adapter: &LoraAdapter,
+) -> Vec<(InputSite, usize)> {
     let mut sites = Vec::new();
     for layer in 0..config.num_layers {
         for site in crate::model::input_sites(config.arch, layer) {
@@ -483,7 +486,7 @@ fn adapted_sites(config: &ModelConfig, adapter: &LoraAdapter) -> Vec<(InputSite,
 
 /// One forward's worth of adapter work for `tokens` positions: returns the time spent
 /// making and reading tensors (the "copies").
-fn run_token(
+pub(crate) fn run_token(
     hook: &mut dyn LoraHook,
     sites: &[(InputSite, usize)],
     tokens: usize,

@@ -283,16 +283,18 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
     };
 
     let he = match (he, &session) {
-        (Some((total, prefill)), Some(session)) => Some(HeReport::new(
-            total,
-            prefill,
-            decode_times.len(),
-            session.key_upload_bytes,
-            ms(session.setup),
-            session.client.manifest().projections.len(),
-            session.server.settings(),
-        )
-        .with_network(session.server.network(), tokens.len())),
+        (Some((total, prefill)), Some(session)) => Some(
+            HeReport::new(
+                total,
+                prefill,
+                decode_times.len(),
+                session.key_upload_bytes,
+                ms(session.setup),
+                session.client.manifest().projections.len(),
+                session.server.settings(),
+            )
+            .with_network(session.server.network(), tokens.len()),
+        ),
         _ => None,
     };
     Ok(GenerateReport::new(

@@ -359,32 +359,15 @@ impl<B: Backend> SecureServer<B> {
             .collect()
     }
 
-    /// A batch of tokens that may come from several clients, all to the same projections,
-    /// evaluated with `&self` on the worker pool (the adapters' encoded diagonals are shared
-    /// by every job). **No budget is checked or charged here**: the network server meters
-    /// each job in its durable ledger before the reply leaves. One job's bad input fails
-    /// that job only.
+    /// A batch of tokens that may come from several clients and ask for different
+    /// projections (other layers), evaluated with `&self` on the worker pool, one task per
+    /// token. **No budget is checked or charged here**: the network server meters each job
+    /// in its durable ledger before the reply leaves. One job's bad input fails that job
+    /// only.
     pub fn evaluate_jobs(&self, jobs: &[Job<'_>]) -> Vec<Result<Reply>> {
-        let requests: Vec<&Request> = jobs.iter().map(|j| j.request).collect();
-        let ids = match self.projections_for(&requests) {
-            Ok(ids) => ids,
-            Err(e) => {
-                let why = format!("{e:#}");
-                let is_bad = e.downcast_ref::<BadRequest>().is_some();
-                return jobs
-                    .iter()
-                    .map(|_| {
-                        if is_bad {
-                            Err(bad(why.clone()))
-                        } else {
-                            Err(anyhow!(why.clone()))
-                        }
-                    })
-                    .collect();
-            }
-        };
         jobs.par_iter()
             .map(|job| {
+                let ids = self.projections_for(std::slice::from_ref(&job.request))?;
                 let inputs = self.decode_inputs(job.request)?;
                 let mut rng = NoiseRng::from_seed(job.noise_seed);
                 let outputs = self

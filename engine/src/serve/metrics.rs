@@ -45,6 +45,8 @@ pub struct Metrics {
     pub registrations: Counter,
     pub sessions: Gauge,
     budget_used: Family<BudgetLabels, Gauge>,
+    /// Batches by their exact size in tokens (the histogram's buckets are powers of two).
+    pub batch_sizes: std::sync::Mutex<std::collections::BTreeMap<usize, u64>>,
 }
 
 impl Metrics {
@@ -115,6 +117,7 @@ impl Metrics {
             registrations,
             sessions,
             budget_used,
+            batch_sizes: Default::default(),
         })
     }
 

@@ -72,6 +72,8 @@ pub struct RemoteServer {
     open: Option<OpenSession>,
     retries: u32,
     pub stats: NetworkStats,
+    /// Every site request's round trip, in ms (what `bench serve` reports percentiles of).
+    pub request_ms: Vec<f64>,
 }
 
 /// A connected remote server, and the client whose keys it holds.
@@ -171,6 +173,7 @@ pub fn connect(options: &RemoteOptions, params: &Params) -> Result<Connected> {
             open: None,
             retries: options.retries,
             stats: NetworkStats::default(),
+            request_ms: Vec::new(),
         },
         client: secure_client,
         key_upload_bytes: uploaded,
@@ -288,6 +291,7 @@ impl RemoteServer {
                     self.stats.round_trip += started.elapsed();
                     self.stats.server += Duration::from_micros(reply.server_micros);
                     self.stats.requests += 1;
+                    self.request_ms.push(started.elapsed().as_secs_f64() * 1e3);
                     return Ok(reply);
                 }
                 Err(status) if retryable(&status) && attempt < self.retries => {

@@ -1,10 +1,15 @@
-//! Batching across clients. Every site request goes into the queue of its (adapter, layer,
-//! projections); one worker thread takes the ready queue whose head has waited longest (a
+//! Batching across clients. Every site request goes into its adapter's queue, whatever
+//! its layer; one worker thread takes the ready queue whose head has waited longest (a
 //! queue is ready at `batch_tokens` tokens or once its head has waited `batch_wait`) and
-//! evaluates up to `batch_tokens` tokens of it as one batch on the worker pool, so the
-//! adapter's encoded diagonals serve every client of the batch while they are in cache.
-//! One batch at a time: on the CPU a batch already uses every core. The queues are bounded
-//! in tokens: a request beyond `capacity_tokens` is refused at once, never held.
+//! evaluates up to `batch_tokens` tokens of it as one batch on the worker pool, one task
+//! per token. One batch at a time: on the CPU a batch already uses every core, and the
+//! requests that arrive meanwhile form the next batch.
+//!
+//! Why not one queue per (adapter, layer): clients decode at different layers, so
+//! same-layer requests rarely meet (two clients at the demo shapes: 118 batches of one
+//! token, one of two); a batch's gain on the CPU is whole tokens on every core, which any
+//! mix of layers gives. The queues are bounded in tokens: a request beyond
+//! `capacity_tokens` is refused at once, never held.
 
 use super::adapters::Adapters;
 use super::metrics::Metrics;
@@ -29,8 +34,6 @@ pub struct SchedulerConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct QueueKey {
     adapter: String,
-    layer: usize,
-    modules: Vec<String>,
 }
 
 /// One site request of one client, queued: one job per token.
@@ -111,9 +114,9 @@ impl Scheduler {
             })
     }
 
-    /// Queues one site request of `client` (its tokens' requests and noise seeds, all to
-    /// the same projections of `adapter`) in the room `permit` holds; the receiver gets
-    /// one result per token.
+    /// Queues one site request of `client` (its tokens' requests and noise seeds, to
+    /// projections of `adapter`) in the room `permit` holds; the receiver gets one result
+    /// per token.
     pub fn submit(
         &self,
         adapter: &str,
@@ -123,16 +126,14 @@ impl Scheduler {
         permit: OwnedSemaphorePermit,
     ) -> Result<oneshot::Receiver<Vec<Result<Reply>>>, Refused> {
         let tokens = requests.len();
-        let Some(first) = requests.first() else {
+        if requests.is_empty() {
             return Err(Refused::TooLarge {
                 tokens: 0,
                 capacity: self.config.capacity_tokens,
             });
-        };
+        }
         let key = QueueKey {
             adapter: adapter.to_string(),
-            layer: first.layer,
-            modules: first.modules.clone(),
         };
         let (reply, receiver) = oneshot::channel();
         let mut queues = self.queues.lock().map_err(|_| Refused::Stopping)?;
@@ -229,6 +230,9 @@ impl Scheduler {
         }
         let tokens: usize = batch.iter().map(|p| p.requests.len()).sum();
         self.metrics.batch_tokens.observe(tokens as f64);
+        if let Ok(mut sizes) = self.metrics.batch_sizes.lock() {
+            *sizes.entry(tokens).or_default() += 1;
+        }
         let mut results = match self.adapters.get(&key.adapter) {
             Ok(adapter) => {
                 let jobs: Vec<Job<'_>> = batch
