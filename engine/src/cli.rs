@@ -59,7 +59,7 @@ pub struct ServeArgs {
     /// Address to listen on (port 0: any free port; the first line printed names it).
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub listen: std::net::SocketAddr,
-    /// Where the HE work runs.
+    /// Where the HE work runs (cuda: a binary built with `--features helora-engine/cuda`).
     #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
     pub device: DeviceChoice,
     /// Durable state (clients, key sets, budgets): `sqlite:PATH`. Default: state.sqlite in
@@ -85,8 +85,9 @@ pub struct ServeArgs {
     /// Most tokens evaluated in one batch (across clients).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub batch_tokens: u32,
-    /// Longest a request waits for others to join its batch, in milliseconds.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    /// Longest a request waits for others to join its batch, in milliseconds (no wait once
+    /// every open session has a request queued: a lone client never waits).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub batch_wait_ms: u32,
     /// Most tokens queued at once; beyond, requests get RESOURCE_EXHAUSTED at once.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -267,7 +268,7 @@ pub struct ServeBenchArgs {
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub batch_tokens: u32,
     /// The started server's --batch-wait-ms.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub batch_wait_ms: u32,
     #[arg(long)]
     pub json: bool,
@@ -424,6 +425,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
     let options = serve::ServeOptions {
         adapters: args.adapters.clone(),
         listen: args.listen,
+        device: args.device,
         state: args.state.clone(),
         pll: args.pll == Switch::On,
         budget: args.budget,

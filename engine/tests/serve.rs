@@ -682,3 +682,55 @@ fn sigterm_drains_the_request_in_flight() {
     assert!(status.success(), "exit {status:?}: {}", server.log());
     assert!(server.log().contains("stopped"), "{}", server.log());
 }
+
+/// `--device cuda`: served on the CUDA backend where there is one (the stand-in driver in
+/// CI), a clear error where the build or the machine has none.
+#[test]
+fn serve_on_cuda_or_a_clear_error() {
+    let dir = TempDir::new("cuda");
+    let (factors, base) = adapter_args(&dir, 9);
+    let token = add_client(&dir.state(), "gpu", &[]);
+    let server = match Server::try_start(
+        &dir,
+        &args(
+            &base,
+            &["--pll", "on", "--device", "cuda", "--listen", "127.0.0.1:0"],
+        ),
+    ) {
+        Ok(server) => server,
+        Err(log) => {
+            assert!(!log.contains("panicked"), "{log}");
+            assert!(log.contains("--device cuda"), "an unclear error: {log}");
+            assert!(
+                !cfg!(feature = "cuda")
+                    || std::env::var("HELORA_REQUIRE_GPU").as_deref() != Ok("1"),
+                "HELORA_REQUIRE_GPU=1 but serve --device cuda did not start: {log}"
+            );
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: serve --device cuda: {}",
+                log.trim()
+            );
+            return;
+        }
+    };
+    let mut c = connect(&server.url, &token, &dir.path().join("keys"));
+    let x = random_input(&mut rand_chacha::ChaCha8Rng::seed_from_u64(10));
+    let request = c.client.encrypt(1, &MODULES, &x).expect("encrypts");
+    let reply = c
+        .server
+        .apply_batch(helora::pll::ClientId(0), std::slice::from_ref(&request))
+        .expect("served on the GPU")
+        .pop()
+        .expect("one reply");
+    let deltas = c.client.decrypt(&request, &reply).expect("decrypts");
+    // PLL on: the perturbation's 10 % relative noise on B, so a loose check of the product.
+    for (module, delta) in MODULES.iter().zip(&deltas) {
+        let want = reference(&factors, 1, module, &x);
+        let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|a| a * a).sum::<f64>().sqrt();
+        let error = norm(&mut delta.iter().zip(&want).map(|(g, w)| f64::from(*g) - w));
+        let scale = norm(&mut want.iter().copied());
+        assert!(error <= 0.5 * scale, "{module}: error {error} of {scale}");
+    }
+}

@@ -86,8 +86,13 @@ pub struct ServeBenchReport {
     pub network_share: f64,
     /// Batches evaluated, by size in tokens (a server started here only).
     pub batch_sizes: BTreeMap<usize, u64>,
+    /// Ciphertext bytes per token each way (what in-process runs count too).
     pub upload_bytes_per_token: f64,
     pub download_bytes_per_token: f64,
+    /// gRPC message bytes (protobuf and gRPC framing) over ciphertext bytes, less one: what
+    /// the protocol adds.
+    pub protocol_overhead_up: f64,
+    pub protocol_overhead_down: f64,
     /// Key bytes each key set uploaded once.
     pub key_upload_bytes: usize,
     /// Clients that stopped on an error, and the first error.
@@ -105,6 +110,8 @@ struct ClientRun {
     server: Duration,
     upload: u64,
     download: u64,
+    wire_up: u64,
+    wire_down: u64,
 }
 
 pub fn run(options: &ServeBenchOptions) -> Result<ServeBenchReport> {
@@ -160,6 +167,7 @@ pub fn run(options: &ServeBenchOptions) -> Result<ServeBenchReport> {
             let serve_options = ServeOptions {
                 adapters: Vec::new(),
                 listen: "127.0.0.1:0".parse()?,
+                device: crate::device::DeviceChoice::Cpu,
                 state: None,
                 pll: options.pll,
                 budget: settings.budget,
@@ -246,6 +254,8 @@ pub fn run(options: &ServeBenchOptions) -> Result<ServeBenchReport> {
                         server: c.server.stats.server,
                         upload: stats.upload_bytes,
                         download: stats.download_bytes,
+                        wire_up: c.server.wire_up,
+                        wire_down: c.server.wire_down,
                     })
                 })
             })
@@ -309,12 +319,20 @@ pub fn run(options: &ServeBenchOptions) -> Result<ServeBenchReport> {
         batch_sizes,
         upload_bytes_per_token: per_token(ok.iter().map(|r| r.upload).sum()),
         download_bytes_per_token: per_token(ok.iter().map(|r| r.download).sum()),
+        protocol_overhead_up: overhead(ok.iter().map(|r| (r.wire_up, r.upload))),
+        protocol_overhead_down: overhead(ok.iter().map(|r| (r.wire_down, r.download))),
         key_upload_bytes,
         failures,
         first_failure,
         cpu: machine::cpu_model(),
         run: Provenance::now(),
     })
+}
+
+/// Σ wire / Σ payload − 1.
+fn overhead(pairs: impl Iterator<Item = (u64, u64)>) -> f64 {
+    let (wire, payload) = pairs.fold((0u64, 0u64), |(w, p), (a, b)| (w + a, p + b));
+    wire as f64 / payload.max(1) as f64 - 1.0
 }
 
 impl ServeBenchReport {
@@ -352,6 +370,11 @@ impl ServeBenchReport {
             self.download_bytes_per_token,
             self.requests_per_token,
             self.key_upload_bytes
+        );
+        out += &format!(
+            "  protocol adds     {:>9.3} % up, {:.3} % down (protobuf and gRPC framing)\n",
+            100.0 * self.protocol_overhead_up,
+            100.0 * self.protocol_overhead_down
         );
         if !self.batch_sizes.is_empty() {
             let sizes: Vec<String> = self

@@ -85,6 +85,25 @@ impl HeldAdapter {
         Ok(Self::new(name, dir, server))
     }
 
+    /// Loads the PEFT adapter in `dir` and encodes it on the CUDA backend (device 0): every
+    /// client's evaluator gets a sibling of one backend (one module load, one table
+    /// upload). The binary must be built with the `cuda` feature.
+    #[cfg(feature = "cuda")]
+    pub fn load_cuda(name: &str, dir: &std::path::Path, settings: PllSettings) -> Result<Self> {
+        use anyhow::Context;
+        use helora::backend::CudaBackend;
+        use helora::ckks::Evaluator;
+        let adapter = LoraAdapter::load_standalone(dir)?;
+        let params = secure::parameters()?;
+        let first = CudaBackend::new(params.ring().clone(), params.alpha())
+            .context("--device cuda: starting the CUDA backend")?;
+        let pll = helora::pll::PllServer::with_backend(&params, settings, move |p| {
+            Evaluator::with_backend(p, first.sibling())
+        })
+        .context("starting the PLL server on the GPU")?;
+        Ok(Self::new(name, dir, SecureServer::with_pll(&adapter, pll)?))
+    }
+
     /// Holds `server`, encoded already, under `name`.
     pub fn new<B: Backend>(name: &str, source: &std::path::Path, server: SecureServer<B>) -> Self
     where

@@ -6,12 +6,13 @@
 //! that `generate` runs the same [`crate::secure::SecureHook`] against either.
 //!
 //! A request's path on the server: [`service`] (token, adapter, shapes, key set, budget
-//! charged in [`state`]) → [`scheduler`] (the queue of its adapter, layer and projections;
+//! charged in [`state`] by the [`ledger`]'s group commits) → [`scheduler`] (the queue of its adapter, layer and projections;
 //! a batch across clients) → [`adapters`] (the adapter's server under a read lock) →
 //! `SecureServer::evaluate_jobs` (the path of docs/architecture.md).
 
 pub mod adapters;
 pub mod clients;
+pub mod ledger;
 pub mod metrics;
 pub mod proto;
 pub mod remote;
@@ -20,6 +21,7 @@ pub mod service;
 pub mod state;
 pub mod tokens;
 
+use crate::device::DeviceChoice;
 use adapters::{Adapters, HeldAdapter};
 use anyhow::{bail, Context, Result};
 use helora::pll::PllSettings;
@@ -36,6 +38,8 @@ pub struct ServeOptions {
     /// `NAME=DIR` or `DIR`; empty: the demo adapter, named `demo`.
     pub adapters: Vec<String>,
     pub listen: SocketAddr,
+    /// Where the HE work runs (cuda: the `cuda` feature).
+    pub device: DeviceChoice,
     pub state: Option<String>,
     pub pll: bool,
     /// The PLL's query budget per client and projection (its flooding is sized for it).
@@ -86,6 +90,13 @@ fn pll_settings(options: &ServeOptions) -> Result<PllSettings> {
 }
 
 fn load_adapters(options: &ServeOptions, settings: &PllSettings) -> Result<Adapters> {
+    let load = |name: &str, dir: &std::path::Path| match options.device {
+        DeviceChoice::Cpu => HeldAdapter::load_cpu(name, dir, settings.clone()),
+        #[cfg(feature = "cuda")]
+        DeviceChoice::Cuda => HeldAdapter::load_cuda(name, dir, settings.clone()),
+        #[cfg(not(feature = "cuda"))]
+        DeviceChoice::Cuda => bail!(NO_CUDA),
+    };
     let specs: Vec<(String, PathBuf)> = if options.adapters.is_empty() {
         vec![("demo".to_string(), crate::demo::adapter_dir()?)]
     } else {
@@ -98,8 +109,7 @@ fn load_adapters(options: &ServeOptions, settings: &PllSettings) -> Result<Adapt
     let held = specs
         .iter()
         .map(|(name, dir)| {
-            HeldAdapter::load_cpu(name, dir, settings.clone())
-                .with_context(|| format!("adapter {name} ({})", dir.display()))
+            load(name, dir).with_context(|| format!("adapter {name} ({})", dir.display()))
         })
         .collect::<Result<Vec<_>>>()?;
     Adapters::new(held)
@@ -155,13 +165,19 @@ pub async fn start(
     let adapters = Arc::new(adapters);
     let secret = store.server_secret().await?;
     let metrics = Metrics::new();
-    let (scheduler, worker) =
-        Scheduler::start(options.scheduler, adapters.clone(), metrics.clone())?;
+    let sessions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (scheduler, worker) = Scheduler::start(
+        options.scheduler,
+        sessions.clone(),
+        adapters.clone(),
+        metrics.clone(),
+    )?;
     let (stop_sender, stop) = tokio::sync::watch::channel(false);
     let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let service = Arc::new(Service {
         adapters: adapters.clone(),
         store: store.clone(),
+        ledger: ledger::Ledger::start(store.clone()),
         scheduler: scheduler.clone(),
         metrics: metrics.clone(),
         params: crate::secure::parameters()?,
@@ -169,6 +185,7 @@ pub async fn start(
         limits: options.limits,
         shutdown: stop.clone(),
         active: active.clone(),
+        sessions,
     });
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -325,10 +342,17 @@ async fn wait_for_signal() {
     }
 }
 
-/// Refuses `--device` values this server cannot use.
-pub fn check_device(device: crate::device::DeviceChoice) -> Result<()> {
-    if device != crate::device::DeviceChoice::Cpu {
-        bail!("helora serve evaluates on the CPU backend in this build; --device cuda is not served yet");
+#[cfg(not(feature = "cuda"))]
+const NO_CUDA: &str =
+    "--device cuda: this helora was built without CUDA (build with --features helora-engine/cuda)";
+
+/// Refuses `--device` values this build cannot serve, before anything loads.
+pub fn check_device(device: DeviceChoice) -> Result<()> {
+    match device {
+        DeviceChoice::Cpu => Ok(()),
+        #[cfg(feature = "cuda")]
+        DeviceChoice::Cuda => Ok(()),
+        #[cfg(not(feature = "cuda"))]
+        DeviceChoice::Cuda => bail!(NO_CUDA),
     }
-    Ok(())
 }

@@ -74,6 +74,10 @@ pub struct RemoteServer {
     pub stats: NetworkStats,
     /// Every site request's round trip, in ms (what `bench serve` reports percentiles of).
     pub request_ms: Vec<f64>,
+    /// Bytes of the gRPC messages sent and received (protobuf and gRPC's 5-byte frame; not
+    /// HTTP/2's 9 bytes per 16 KiB frame nor TCP/IP's): the payload plus the protocol's share.
+    pub wire_up: u64,
+    pub wire_down: u64,
 }
 
 /// A connected remote server, and the client whose keys it holds.
@@ -174,6 +178,8 @@ pub fn connect(options: &RemoteOptions, params: &Params) -> Result<Connected> {
             retries: options.retries,
             stats: NetworkStats::default(),
             request_ms: Vec::new(),
+            wire_up: 0,
+            wire_down: 0,
         },
         client: secure_client,
         key_upload_bytes: uploaded,
@@ -292,6 +298,8 @@ impl RemoteServer {
                     self.stats.server += Duration::from_micros(reply.server_micros);
                     self.stats.requests += 1;
                     self.request_ms.push(started.elapsed().as_secs_f64() * 1e3);
+                    self.wire_up += (prost::Message::encoded_len(&message) + 5) as u64;
+                    self.wire_down += (prost::Message::encoded_len(&reply) + 5) as u64;
                     return Ok(reply);
                 }
                 Err(status) if retryable(&status) && attempt < self.retries => {

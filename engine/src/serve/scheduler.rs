@@ -2,8 +2,10 @@
 //! its layer; one worker thread takes the ready queue whose head has waited longest (a
 //! queue is ready at `batch_tokens` tokens or once its head has waited `batch_wait`) and
 //! evaluates up to `batch_tokens` tokens of it as one batch on the worker pool, one task
-//! per token. One batch at a time: on the CPU a batch already uses every core, and the
-//! requests that arrive meanwhile form the next batch.
+//! per token. A queue is also ready as soon as every open session has a request queued:
+//! no one else can join, so a lone client never waits. One batch at a time: on the CPU a
+//! batch already uses every core, and the requests that arrive meanwhile form the next
+//! batch.
 //!
 //! Why not one queue per (adapter, layer): clients decode at different layers, so
 //! same-layer requests rarely meet (two clients at the demo shapes: 118 batches of one
@@ -17,6 +19,7 @@ use crate::secure::{Job, Reply, Request};
 use anyhow::Result;
 use helora::pll::ClientId;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
@@ -54,6 +57,9 @@ struct Queues {
 
 pub struct Scheduler {
     config: SchedulerConfig,
+    /// Open sessions: once each has its request queued, nobody else can join a batch, and
+    /// waiting longer would only add latency.
+    sessions: Arc<AtomicUsize>,
     queues: Mutex<Queues>,
     wake: Condvar,
     capacity: Arc<Semaphore>,
@@ -79,11 +85,13 @@ impl Scheduler {
     /// The scheduler and its worker thread.
     pub fn start(
         config: SchedulerConfig,
+        sessions: Arc<AtomicUsize>,
         adapters: Arc<Adapters>,
         metrics: Arc<Metrics>,
     ) -> Result<(Arc<Self>, std::thread::JoinHandle<()>)> {
         let scheduler = Arc::new(Self {
             config,
+            sessions,
             queues: Mutex::new(Queues::default()),
             wake: Condvar::new(),
             capacity: Arc::new(Semaphore::new(config.capacity_tokens)),
@@ -174,12 +182,15 @@ impl Scheduler {
         loop {
             let now = Instant::now();
             let tokens = |q: &VecDeque<Pending>| q.iter().map(|p| p.requests.len()).sum::<usize>();
+            let queued: usize = queues.by_key.values().map(VecDeque::len).sum();
+            let everyone_waits = queued >= self.sessions.load(Ordering::SeqCst);
             let ready = queues
                 .by_key
                 .iter()
                 .filter_map(|(key, q)| Some((key, q.front()?.enqueued, tokens(q))))
                 .filter(|(_, head, tokens)| {
                     queues.stopping
+                        || everyone_waits
                         || *tokens >= self.config.batch_tokens
                         || now.duration_since(*head) >= self.config.batch_wait
                 })

@@ -3,10 +3,11 @@
 //! others. The PLL budget is charged in the durable store before a reply leaves.
 
 use super::adapters::{is_client_error, Adapters, HeldAdapter};
+use super::ledger::{Ledger, OwnedCharge};
 use super::metrics::Metrics;
 use super::proto::{self, private_lora_server::PrivateLora};
 use super::scheduler::{Refused, Scheduler};
-use super::state::{Charge, ChargeOutcome, ClientRecord, KeysAdded, Store};
+use super::state::{ChargeOutcome, ClientRecord, KeysAdded, Store};
 use super::tokens;
 use crate::secure::{InputScaling, Request};
 use helora::ckks::{Params, SeededCiphertext, Serializable};
@@ -37,6 +38,8 @@ pub struct Limits {
 pub struct Service {
     pub adapters: Arc<Adapters>,
     pub store: Arc<dyn Store>,
+    /// Charges budgets in group commits over `store`.
+    pub ledger: Ledger,
     pub scheduler: Arc<Scheduler>,
     pub metrics: Arc<Metrics>,
     pub params: Params,
@@ -47,6 +50,8 @@ pub struct Service {
     pub shutdown: watch::Receiver<bool>,
     /// Calls and sessions in progress: a stop waits for them, not for idle connections.
     pub active: Arc<AtomicUsize>,
+    /// Open sessions (the scheduler stops waiting once each has a request queued).
+    pub sessions: Arc<AtomicUsize>,
 }
 
 /// Counts one call or session as active while alive.
@@ -242,16 +247,16 @@ impl Service {
         let projections: Vec<(usize, String)> =
             message.modules.iter().map(|m| (layer, m.clone())).collect();
         let outcome = self
-            .store
-            .charge(&Charge {
+            .ledger
+            .charge(OwnedCharge {
                 client: client.id,
-                adapter: &adapter.name,
-                projections: &projections,
+                adapter: adapter.name.clone(),
+                projections,
                 count: requests.len() as u64,
                 server_budget: adapter.settings.budget,
-                session: &message.session,
+                session: message.session.clone(),
                 seq: message.seq,
-                digest: &digest,
+                digest,
             })
             .await
             .map_err(internal)?;
@@ -567,6 +572,7 @@ impl PrivateLora for Arc<Service> {
         let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let _active = active;
+            let _session = Active::enter(&service.sessions);
             service.metrics.sessions.inc();
             let mut key_sets = HashMap::new();
             loop {

@@ -179,6 +179,12 @@ pub struct Server {
 impl Server {
     /// Starts a server on `state` with `args` (adapters, flags) and waits for its address.
     pub fn start(dir: &TempDir, args: &[String]) -> Self {
+        Self::try_start(dir, args)
+            .unwrap_or_else(|log| panic!("helora serve printed no address: {log}"))
+    }
+
+    /// As [`start`](Self::start); a server that exits instead gives its log.
+    pub fn try_start(dir: &TempDir, args: &[String]) -> Result<Self, String> {
         let log = dir.path().join(format!(
             "serve-{}.log",
             std::time::SystemTime::now()
@@ -198,10 +204,10 @@ impl Server {
         let mut lines = BufReader::new(stdout).lines();
         let first = match lines.next() {
             Some(Ok(line)) => line,
-            _ => panic!(
-                "helora serve printed no address: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            ),
+            _ => {
+                let _ = child.wait();
+                return Err(std::fs::read_to_string(&log).unwrap_or_default());
+            }
         };
         let url = first
             .strip_prefix("listening on ")
@@ -217,12 +223,12 @@ impl Server {
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self {
+        Ok(Self {
             child,
             url,
             metrics,
             log,
-        }
+        })
     }
 
     pub fn port(&self) -> u16 {

@@ -111,9 +111,17 @@ pub trait Store: Send + Sync {
     async fn most_used(&self, client: i64, adapter: &str) -> Result<u64>;
     /// Queries used per (client name, adapter, layer, module): the metrics' view.
     async fn usage(&self) -> Result<Vec<(String, String, usize, String, u64)>>;
-    /// Atomically: checks the identity, the idempotency key and every budget, then
-    /// charges all of it or nothing, durably, before the caller sends the reply.
-    async fn charge(&self, charge: &Charge<'_>) -> Result<ChargeOutcome>;
+    /// Atomically per charge: checks the identity, the idempotency key and every budget,
+    /// then charges all of it or nothing; the whole group durably, in one commit, before
+    /// the caller sends any reply.
+    async fn charge_many(&self, charges: &[Charge<'_>]) -> Result<Vec<ChargeOutcome>>;
+
+    async fn charge(&self, charge: &Charge<'_>) -> Result<ChargeOutcome> {
+        self.charge_many(std::slice::from_ref(charge))
+            .await?
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("the store answered no charge"))
+    }
 }
 
 /// Opens the store a `--state` argument names: `sqlite:PATH`, a bare path, or, by default,

@@ -46,9 +46,13 @@ CREATE TABLE IF NOT EXISTS sessions (
     session BLOB NOT NULL,
     last_seq INTEGER NOT NULL,
     digest BLOB NOT NULL,
+    updated_at INTEGER NOT NULL,
     PRIMARY KEY (client_id, session)
 );
 "#;
+
+/// How long a finished session's last request stays re-sendable.
+const SESSION_RETENTION_SECS: i64 = 7 * 24 * 3600;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -108,6 +112,14 @@ impl SqliteStore {
             .execute(&pool)
             .await
             .with_context(|| format!("creating the schema in {}", path.display()))?;
+        // A session's idempotency key matters while its generation runs and is retried:
+        // a week later it is history, and the table would otherwise grow with every
+        // generation ever served.
+        sqlx::query("DELETE FROM sessions WHERE updated_at < ?")
+            .bind(now() - SESSION_RETENTION_SECS)
+            .execute(&pool)
+            .await
+            .with_context(|| format!("pruning old sessions in {}", path.display()))?;
         Ok(Self {
             pool,
             path: path.to_path_buf(),
@@ -305,91 +317,183 @@ impl Store for SqliteStore {
         .collect()
     }
 
-    async fn charge(&self, charge: &Charge<'_>) -> Result<ChargeOutcome> {
+    async fn charge_many(&self, charges: &[Charge<'_>]) -> Result<Vec<ChargeOutcome>> {
+        // One transaction, one synced commit for the whole group (a group commit): each
+        // charge is checked and applied in turn, so a refused one changes nothing.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let client = sqlx::query("SELECT revoked, budget FROM clients WHERE id = ?")
-            .bind(charge.client)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(client) = client else {
-            return Ok(ChargeOutcome::Revoked);
-        };
-        if client.try_get::<i64, _>("revoked")? != 0 {
-            return Ok(ChargeOutcome::Revoked);
+        let mut outcomes = Vec::with_capacity(charges.len());
+        for charge in charges {
+            outcomes.push(charge_one(&mut tx, charge).await?);
         }
-        let budget = from_sql(client.try_get("budget")?).min(charge.server_budget);
-        let last = sqlx::query(
-            "SELECT last_seq, digest FROM sessions WHERE client_id = ? AND session = ?",
-        )
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+/// Checks and, if everything allows it, applies one charge inside `tx`.
+async fn charge_one(tx: &mut sqlx::SqliteConnection, charge: &Charge<'_>) -> Result<ChargeOutcome> {
+    let client = sqlx::query("SELECT revoked, budget FROM clients WHERE id = ?")
         .bind(charge.client)
-        .bind(charge.session)
         .fetch_optional(&mut *tx)
         .await?;
-        if let Some(last) = last {
-            let last_seq = from_sql(last.try_get("last_seq")?);
-            let digest: Vec<u8> = last.try_get("digest")?;
-            if charge.seq == last_seq {
-                return Ok(if digest == charge.digest[..] {
-                    ChargeOutcome::AlreadyCharged
-                } else {
-                    ChargeOutcome::Conflict(format!(
-                        "request {} of this session was sent before with other inputs",
-                        charge.seq
-                    ))
-                });
-            }
-            if charge.seq < last_seq {
-                return Ok(ChargeOutcome::Conflict(format!(
-                    "request {} is older than this session's last ({last_seq})",
-                    charge.seq
-                )));
-            }
-        }
-        for (layer, module) in charge.projections {
-            let used: Option<i64> = sqlx::query(
-                "SELECT used FROM usage WHERE client_id = ? AND adapter = ? AND layer = ? AND module = ?",
-            )
+    let Some(client) = client else {
+        return Ok(ChargeOutcome::Revoked);
+    };
+    if client.try_get::<i64, _>("revoked")? != 0 {
+        return Ok(ChargeOutcome::Revoked);
+    }
+    let budget = from_sql(client.try_get("budget")?).min(charge.server_budget);
+    let last =
+        sqlx::query("SELECT last_seq, digest FROM sessions WHERE client_id = ? AND session = ?")
             .bind(charge.client)
-            .bind(charge.adapter)
-            .bind(*layer as i64)
-            .bind(module)
+            .bind(charge.session)
             .fetch_optional(&mut *tx)
-            .await?
-            .map(|row| row.try_get("used"))
-            .transpose()?;
-            let used = used.map(from_sql).unwrap_or(0);
-            if used.saturating_add(charge.count) > budget {
-                return Ok(ChargeOutcome::Exhausted {
-                    layer: *layer,
-                    module: module.clone(),
-                    budget,
-                });
-            }
-        }
-        for (layer, module) in charge.projections {
-            sqlx::query(
-                "INSERT INTO usage (client_id, adapter, layer, module, used) VALUES (?, ?, ?, ?, ?) \
-                 ON CONFLICT (client_id, adapter, layer, module) DO UPDATE SET used = used + excluded.used",
-            )
-            .bind(charge.client)
-            .bind(charge.adapter)
-            .bind(*layer as i64)
-            .bind(module)
-            .bind(to_sql(charge.count))
-            .execute(&mut *tx)
             .await?;
+    if let Some(last) = last {
+        let last_seq = from_sql(last.try_get("last_seq")?);
+        let digest: Vec<u8> = last.try_get("digest")?;
+        if charge.seq == last_seq {
+            return Ok(if digest == charge.digest[..] {
+                ChargeOutcome::AlreadyCharged
+            } else {
+                ChargeOutcome::Conflict(format!(
+                    "request {} of this session was sent before with other inputs",
+                    charge.seq
+                ))
+            });
         }
-        sqlx::query(
-            "INSERT INTO sessions (client_id, session, last_seq, digest) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (client_id, session) DO UPDATE SET last_seq = excluded.last_seq, digest = excluded.digest",
+        if charge.seq < last_seq {
+            return Ok(ChargeOutcome::Conflict(format!(
+                "request {} is older than this session's last ({last_seq})",
+                charge.seq
+            )));
+        }
+    }
+    for (layer, module) in charge.projections {
+        let used: Option<i64> = sqlx::query(
+            "SELECT used FROM usage WHERE client_id = ? AND adapter = ? AND layer = ? AND module = ?",
         )
         .bind(charge.client)
-        .bind(charge.session)
-        .bind(to_sql(charge.seq))
-        .bind(&charge.digest[..])
+        .bind(charge.adapter)
+        .bind(*layer as i64)
+        .bind(module)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| row.try_get("used"))
+        .transpose()?;
+        let used = used.map(from_sql).unwrap_or(0);
+        if used.saturating_add(charge.count) > budget {
+            return Ok(ChargeOutcome::Exhausted {
+                layer: *layer,
+                module: module.clone(),
+                budget,
+            });
+        }
+    }
+    for (layer, module) in charge.projections {
+        sqlx::query(
+            "INSERT INTO usage (client_id, adapter, layer, module, used) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (client_id, adapter, layer, module) DO UPDATE SET used = used + excluded.used",
+        )
+        .bind(charge.client)
+        .bind(charge.adapter)
+        .bind(*layer as i64)
+        .bind(module)
+        .bind(to_sql(charge.count))
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        Ok(ChargeOutcome::Charged)
+    }
+    sqlx::query(
+        "INSERT INTO sessions (client_id, session, last_seq, digest, updated_at) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT (client_id, session) DO UPDATE SET last_seq = excluded.last_seq, \
+         digest = excluded.digest, updated_at = excluded.updated_at",
+    )
+    .bind(charge.client)
+    .bind(charge.session)
+    .bind(to_sql(charge.seq))
+    .bind(&charge.digest[..])
+    .bind(now())
+    .execute(&mut *tx)
+    .await?;
+    Ok(ChargeOutcome::Charged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Every outcome of a charge, and that nothing is charged unless it says `Charged`.
+    #[test]
+    fn charges_are_atomic_idempotent_and_bounded() {
+        let dir = std::env::temp_dir().join(format!("helora-state-{}", std::process::id()));
+        let path = dir.join("state.sqlite");
+        runtime().block_on(async {
+            let store = SqliteStore::open(&path).await.unwrap();
+            let secret = store.server_secret().await.unwrap();
+            assert_eq!(store.server_secret().await.unwrap(), secret, "made once");
+            let client = store.add_client("a", &[1; 32], 3, None).await.unwrap();
+            assert!(
+                store.add_client("a", &[2; 32], 3, None).await.is_err(),
+                "names are unique"
+            );
+            let projections = vec![(0, "q_proj".to_string()), (0, "v_proj".to_string())];
+            let charge = |seq: u64, count: u64, digest: [u8; 32]| {
+                let projections = projections.clone();
+                let store = &store;
+                async move {
+                    store
+                        .charge(&Charge {
+                            client: client.id,
+                            adapter: "x",
+                            projections: &projections,
+                            count,
+                            server_budget: 100,
+                            session: &[7; 16],
+                            seq,
+                            digest: &digest,
+                        })
+                        .await
+                        .unwrap()
+                }
+            };
+            assert_eq!(charge(0, 2, [0; 32]).await, ChargeOutcome::Charged);
+            assert_eq!(charge(0, 2, [0; 32]).await, ChargeOutcome::AlreadyCharged);
+            assert!(matches!(
+                charge(0, 2, [9; 32]).await,
+                ChargeOutcome::Conflict(_)
+            ));
+            // Two more would make 4 > 3: refused whole, nothing charged.
+            assert!(matches!(
+                charge(1, 2, [1; 32]).await,
+                ChargeOutcome::Exhausted { budget: 3, .. }
+            ));
+            assert_eq!(store.most_used(client.id, "x").await.unwrap(), 2);
+            assert_eq!(charge(1, 1, [1; 32]).await, ChargeOutcome::Charged);
+            assert!(
+                matches!(charge(0, 1, [3; 32]).await, ChargeOutcome::Conflict(_)),
+                "stale seq"
+            );
+            assert_eq!(store.most_used(client.id, "x").await.unwrap(), 3);
+            assert!(store.revoke("a").await.unwrap());
+            assert_eq!(charge(2, 1, [2; 32]).await, ChargeOutcome::Revoked);
+            let usage = store.usage().await.unwrap();
+            assert_eq!(usage.len(), 2);
+            assert!(usage.iter().all(|u| u.4 == 3));
+        });
+        // The counts are on disk: a new store on the same file sees them.
+        runtime().block_on(async {
+            let store = SqliteStore::open(&path).await.unwrap();
+            let clients = store.clients().await.unwrap();
+            assert_eq!(store.most_used(clients[0].id, "x").await.unwrap(), 3);
+            assert!(clients[0].revoked);
+        });
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
