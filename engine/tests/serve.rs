@@ -463,6 +463,15 @@ fn full_queues_refuse_at_once() {
     let request = client.encrypt(0, &MODULES, &x).expect("encrypts");
     let mut two = site_request(&request, [3; 16], 0, &fp);
     two.tokens.push(two.tokens[0].clone());
+    // A second, idle session: the queued request must wait for it (a lone session's
+    // request is evaluated at once).
+    let (_idle_sender, idle_requests) = tokio::sync::mpsc::channel::<proto::SiteRequest>(1);
+    let _idle = rt
+        .block_on(raw.session(authed(
+            tokio_stream::wrappers::ReceiverStream::new(idle_requests),
+            &token,
+        )))
+        .expect("an idle session opens");
     let url = server.url.clone();
     let waiting_token = token.clone();
     // Two tokens wait 3 s for a batch of four: the queues are full meanwhile.
@@ -663,13 +672,26 @@ fn sigterm_drains_the_request_in_flight() {
     let x = random_input(&mut rand_chacha::ChaCha8Rng::seed_from_u64(8));
     let request = client.encrypt(1, &MODULES, &x).expect("encrypts");
     let message = site_request(&request, [8; 16], 0, &fp);
+    // An idle session keeps the request waiting for its batch (2 s) while the signal comes.
+    let (_idle_sender, idle_requests) = tokio::sync::mpsc::channel::<proto::SiteRequest>(1);
+    let _idle = rt
+        .block_on(raw.session(authed(
+            tokio_stream::wrappers::ReceiverStream::new(idle_requests),
+            &token,
+        )))
+        .expect("an idle session opens");
     let url = server.url.clone();
+    let in_flight_token = token.clone();
     let in_flight = std::thread::spawn(move || {
         let rt = runtime();
         let mut raw = serve_common::raw(&rt, &url);
-        session(&rt, &mut raw, &token, vec![message])
+        session(&rt, &mut raw, &in_flight_token, vec![message])
     });
     std::thread::sleep(std::time::Duration::from_millis(600));
+    assert!(
+        !in_flight.is_finished(),
+        "the request was answered before the signal"
+    );
     let status = server.terminate();
     let replies = in_flight
         .join()
