@@ -23,7 +23,7 @@ pub mod tokens;
 
 use crate::device::DeviceChoice;
 use adapters::{Adapters, HeldAdapter};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use helora::pll::PllSettings;
 use metrics::Metrics;
 use scheduler::{Scheduler, SchedulerConfig};
@@ -95,7 +95,7 @@ fn load_adapters(options: &ServeOptions, settings: &PllSettings) -> Result<Adapt
         #[cfg(feature = "cuda")]
         DeviceChoice::Cuda => HeldAdapter::load_cuda(name, dir, settings.clone()),
         #[cfg(not(feature = "cuda"))]
-        DeviceChoice::Cuda => bail!(NO_CUDA),
+        DeviceChoice::Cuda => anyhow::bail!(NO_CUDA),
     };
     let specs: Vec<(String, PathBuf)> = if options.adapters.is_empty() {
         vec![("demo".to_string(), crate::demo::adapter_dir()?)]
@@ -353,6 +353,6 @@ pub fn check_device(device: DeviceChoice) -> Result<()> {
         #[cfg(feature = "cuda")]
         DeviceChoice::Cuda => Ok(()),
         #[cfg(not(feature = "cuda"))]
-        DeviceChoice::Cuda => bail!(NO_CUDA),
+        DeviceChoice::Cuda => anyhow::bail!(NO_CUDA),
     }
 }
