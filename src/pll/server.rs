@@ -204,11 +204,6 @@ impl<B: Backend> PllServer<B> {
         Ok(())
     }
 
-    /// Forgets a client and its keys (a revoked identity, a key set evicted).
-    pub fn remove_client(&mut self, id: ClientId) -> bool {
-        self.clients.remove(&id).is_some()
-    }
-
     pub fn has_client(&self, id: ClientId) -> bool {
         self.clients.contains_key(&id)
     }
@@ -366,8 +361,8 @@ impl<B: Backend> PllServer<B> {
     }
 }
 
-/// The adapters `ids` name.
 impl<B: Backend> PllServer<B> {
+    /// The adapters `ids` name.
     fn members(&self, ids: &[AdapterId]) -> Result<Vec<&Adapter<B>>, PllError> {
         ids.iter()
             .map(|id| {

@@ -216,10 +216,6 @@ impl<B: Backend> SecureServer<B> {
         Ok(self.pll.insert_client(id, client)?)
     }
 
-    pub fn remove_client(&mut self, id: ClientId) -> bool {
-        self.pll.remove_client(id)
-    }
-
     pub fn has_client(&self, id: ClientId) -> bool {
         self.pll.has_client(id)
     }
