@@ -465,13 +465,7 @@ fn full_queues_refuse_at_once() {
     two.tokens.push(two.tokens[0].clone());
     // A second, idle session: the queued request must wait for it (a lone session's
     // request is evaluated at once).
-    let (_idle_sender, idle_requests) = tokio::sync::mpsc::channel::<proto::SiteRequest>(1);
-    let _idle = rt
-        .block_on(raw.session(authed(
-            tokio_stream::wrappers::ReceiverStream::new(idle_requests),
-            &token,
-        )))
-        .expect("an idle session opens");
+    let _idle = idle_session(&rt, &mut raw, &token);
     let url = server.url.clone();
     let waiting_token = token.clone();
     // Two tokens wait 3 s for a batch of four: the queues are full meanwhile.
@@ -673,13 +667,7 @@ fn sigterm_drains_the_request_in_flight() {
     let request = client.encrypt(1, &MODULES, &x).expect("encrypts");
     let message = site_request(&request, [8; 16], 0, &fp);
     // An idle session keeps the request waiting for its batch (2 s) while the signal comes.
-    let (_idle_sender, idle_requests) = tokio::sync::mpsc::channel::<proto::SiteRequest>(1);
-    let _idle = rt
-        .block_on(raw.session(authed(
-            tokio_stream::wrappers::ReceiverStream::new(idle_requests),
-            &token,
-        )))
-        .expect("an idle session opens");
+    let _idle = idle_session(&rt, &mut raw, &token);
     let url = server.url.clone();
     let in_flight_token = token.clone();
     let in_flight = std::thread::spawn(move || {

@@ -234,16 +234,8 @@ impl<B: Backend> PllServer<B> {
             .clients
             .get(&client)
             .ok_or(PllError::UnknownClient(client.0))?;
-        if adapters.is_empty() {
-            return Err(PllError::Malformed("no adapter requested".into()));
-        }
-        for (k, id) in adapters.iter().enumerate() {
-            if adapters[..k].contains(id) {
-                return Err(PllError::Malformed(format!(
-                    "adapter {} requested twice",
-                    id.0
-                )));
-            }
+        check_distinct(adapters)?;
+        for id in adapters {
             self.adapter(*id)?;
             let used = state.used.get(id.0).copied().unwrap_or(0);
             if used.saturating_add(count) > self.settings.budget {
@@ -388,15 +380,7 @@ impl<B: Backend> PllServer<B> {
             .clients
             .get(&client)
             .ok_or(PllError::UnknownClient(client.0))?;
-        if adapters.is_empty() {
-            return Err(PllError::Malformed("no adapter requested".into()));
-        }
-        if let Some(k) = (1..adapters.len()).find(|&k| adapters[..k].contains(&adapters[k])) {
-            return Err(PllError::Malformed(format!(
-                "adapter {} requested twice",
-                adapters[k].0
-            )));
-        }
+        check_distinct(adapters)?;
         let members = self.members(adapters)?;
         check_scales(inputs)?;
         let outputs = evaluate(state, &members, inputs, &self.settings, rng)?;
@@ -408,6 +392,20 @@ impl<B: Backend> PllServer<B> {
                     .collect()
             })
             .collect()
+    }
+}
+
+/// At least one adapter, none twice (a query must not count once for two answers).
+fn check_distinct(adapters: &[AdapterId]) -> Result<(), PllError> {
+    if adapters.is_empty() {
+        return Err(PllError::Malformed("no adapter requested".into()));
+    }
+    match (1..adapters.len()).find(|&k| adapters[..k].contains(&adapters[k])) {
+        Some(k) => Err(PllError::Malformed(format!(
+            "adapter {} requested twice",
+            adapters[k].0
+        ))),
+        None => Ok(()),
     }
 }
 

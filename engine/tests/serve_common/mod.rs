@@ -446,3 +446,23 @@ pub fn sample(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> 
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// An open session that sends nothing (kept open while both halves live): a lone other
+/// session's request then waits for its batch instead of being evaluated at once.
+pub fn idle_session(
+    rt: &tokio::runtime::Runtime,
+    raw: &mut Raw,
+    token: &str,
+) -> (
+    tokio::sync::mpsc::Sender<proto::SiteRequest>,
+    tonic::Response<tonic::Streaming<proto::SiteReply>>,
+) {
+    let (sender, requests) = tokio::sync::mpsc::channel::<proto::SiteRequest>(1);
+    let session = rt
+        .block_on(raw.session(authed(
+            tokio_stream::wrappers::ReceiverStream::new(requests),
+            token,
+        )))
+        .expect("an idle session opens");
+    (sender, session)
+}
