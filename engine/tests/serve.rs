@@ -744,3 +744,28 @@ fn serve_on_cuda_or_a_clear_error() {
         assert!(error <= 0.5 * scale, "{module}: error {error} of {scale}");
     }
 }
+
+/// A malformed token or an unreachable server is refused before the model loads.
+#[test]
+fn generate_against_a_bad_server_fails_before_loading_the_model() {
+    let zeros = format!("hlr_{}", "0".repeat(64));
+    for (token, expect) in [("bad", "malformed"), (zeros.as_str(), "connecting to")] {
+        let out = std::process::Command::new(binary())
+            .args([
+                "generate",
+                "--server",
+                "http://127.0.0.1:1",
+                "--token",
+                token,
+            ])
+            .output()
+            .expect("helora runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(expect), "{stderr}");
+        assert!(
+            !stderr.contains("dequantising") && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+}

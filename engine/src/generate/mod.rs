@@ -114,6 +114,11 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
         }
     }
 
+    // A server that is down, or refuses the token, is known before the model loads.
+    let mut session = match &options.remote {
+        Some(remote) => Some(connect(remote)?),
+        None => None,
+    };
     let model_path = match &options.model {
         Some(path) => path.clone(),
         None => fetch::default_model_path(true)?,
@@ -162,11 +167,7 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport> {
         );
     }
 
-    let mut session = None;
     let mut plain_hook = None;
-    if let Some(remote) = &options.remote {
-        session = Some(connect(remote)?);
-    }
     if let Some(adapter) = &adapter {
         match options.mode {
             Mode::Secure => session = Some(SecureSession::start_on(adapter, options.pll, &device)?),

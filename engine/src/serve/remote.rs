@@ -191,6 +191,12 @@ fn upload_bytes(upload: &KeyUpload) -> usize {
 }
 
 async fn channel(options: &RemoteOptions) -> Result<Client> {
+    let bearer = format!("Bearer {}", options.token.trim());
+    if tokens::from_bearer(&bearer).is_none() {
+        bail!("the API token is malformed: expected hlr_ and 64 hex digits");
+    }
+    let header = MetadataValue::try_from(bearer)
+        .map_err(|_| anyhow!("the API token is not valid header text"))?;
     let mut endpoint = Endpoint::from_shared(options.url.clone())
         .with_context(|| format!("--server {}: not a URL", options.url))?
         .connect_timeout(Duration::from_secs(10))
@@ -217,12 +223,6 @@ async fn channel(options: &RemoteOptions) -> Result<Client> {
         .connect()
         .await
         .with_context(|| format!("connecting to {}", options.url))?;
-    let bearer = format!("Bearer {}", options.token.trim());
-    if tokens::from_bearer(&bearer).is_none() {
-        bail!("the API token is malformed: expected hlr_ and 64 hex digits");
-    }
-    let header = MetadataValue::try_from(bearer)
-        .map_err(|_| anyhow!("the API token is not valid header text"))?;
     Ok(PrivateLoraClient::with_interceptor(channel, Bearer(header))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE))
