@@ -19,7 +19,9 @@ pub use client::{KeyUpload, SecureClient};
 pub use hook::{HeStats, SecureHook};
 pub use manifest::{Manifest, ProjectionShape};
 pub use scaling::InputScaling;
-pub use server::{BadRequest, Job, NetworkStats, Reply, Request, SecureServer, Serve};
+pub use server::{
+    parse_inputs, BadRequest, Job, NetworkStats, Reply, Request, SecureServer, Serve,
+};
 
 use crate::adapter::LoraAdapter;
 use anyhow::Result;

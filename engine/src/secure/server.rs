@@ -70,12 +70,43 @@ fn bad(why: impl Into<String>) -> anyhow::Error {
     BadRequest(why.into()).into()
 }
 
-/// One token of one client in a batch that may mix clients: the network server's unit of
-/// work. Its PLL randomness comes from `noise_seed`, so the same job gets the same answer.
+/// One token of one client in a batch that may mix clients and layers: the network
+/// server's unit of work, its inputs parsed already (once, where they arrived). Its PLL
+/// randomness comes from `noise_seed`, so the same job gets the same answer.
 pub struct Job<'a> {
     pub client: ClientId,
-    pub request: &'a Request,
+    pub layer: usize,
+    pub modules: &'a [String],
+    pub inputs: &'a [SeededCiphertext],
     pub noise_seed: [u8; 32],
+}
+
+/// Seeded input ciphertexts from a client's bytes, each checked against `params`.
+pub fn parse_inputs(params: &Params, inputs: &[Vec<u8>]) -> Result<Vec<SeededCiphertext>> {
+    inputs
+        .par_iter()
+        .enumerate()
+        .map(|(k, bytes)| {
+            SeededCiphertext::from_bytes(params, bytes)
+                .map_err(|e| bad(format!("input ciphertext {k}: {e}")))
+        })
+        .collect()
+}
+
+/// The full ciphertexts of parsed seeded inputs (their `a` regenerated from the seeds).
+fn expand_inputs(params: &Params, inputs: &[SeededCiphertext]) -> Result<Vec<Ciphertext>> {
+    inputs
+        .par_iter()
+        .map(|seeded| {
+            expand_seeded(params, seeded).map_err(|e| bad(format!("input ciphertext: {e}")))
+        })
+        .collect()
+}
+
+fn chunk_count_error(layer: usize, got: usize, expected: usize) -> anyhow::Error {
+    bad(format!(
+        "a request for layer {layer} carries {got} input ciphertexts, the projection takes {expected}"
+    ))
 }
 
 /// Time on the network, as a remote client saw it.
@@ -250,68 +281,54 @@ impl<B: Backend> SecureServer<B> {
         {
             return Err(bad("a batch must ask every token for the same projections"));
         }
-        if first.modules.is_empty() {
-            return Err(bad(format!(
-                "a request for layer {} names no projection",
-                first.layer
-            )));
-        }
-        let ids = first
-            .modules
-            .iter()
-            .map(|m| {
-                self.ids
-                    .get(&(first.layer, m.clone()))
-                    .copied()
-                    .ok_or_else(|| bad(format!("no adapter for layer {} {m}", first.layer)))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        if let Some(k) =
-            (1..first.modules.len()).find(|&k| first.modules[..k].contains(&first.modules[k]))
-        {
-            return Err(bad(format!(
-                "projection {} requested twice",
-                first.modules[k]
-            )));
-        }
-        let chunks = |m: &String| -> Result<usize> {
-            let shape = self
-                .manifest
-                .find(first.layer, m)
-                .ok_or_else(|| bad(format!("no adapter for layer {} {m}", first.layer)))?;
-            Ok(shape.input_layout(self.params.slots())?.chunks)
-        };
-        let expected = chunks(&first.modules[0])?;
-        for m in &first.modules[1..] {
-            if chunks(m)? != expected {
-                return Err(bad(format!(
-                    "layer {}: {} and {m} do not share an input layout",
-                    first.layer, first.modules[0]
-                )));
-            }
-        }
+        let (ids, expected) = self.projection_ids(first.layer, &first.modules)?;
         if let Some(r) = requests.iter().find(|r| r.inputs.len() != expected) {
-            return Err(bad(format!(
-                "a request for layer {} carries {} input ciphertexts, the projection takes {expected}",
-                r.layer,
-                r.inputs.len()
-            )));
+            return Err(chunk_count_error(r.layer, r.inputs.len(), expected));
         }
         Ok(ids)
     }
 
+    /// The PLL adapters behind `modules` of `layer` (each named once, all sharing one input
+    /// layout), and that layout's number of input ciphertexts.
+    fn projection_ids(&self, layer: usize, modules: &[String]) -> Result<(Vec<AdapterId>, usize)> {
+        let Some(first) = modules.first() else {
+            return Err(bad(format!(
+                "a request for layer {layer} names no projection"
+            )));
+        };
+        let ids = modules
+            .iter()
+            .map(|m| {
+                self.ids
+                    .get(&(layer, m.clone()))
+                    .copied()
+                    .ok_or_else(|| bad(format!("no adapter for layer {layer} {m}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(k) = (1..modules.len()).find(|&k| modules[..k].contains(&modules[k])) {
+            return Err(bad(format!("projection {} requested twice", modules[k])));
+        }
+        let chunks = |m: &String| -> Result<usize> {
+            let shape = self
+                .manifest
+                .find(layer, m)
+                .ok_or_else(|| bad(format!("no adapter for layer {layer} {m}")))?;
+            Ok(shape.input_layout(self.params.slots())?.chunks)
+        };
+        let expected = chunks(first)?;
+        for m in &modules[1..] {
+            if chunks(m)? != expected {
+                return Err(bad(format!(
+                    "layer {layer}: {first} and {m} do not share an input layout"
+                )));
+            }
+        }
+        Ok((ids, expected))
+    }
+
     /// A request's seeded uploads, expanded; the client's bytes are checked here.
     fn decode_inputs(&self, request: &Request) -> Result<Vec<Ciphertext>> {
-        request
-            .inputs
-            .par_iter()
-            .map(|bytes| {
-                let seeded = SeededCiphertext::from_bytes(&self.params, bytes)
-                    .map_err(|e| bad(format!("input ciphertext: {e}")))?;
-                expand_seeded(&self.params, &seeded)
-                    .map_err(|e| bad(format!("input ciphertext: {e}")))
-            })
-            .collect()
+        expand_inputs(&self.params, &parse_inputs(&self.params, &request.inputs)?)
     }
 
     /// Every output switched to its compact form and serialized.
@@ -363,8 +380,11 @@ impl<B: Backend> SecureServer<B> {
     pub fn evaluate_jobs(&self, jobs: &[Job<'_>]) -> Vec<Result<Reply>> {
         jobs.par_iter()
             .map(|job| {
-                let ids = self.projections_for(std::slice::from_ref(&job.request))?;
-                let inputs = self.decode_inputs(job.request)?;
+                let (ids, chunks) = self.projection_ids(job.layer, job.modules)?;
+                if job.inputs.len() != chunks {
+                    return Err(chunk_count_error(job.layer, job.inputs.len(), chunks));
+                }
+                let inputs = expand_inputs(&self.params, job.inputs)?;
                 let mut rng = NoiseRng::from_seed(job.noise_seed);
                 let outputs = self
                     .pll

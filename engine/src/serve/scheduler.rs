@@ -15,8 +15,9 @@
 
 use super::adapters::Adapters;
 use super::metrics::Metrics;
-use crate::secure::{Job, Reply, Request};
+use crate::secure::{Job, Reply};
 use anyhow::Result;
+use helora::ckks::SeededCiphertext;
 use helora::pll::ClientId;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,8 +43,10 @@ struct QueueKey {
 /// One site request of one client, queued: one job per token.
 struct Pending {
     client: ClientId,
-    requests: Vec<Request>,
-    seeds: Vec<[u8; 32]>,
+    layer: usize,
+    modules: Vec<String>,
+    /// Per token, its parsed input ciphertexts and its noise seed.
+    tokens: Vec<(Vec<SeededCiphertext>, [u8; 32])>,
     enqueued: Instant,
     reply: oneshot::Sender<Vec<Result<Reply>>>,
     _permit: OwnedSemaphorePermit,
@@ -122,19 +125,20 @@ impl Scheduler {
             })
     }
 
-    /// Queues one site request of `client` (its tokens' requests and noise seeds, to
-    /// projections of `adapter`) in the room `permit` holds; the receiver gets one result
-    /// per token.
+    /// Queues one site request of `client` (per token its parsed inputs and noise seed, to
+    /// `modules` of `layer` of `adapter`) in the room `permit` holds; the receiver gets one
+    /// result per token.
     pub fn submit(
         &self,
         adapter: &str,
         client: ClientId,
-        requests: Vec<Request>,
-        seeds: Vec<[u8; 32]>,
+        layer: usize,
+        modules: Vec<String>,
+        tokens: Vec<(Vec<SeededCiphertext>, [u8; 32])>,
         permit: OwnedSemaphorePermit,
     ) -> Result<oneshot::Receiver<Vec<Result<Reply>>>, Refused> {
-        let tokens = requests.len();
-        if requests.is_empty() {
+        let count = tokens.len();
+        if tokens.is_empty() {
             return Err(Refused::TooLarge {
                 tokens: 0,
                 capacity: self.config.capacity_tokens,
@@ -150,13 +154,14 @@ impl Scheduler {
         }
         queues.by_key.entry(key).or_default().push_back(Pending {
             client,
-            requests,
-            seeds,
+            layer,
+            modules,
+            tokens,
             enqueued: Instant::now(),
             reply,
             _permit: permit,
         });
-        self.metrics.queue_tokens.inc_by(tokens as i64);
+        self.metrics.queue_tokens.inc_by(count as i64);
         drop(queues);
         self.wake.notify_one();
         Ok(receiver)
@@ -181,7 +186,7 @@ impl Scheduler {
         let mut queues = self.queues.lock().ok()?;
         loop {
             let now = Instant::now();
-            let tokens = |q: &VecDeque<Pending>| q.iter().map(|p| p.requests.len()).sum::<usize>();
+            let tokens = |q: &VecDeque<Pending>| q.iter().map(|p| p.tokens.len()).sum::<usize>();
             let queued: usize = queues.by_key.values().map(VecDeque::len).sum();
             let everyone_waits = queued >= self.sessions.load(Ordering::SeqCst);
             let ready = queues
@@ -201,7 +206,7 @@ impl Scheduler {
                 let mut batch = Vec::new();
                 let mut taken = 0;
                 while let Some(next) = queue.front() {
-                    let n = next.requests.len();
+                    let n = next.tokens.len();
                     if !batch.is_empty() && taken + n > self.config.batch_tokens {
                         break;
                     }
@@ -239,7 +244,7 @@ impl Scheduler {
                 .queue_seconds
                 .observe(started.duration_since(pending.enqueued).as_secs_f64());
         }
-        let tokens: usize = batch.iter().map(|p| p.requests.len()).sum();
+        let tokens: usize = batch.iter().map(|p| p.tokens.len()).sum();
         self.metrics.batch_tokens.observe(tokens as f64);
         if let Ok(mut sizes) = self.metrics.batch_sizes.lock() {
             *sizes.entry(tokens).or_default() += 1;
@@ -249,9 +254,11 @@ impl Scheduler {
                 let jobs: Vec<Job<'_>> = batch
                     .iter()
                     .flat_map(|p| {
-                        p.requests.iter().zip(&p.seeds).map(|(request, seed)| Job {
+                        p.tokens.iter().map(|(inputs, seed)| Job {
                             client: p.client,
-                            request,
+                            layer: p.layer,
+                            modules: &p.modules,
+                            inputs,
                             noise_seed: *seed,
                         })
                     })
@@ -265,7 +272,7 @@ impl Scheduler {
         .into_iter();
         self.metrics.tokens.inc_by(tokens as u64);
         for pending in batch {
-            let mine: Vec<Result<Reply>> = results.by_ref().take(pending.requests.len()).collect();
+            let mine: Vec<Result<Reply>> = results.by_ref().take(pending.tokens.len()).collect();
             // A receiver gone (its client disconnected) needs no answer.
             let _ = pending.reply.send(mine);
         }

@@ -9,8 +9,8 @@ use super::proto::{self, private_lora_server::PrivateLora};
 use super::scheduler::{Refused, Scheduler};
 use super::state::{ChargeOutcome, ClientRecord, KeysAdded, Store};
 use super::tokens;
-use crate::secure::{InputScaling, Request};
-use helora::ckks::{Params, SeededCiphertext, Serializable};
+use crate::secure::{parse_inputs, InputScaling, Request};
+use helora::ckks::Params;
 use helora::pll::ClientId;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -228,11 +228,13 @@ impl Service {
             .map_err(|e| Status::invalid_argument(format!("{e:#}")))?;
         let bytes_in: usize = requests.iter().map(Request::bytes).sum();
         self.metrics.add_bytes("in", bytes_in);
-        // Structure first (cheap), so a malformed ciphertext is refused before it is charged.
-        for (k, input) in requests.iter().flat_map(|r| r.inputs.iter()).enumerate() {
-            SeededCiphertext::from_bytes(&self.params, input)
-                .map_err(|e| Status::invalid_argument(format!("input ciphertext {k}: {e}")))?;
-        }
+        // Parsed here, once (cheap next to the evaluation), so a malformed ciphertext is
+        // refused before it is charged; the batch expands what was parsed.
+        let parsed = requests
+            .iter()
+            .map(|r| parse_inputs(&self.params, &r.inputs))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map_err(|e| Status::invalid_argument(format!("{e:#}")))?;
         let key = (adapter.name.clone(), message.fingerprint.clone());
         let id = match key_sets.get(&key) {
             Some(id) => *id,
@@ -276,12 +278,19 @@ impl Service {
             }
             ChargeOutcome::Conflict(why) => return Err(Status::failed_precondition(why)),
         }
-        let seeds = (0..requests.len())
-            .map(|k| noise_seed(&self.secret, id, &message.session, message.seq, k, &digest))
+        // The bytes are parsed and hashed: only the parsed inputs wait in the queue.
+        drop(requests);
+        let work = parsed
+            .into_iter()
+            .enumerate()
+            .map(|(k, inputs)| {
+                let seed = noise_seed(&self.secret, id, &message.session, message.seq, k, &digest);
+                (inputs, seed)
+            })
             .collect();
         let receiver = self
             .scheduler
-            .submit(&adapter.name, id, requests, seeds, permit)
+            .submit(&adapter.name, id, layer, message.modules, work, permit)
             .map_err(refused)?;
         let results = receiver
             .await
