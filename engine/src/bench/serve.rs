@@ -7,9 +7,7 @@
 
 use super::machine;
 use super::provenance::Provenance;
-use super::token::{adapted_sites, run_token};
-use crate::adapter::LoraAdapter;
-use crate::model::presets::{default_targets, preset};
+use super::token::{random_adapter, run_token, RandomAdapter};
 use crate::secure::{self, SecureHook};
 use crate::serve::adapters::{Adapters, HeldAdapter};
 use crate::serve::remote::{self, RemoteOptions};
@@ -124,14 +122,18 @@ pub fn run(options: &ServeBenchOptions) -> Result<ServeBenchReport> {
             options.clients
         );
     }
-    let config = preset(&options.preset)?;
-    let targets = options
-        .targets
-        .clone()
-        .unwrap_or_else(|| default_targets(&config));
     let mut rng = sampling::os_rng()?;
-    let adapter = LoraAdapter::random(&config, &targets, options.rank, &mut rng)?;
-    let sites = adapted_sites(&config, &adapter);
+    let RandomAdapter {
+        targets,
+        adapter,
+        sites,
+        ..
+    } = random_adapter(
+        &options.preset,
+        options.targets.as_deref(),
+        options.rank,
+        &mut rng,
+    )?;
     let settings = if options.pll {
         PllSettings::default()
     } else {

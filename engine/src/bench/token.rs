@@ -158,14 +158,18 @@ pub fn run_he_only(options: &TokenOptions) -> Result<TokenReport> {
     if options.pll {
         check_budget(options.tokens + options.prompt_tokens, options.batch)?;
     }
-    let config = preset(&options.preset)?;
-    let targets = options
-        .targets
-        .clone()
-        .unwrap_or_else(|| default_targets(&config));
     let mut rng = sampling::os_rng()?;
-    let adapter = LoraAdapter::random(&config, &targets, options.rank, &mut rng)?;
-    let sites = adapted_sites(&config, &adapter);
+    let RandomAdapter {
+        config,
+        targets,
+        adapter,
+        sites,
+    } = random_adapter(
+        &options.preset,
+        options.targets.as_deref(),
+        options.rank,
+        &mut rng,
+    )?;
 
     let mut session = SecureSession::start(&adapter, options.pll)?;
     let setup_ms = ms(session.setup);
@@ -461,6 +465,36 @@ fn seed_bytes(seed: u64) -> [u8; 32] {
     let mut bytes = [0u8; 32];
     bytes[..8].copy_from_slice(&seed.to_le_bytes());
     bytes
+}
+
+/// A random adapter at a preset's shapes (the HE-only benches' workload).
+pub(crate) struct RandomAdapter {
+    pub config: ModelConfig,
+    /// The adapted projections: the ones asked for, or PEFT's default for the preset.
+    pub targets: Vec<String>,
+    pub adapter: LoraAdapter,
+    /// Its input sites with their d_in, in forward order.
+    pub sites: Vec<(InputSite, usize)>,
+}
+
+/// A random rank-`rank` adapter on `targets` (default: PEFT's for the architecture) at the
+/// shapes of preset `name`.
+pub(crate) fn random_adapter(
+    name: &str,
+    targets: Option<&[String]>,
+    rank: usize,
+    rng: &mut impl rand_core::RngCore,
+) -> Result<RandomAdapter> {
+    let config = preset(name)?;
+    let targets = targets.map_or_else(|| default_targets(&config), <[String]>::to_vec);
+    let adapter = LoraAdapter::random(&config, &targets, rank, rng)?;
+    let sites = adapted_sites(&config, &adapter);
+    Ok(RandomAdapter {
+        config,
+        targets,
+        adapter,
+        sites,
+    })
 }
 
 /// The input sites of every layer where the adapter adapts something, in forward order.
