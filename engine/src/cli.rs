@@ -235,17 +235,25 @@ pub enum BenchCommand {
     Serve(ServeBenchArgs),
 }
 
+/// The workload of the benches at a model preset's shapes (a random adapter).
 #[derive(Debug, Args)]
-pub struct ServeBenchArgs {
+pub struct ShapeArgs {
     /// Model shapes: chatglm2-6b, llama2-7b, llama3-8b or smollm2-135m.
     #[arg(long, default_value = "chatglm2-6b")]
     pub preset: String,
     /// LoRA rank (1 … 64).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub rank: u32,
-    /// Adapted projections, comma-separated PEFT names (default: PEFT's default).
+    /// Adapted projections, comma-separated PEFT names (default: PEFT's default for the
+    /// architecture: query_key_value for ChatGLM2, q_proj,v_proj for Llama).
     #[arg(long, value_delimiter = ',')]
     pub targets: Option<Vec<String>>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeBenchArgs {
+    #[command(flatten)]
+    pub shape: ShapeArgs,
     /// Concurrent clients, each on its own connection and session.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub clients: u32,
@@ -276,16 +284,8 @@ pub struct ServeBenchArgs {
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {
-    /// Model shapes: chatglm2-6b, llama2-7b, llama3-8b or smollm2-135m.
-    #[arg(long, default_value = "chatglm2-6b")]
-    pub preset: String,
-    /// LoRA rank (1 … 64).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub rank: u32,
-    /// Adapted projections, comma-separated PEFT names (default: PEFT's default for the
-    /// architecture: query_key_value for ChatGLM2, q_proj,v_proj for Llama).
-    #[arg(long, value_delimiter = ',')]
-    pub targets: Option<Vec<String>>,
+    #[command(flatten)]
+    pub shape: ShapeArgs,
     /// Decoded tokens timed.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub tokens: u32,
@@ -396,9 +396,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Token(args)) => bench_token(&args),
         Command::Bench(BenchCommand::Serve(args)) => {
             let options = bench::serve::ServeBenchOptions {
-                preset: args.preset.clone(),
-                rank: args.rank as usize,
-                targets: args.targets.clone(),
+                preset: args.shape.preset.clone(),
+                rank: args.shape.rank as usize,
+                targets: args.shape.targets.clone(),
                 clients: args.clients as usize,
                 key_sets: args.key_sets.unwrap_or(args.clients) as usize,
                 tokens: args.tokens as usize,
@@ -555,9 +555,9 @@ fn bench_token(args: &TokenArgs) -> Result<()> {
         bail!("--he-only measures secure mode (and the plaintext adapter beside it)");
     }
     let options = TokenOptions {
-        preset: args.preset.clone(),
-        rank: args.rank as usize,
-        targets: args.targets.clone(),
+        preset: args.shape.preset.clone(),
+        rank: args.shape.rank as usize,
+        targets: args.shape.targets.clone(),
         tokens: args.tokens as usize,
         prompt_tokens: args.prompt_tokens as usize,
         batch: args.batch as usize,
