@@ -165,13 +165,8 @@ pub async fn start(
     let adapters = Arc::new(adapters);
     let secret = store.server_secret().await?;
     let metrics = Metrics::new();
-    let sessions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (scheduler, worker) = Scheduler::start(
-        options.scheduler,
-        sessions.clone(),
-        adapters.clone(),
-        metrics.clone(),
-    )?;
+    let (scheduler, worker) =
+        Scheduler::start(options.scheduler, adapters.clone(), metrics.clone())?;
     let (stop_sender, stop) = tokio::sync::watch::channel(false);
     let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let service = Arc::new(Service {
@@ -185,7 +180,6 @@ pub async fn start(
         limits: options.limits,
         shutdown: stop.clone(),
         active: active.clone(),
-        sessions,
     });
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await

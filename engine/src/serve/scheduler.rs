@@ -20,7 +20,6 @@ use anyhow::Result;
 use helora::ckks::SeededCiphertext;
 use helora::pll::ClientId;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
@@ -60,9 +59,6 @@ struct Queues {
 
 pub struct Scheduler {
     config: SchedulerConfig,
-    /// Open sessions: once each has its request queued, nobody else can join a batch, and
-    /// waiting longer would only add latency.
-    sessions: Arc<AtomicUsize>,
     queues: Mutex<Queues>,
     wake: Condvar,
     capacity: Arc<Semaphore>,
@@ -88,13 +84,11 @@ impl Scheduler {
     /// The scheduler and its worker thread.
     pub fn start(
         config: SchedulerConfig,
-        sessions: Arc<AtomicUsize>,
         adapters: Arc<Adapters>,
         metrics: Arc<Metrics>,
     ) -> Result<(Arc<Self>, std::thread::JoinHandle<()>)> {
         let scheduler = Arc::new(Self {
             config,
-            sessions,
             queues: Mutex::new(Queues::default()),
             wake: Condvar::new(),
             capacity: Arc::new(Semaphore::new(config.capacity_tokens)),
@@ -188,7 +182,10 @@ impl Scheduler {
             let now = Instant::now();
             let tokens = |q: &VecDeque<Pending>| q.iter().map(|p| p.tokens.len()).sum::<usize>();
             let queued: usize = queues.by_key.values().map(VecDeque::len).sum();
-            let everyone_waits = queued >= self.sessions.load(Ordering::SeqCst);
+            // The open sessions (the metrics' gauge): once each has its request queued,
+            // nobody else can join a batch, and waiting longer would only add latency.
+            let open = usize::try_from(self.metrics.sessions.get()).unwrap_or(0);
+            let everyone_waits = queued >= open;
             let ready = queues
                 .by_key
                 .iter()

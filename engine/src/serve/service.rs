@@ -50,8 +50,6 @@ pub struct Service {
     pub shutdown: watch::Receiver<bool>,
     /// Calls and sessions in progress: a stop waits for them, not for idle connections.
     pub active: Arc<AtomicUsize>,
-    /// Open sessions (the scheduler stops waiting once each has a request queued).
-    pub sessions: Arc<AtomicUsize>,
 }
 
 /// Counts one call or session as active while alive.
@@ -128,9 +126,7 @@ impl Service {
         adapter: &HeldAdapter,
         fingerprint: &[u8],
     ) -> Result<ClientId, Status> {
-        let fingerprint: [u8; 32] = fingerprint
-            .try_into()
-            .map_err(|_| Status::invalid_argument("a key fingerprint is 32 bytes"))?;
+        let fingerprint = fingerprint_of(fingerprint)?;
         let id = self
             .store
             .key_set_id(client.id, &fingerprint)
@@ -323,6 +319,13 @@ impl Service {
     }
 }
 
+/// A key set's fingerprint as a client sent it.
+fn fingerprint_of(bytes: &[u8]) -> Result<[u8; 32], Status> {
+    bytes
+        .try_into()
+        .map_err(|_| Status::invalid_argument("a key fingerprint is 32 bytes"))
+}
+
 fn refused(why: Refused) -> Status {
     match why {
         Refused::Full { capacity } => Status::resource_exhausted(format!(
@@ -443,11 +446,7 @@ impl PrivateLora for Arc<Service> {
             .header
             .ok_or_else(|| Status::invalid_argument("the first key chunk carries no header"))?;
         let adapter = self.adapter_for(&client, &header.adapter)?;
-        let fingerprint: [u8; 32] = header
-            .fingerprint
-            .as_slice()
-            .try_into()
-            .map_err(|_| Status::invalid_argument("a key fingerprint is 32 bytes"))?;
+        let fingerprint = fingerprint_of(&header.fingerprint)?;
         let declared = header
             .eval_keys_len
             .checked_add(header.public_key_len)
@@ -552,12 +551,7 @@ impl PrivateLora for Arc<Service> {
     ) -> Result<Response<proto::HasKeysReply>, Status> {
         let _active = Active::enter(&self.active);
         let client = self.authenticate(&request).await?;
-        let fingerprint: [u8; 32] = request
-            .get_ref()
-            .fingerprint
-            .as_slice()
-            .try_into()
-            .map_err(|_| Status::invalid_argument("a key fingerprint is 32 bytes"))?;
+        let fingerprint = fingerprint_of(&request.get_ref().fingerprint)?;
         let known = self
             .store
             .key_set_id(client.id, &fingerprint)
@@ -581,7 +575,6 @@ impl PrivateLora for Arc<Service> {
         let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let _active = active;
-            let _session = Active::enter(&service.sessions);
             service.metrics.sessions.inc();
             let mut key_sets = HashMap::new();
             loop {
