@@ -62,10 +62,16 @@ pub struct ServeArgs {
     /// Where the HE work runs (cuda: a binary built with `--features helora-engine/cuda`).
     #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
     pub device: DeviceChoice,
-    /// Durable state (clients, key sets, budgets): `sqlite:PATH`. Default: state.sqlite in
-    /// helora's data dir.
-    #[arg(long)]
+    /// Durable state (clients, key sets, budgets): `sqlite:PATH`, or `postgres://…` shared
+    /// by server replicas (from the environment, a password stays off the command line).
+    /// Default: state.sqlite in helora's data dir.
+    #[arg(long, env = "HELORA_STATE", hide_env_values = true)]
     pub state: Option<String>,
+    /// Key sets each adapter holds in memory (decoded, ≈ 30 MB each at the default
+    /// parameters); the least recently used beyond it are dropped and loaded from the state
+    /// again when next used.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub resident_key_sets: u32,
     /// The Private Linear Layer (noise on B, flooding, query budgets).
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub pll: Switch,
@@ -82,6 +88,10 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Also answer gRPC health checks (grpc.health.v1) in plaintext on ADDR: Kubernetes'
+    /// gRPC probes speak no TLS. The main address answers them too.
+    #[arg(long, value_name = "ADDR")]
+    pub health: Option<std::net::SocketAddr>,
     /// Most tokens evaluated in one batch (across clients).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub batch_tokens: u32,
@@ -111,6 +121,9 @@ pub enum ClientsCommand {
     List(ClientsListArgs),
     /// Revokes a client: its token is refused from then on, by every server on this state.
     Revoke(ClientsRevokeArgs),
+    /// Issues a client a new API token (printed once, as the last line); the old one is
+    /// refused from then on. Its identity, budget used and key sets stay.
+    Rotate(ClientsRotateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -124,7 +137,7 @@ pub struct ClientsAddArgs {
     #[arg(long)]
     pub adapter: Option<String>,
     /// As `serve --state`.
-    #[arg(long)]
+    #[arg(long, env = "HELORA_STATE", hide_env_values = true)]
     pub state: Option<String>,
     #[arg(long)]
     pub json: bool,
@@ -132,7 +145,7 @@ pub struct ClientsAddArgs {
 
 #[derive(Debug, Args)]
 pub struct ClientsListArgs {
-    #[arg(long)]
+    #[arg(long, env = "HELORA_STATE", hide_env_values = true)]
     pub state: Option<String>,
     #[arg(long)]
     pub json: bool,
@@ -141,8 +154,17 @@ pub struct ClientsListArgs {
 #[derive(Debug, Args)]
 pub struct ClientsRevokeArgs {
     pub name: String,
-    #[arg(long)]
+    #[arg(long, env = "HELORA_STATE", hide_env_values = true)]
     pub state: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientsRotateArgs {
+    pub name: String,
+    #[arg(long, env = "HELORA_STATE", hide_env_values = true)]
+    pub state: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -194,8 +216,9 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "K", requires = "json", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub top_logits: Option<u32>,
     /// Run secure mode against a `helora serve` server (http://HOST:PORT, or https://),
-    /// which holds the adapter: no local --adapter.
-    #[arg(long, value_name = "URL")]
+    /// which holds the adapter: no local --adapter. Replicas on one state: URL,URL,… (the
+    /// first that answers; the next when it fails).
+    #[arg(long, value_name = "URL[,URL…]")]
     pub server: Option<String>,
     /// The API token `helora clients add` printed (or the HELORA_TOKEN variable).
     #[arg(
@@ -278,6 +301,14 @@ pub struct ServeBenchArgs {
     /// The started server's --batch-wait-ms.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub batch_wait_ms: u32,
+    /// Servers started here, on one state (more than one needs --state postgres://…); the
+    /// clients are spread over them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub replicas: u32,
+    /// A PostgreSQL database (postgres://…) for the started servers' state: the bench makes
+    /// a schema of its own in it and drops it after. Default: a SQLite file.
+    #[arg(long, value_name = "URL")]
+    pub state: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -406,6 +437,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 server: args.server.clone().zip(args.token.clone()),
                 batch_tokens: args.batch_tokens as usize,
                 batch_wait: std::time::Duration::from_millis(u64::from(args.batch_wait_ms)),
+                replicas: args.replicas as usize,
+                state: args.state.clone(),
             };
             let report = bench::serve::run(&options)?;
             write_report(&report, args.json, || report.table())
@@ -431,6 +464,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
         budget: args.budget,
         tls: args.tls_cert.clone().zip(args.tls_key.clone()),
         metrics: args.metrics,
+        health: args.health,
         scheduler: serve::scheduler::SchedulerConfig {
             batch_tokens: args.batch_tokens as usize,
             batch_wait: std::time::Duration::from_millis(u64::from(args.batch_wait_ms)),
@@ -442,6 +476,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
             max_request_tokens: args.queue_tokens as usize,
         },
         drain: std::time::Duration::from_secs(u64::from(args.drain_seconds)),
+        resident_key_sets: args.resident_key_sets as usize,
     };
     serve::run(&options)
 }
@@ -486,6 +521,24 @@ fn clients(command: ClientsCommand) -> Result<()> {
         ClientsCommand::Revoke(args) => {
             serve::clients::revoke(args.state.as_deref(), &args.name)?;
             write_report(&(), false, || format!("client {:?} revoked\n", args.name))
+        }
+        ClientsCommand::Rotate(args) => {
+            let token = serve::clients::rotate(args.state.as_deref(), &args.name)?;
+            #[derive(serde::Serialize)]
+            struct Rotated<'a> {
+                name: &'a str,
+                token: &'a str,
+            }
+            let report = Rotated {
+                name: &args.name,
+                token: &token,
+            };
+            write_report(&report, args.json, || {
+                format!(
+                    "client {:?} has a new API token (the old one is refused from now on), shown once:\n{token}\n",
+                    args.name
+                )
+            })
         }
     }
 }

@@ -769,3 +769,139 @@ fn generate_against_a_bad_server_fails_before_loading_the_model() {
         );
     }
 }
+
+/// grpc.health.v1 (what Kubernetes' probes ask): the server and its API are SERVING.
+#[test]
+fn the_health_service_reports_serving() {
+    let dir = TempDir::new("health");
+    let (_, base) = adapter_args(&dir, 9);
+    let server = Server::start(
+        &dir,
+        &args(&base, &["--pll", "off", "--listen", "127.0.0.1:0"]),
+    );
+    let rt = runtime();
+    let statuses: Vec<_> = ["", "helora.v1.PrivateLora", "no.such.Service"]
+        .iter()
+        .map(|service| health(&rt, &server.url, service))
+        .collect();
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    assert_eq!(
+        statuses,
+        vec![Ok(serving), Ok(serving), Err(Code::NotFound)]
+    );
+}
+
+/// With room for one key set in memory, two clients taking turns evict each other: every
+/// reply is still right (the evicted key set is loaded from the state again), and the
+/// loads are counted.
+#[test]
+fn evicted_key_sets_are_loaded_again() {
+    let dir = TempDir::new("residency");
+    let (factors, base) = adapter_args(&dir, 10);
+    let server = Server::start(
+        &dir,
+        &args(
+            &base,
+            &[
+                "--pll",
+                "off",
+                "--resident-key-sets",
+                "1",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics",
+                "127.0.0.1:0",
+            ],
+        ),
+    );
+    let mut clients: Vec<_> = ["r0", "r1"]
+        .iter()
+        .map(|name| {
+            let token = add_client(&dir.state(), name, &[]);
+            connect(&server.url, &token, &dir.path().join(name))
+        })
+        .collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(10);
+    for turn in 0..4 {
+        let c = &mut clients[turn % 2];
+        let x = random_input(&mut rng);
+        let request = c.client.encrypt(0, &MODULES, &x).expect("encrypts");
+        let replies = c
+            .server
+            .apply_batch(helora::pll::ClientId(0), std::slice::from_ref(&request))
+            .expect("served");
+        let deltas = c.client.decrypt(&request, &replies[0]).expect("decrypts");
+        assert_deltas(&factors, 0, &x, &deltas);
+    }
+    let text = scrape(server.metrics.as_deref().expect("metrics"));
+    // r1's registration evicted r0's key set; from then on each turn finds its own
+    // evicted by the other's: four loads.
+    assert_eq!(
+        sample(&text, "helora_key_loads_total", &[]),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "helora_resident_key_sets", &[]), Some(1.0));
+}
+
+/// `clients rotate`: the old token is refused at once, the new one keeps the identity and
+/// what it has used.
+#[test]
+fn a_rotated_token_keeps_the_identity() {
+    let dir = TempDir::new("rotate");
+    let (_, base) = adapter_args(&dir, 11);
+    let old = add_client(&dir.state(), "carol", &["--budget", "9"]);
+    let server = Server::start(&dir, &args(&base, &["--listen", "127.0.0.1:0"]));
+    let rt = runtime();
+    let mut raw = raw(&rt, &server.url);
+    let (mut client, fp) = raw_client(&rt, &mut raw, &old);
+    let x = random_input(&mut rand_chacha::ChaCha8Rng::seed_from_u64(11));
+    let request = client.encrypt(0, &MODULES, &x).expect("encrypts");
+    session(
+        &rt,
+        &mut raw,
+        &old,
+        vec![site_request(&request, [1; 16], 0, &fp)],
+    )
+    .expect("served");
+
+    let out = std::process::Command::new(binary())
+        .args(["clients", "rotate", "carol", "--state", &dir.state()])
+        .output()
+        .expect("helora runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .expect("a token line")
+        .trim()
+        .to_string();
+    assert_ne!(new, old);
+    let refused = rt
+        .block_on(raw.get_manifest(authed(proto::ManifestRequest::default(), &old)))
+        .expect_err("the old token is refused");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let reply = rt
+        .block_on(raw.get_manifest(authed(proto::ManifestRequest::default(), &new)))
+        .expect("the new token is served")
+        .into_inner();
+    assert_eq!((reply.budget, reply.queries_left), (9, 8));
+    // Its key set is its own still.
+    session(
+        &rt,
+        &mut raw,
+        &new,
+        vec![site_request(&request, [2; 16], 0, &fp)],
+    )
+    .expect("served with the key set registered under the old token");
+    let out = std::process::Command::new(binary())
+        .args(["clients", "rotate", "nobody", "--state", &dir.state()])
+        .output()
+        .expect("helora runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no client named"));
+}

@@ -208,6 +208,12 @@ impl<B: Backend> PllServer<B> {
         self.clients.contains_key(&id)
     }
 
+    /// Drops a client's keys and evaluator (a server that caches key sets evicts one);
+    /// false if it was not held.
+    pub fn remove_client(&mut self, id: ClientId) -> bool {
+        self.clients.remove(&id).is_some()
+    }
+
     /// Whether a client `id` would be admitted (new, and room for it), before its keys are
     /// even decoded.
     pub fn check_admission(&self, id: ClientId) -> Result<(), PllError> {

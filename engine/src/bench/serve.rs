@@ -3,7 +3,9 @@
 //! every adapted site) against a server: one it starts in-process over loopback (a random
 //! adapter at the preset's shapes, a fresh state), or a running one (`--server`). Reports
 //! aggregate throughput, request and token latency percentiles, the server's batch sizes,
-//! bytes per token and failures.
+//! bytes per token and failures. With `--replicas N` it starts N servers on one
+//! PostgreSQL state (a schema of its own in `--state`'s database, dropped after) and
+//! spreads the clients over them; it also reports what the budget charges cost.
 
 use super::machine;
 use super::provenance::Provenance;
@@ -41,6 +43,11 @@ pub struct ServeBenchOptions {
     pub server: Option<(String, String)>,
     pub batch_tokens: usize,
     pub batch_wait: Duration,
+    /// Servers started here (on one state).
+    pub replicas: usize,
+    /// A PostgreSQL database for the started servers' state (`postgres://…`); default: a
+    /// SQLite file.
+    pub state: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -71,8 +78,18 @@ pub struct ServeBenchReport {
     pub tokens_per_client: usize,
     /// Site requests per token (adapted input sites).
     pub requests_per_token: usize,
-    /// `started here` or the server's URL.
+    /// The servers' URLs (started here, or `--server`).
     pub server: String,
+    /// Servers started here, on one state.
+    pub replicas: usize,
+    /// Where the started servers keep their state: sqlite or postgres.
+    pub state: String,
+    /// Budget charges committed by the started servers, in how many group commits, and
+    /// their time per charge and per commit (µs).
+    pub charges: u64,
+    pub charge_commits: u64,
+    pub charge_us_per_request: f64,
+    pub charge_us_per_commit: f64,
     pub batch_tokens: usize,
     pub batch_wait_ms: f64,
     /// Tokens decoded by all clients per second of the timed phase.
@@ -93,6 +110,9 @@ pub struct ServeBenchReport {
     pub protocol_overhead_down: f64,
     /// Key bytes each key set uploaded once.
     pub key_upload_bytes: usize,
+    /// A registering client's connection: key generation, the upload, the server's store
+    /// write and its key checks (ms; one per key set).
+    pub registration_ms: Percentiles,
     /// Clients that stopped on an error, and the first error.
     pub failures: usize,
     pub first_failure: Option<String>,
@@ -149,32 +169,96 @@ pub fn run(options: &ServeBenchOptions) -> Result<ServeBenchReport> {
         }
     }
 
+    if options.replicas == 0 {
+        bail!("--replicas must be positive");
+    }
+    if options.server.is_some() && (options.replicas > 1 || options.state.is_some()) {
+        bail!("--replicas and --state are for servers started here, not with --server");
+    }
+    let database = match &options.state {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Some(url.clone())
+        }
+        Some(other) => bail!("--state {other}: give a PostgreSQL database URL (postgres://…)"),
+        None if options.replicas > 1 => {
+            bail!(
+                "--replicas {} share one state: give --state postgres://…",
+                options.replicas
+            )
+        }
+        None => None,
+    };
     let scratch = Scratch::new()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    // The server, and one token per key set.
-    let (url, tokens, started) = match &options.server {
-        Some((url, token)) => (url.clone(), vec![token.clone(); options.key_sets], None),
+    let schema = match &database {
+        Some(url) => Some(runtime.block_on(state::ScratchSchema::create(url, "bench"))?),
+        None => None,
+    };
+    let state_spec = match &schema {
+        Some(schema) => schema.url(),
+        None => format!("sqlite:{}", scratch.0.join("state.sqlite").display()),
+    };
+    let measured = measure(
+        options,
+        &scratch,
+        &runtime,
+        &state_spec,
+        settings,
+        adapter,
+        sites,
+    );
+    if let Some(schema) = schema {
+        runtime.block_on(schema.drop_schema())?;
+    }
+    let (measured, targets) = (measured?, targets);
+    Ok(ServeBenchReport {
+        preset: options.preset.clone(),
+        rank: options.rank,
+        targets,
+        state: if database.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+        .into(),
+        ..measured
+    })
+}
+
+/// Starts the servers (unless `--server`), runs the clients, and reports (all but the
+/// fields [`run`] fills in).
+fn measure(
+    options: &ServeBenchOptions,
+    scratch: &Scratch,
+    runtime: &tokio::runtime::Runtime,
+    state_spec: &str,
+    settings: PllSettings,
+    adapter: crate::adapter::LoraAdapter,
+    sites: Vec<(crate::model::InputSite, usize)>,
+) -> Result<ServeBenchReport> {
+    // The servers, and one token per key set.
+    let (urls, tokens, started) = match &options.server {
+        Some((url, token)) => (
+            vec![url.clone()],
+            vec![token.clone(); options.key_sets],
+            Vec::new(),
+        ),
         None => {
             let params = secure::parameters()?;
-            let server = secure::SecureServer::new(&params, &adapter, settings.clone())?;
-            let adapters = Adapters::new(vec![HeldAdapter::new(
-                "bench",
-                std::path::Path::new("random"),
-                server,
-            )])?;
             let serve_options = ServeOptions {
                 adapters: Vec::new(),
                 listen: "127.0.0.1:0".parse()?,
                 device: crate::device::DeviceChoice::Cpu,
-                state: None,
+                state: Some(state_spec.to_string()),
                 pll: options.pll,
                 budget: settings.budget,
                 tls: None,
                 metrics: None,
+                health: None,
                 scheduler: SchedulerConfig {
                     batch_tokens: options.batch_tokens,
                     batch_wait: options.batch_wait,
@@ -186,27 +270,43 @@ pub fn run(options: &ServeBenchOptions) -> Result<ServeBenchReport> {
                     max_request_tokens: 4096,
                 },
                 drain: Duration::from_secs(5),
+                resident_key_sets: crate::serve::adapters::DEFAULT_RESIDENT_KEY_SETS,
             };
-            let path = scratch.0.join("state.sqlite");
-            let (started, tokens) = runtime.block_on(async {
-                let store: Arc<dyn state::Store> = Arc::new(state::SqliteStore::open(&path).await?);
-                let mut issued = Vec::new();
-                for k in 0..options.key_sets {
-                    let token = tokens::new_token()?;
-                    store
-                        .add_client(
-                            &format!("bench{k}"),
-                            &tokens::hash(&token),
-                            settings.budget,
-                            None,
-                        )
-                        .await?;
-                    issued.push(token);
-                }
-                let started = crate::serve::start(&serve_options, adapters, store).await?;
-                anyhow::Ok((started, issued))
-            })?;
-            (format!("http://{}", started.address), tokens, Some(started))
+            let mut started = Vec::with_capacity(options.replicas);
+            let mut issued = Vec::new();
+            for replica in 0..options.replicas {
+                let server = secure::SecureServer::new(&params, &adapter, settings.clone())?;
+                let adapters = Adapters::new(vec![HeldAdapter::new(
+                    "bench",
+                    std::path::Path::new("random"),
+                    server,
+                )])?;
+                let one = runtime.block_on(async {
+                    let store: Arc<dyn state::Store> =
+                        Arc::from(state::open(Some(state_spec)).await?);
+                    if replica == 0 {
+                        for k in 0..options.key_sets {
+                            let token = tokens::new_token()?;
+                            store
+                                .add_client(
+                                    &format!("bench{k}"),
+                                    &tokens::hash(&token),
+                                    settings.budget,
+                                    None,
+                                )
+                                .await?;
+                            issued.push(token);
+                        }
+                    }
+                    crate::serve::start(&serve_options, adapters, store).await
+                })?;
+                started.push(one);
+            }
+            let urls = started
+                .iter()
+                .map(|s| format!("http://{}", s.address))
+                .collect();
+            (urls, issued, started)
         }
     };
 
@@ -214,18 +314,32 @@ pub fn run(options: &ServeBenchOptions) -> Result<ServeBenchReport> {
     let params = secure::parameters()?;
     let mut connected = Vec::with_capacity(options.clients);
     let mut key_upload_bytes = 0;
+    let mut registration_ms = Vec::new();
     for k in 0..options.clients {
         let set = k % options.key_sets;
+        // Client k's replica first, the others after it (each client stays on its own
+        // unless that one fails).
+        let first = k % urls.len();
+        let url = urls[first..]
+            .iter()
+            .chain(&urls[..first])
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(",");
         let remote_options = RemoteOptions {
-            url: url.clone(),
+            url,
             token: tokens[set].clone(),
             adapter: String::new(),
             ca_cert: None,
             key_dir: Some(scratch.0.join(format!("keys{set}"))),
             retries: 0,
         };
+        let start = Instant::now();
         let c = remote::connect(&remote_options, &params)
             .with_context(|| format!("connecting load client {k}"))?;
+        if c.key_upload_bytes > 0 {
+            registration_ms.push(ms(start.elapsed()));
+        }
         key_upload_bytes = key_upload_bytes.max(c.key_upload_bytes);
         connected.push(c);
     }
@@ -269,12 +383,22 @@ pub fn run(options: &ServeBenchOptions) -> Result<ServeBenchReport> {
     });
     let wall = started_at.elapsed();
 
-    let batch_sizes = started
-        .as_ref()
-        .and_then(|s| s.metrics.batch_sizes.lock().ok().map(|m| m.clone()))
-        .unwrap_or_default();
-    if let Some(started) = started {
-        runtime.block_on(started.stop(Duration::from_secs(5), std::future::pending()))?;
+    let mut batch_sizes = BTreeMap::new();
+    let (mut charges, mut charge_commits, mut charge_seconds) = (0, 0, 0.0);
+    for server in &started {
+        if let Ok(sizes) = server.metrics.batch_sizes.lock() {
+            for (size, count) in sizes.iter() {
+                *batch_sizes.entry(*size).or_insert(0) += count;
+            }
+        }
+        if let Ok(time) = server.metrics.charge_time.lock() {
+            charges += time.charges;
+            charge_commits += time.commits;
+            charge_seconds += time.seconds;
+        }
+    }
+    for server in started {
+        runtime.block_on(server.stop(Duration::from_secs(5), std::future::pending()))?;
     }
 
     let mut failures = 0;
@@ -301,7 +425,13 @@ pub fn run(options: &ServeBenchOptions) -> Result<ServeBenchReport> {
     Ok(ServeBenchReport {
         preset: options.preset.clone(),
         rank: options.rank,
-        targets,
+        targets: Vec::new(),
+        state: String::new(),
+        replicas: options.replicas,
+        charges,
+        charge_commits,
+        charge_us_per_request: 1e6 * charge_seconds / charges.max(1) as f64,
+        charge_us_per_commit: 1e6 * charge_seconds / charge_commits.max(1) as f64,
         pll: options.pll,
         clients: options.clients,
         key_sets: options.key_sets,
@@ -309,7 +439,7 @@ pub fn run(options: &ServeBenchOptions) -> Result<ServeBenchReport> {
         requests_per_token: sites.len(),
         server: match &options.server {
             Some((url, _)) => url.clone(),
-            None => "started here".into(),
+            None => urls.join(","),
         },
         batch_tokens: options.batch_tokens,
         batch_wait_ms: ms(options.batch_wait),
@@ -324,6 +454,7 @@ pub fn run(options: &ServeBenchOptions) -> Result<ServeBenchReport> {
         protocol_overhead_up: overhead(ok.iter().map(|r| (r.wire_up, r.upload))),
         protocol_overhead_down: overhead(ok.iter().map(|r| (r.wire_down, r.download))),
         key_upload_bytes,
+        registration_ms: Percentiles::of(&registration_ms),
         failures,
         first_failure,
         cpu: machine::cpu_model(),
@@ -373,6 +504,7 @@ impl ServeBenchReport {
             self.requests_per_token,
             self.key_upload_bytes
         );
+        out += &row("registration", &self.registration_ms);
         out += &format!(
             "  protocol adds     {:>9.3} % up, {:.3} % down (protobuf and gRPC framing)\n",
             100.0 * self.protocol_overhead_up,
@@ -385,6 +517,18 @@ impl ServeBenchReport {
                 .map(|(size, count)| format!("{size}×{count}"))
                 .collect();
             out += &format!("  batches (tokens×count) {}\n", sizes.join(" "));
+        }
+        if self.charges > 0 {
+            out += &format!(
+                "  budget charges    {:>9.1} µs per request ({} charges in {} commits, {:.1} µs each; {} state, {} replica{})\n",
+                self.charge_us_per_request,
+                self.charges,
+                self.charge_commits,
+                self.charge_us_per_commit,
+                self.state,
+                self.replicas,
+                if self.replicas == 1 { "" } else { "s" }
+            );
         }
         out += &format!("  failures          {}", self.failures);
         if let Some(first) = &self.first_failure {

@@ -251,6 +251,11 @@ impl<B: Backend> SecureServer<B> {
         self.pll.has_client(id)
     }
 
+    /// Drops a client's keys; false if it was not held.
+    pub fn remove_client(&mut self, id: ClientId) -> bool {
+        self.pll.remove_client(id)
+    }
+
     /// Admits a client with its serialized evaluation and public keys.
     pub fn register_client(
         &mut self,

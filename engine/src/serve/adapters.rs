@@ -1,34 +1,50 @@
 //! The adapters a server holds, by name, each on its HE backend and shared by every client:
 //! the concurrency lives here. An adapter's server sits behind a read-write lock:
 //! evaluations (a batch of jobs, on the worker pool) and key checks take it for reading,
-//! so they run side by side; only admitting a key set takes it for writing, and only for
-//! the insert (the costly key decoding and checks happen under the read lock).
+//! so they run side by side; only admitting or evicting a key set takes it for writing,
+//! and only for the insert or removal (the costly key decoding and checks happen under the
+//! read lock). Which key sets are held is the [`Residency`]'s to decide, under its own
+//! lock, which every change to the held set takes first: a leased key set is held.
 
+use super::residency::Residency;
 use crate::adapter::LoraAdapter;
 use crate::secure::{self, Job, Manifest, Reply, Request, SecureServer};
 use anyhow::{anyhow, bail, Result};
 use helora::ckks::Backend;
-use helora::pll::{ClientId, PllError, PllSettings};
+use helora::pll::{ClientId, PllError, PllSettings, PreparedClient};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex, RwLock};
 
 /// What the network server needs of an adapter's HE server, whatever its backend.
 trait SharedServer: Send + Sync {
     fn evaluate(&self, jobs: &[Job<'_>]) -> Vec<Result<Reply>>;
     fn check(&self, requests: &[&Request]) -> Result<()>;
     fn has_client(&self, id: ClientId) -> bool;
-    fn admit(&self, id: ClientId, eval_keys: &[u8], public_key: &[u8]) -> Result<()>;
+    /// Decodes and checks a key set (the costly half of an admission, under the read
+    /// lock); `None` if `id` is held already.
+    fn prepare(
+        &self,
+        id: ClientId,
+        eval_keys: &[u8],
+        public_key: &[u8],
+    ) -> Result<Option<Prepared>>;
+    /// Under the write lock: drops `evict`'s key sets, then holds `prepared` as `id`.
+    fn hold(&self, id: ClientId, prepared: Option<Prepared>, evict: &[ClientId]) -> Result<()>;
 }
+
+/// A key set decoded and checked by [`SharedServer::prepare`], for its own backend.
+type Prepared = Box<dyn std::any::Any + Send>;
 
 /// A poisoned lock means a thread panicked mid-update: refuse rather than use the state.
 fn poisoned<T>(_: T) -> anyhow::Error {
     anyhow!("the adapter's server state is unusable after an internal error")
 }
 
-impl<B: Backend> SharedServer for RwLock<SecureServer<B>>
+impl<B: Backend + 'static> SharedServer for RwLock<SecureServer<B>>
 where
     SecureServer<B>: Send + Sync,
+    PreparedClient<B>: Send,
 {
     fn evaluate(&self, jobs: &[Job<'_>]) -> Vec<Result<Reply>> {
         match self.read() {
@@ -49,20 +65,36 @@ where
         self.read().map(|s| s.has_client(id)).unwrap_or(false)
     }
 
-    fn admit(&self, id: ClientId, eval_keys: &[u8], public_key: &[u8]) -> Result<()> {
-        let prepared = {
-            let server = self.read().map_err(poisoned)?;
-            if server.has_client(id) {
-                return Ok(());
-            }
-            server.prepare_client(eval_keys, public_key)?
-        };
-        let mut server = self.write().map_err(poisoned)?;
+    fn prepare(
+        &self,
+        id: ClientId,
+        eval_keys: &[u8],
+        public_key: &[u8],
+    ) -> Result<Option<Prepared>> {
+        let server = self.read().map_err(poisoned)?;
         if server.has_client(id) {
-            // Another request admitted the same key set meanwhile.
-            return Ok(());
+            return Ok(None);
         }
-        server.insert_client(id, prepared)
+        Ok(Some(Box::new(
+            server.prepare_client(eval_keys, public_key)?,
+        )))
+    }
+
+    fn hold(&self, id: ClientId, prepared: Option<Prepared>, evict: &[ClientId]) -> Result<()> {
+        let mut server = self.write().map_err(poisoned)?;
+        for old in evict {
+            server.remove_client(*old);
+        }
+        // Another request may have admitted the same key set meanwhile.
+        match prepared {
+            Some(prepared) if !server.has_client(id) => {
+                let prepared = prepared
+                    .downcast::<PreparedClient<B>>()
+                    .map_err(|_| anyhow!("a key set prepared for another backend"))?;
+                server.insert_client(id, *prepared)
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -74,6 +106,27 @@ pub struct HeldAdapter {
     pub settings: PllSettings,
     pub backend: &'static str,
     server: Box<dyn SharedServer>,
+    residency: Arc<Mutex<Residency>>,
+}
+
+/// A key set held for a request in progress: not evicted until dropped.
+pub struct Lease {
+    residency: Arc<Mutex<Residency>>,
+    id: ClientId,
+}
+
+impl Lease {
+    pub fn id(&self) -> ClientId {
+        self.id
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Ok(mut residency) = self.residency.lock() {
+            residency.release(self.id);
+        }
+    }
 }
 
 impl HeldAdapter {
@@ -116,7 +169,21 @@ impl HeldAdapter {
             settings: server.settings().clone(),
             backend: secure::Serve::backend(&server),
             server: Box::new(RwLock::new(server)),
+            residency: Arc::new(Mutex::new(Residency::new(DEFAULT_RESIDENT_KEY_SETS))),
         }
+    }
+
+    /// Holds at most `cap` key sets in memory from now on (the least recently used go first).
+    pub fn with_resident_key_sets(self, cap: usize) -> Self {
+        if let Ok(mut residency) = self.residency.lock() {
+            *residency = Residency::new(cap);
+        }
+        self
+    }
+
+    /// Key sets held in memory now.
+    pub fn resident_key_sets(&self) -> usize {
+        self.residency.lock().map(|r| r.len()).unwrap_or(0)
     }
 
     /// Evaluates a batch of jobs (one token each, possibly of several clients) that ask for
@@ -135,11 +202,41 @@ impl HeldAdapter {
         self.server.has_client(id)
     }
 
-    /// Decodes and checks a key set against this adapter and holds it under `id`.
-    pub fn admit(&self, id: ClientId, eval_keys: &[u8], public_key: &[u8]) -> Result<()> {
-        self.server.admit(id, eval_keys, public_key)
+    /// Leases key set `id` if it is held; `None`: load it from the store and [`admit`] it.
+    ///
+    /// [`admit`]: Self::admit
+    pub fn lease(&self, id: ClientId) -> Option<Lease> {
+        let mut residency = self.residency.lock().ok()?;
+        residency.lease(id).then(|| Lease {
+            residency: self.residency.clone(),
+            id,
+        })
+    }
+
+    /// Decodes and checks a key set against this adapter, holds it under `id` and leases
+    /// it, evicting the least recently used idle key sets beyond the cap.
+    pub fn admit(&self, id: ClientId, eval_keys: &[u8], public_key: &[u8]) -> Result<Lease> {
+        let prepared = self.server.prepare(id, eval_keys, public_key)?;
+        // Every change to the held set happens under the residency's lock, so a lease
+        // always finds its key set held.
+        let mut residency = self.residency.lock().map_err(poisoned)?;
+        let evict = residency.admit(id);
+        if let Err(e) = self.server.hold(id, prepared, &evict) {
+            residency.forget(id);
+            return Err(e);
+        }
+        if !evict.is_empty() {
+            tracing::debug!(adapter = %self.name, evicted = evict.len(), "evicted idle key sets");
+        }
+        Ok(Lease {
+            residency: self.residency.clone(),
+            id,
+        })
     }
 }
+
+/// Key sets an adapter's server holds in memory unless told otherwise (`--resident-key-sets`).
+pub const DEFAULT_RESIDENT_KEY_SETS: usize = 64;
 
 /// The server's adapters by name.
 pub struct Adapters(BTreeMap<String, HeldAdapter>);

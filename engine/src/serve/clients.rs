@@ -1,4 +1,4 @@
-//! `helora clients add|list|revoke`: the operator's identities. A new client's API token
+//! `helora clients add|list|revoke|rotate`: the operator's identities. A new client's API token
 //! is printed once, as the last line; the state keeps only its hash.
 
 use super::state::{self, ClientRecord};
@@ -56,6 +56,22 @@ pub fn revoke(state: Option<&str>, name: &str) -> Result<()> {
             bail!("no client named {name:?}");
         }
         Ok(())
+    })
+}
+
+/// Gives `name` a new token and returns it; the old token stops working at once on every
+/// server on this state (each call looks its token up).
+pub fn rotate(state: Option<&str>, name: &str) -> Result<String> {
+    runtime()?.block_on(async {
+        let token = tokens::new_token()?;
+        if !state::open(state)
+            .await?
+            .rotate_token(name, &tokens::hash(&token))
+            .await?
+        {
+            bail!("no client named {name:?}");
+        }
+        Ok(token)
     })
 }
 

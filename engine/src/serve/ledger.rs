@@ -4,7 +4,8 @@
 //! that is waiting when it is free and commits them together, each still checked and
 //! applied on its own (a refused one changes nothing).
 
-use super::state::{Charge, ChargeOutcome, Store};
+use super::metrics::Metrics;
+use super::state::{is_unreachable, Charge, ChargeOutcome, Store, Unreachable};
 use anyhow::{anyhow, Result};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -39,7 +40,11 @@ impl OwnedCharge {
     }
 }
 
-type Waiting = (OwnedCharge, oneshot::Sender<Result<ChargeOutcome, String>>);
+/// A failed commit, as text (every charge of the group gets it), and whether the store was
+/// out of reach.
+type Failure = (String, bool);
+
+type Waiting = (OwnedCharge, oneshot::Sender<Result<ChargeOutcome, Failure>>);
 
 pub struct Ledger {
     sender: mpsc::Sender<Waiting>,
@@ -47,7 +52,7 @@ pub struct Ledger {
 
 impl Ledger {
     /// The ledger over `store`, its task on the current runtime.
-    pub fn start(store: Arc<dyn Store>) -> Self {
+    pub fn start(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
         let (sender, mut receiver) = mpsc::channel::<Waiting>(4 * GROUP);
         tokio::spawn(async move {
             while let Some(first) = receiver.recv().await {
@@ -59,7 +64,15 @@ impl Ledger {
                     }
                 }
                 let charges: Vec<Charge<'_>> = group.iter().map(|(c, _)| c.as_charge()).collect();
+                let started = std::time::Instant::now();
                 let outcomes = store.charge_many(&charges).await;
+                let seconds = started.elapsed().as_secs_f64();
+                metrics.charge_seconds.observe(seconds);
+                if let Ok(mut time) = metrics.charge_time.lock() {
+                    time.charges += charges.len() as u64;
+                    time.commits += 1;
+                    time.seconds += seconds;
+                }
                 drop(charges);
                 match outcomes {
                     Ok(outcomes) if outcomes.len() == group.len() => {
@@ -69,14 +82,16 @@ impl Ledger {
                     }
                     Ok(_) => {
                         for (_, reply) in group {
-                            let _ = reply
-                                .send(Err("the store answered the wrong number of charges".into()));
+                            let _ = reply.send(Err((
+                                "the store answered the wrong number of charges".into(),
+                                false,
+                            )));
                         }
                     }
                     Err(e) => {
-                        let why = format!("{e:#}");
+                        let failure = (format!("{e:#}"), is_unreachable(&e));
                         for (_, reply) in group {
-                            let _ = reply.send(Err(why.clone()));
+                            let _ = reply.send(Err(failure.clone()));
                         }
                     }
                 }
@@ -95,6 +110,12 @@ impl Ledger {
         answer
             .await
             .map_err(|_| anyhow!("the ledger stopped"))?
-            .map_err(|why| anyhow!("charging the budget: {why}"))
+            .map_err(|(why, unreachable)| {
+                if unreachable {
+                    anyhow!(Unreachable(format!("charging the budget: {why}")))
+                } else {
+                    anyhow!("charging the budget: {why}")
+                }
+            })
     }
 }

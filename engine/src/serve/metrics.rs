@@ -43,10 +43,26 @@ pub struct Metrics {
     pub queue_seconds: Histogram,
     pub bytes: Family<Direction, Counter>,
     pub registrations: Counter,
+    /// Key sets loaded from the store into an adapter's memory (after a restart, an
+    /// eviction, or a registration through another replica).
+    pub key_loads: Counter,
+    pub resident_key_sets: Gauge,
+    /// One group commit of budget charges in the store.
+    pub charge_seconds: Histogram,
     pub sessions: Gauge,
     budget_used: Family<BudgetLabels, Gauge>,
     /// Batches by their exact size in tokens (the histogram's buckets are powers of two).
     pub batch_sizes: std::sync::Mutex<std::collections::BTreeMap<usize, u64>>,
+    /// The charges' commits, exactly (for `bench serve`).
+    pub charge_time: std::sync::Mutex<ChargeTime>,
+}
+
+/// Budget charges committed, in how many group commits, and the commits' total time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChargeTime {
+    pub charges: u64,
+    pub commits: u64,
+    pub seconds: f64,
 }
 
 impl Metrics {
@@ -61,6 +77,10 @@ impl Metrics {
         let queue_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 17));
         let bytes = Family::<Direction, Counter>::default();
         let registrations = Counter::default();
+        let key_loads = Counter::default();
+        let resident_key_sets = Gauge::default();
+        // 10 µs … 0.65 s.
+        let charge_seconds = Histogram::new(exponential_buckets(0.00001, 2.0, 17));
         let sessions = Gauge::default();
         let budget_used = Family::<BudgetLabels, Gauge>::default();
         registry.register(
@@ -99,6 +119,21 @@ impl Metrics {
             "Key sets registered",
             registrations.clone(),
         );
+        registry.register(
+            "key_loads",
+            "Key sets loaded from the state into memory",
+            key_loads.clone(),
+        );
+        registry.register(
+            "resident_key_sets",
+            "Key sets held in memory, all adapters",
+            resident_key_sets.clone(),
+        );
+        registry.register(
+            "charge_seconds",
+            "One group commit of budget charges in the state",
+            charge_seconds.clone(),
+        );
         registry.register("sessions", "Open generation sessions", sessions.clone());
         registry.register(
             "budget_used",
@@ -115,9 +150,13 @@ impl Metrics {
             queue_seconds,
             bytes,
             registrations,
+            key_loads,
+            resident_key_sets,
+            charge_seconds,
             sessions,
             budget_used,
             batch_sizes: Default::default(),
+            charge_time: Default::default(),
         })
     }
 

@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod proto;
 pub mod remote;
+pub mod residency;
 pub mod scheduler;
 pub mod service;
 pub mod state;
@@ -46,10 +47,14 @@ pub struct ServeOptions {
     pub budget: u64,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub metrics: Option<SocketAddr>,
+    /// A plaintext address answering only gRPC health checks (for probes).
+    pub health: Option<SocketAddr>,
     pub scheduler: SchedulerConfig,
     pub limits: Limits,
     /// Longest a stop waits for open connections.
     pub drain: std::time::Duration,
+    /// Key sets each adapter holds in memory (least recently used evicted).
+    pub resident_key_sets: usize,
 }
 
 /// Runs the server until SIGTERM or Ctrl-C, then drains it.
@@ -85,17 +90,22 @@ fn pll_settings(options: &ServeOptions) -> Result<PllSettings> {
         settings.budget = options.budget;
     }
     settings.max_key_bytes = options.limits.max_key_upload;
+    // How many key sets are held is the residency's to bound (`--resident-key-sets`).
+    settings.max_clients = usize::MAX;
     settings.validate()?;
     Ok(settings)
 }
 
 fn load_adapters(options: &ServeOptions, settings: &PllSettings) -> Result<Adapters> {
-    let load = |name: &str, dir: &std::path::Path| match options.device {
-        DeviceChoice::Cpu => HeldAdapter::load_cpu(name, dir, settings.clone()),
-        #[cfg(feature = "cuda")]
-        DeviceChoice::Cuda => HeldAdapter::load_cuda(name, dir, settings.clone()),
-        #[cfg(not(feature = "cuda"))]
-        DeviceChoice::Cuda => anyhow::bail!(NO_CUDA),
+    let load = |name: &str, dir: &std::path::Path| {
+        let held = match options.device {
+            DeviceChoice::Cpu => HeldAdapter::load_cpu(name, dir, settings.clone()),
+            #[cfg(feature = "cuda")]
+            DeviceChoice::Cuda => HeldAdapter::load_cuda(name, dir, settings.clone()),
+            #[cfg(not(feature = "cuda"))]
+            DeviceChoice::Cuda => anyhow::bail!(NO_CUDA),
+        };
+        Ok(held?.with_resident_key_sets(options.resident_key_sets))
     };
     let specs: Vec<(String, PathBuf)> = if options.adapters.is_empty() {
         vec![("demo".to_string(), crate::demo::adapter_dir()?)]
@@ -172,7 +182,7 @@ pub async fn start(
     let service = Arc::new(Service {
         adapters: adapters.clone(),
         store: store.clone(),
-        ledger: ledger::Ledger::start(store.clone()),
+        ledger: ledger::Ledger::start(store.clone(), metrics.clone()),
         scheduler: scheduler.clone(),
         metrics: metrics.clone(),
         params: crate::secure::parameters()?,
@@ -204,10 +214,33 @@ pub async fn start(
     let grpc = proto::private_lora_server::PrivateLoraServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    tokio::spawn(report_health(health, store.clone(), stop.clone()));
+    if let Some(at) = options.health {
+        let listener = tokio::net::TcpListener::bind(at)
+            .await
+            .with_context(|| format!("listening for health checks on {at}"))?;
+        tracing::info!("health checks at {}", listener.local_addr()?);
+        let mut stopped = stop.clone();
+        let probes = tonic::transport::Server::builder()
+            .add_service(health_service.clone())
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            );
+        tokio::spawn(async move {
+            if let Err(e) = probes.await {
+                tracing::error!("the health listener failed: {e}");
+            }
+        });
+    }
     // No Nagle: a reply's last segment must not wait for the client's delayed ACK.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut stopped = stop.clone();
     let server = builder
+        .add_service(health_service)
         .add_service(grpc)
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = stopped.wait_for(|s| *s).await;
@@ -292,6 +325,41 @@ async fn serve(options: &ServeOptions) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How often the health service asks the state whether it answers.
+const HEALTH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Keeps grpc.health.v1's status of `helora.v1.PrivateLora` true: SERVING while the state
+/// answers, NOT_SERVING while it does not (a readiness probe then takes the replica out of
+/// its Service) and from the moment a stop begins. The server-wide status ("") stays
+/// SERVING while the process runs: that is liveness.
+async fn report_health(
+    health: tonic_health::server::HealthReporter,
+    store: Arc<dyn state::Store>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    type Grpc = proto::private_lora_server::PrivateLoraServer<Arc<Service>>;
+    let mut serving = None;
+    loop {
+        let up = !*stop.borrow() && store.ping().await.is_ok();
+        if serving != Some(up) {
+            if up {
+                health.set_serving::<Grpc>().await;
+            } else {
+                tracing::warn!("not ready: the state does not answer, or the server is stopping");
+                health.set_not_serving::<Grpc>().await;
+            }
+            serving = Some(up);
+        }
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    }
 }
 
 /// Largest gRPC message either side accepts: a prompt's site request (up to

@@ -5,6 +5,8 @@
 //! server and token), so a second run finds its key set on the server by fingerprint and
 //! uploads nothing. A broken connection is reopened and the request in flight re-sent
 //! with the same (session, seq): the server answers it identically and charges it once.
+//! Given several server addresses (replicas on one shared state), it moves to the next one
+//! when its server breaks, and the re-sent request is answered there the same way.
 
 use super::proto::{self, private_lora_client::PrivateLoraClient};
 use super::tokens;
@@ -28,7 +30,8 @@ use tonic::{Code, Status};
 /// How to reach a server.
 #[derive(Clone, Debug)]
 pub struct RemoteOptions {
-    /// `http://HOST:PORT`, or `https://…` for TLS.
+    /// `http://HOST:PORT`, or `https://…` for TLS; several, comma-separated, for replicas
+    /// that share one state (tried in turn).
     pub url: String,
     pub token: String,
     /// The adapter's name on the server; empty: the server's only one.
@@ -63,6 +66,10 @@ struct OpenSession {
 pub struct RemoteServer {
     runtime: tokio::runtime::Runtime,
     client: Client,
+    options: RemoteOptions,
+    /// The replicas' addresses and the one in use.
+    urls: Vec<String>,
+    current: usize,
     adapter: String,
     manifest: Manifest,
     settings: PllSettings,
@@ -105,6 +112,56 @@ fn retryable(status: &Status) -> bool {
     )
 }
 
+/// The addresses `--server` lists.
+fn urls(options: &RemoteOptions) -> Result<Vec<String>> {
+    let urls: Vec<String> = options
+        .url
+        .split(',')
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() {
+        bail!("--server names no address");
+    }
+    Ok(urls)
+}
+
+/// Connects to the first of the servers that answers and fetches the adapter's manifest.
+async fn first_answering(
+    options: &RemoteOptions,
+    urls: &[String],
+) -> Result<(Client, usize, proto::ManifestReply)> {
+    let mut failures = Vec::new();
+    for (index, url) in urls.iter().enumerate() {
+        let answered = match channel(options, url).await {
+            Ok(mut client) => client
+                .get_manifest(proto::ManifestRequest {
+                    adapter: options.adapter.clone(),
+                })
+                .await
+                .map(|reply| (client, reply.into_inner())),
+            Err(e) => {
+                failures.push(format!("{e:#}"));
+                continue;
+            }
+        };
+        match answered {
+            Ok((client, reply)) => return Ok((client, index, reply)),
+            // Another replica may answer; a refusal (token, adapter) is the same on all.
+            Err(status) if retryable(&status) => {
+                failures.push(format!("{url}: {:?}: {}", status.code(), status.message()))
+            }
+            Err(status) => {
+                return Err(call_error(
+                    &format!("asking {url} for its manifest"),
+                    status,
+                ))
+            }
+        }
+    }
+    bail!("no server answered: {}", failures.join("; "))
+}
+
 /// Connects to the server, fetches the adapter's manifest and makes sure the server holds
 /// this client's key set (uploading it only if not).
 pub fn connect(options: &RemoteOptions, params: &Params) -> Result<Connected> {
@@ -112,13 +169,8 @@ pub fn connect(options: &RemoteOptions, params: &Params) -> Result<Connected> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let mut client = runtime.block_on(channel(options))?;
-    let reply = runtime
-        .block_on(client.get_manifest(proto::ManifestRequest {
-            adapter: options.adapter.clone(),
-        }))
-        .map_err(|s| call_error(&format!("asking {} for its manifest", options.url), s))?
-        .into_inner();
+    let urls = urls(options)?;
+    let (mut client, current, reply) = runtime.block_on(first_answering(options, &urls))?;
     let manifest = manifest_of(&reply)?;
     if manifest.params_id != params.id() {
         bail!("the server uses other CKKS parameters than this client");
@@ -168,6 +220,9 @@ pub fn connect(options: &RemoteOptions, params: &Params) -> Result<Connected> {
         server: RemoteServer {
             runtime,
             client,
+            options: options.clone(),
+            urls,
+            current,
             adapter: reply.adapter.clone(),
             manifest,
             settings,
@@ -190,15 +245,15 @@ fn upload_bytes(upload: &KeyUpload) -> usize {
     upload.eval_keys.len() + upload.public_key.len()
 }
 
-async fn channel(options: &RemoteOptions) -> Result<Client> {
+async fn channel(options: &RemoteOptions, url: &str) -> Result<Client> {
     let bearer = format!("Bearer {}", options.token.trim());
     if tokens::from_bearer(&bearer).is_none() {
         bail!("the API token is malformed: expected hlr_ and 64 hex digits");
     }
     let header = MetadataValue::try_from(bearer)
         .map_err(|_| anyhow!("the API token is not valid header text"))?;
-    let mut endpoint = Endpoint::from_shared(options.url.clone())
-        .with_context(|| format!("--server {}: not a URL", options.url))?
+    let mut endpoint = Endpoint::from_shared(url.to_string())
+        .with_context(|| format!("--server {url}: not a URL"))?
         .connect_timeout(Duration::from_secs(10))
         .tcp_nodelay(true)
         // A prompt's request is megabytes: HTTP/2's default 64 KiB windows would make it
@@ -208,7 +263,7 @@ async fn channel(options: &RemoteOptions) -> Result<Client> {
         .initial_connection_window_size(WINDOW)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
-    if options.url.starts_with("https://") {
+    if url.starts_with("https://") {
         let mut tls = ClientTlsConfig::new().with_webpki_roots();
         if let Some(ca) = &options.ca_cert {
             let pem =
@@ -222,7 +277,7 @@ async fn channel(options: &RemoteOptions) -> Result<Client> {
     let channel = endpoint
         .connect()
         .await
-        .with_context(|| format!("connecting to {}", options.url))?;
+        .with_context(|| format!("connecting to {url}"))?;
     Ok(PrivateLoraClient::with_interceptor(channel, Bearer(header))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE))
@@ -308,12 +363,14 @@ impl RemoteServer {
                     self.stats.retries += 1;
                     let wait = Duration::from_millis(100 << attempt.min(6));
                     eprintln!(
-                        "helora: the connection to the server broke ({}); retrying in {} ms ({attempt}/{})",
+                        "helora: the connection to {} broke ({}); retrying in {} ms ({attempt}/{})",
+                        self.urls[self.current],
                         status.message(),
                         wait.as_millis(),
                         self.retries
                     );
                     std::thread::sleep(wait);
+                    self.reconnect();
                 }
                 Err(status) => {
                     self.open = None;
@@ -323,6 +380,19 @@ impl RemoteServer {
                     ));
                 }
             }
+        }
+    }
+
+    /// A new connection, to the next replica when there are several; a server that does
+    /// not answer yet is tried again at the next attempt.
+    fn reconnect(&mut self) {
+        if self.urls.len() > 1 {
+            self.current = (self.current + 1) % self.urls.len();
+        }
+        let url = &self.urls[self.current];
+        match self.runtime.block_on(channel(&self.options, url)) {
+            Ok(client) => self.client = client,
+            Err(e) => eprintln!("helora: {e:#}"),
         }
     }
 
@@ -415,7 +485,8 @@ impl Serve for RemoteServer {
     }
 }
 
-/// Where this client's key seed for `options`' server and token lives.
+/// Where this client's key seed for `options`' token and adapter lives (a token belongs to
+/// one state, whichever replica of it answers).
 fn key_file(options: &RemoteOptions) -> Result<PathBuf> {
     let dir = match &options.key_dir {
         Some(dir) => dir.clone(),
@@ -425,8 +496,6 @@ fn key_file(options: &RemoteOptions) -> Result<PathBuf> {
             .join("client-keys"),
     };
     let mut hash = Sha256::new();
-    hash.update(options.url.as_bytes());
-    hash.update([0]);
     hash.update(options.token.trim().as_bytes());
     hash.update([0]);
     hash.update(options.adapter.as_bytes());

@@ -2,12 +2,12 @@
 //! refusal a precise status, and nothing a client sends can stop the server serving the
 //! others. The PLL budget is charged in the durable store before a reply leaves.
 
-use super::adapters::{is_client_error, Adapters, HeldAdapter};
+use super::adapters::{is_client_error, Adapters, HeldAdapter, Lease};
 use super::ledger::{Ledger, OwnedCharge};
 use super::metrics::Metrics;
 use super::proto::{self, private_lora_server::PrivateLora};
 use super::scheduler::{Refused, Scheduler};
-use super::state::{ChargeOutcome, ClientRecord, KeysAdded, Store};
+use super::state::{self, ChargeOutcome, ClientRecord, KeysAdded, Store};
 use super::tokens;
 use crate::secure::{parse_inputs, InputScaling, Request};
 use helora::ckks::Params;
@@ -68,7 +68,13 @@ impl Drop for Active {
     }
 }
 
+/// A failure of the server's own: the state database out of reach is worth a retry
+/// (UNAVAILABLE, which clients retry with backoff); anything else is an internal error.
 fn internal(e: anyhow::Error) -> Status {
+    if state::is_unreachable(&e) {
+        tracing::warn!("the state database is unreachable: {e:#}");
+        return Status::unavailable(format!("the server's state database is unreachable: {e:#}"));
+    }
     tracing::error!("internal error: {e:#}");
     Status::internal(format!("internal server error: {e:#}"))
 }
@@ -118,12 +124,10 @@ impl Service {
         client.budget.min(adapter.settings.budget)
     }
 
-    /// The key set `fingerprint` of `client`, held by `adapter`'s evaluator (loaded from
-    /// the store after a restart).
-    async fn key_set(
+    /// The id of `client`'s key set `fingerprint`.
+    async fn key_set_id(
         &self,
         client: &ClientRecord,
-        adapter: &HeldAdapter,
         fingerprint: &[u8],
     ) -> Result<ClientId, Status> {
         let fingerprint = fingerprint_of(fingerprint)?;
@@ -138,18 +142,28 @@ impl Service {
                     tokens::hex(&fingerprint)
                 ))
             })?;
-        let pll_id = ClientId(u64::try_from(id).map_err(|_| Status::internal("bad key set id"))?);
-        if !adapter.has_client(pll_id) {
-            let keys = self
-                .store
-                .key_set(id)
-                .await
-                .map_err(internal)?
-                .ok_or_else(|| Status::failed_precondition("the key set was removed"))?;
-            self.admit(adapter, pll_id, keys.eval_keys, keys.public_key)
-                .await?;
+        Ok(ClientId(
+            u64::try_from(id).map_err(|_| Status::internal("bad key set id"))?,
+        ))
+    }
+
+    /// Key set `id` held by `adapter`'s evaluator for the request in progress: loaded from
+    /// the store when this replica does not hold it (after a restart, an eviction, or a
+    /// registration through another replica).
+    async fn resident(&self, adapter: &HeldAdapter, id: ClientId) -> Result<Lease, Status> {
+        if let Some(lease) = adapter.lease(id) {
+            return Ok(lease);
         }
-        Ok(pll_id)
+        let stored = i64::try_from(id.0).map_err(|_| Status::internal("bad key set id"))?;
+        let keys = self
+            .store
+            .key_set(stored)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| Status::failed_precondition("the key set was removed"))?;
+        self.metrics.key_loads.inc();
+        self.admit(adapter, id, keys.eval_keys, keys.public_key)
+            .await
     }
 
     /// Decodes and checks a key set for `adapter` off the async threads.
@@ -159,9 +173,10 @@ impl Service {
         id: ClientId,
         eval_keys: Vec<u8>,
         public_key: Vec<u8>,
-    ) -> Result<(), Status> {
+    ) -> Result<Lease, Status> {
         let adapters = self.adapters.clone();
         let name = adapter.name.clone();
+        let held = adapters.clone();
         let result = tokio::task::spawn_blocking(move || {
             adapters
                 .get(&name)
@@ -170,6 +185,10 @@ impl Service {
         })
         .await
         .map_err(|e| internal(e.into()))?;
+        let resident: usize = held.iter().map(HeldAdapter::resident_key_sets).sum();
+        self.metrics
+            .resident_key_sets
+            .set(i64::try_from(resident).unwrap_or(i64::MAX));
         result.map_err(|e| {
             if is_client_error(&e) {
                 Status::failed_precondition(format!(
@@ -235,11 +254,13 @@ impl Service {
         let id = match key_sets.get(&key) {
             Some(id) => *id,
             None => {
-                let id = self.key_set(client, adapter, &message.fingerprint).await?;
+                let id = self.key_set_id(client, &message.fingerprint).await?;
                 key_sets.insert(key, id);
                 id
             }
         };
+        // Held until the reply is made: the key set is not evicted under the evaluation.
+        let _lease = self.resident(adapter, id).await?;
         let permit = self.scheduler.reserve(requests.len()).map_err(refused)?;
         let digest = digest(&requests);
         let projections: Vec<(usize, String)> =
@@ -531,7 +552,11 @@ impl PrivateLora for Arc<Service> {
             }
         };
         let pll_id = ClientId(u64::try_from(id).map_err(|_| Status::internal("bad key set id"))?);
-        if let Err(status) = self.admit(adapter, pll_id, eval_keys, public_key).await {
+        if let Err(status) = self
+            .admit(adapter, pll_id, eval_keys, public_key)
+            .await
+            .map(drop)
+        {
             // Keys that do not fit the adapter are not kept.
             if let Err(e) = self.store.remove_keys(id).await {
                 tracing::error!("removing refused key set {id}: {e:#}");

@@ -177,14 +177,24 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server on `state` with `args` (adapters, flags) and waits for its address.
+    /// Starts a server on `dir`'s state with `args` (adapters, flags) and waits for its
+    /// address.
     pub fn start(dir: &TempDir, args: &[String]) -> Self {
-        Self::try_start(dir, args)
+        Self::start_on(dir, &dir.state(), args)
+    }
+
+    /// As [`start`](Self::start), on the state `state` (its log in `dir`).
+    pub fn start_on(dir: &TempDir, state: &str, args: &[String]) -> Self {
+        Self::try_start_on(dir, state, args)
             .unwrap_or_else(|log| panic!("helora serve printed no address: {log}"))
     }
 
     /// As [`start`](Self::start); a server that exits instead gives its log.
     pub fn try_start(dir: &TempDir, args: &[String]) -> Result<Self, String> {
+        Self::try_start_on(dir, &dir.state(), args)
+    }
+
+    fn try_start_on(dir: &TempDir, state: &str, args: &[String]) -> Result<Self, String> {
         let log = dir.path().join(format!(
             "serve-{}.log",
             std::time::SystemTime::now()
@@ -194,7 +204,7 @@ impl Server {
         ));
         let mut child = Command::new(binary())
             .arg("serve")
-            .args(["--state", &dir.state()])
+            .args(["--state", state])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
@@ -465,4 +475,23 @@ pub fn idle_session(
         )))
         .expect("an idle session opens");
     (sender, session)
+}
+
+/// grpc.health.v1's status of `service` ("" for the whole server) at `url`, or the call's
+/// status code.
+pub fn health(rt: &tokio::runtime::Runtime, url: &str, service: &str) -> Result<i32, tonic::Code> {
+    rt.block_on(async {
+        let channel = Channel::from_shared(url.to_string())
+            .expect("a URL")
+            .connect()
+            .await
+            .expect("connects");
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .map(|r| r.into_inner().status)
+            .map_err(|s| s.code())
+    })
 }

@@ -2,10 +2,17 @@
 //! hashes), their key sets (addressed by fingerprint), the PLL budgets they have used, the
 //! last request of every session (so a re-sent request is charged once), and the server's
 //! own secret (from which every answer's noise is derived). SQLite is the embedded store;
-//! another (PostgreSQL) implements the same trait.
+//! PostgreSQL the one that server replicas share. Both run versioned migrations
+//! (`engine/migrations/`) at start, and both pass the same tests (`tests.rs`).
 
+mod postgres;
+pub mod scratch;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
+pub use postgres::PostgresStore;
+pub use scratch::ScratchSchema;
 pub use sqlite::SqliteStore;
 
 use anyhow::Result;
@@ -93,6 +100,11 @@ pub trait Store: Send + Sync {
     async fn clients(&self) -> Result<Vec<ClientRecord>>;
     /// Revokes by name; false if there is no such client.
     async fn revoke(&self, name: &str) -> Result<bool>;
+    /// Gives the client `name` a new token (its hash), the old one refused from now on;
+    /// its identity, budget and key sets stay. False if there is no such client.
+    async fn rotate_token(&self, name: &str, token_hash: &[u8; 32]) -> Result<bool>;
+    /// Whether the store answers (a readiness check).
+    async fn ping(&self) -> Result<()>;
     async fn client_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<ClientRecord>>;
     async fn add_keys(
         &self,
@@ -124,19 +136,83 @@ pub trait Store: Send + Sync {
     }
 }
 
-/// Opens the store a `--state` argument names: `sqlite:PATH`, a bare path, or, by default,
-/// `state.sqlite` in helora's data dir.
+/// How long a finished session's last request stays re-sendable: while its generation runs
+/// and is retried it matters; a week later it is history, and the table would otherwise
+/// grow with every generation ever served.
+const SESSION_RETENTION_SECS: i64 = 7 * 24 * 3600;
+
+/// The stores' integers are signed: budgets and counts above i64::MAX are stored as
+/// i64::MAX (an unbounded budget stays unbounded).
+fn to_sql(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn from_sql(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// Seconds since the Unix epoch.
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// What a charge whose session already reached `last_seq` (with inputs `digest`) gets: the
+/// same request again is answered without a charge; anything else is refused.
+fn replay_outcome(charge: &Charge<'_>, last_seq: u64, digest: &[u8]) -> ChargeOutcome {
+    if charge.seq == last_seq {
+        if *digest == charge.digest[..] {
+            ChargeOutcome::AlreadyCharged
+        } else {
+            ChargeOutcome::Conflict(format!(
+                "request {} of this session was sent before with other inputs",
+                charge.seq
+            ))
+        }
+    } else {
+        ChargeOutcome::Conflict(format!(
+            "request {} is older than this session's last ({last_seq})",
+            charge.seq
+        ))
+    }
+}
+
+/// Opens the store a `--state` argument names: `postgres://…` (or `postgresql://…`),
+/// `sqlite:PATH`, a bare path, or, by default, `state.sqlite` in helora's data dir.
 pub async fn open(spec: Option<&str>) -> Result<Box<dyn Store>> {
     let path = match spec {
         None => default_path()?,
-        Some(spec) if spec.starts_with("postgres://") || spec.starts_with("postgresql://") => {
-            anyhow::bail!(
-                "--state {spec}: this build keeps state in SQLite only (sqlite:PATH); PostgreSQL comes with server replicas"
-            )
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            return Ok(Box::new(PostgresStore::open(url).await?));
         }
         Some(spec) => PathBuf::from(spec.strip_prefix("sqlite:").unwrap_or(spec)),
     };
     Ok(Box::new(SqliteStore::open(&path).await?))
+}
+
+/// A store that could not be reached, as an error that crosses threads as text.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreachable(pub String);
+
+/// Whether a store error means the store could not be reached (a request may succeed if
+/// retried), rather than that it refused something.
+pub fn is_unreachable(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.is::<Unreachable>()
+            || matches!(
+                cause.downcast_ref::<sqlx::Error>(),
+                Some(
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                )
+            )
+    })
 }
 
 /// `state.sqlite` under the user's data dir (`~/.local/share/helora` on Linux).

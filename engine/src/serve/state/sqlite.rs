@@ -4,76 +4,20 @@
 //! first could not take the write lock after another process (`helora clients add`)
 //! committed (SQLITE_BUSY_SNAPSHOT), where an immediate one waits its turn.
 
-use super::{Charge, ChargeOutcome, ClientRecord, KeySet, KeysAdded, Store};
+use super::{
+    from_sql, now, replay_outcome, to_sql, Charge, ChargeOutcome, ClientRecord, KeySet, KeysAdded,
+    Store, SESSION_RETENTION_SECS,
+};
 use anyhow::{Context, Result};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::path::{Path, PathBuf};
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS server (
-    key TEXT PRIMARY KEY,
-    value BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS clients (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL UNIQUE,
-    token_hash BLOB NOT NULL UNIQUE,
-    budget INTEGER NOT NULL,
-    adapter TEXT,
-    revoked INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS key_sets (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    client_id INTEGER NOT NULL REFERENCES clients(id),
-    fingerprint BLOB NOT NULL,
-    eval_keys BLOB NOT NULL,
-    public_key BLOB NOT NULL,
-    created_at INTEGER NOT NULL,
-    UNIQUE (client_id, fingerprint)
-);
-CREATE TABLE IF NOT EXISTS usage (
-    client_id INTEGER NOT NULL REFERENCES clients(id),
-    adapter TEXT NOT NULL,
-    layer INTEGER NOT NULL,
-    module TEXT NOT NULL,
-    used INTEGER NOT NULL,
-    PRIMARY KEY (client_id, adapter, layer, module)
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    client_id INTEGER NOT NULL REFERENCES clients(id),
-    session BLOB NOT NULL,
-    last_seq INTEGER NOT NULL,
-    digest BLOB NOT NULL,
-    updated_at INTEGER NOT NULL,
-    PRIMARY KEY (client_id, session)
-);
-"#;
-
-/// How long a finished session's last request stays re-sendable.
-const SESSION_RETENTION_SECS: i64 = 7 * 24 * 3600;
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
     pool: SqlitePool,
     path: PathBuf,
-}
-
-/// SQLite integers are signed: budgets and counts above i64::MAX are stored as i64::MAX
-/// (an unbounded budget stays unbounded).
-fn to_sql(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn from_sql(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn record(row: &sqlx::sqlite::SqliteRow) -> Result<ClientRecord> {
@@ -108,13 +52,10 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .with_context(|| format!("opening the state database {}", path.display()))?;
-        sqlx::raw_sql(SCHEMA)
-            .execute(&pool)
+        MIGRATOR
+            .run(&pool)
             .await
-            .with_context(|| format!("creating the schema in {}", path.display()))?;
-        // A session's idempotency key matters while its generation runs and is retried:
-        // a week later it is history, and the table would otherwise grow with every
-        // generation ever served.
+            .with_context(|| format!("migrating the state database {}", path.display()))?;
         sqlx::query("DELETE FROM sessions WHERE updated_at < ?")
             .bind(now() - SESSION_RETENTION_SECS)
             .execute(&pool)
@@ -195,6 +136,20 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn rotate_token(&self, name: &str, token_hash: &[u8; 32]) -> Result<bool> {
+        let done = sqlx::query("UPDATE clients SET token_hash = ? WHERE name = ?")
+            .bind(&token_hash[..])
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn client_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<ClientRecord>> {
@@ -352,21 +307,8 @@ async fn charge_one(tx: &mut sqlx::SqliteConnection, charge: &Charge<'_>) -> Res
     if let Some(last) = last {
         let last_seq = from_sql(last.try_get("last_seq")?);
         let digest: Vec<u8> = last.try_get("digest")?;
-        if charge.seq == last_seq {
-            return Ok(if digest == charge.digest[..] {
-                ChargeOutcome::AlreadyCharged
-            } else {
-                ChargeOutcome::Conflict(format!(
-                    "request {} of this session was sent before with other inputs",
-                    charge.seq
-                ))
-            });
-        }
-        if charge.seq < last_seq {
-            return Ok(ChargeOutcome::Conflict(format!(
-                "request {} is older than this session's last ({last_seq})",
-                charge.seq
-            )));
+        if charge.seq <= last_seq {
+            return Ok(replay_outcome(charge, last_seq, &digest));
         }
     }
     for (layer, module) in charge.projections {
@@ -416,84 +358,4 @@ async fn charge_one(tx: &mut sqlx::SqliteConnection, charge: &Charge<'_>) -> Res
     .execute(&mut *tx)
     .await?;
     Ok(ChargeOutcome::Charged)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
-    /// Every outcome of a charge, and that nothing is charged unless it says `Charged`.
-    #[test]
-    fn charges_are_atomic_idempotent_and_bounded() {
-        let dir = std::env::temp_dir().join(format!("helora-state-{}", std::process::id()));
-        let path = dir.join("state.sqlite");
-        runtime().block_on(async {
-            let store = SqliteStore::open(&path).await.unwrap();
-            let secret = store.server_secret().await.unwrap();
-            assert_eq!(store.server_secret().await.unwrap(), secret, "made once");
-            let client = store.add_client("a", &[1; 32], 3, None).await.unwrap();
-            assert!(
-                store.add_client("a", &[2; 32], 3, None).await.is_err(),
-                "names are unique"
-            );
-            let projections = vec![(0, "q_proj".to_string()), (0, "v_proj".to_string())];
-            let charge = |seq: u64, count: u64, digest: [u8; 32]| {
-                let projections = projections.clone();
-                let store = &store;
-                async move {
-                    store
-                        .charge(&Charge {
-                            client: client.id,
-                            adapter: "x",
-                            projections: &projections,
-                            count,
-                            server_budget: 100,
-                            session: &[7; 16],
-                            seq,
-                            digest: &digest,
-                        })
-                        .await
-                        .unwrap()
-                }
-            };
-            assert_eq!(charge(0, 2, [0; 32]).await, ChargeOutcome::Charged);
-            assert_eq!(charge(0, 2, [0; 32]).await, ChargeOutcome::AlreadyCharged);
-            assert!(matches!(
-                charge(0, 2, [9; 32]).await,
-                ChargeOutcome::Conflict(_)
-            ));
-            // Two more would make 4 > 3: refused whole, nothing charged.
-            assert!(matches!(
-                charge(1, 2, [1; 32]).await,
-                ChargeOutcome::Exhausted { budget: 3, .. }
-            ));
-            assert_eq!(store.most_used(client.id, "x").await.unwrap(), 2);
-            assert_eq!(charge(1, 1, [1; 32]).await, ChargeOutcome::Charged);
-            assert!(
-                matches!(charge(0, 1, [3; 32]).await, ChargeOutcome::Conflict(_)),
-                "stale seq"
-            );
-            assert_eq!(store.most_used(client.id, "x").await.unwrap(), 3);
-            assert!(store.revoke("a").await.unwrap());
-            assert_eq!(charge(2, 1, [2; 32]).await, ChargeOutcome::Revoked);
-            let usage = store.usage().await.unwrap();
-            assert_eq!(usage.len(), 2);
-            assert!(usage.iter().all(|u| u.4 == 3));
-        });
-        // The counts are on disk: a new store on the same file sees them.
-        runtime().block_on(async {
-            let store = SqliteStore::open(&path).await.unwrap();
-            let clients = store.clients().await.unwrap();
-            assert_eq!(store.most_used(clients[0].id, "x").await.unwrap(), 3);
-            assert!(clients[0].revoked);
-        });
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 }
