@@ -2,6 +2,7 @@
 
 use crate::attack::{self, AttackCommand};
 use crate::bench::series::{self, SweepOver};
+use crate::bench::serve_sweep::ServeSweepOver;
 use crate::bench::sweep;
 use crate::bench::{self, lora::LoraOptions, ops::OpsOptions, token::TokenOptions};
 use crate::device::DeviceChoice;
@@ -309,6 +310,16 @@ pub struct ServeBenchArgs {
     /// a schema of its own in it and drops it after. Default: a SQLite file.
     #[arg(long, value_name = "URL")]
     pub state: Option<String>,
+    /// Run again at each of --plot-points and draw throughput and p99 request latency
+    /// against them into this PNG.
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<std::path::PathBuf>,
+    /// What the --plot sweep varies.
+    #[arg(long, value_enum, default_value_t = ServeSweepOver::KeySets, requires = "plot")]
+    pub plot_over: ServeSweepOver,
+    /// The sweep's points (default: 1,2,4,8,16, key sets at most --clients; replicas 1,2).
+    #[arg(long, value_delimiter = ',', requires = "plot")]
+    pub plot_points: Option<Vec<usize>>,
     #[arg(long)]
     pub json: bool,
 }
@@ -440,6 +451,15 @@ pub fn run(cli: Cli) -> Result<()> {
                 replicas: args.replicas as usize,
                 state: args.state.clone(),
             };
+            if let Some(plot) = &args.plot {
+                let points = args
+                    .plot_points
+                    .clone()
+                    .unwrap_or_else(|| args.plot_over.default_points(options.clients));
+                let report =
+                    bench::serve_sweep::run_and_plot(&options, args.plot_over, &points, plot)?;
+                return write_report(&report, args.json, || report.table());
+            }
             let report = bench::serve::run(&options)?;
             write_report(&report, args.json, || report.table())
         }

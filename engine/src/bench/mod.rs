@@ -20,6 +20,7 @@ pub mod random_model;
 pub mod report;
 pub mod series;
 pub mod serve;
+pub mod serve_sweep;
 pub mod stopwatch;
 pub mod sweep;
 pub mod timing;

@@ -20,8 +20,7 @@ type Curve = (&'static str, RGBColor, Vec<(f64, f64)>);
 
 /// Draws `sweep` into the PNG at `path`; `title` heads the chart.
 pub fn draw(sweep: &Sweep, path: &Path, title: &str) -> Result<()> {
-    register_font("sans-serif", FontStyle::Normal, FONT)
-        .map_err(|_| anyhow!("the embedded font is not a usable TrueType font"))?;
+    use_embedded_font()?;
     let fail = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
 
     let xs: Vec<f64> = sweep.points.iter().map(|p| p.x as f64).collect();
@@ -153,11 +152,22 @@ pub fn draw(sweep: &Sweep, path: &Path, title: &str) -> Result<()> {
     root.present().map_err(|e| fail(&e))?;
     drop(chart);
     drop(root);
+    save_png(path, &pixels, SIZE)
+}
+
+/// Registers DejaVu Sans as the charts' "sans-serif".
+pub(super) fn use_embedded_font() -> Result<()> {
+    register_font("sans-serif", FontStyle::Normal, FONT)
+        .map_err(|_| anyhow!("the embedded font is not a usable TrueType font"))
+}
+
+/// Writes RGB `pixels` of `size` as a PNG (an I/O error in words).
+pub(super) fn save_png(path: &Path, pixels: &[u8], size: (u32, u32)) -> Result<()> {
     image::save_buffer_with_format(
         path,
-        &pixels,
-        SIZE.0,
-        SIZE.1,
+        pixels,
+        size.0,
+        size.1,
         image::ColorType::Rgb8,
         image::ImageFormat::Png,
     )
@@ -174,7 +184,7 @@ fn ms_label(y: f64) -> String {
 }
 
 /// Smallest and largest of `values` (positive), (1, 1) for none.
-fn bounds(values: &[f64]) -> (f64, f64) {
+pub(super) fn bounds(values: &[f64]) -> (f64, f64) {
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
     let max = values.iter().copied().fold(0.0, f64::max);
     if min.is_finite() && max > 0.0 {
