@@ -113,6 +113,16 @@ extern "C" {
 #endif // __cplusplus
 
 /*
+ How many handles and buffers are live in this process (made and not yet freed): for
+ leak checks. helora keeps what the caller has not freed reachable from its registry, so
+ a memory checker shows it as reachable, not lost: this count is how a test sees it.
+
+ # Safety
+ `handles` and `buffers` point to writable `size_t`s.
+ */
+helora_status helora_live_count(size_t *handles, size_t *buffers);
+
+/*
  Frees a buffer that helora filled, and empties it (`data` NULL, `len` 0). NULL, or an
  empty buffer, is a no-op; a buffer freed already is `HELORA_INVALID_HANDLE`.
 

@@ -4,8 +4,10 @@
 //! registered, so a double free or a foreign pointer is an error, not a corruption.
 //! Float outputs go to the caller's own arrays.
 
-use crate::error::{guard, helora_status, Error, Result, HELORA_INVALID_ARGUMENT,
-    HELORA_INVALID_HANDLE, HELORA_WRONG_SIZE};
+use crate::error::{
+    guard, helora_status, Error, Result, HELORA_INVALID_ARGUMENT, HELORA_INVALID_HANDLE,
+    HELORA_WRONG_SIZE,
+};
 use std::collections::HashMap;
 use std::ffi::{c_char, CStr};
 use std::sync::{LazyLock, Mutex};
@@ -22,7 +24,14 @@ pub struct helora_buffer {
 static BUFFERS: LazyLock<Mutex<HashMap<usize, Box<[u8]>>>> = LazyLock::new(Default::default);
 
 fn buffers() -> std::sync::MutexGuard<'static, HashMap<usize, Box<[u8]>>> {
-    BUFFERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    BUFFERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// How many buffers are live.
+pub(crate) fn live_count() -> usize {
+    buffers().len()
 }
 
 /// A checked out-pointer for a buffer.
@@ -120,7 +129,10 @@ pub(crate) unsafe fn slice<'a, T>(data: *const T, len: usize, what: &str) -> Res
         };
     }
     if len > isize::MAX as usize / std::mem::size_of::<T>().max(1) {
-        return Err(Error::new(HELORA_WRONG_SIZE, format!("{what}: {len} values is too many")));
+        return Err(Error::new(
+            HELORA_WRONG_SIZE,
+            format!("{what}: {len} values is too many"),
+        ));
     }
     if !data.is_aligned() {
         return Err(Error::new(
@@ -190,7 +202,11 @@ pub(crate) unsafe fn optional_text<'a>(text: *const c_char, what: &str) -> Resul
 ///
 /// # Safety
 /// `texts` is NULL or points to `len` pointers, each as in [`text`].
-pub(crate) unsafe fn texts<'a>(texts: *const *const c_char, len: usize, what: &str) -> Result<Vec<&'a str>> {
+pub(crate) unsafe fn texts<'a>(
+    texts: *const *const c_char,
+    len: usize,
+    what: &str,
+) -> Result<Vec<&'a str>> {
     // SAFETY: per this function's contract.
     let pointers = unsafe { slice(texts, len, what)? };
     pointers
@@ -213,12 +229,21 @@ mod tests {
         };
         let target = out(&mut buffer, "buffer").map_err(|e| e.message).unwrap();
         target.set(vec![1, 2, 3]);
-        let copy = helora_buffer { data: buffer.data, len: buffer.len };
+        let copy = helora_buffer {
+            data: buffer.data,
+            len: buffer.len,
+        };
         // SAFETY: a live helora_buffer on the stack.
-        assert_eq!(unsafe { helora_buffer_free(&mut buffer) }, crate::error::HELORA_OK);
+        assert_eq!(
+            unsafe { helora_buffer_free(&mut buffer) },
+            crate::error::HELORA_OK
+        );
         assert!(buffer.data.is_null());
         let mut again = copy;
         // SAFETY: as above; its allocation is gone, which the registry knows.
-        assert_eq!(unsafe { helora_buffer_free(&mut again) }, HELORA_INVALID_HANDLE);
+        assert_eq!(
+            unsafe { helora_buffer_free(&mut again) },
+            HELORA_INVALID_HANDLE
+        );
     }
 }

@@ -58,7 +58,9 @@ impl Kind for RequestHandle {
 /// A lock whose holder panicked: the panic was reported; the client's state is whole
 /// (encryption changes nothing but its generator's position).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl ClientHandle {
@@ -75,8 +77,8 @@ impl ClientHandle {
     }
 
     fn load(params: &Params, manifest: Manifest, seed: Zeroizing<[u8; 32]>) -> Result<Self> {
-        let client = SecureClient::from_seed(params, manifest.clone(), &seed)
-            .status(HELORA_BAD_MESSAGE)?;
+        let client =
+            SecureClient::from_seed(params, manifest.clone(), &seed).status(HELORA_BAD_MESSAGE)?;
         Ok(Self {
             params: params.clone(),
             manifest,
@@ -265,7 +267,10 @@ pub unsafe extern "C" fn helora_client_encrypt(
             )
         };
         if modules.is_empty() {
-            return Err(Error::new(HELORA_INVALID_ARGUMENT, "no module to encrypt for"));
+            return Err(Error::new(
+                HELORA_INVALID_ARGUMENT,
+                "no module to encrypt for",
+            ));
         }
         let mut output_len = 0;
         for module in &modules {
@@ -273,7 +278,11 @@ pub unsafe extern "C" fn helora_client_encrypt(
             if x.len() != shape.d_in {
                 return Err(Error::new(
                     HELORA_WRONG_SIZE,
-                    format!("x has {} values, layer {layer} {module} takes {}", x.len(), shape.d_in),
+                    format!(
+                        "x has {} values, layer {layer} {module} takes {}",
+                        x.len(),
+                        shape.d_in
+                    ),
                 ));
             }
             output_len += shape.d_out;
@@ -355,7 +364,11 @@ pub unsafe extern "C" fn helora_client_decrypt(
         if out.len() != request.output_len {
             return Err(Error::new(
                 HELORA_WRONG_SIZE,
-                format!("out has {} floats, the reply holds {}", out.len(), request.output_len),
+                format!(
+                    "out has {} floats, the reply holds {}",
+                    out.len(),
+                    request.output_len
+                ),
             ));
         }
         let reply = wire::decode_reply(reply)?;
@@ -366,7 +379,11 @@ pub unsafe extern "C" fn helora_client_decrypt(
         if values.len() != out.len() {
             return Err(Error::new(
                 HELORA_BAD_MESSAGE,
-                format!("the reply decrypts to {} floats, expected {}", values.len(), out.len()),
+                format!(
+                    "the reply decrypts to {} floats, expected {}",
+                    values.len(),
+                    out.len()
+                ),
             ));
         }
         out.copy_from_slice(&values);

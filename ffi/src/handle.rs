@@ -21,6 +21,11 @@ fn live() -> std::sync::MutexGuard<'static, Live> {
     LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// How many handles are live.
+pub(crate) fn live_count() -> usize {
+    live().len()
+}
+
 /// A value behind a handle, and the opaque C type its handles have.
 pub(crate) trait Kind: Any + Send + Sync + Sized {
     /// The C type (`helora_client`, …): a name only, never instantiated.
@@ -117,10 +122,19 @@ mod tests {
         assert!(get::<Apple>(apple).is_ok());
         let wrong = get::<Pear>(apple).err().map(|e| e.status);
         assert_eq!(wrong, Some(HELORA_INVALID_HANDLE));
-        assert_eq!(free::<Pear>(apple).err().map(|e| e.status), Some(HELORA_INVALID_HANDLE));
+        assert_eq!(
+            free::<Pear>(apple).err().map(|e| e.status),
+            Some(HELORA_INVALID_HANDLE)
+        );
         assert!(free::<Apple>(apple).is_ok());
-        assert_eq!(get::<Apple>(apple).err().map(|e| e.status), Some(HELORA_INVALID_HANDLE));
-        assert_eq!(free::<Apple>(apple).err().map(|e| e.status), Some(HELORA_INVALID_HANDLE));
+        assert_eq!(
+            get::<Apple>(apple).err().map(|e| e.status),
+            Some(HELORA_INVALID_HANDLE)
+        );
+        assert_eq!(
+            free::<Apple>(apple).err().map(|e| e.status),
+            Some(HELORA_INVALID_HANDLE)
+        );
         assert!(free::<Apple>(std::ptr::null_mut()).is_ok());
     }
 }

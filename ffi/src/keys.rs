@@ -47,7 +47,10 @@ pub(crate) fn load(path: &std::path::Path, params_id: u64) -> Result<Zeroizing<[
     let file: KeyFile =
         serde_json::from_str(&text).map_err(|e| bad(&format!("not a helora key file ({e})")))?;
     if file.format != FORMAT {
-        return Err(bad(&format!("format {:?}, expected {FORMAT:?}", file.format)));
+        return Err(bad(&format!(
+            "format {:?}, expected {FORMAT:?}",
+            file.format
+        )));
     }
     if file.params_id != params_id {
         return Err(bad("the keys are for other CKKS parameters"));

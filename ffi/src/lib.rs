@@ -21,3 +21,23 @@ pub mod params;
 pub mod remote;
 pub mod server;
 mod wire;
+
+/// How many handles and buffers are live in this process (made and not yet freed): for
+/// leak checks. helora keeps what the caller has not freed reachable from its registry, so
+/// a memory checker shows it as reachable, not lost: this count is how a test sees it.
+///
+/// # Safety
+/// `handles` and `buffers` point to writable `size_t`s.
+#[no_mangle]
+pub unsafe extern "C" fn helora_live_count(
+    handles: *mut usize,
+    buffers: *mut usize,
+) -> error::helora_status {
+    error::guard(|| {
+        // SAFETY: per the contract above.
+        unsafe {
+            buffer::write(handles, handle::live_count(), "handles")?;
+            buffer::write(buffers, buffer::live_count(), "buffers")
+        }
+    })
+}

@@ -3,7 +3,10 @@
 //! blocking or submitted and polled.
 
 use crate::buffer::{self, helora_buffer};
-use crate::error::{guard, helora_status, Error, Result, WithStatus, HELORA_INVALID_ARGUMENT, HELORA_NETWORK, HELORA_PANIC};
+use crate::error::{
+    guard, helora_status, Error, Result, WithStatus, HELORA_INVALID_ARGUMENT, HELORA_NETWORK,
+    HELORA_PANIC,
+};
 use crate::handle::{self, Kind};
 use crate::params::{helora_params, ParamsHandle};
 use crate::wire;
@@ -45,7 +48,9 @@ impl Kind for PendingHandle {
 /// Sends `requests` and waits for their replies' bytes.
 fn apply(remote: &Mutex<RemoteServer>, requests: &[Request]) -> Result<Vec<u8>> {
     // A call that panicked left no half-sent message behind: the next reopens its stream.
-    let mut remote = remote.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut remote = remote
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let replies = remote
         .apply_batch(ClientId(0), requests)
         .status(HELORA_NETWORK)?;
@@ -104,7 +109,10 @@ pub unsafe extern "C" fn helora_remote_manifest(
     guard(|| {
         let out = buffer::out(out, "out")?;
         let remote = handle::get::<RemoteHandle>(remote)?;
-        let remote = remote.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let remote = remote
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         out.set(wire::encode_manifest(
             remote.adapter(),
             remote.manifest(),
@@ -137,7 +145,10 @@ pub unsafe extern "C" fn helora_remote_register(
                 buffer::slice(public_key, public_key_len, "public_key")?,
             )
         };
-        let mut remote = remote.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut remote = remote
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         remote
             .register_keys(eval_keys, public_key)
             .status(HELORA_NETWORK)
@@ -190,7 +201,12 @@ pub unsafe extern "C" fn helora_remote_submit(
         let worker = std::thread::Builder::new()
             .name("helora-remote".to_string())
             .spawn(move || apply(&server, &requests))
-            .map_err(|e| Error::new(crate::error::HELORA_FAILED, format!("starting a thread: {e}")))?;
+            .map_err(|e| {
+                Error::new(
+                    crate::error::HELORA_FAILED,
+                    format!("starting a thread: {e}"),
+                )
+            })?;
         out.set(handle::new(PendingHandle(Mutex::new(Some(worker)))));
         Ok(())
     })
@@ -208,7 +224,10 @@ pub unsafe extern "C" fn helora_pending_ready(
 ) -> helora_status {
     guard(|| {
         let pending = handle::get::<PendingHandle>(pending)?;
-        let worker = pending.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let worker = pending
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         // A reply taken already counts as there (the wait that took it has returned).
         let done = worker.as_ref().is_none_or(JoinHandle::is_finished);
         // SAFETY: per the contract above.
@@ -235,9 +254,12 @@ pub unsafe extern "C" fn helora_pending_wait(
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take()
             .ok_or_else(|| Error::new(HELORA_INVALID_ARGUMENT, "the reply was taken already"))?;
-        let bytes = worker
-            .join()
-            .map_err(|_| Error::new(HELORA_PANIC, "internal error (a panic in helora's request thread)"))??;
+        let bytes = worker.join().map_err(|_| {
+            Error::new(
+                HELORA_PANIC,
+                "internal error (a panic in helora's request thread)",
+            )
+        })??;
         reply.set(bytes);
         Ok(())
     })

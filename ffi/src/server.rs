@@ -3,8 +3,8 @@
 
 use crate::buffer::{self, helora_buffer};
 use crate::error::{
-    guard, helora_status, Error, WithStatus, HELORA_BAD_MESSAGE, HELORA_FAILED, HELORA_INVALID_ARGUMENT,
-    HELORA_REFUSED,
+    guard, helora_status, Error, WithStatus, HELORA_BAD_MESSAGE, HELORA_FAILED,
+    HELORA_INVALID_ARGUMENT, HELORA_REFUSED,
 };
 use crate::handle::{self, Kind};
 use crate::params::{helora_params, ParamsHandle};
@@ -33,7 +33,9 @@ impl Kind for ServerHandle {
 impl ServerHandle {
     fn lock(&self) -> std::sync::MutexGuard<'_, SecureServer> {
         // A panic mid-call was reported; the server refuses what it cannot answer.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -41,7 +43,10 @@ impl ServerHandle {
 /// ([`HELORA_BAD_MESSAGE`]); the PLL's refusals (an unknown client, a spent budget) are
 /// [`HELORA_REFUSED`]; anything else is the server's failure.
 fn apply_error(e: anyhow::Error) -> Error {
-    let status = if e.chain().any(|c| c.is::<helora_engine::secure::BadRequest>()) {
+    let status = if e
+        .chain()
+        .any(|c| c.is::<helora_engine::secure::BadRequest>())
+    {
         HELORA_BAD_MESSAGE
     } else if e.chain().any(|c| c.is::<helora::pll::PllError>()) {
         HELORA_REFUSED
@@ -70,7 +75,8 @@ pub unsafe extern "C" fn helora_server_load(
         let params = handle::get::<ParamsHandle>(params)?;
         // SAFETY: per the contract above.
         let dir = unsafe { buffer::text(adapter_dir, "adapter_dir")? };
-        let adapter = LoraAdapter::load_standalone(Path::new(dir)).status(HELORA_INVALID_ARGUMENT)?;
+        let adapter =
+            LoraAdapter::load_standalone(Path::new(dir)).status(HELORA_INVALID_ARGUMENT)?;
         let settings = if pll {
             PllSettings::default()
         } else {
@@ -95,7 +101,11 @@ pub unsafe extern "C" fn helora_server_manifest(
         let out = buffer::out(out, "out")?;
         let server = handle::get::<ServerHandle>(server)?;
         let server = server.lock();
-        out.set(wire::encode_manifest("", server.manifest(), server.settings())?);
+        out.set(wire::encode_manifest(
+            "",
+            server.manifest(),
+            server.settings(),
+        )?);
         Ok(())
     })
 }

@@ -21,8 +21,14 @@ pub(crate) fn encode_manifest(
     settings: &PllSettings,
 ) -> Result<Vec<u8>> {
     // Outside a server's state no client has used any of its budget yet.
-    let reply = wire::manifest_reply(adapter, manifest, settings, settings.budget, settings.budget)
-        .status(HELORA_FAILED)?;
+    let reply = wire::manifest_reply(
+        adapter,
+        manifest,
+        settings,
+        settings.budget,
+        settings.budget,
+    )
+    .status(HELORA_FAILED)?;
     Ok(reply.encode_to_vec())
 }
 
@@ -51,7 +57,10 @@ pub(crate) fn encode_request(request: &Request) -> Result<Vec<u8>> {
 pub(crate) fn decode_requests(bytes: &[u8]) -> Result<Vec<Request>> {
     let message = proto::SiteRequest::decode(bytes).map_err(|e| malformed("the request", e))?;
     if message.tokens.is_empty() {
-        return Err(Error::new(HELORA_BAD_MESSAGE, "the request carries no token"));
+        return Err(Error::new(
+            HELORA_BAD_MESSAGE,
+            "the request carries no token",
+        ));
     }
     Ok(message
         .tokens

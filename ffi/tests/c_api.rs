@@ -8,27 +8,35 @@
 mod serve_common;
 
 use rand::{Rng, SeedableRng};
-use serve_common::{add_client, assert_deltas, random_input, write_adapter, Factors, Server, TempDir};
+use serve_common::{
+    add_client, assert_deltas, random_input, write_adapter, Factors, Server, TempDir,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Where cargo put libhelora_ffi.{so,a}: the test's own profile directory.
+/// Where cargo put libhelora_ffi.{so,a} for this test: beside it in deps/ (`cargo build`
+/// copies them up a directory, where an older build may have left them).
 fn library_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's path");
     let deps = exe.parent().expect("deps dir").to_path_buf();
-    [deps.parent().map(Path::to_path_buf), Some(deps)]
-        .into_iter()
-        .flatten()
-        .find(|dir| dir.join("libhelora_ffi.so").is_file() && dir.join("libhelora_ffi.a").is_file())
-        .expect("cargo built libhelora_ffi.so and libhelora_ffi.a beside the test")
+    assert!(
+        deps.join("libhelora_ffi.so").is_file() && deps.join("libhelora_ffi.a").is_file(),
+        "cargo built no libhelora_ffi.so and libhelora_ffi.a in {}",
+        deps.display()
+    );
+    deps
 }
 
 fn source(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(path)
 }
 
 fn run_checked(command: &mut Command, what: &str) -> String {
-    let out = command.output().unwrap_or_else(|e| panic!("{what} does not start: {e}"));
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what} does not start: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -50,11 +58,26 @@ fn compile_c_file(file: &Path, name: &str) -> PathBuf {
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
     run_checked(
         Command::new(&cc)
-            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g", "-O1"])
-            .arg(format!("-I{}", Path::new(env!("CARGO_MANIFEST_DIR")).join("include").display()))
+            .args([
+                "-std=c11",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-pedantic",
+                "-g",
+                "-O1",
+            ])
+            .arg(format!(
+                "-I{}",
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("include")
+                    .display()
+            ))
             .arg(file)
             .arg(format!("-L{}", lib.display()))
-            .arg(format!("-Wl,-rpath,{}", lib.display()))
+            // RPATH, not RUNPATH: cargo's LD_LIBRARY_PATH names target/<profile>, where
+            // `cargo build` leaves a copy that may be older than this test's.
+            .arg(format!("-Wl,--disable-new-dtags,-rpath,{}", lib.display()))
             .args(["-lhelora_ffi", "-lm", "-o"])
             .arg(&exe),
         &format!("{cc} {name}.c"),
@@ -69,13 +92,35 @@ fn compile_cpp(name: &str) -> PathBuf {
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
     run_checked(
         Command::new(&cxx)
-            .args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g", "-O1"])
-            .arg(format!("-I{}", Path::new(env!("CARGO_MANIFEST_DIR")).join("include").display()))
+            .args([
+                "-std=c++17",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-pedantic",
+                "-g",
+                "-O1",
+            ])
+            .arg(format!(
+                "-I{}",
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("include")
+                    .display()
+            ))
             .arg(source(&format!("cpp/{name}.cpp")))
             .arg(lib.join("libhelora_ffi.a"))
             // What the Rust standard library needs of the system (rustc --print
             // native-static-libs).
-            .args(["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc", "-o"])
+            .args([
+                "-lgcc_s",
+                "-lutil",
+                "-lrt",
+                "-lpthread",
+                "-lm",
+                "-ldl",
+                "-lc",
+                "-o",
+            ])
             .arg(&exe),
         &format!("{cxx} {name}.cpp"),
     );
@@ -128,7 +173,12 @@ impl Case {
         let layer = rng.random_range(0..serve_common::LAYERS);
         let x = random_input(&mut rng);
         write_floats(&dir.path().join("x.f32"), &x);
-        Self { dir, factors, layer, x }
+        Self {
+            dir,
+            factors,
+            layer,
+            x,
+        }
     }
 
     fn path(&self, name: &str) -> String {
@@ -155,7 +205,13 @@ fn c_round_trip_in_one_process_gives_the_plaintext_delta() {
     let layer = case.layer.to_string();
     let stdout = run(
         &exe,
-        &[&case.path("adapter"), &layer, &case.path("x.f32"), &case.path("out.f32"), &case.path("client.key")],
+        &[
+            &case.path("adapter"),
+            &layer,
+            &case.path("x.f32"),
+            &case.path("out.f32"),
+            &case.path("client.key"),
+        ],
     );
     assert!(stdout.contains("round trip done"), "{stdout}");
     // The fresh client and the one loaded from its key file.
@@ -186,7 +242,15 @@ fn cpp_raii_round_trip_through_the_static_library() {
     let case = Case::new("cpp");
     let exe = compile_cpp("roundtrip");
     let layer = case.layer.to_string();
-    let stdout = run(&exe, &[&case.path("adapter"), &layer, &case.path("x.f32"), &case.path("out.f32")]);
+    let stdout = run(
+        &exe,
+        &[
+            &case.path("adapter"),
+            &layer,
+            &case.path("x.f32"),
+            &case.path("out.f32"),
+        ],
+    );
     assert!(stdout.contains("caught: HELORA_WRONG_SIZE"), "{stdout}");
     case.check(1);
 }
@@ -211,7 +275,11 @@ fn ensure_helora_binary() {
         command.args(["--profile", &profile]);
     }
     run_checked(&mut command, "cargo build -p helora-engine --bin helora");
-    assert!(binary.is_file(), "no {} after building it", binary.display());
+    assert!(
+        binary.is_file(),
+        "no {} after building it",
+        binary.display()
+    );
 }
 
 #[test]
@@ -231,8 +299,21 @@ fn c_client_of_helora_serve_blocking_and_polled() {
         ],
     );
     let layer = case.layer.to_string();
-    let stdout = run(&exe, &[&server.url, &token, &layer, &case.path("x.f32"), &case.path("out.f32")]);
-    assert!(stdout.contains("remote round trips done"), "{stdout}\n{}", server.log());
+    let stdout = run(
+        &exe,
+        &[
+            &server.url,
+            &token,
+            &layer,
+            &case.path("x.f32"),
+            &case.path("out.f32"),
+        ],
+    );
+    assert!(
+        stdout.contains("remote round trips done"),
+        "{stdout}\n{}",
+        server.log()
+    );
     // The blocking request and the polled one.
     case.check(2);
 }
@@ -247,7 +328,10 @@ fn the_docs_example_compiles() {
         .nth(1)
         .and_then(|rest| rest.split("```").next())
         .expect("a ```c block in docs/ffi.md");
-    assert!(example.lines().count() <= 32, "the example grew past 30-odd lines");
+    assert!(
+        example.lines().count() <= 32,
+        "the example grew past 30-odd lines"
+    );
     let file = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ffi-docs-example.c");
     std::fs::write(&file, example).expect("writes the example");
     compile_c_file(&file, "docs-example");

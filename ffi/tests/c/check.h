@@ -33,6 +33,17 @@
                helora_last_error());                                                     \
     } while (0)
 
+/* Every handle and buffer the program made is freed (helora's registry would keep a
+ * forgotten one reachable, so a memory checker alone does not see it). */
+static inline void check_nothing_live(void) {
+    size_t handles = 0, buffers = 0;
+    CHECK(helora_live_count(&handles, &buffers));
+    if (handles != 0 || buffers != 0) {
+        fprintf(stderr, "%zu handles and %zu buffers were never freed\n", handles, buffers);
+        exit(1);
+    }
+}
+
 /* Little-endian f32 files (the test harness writes and reads them). */
 static inline float *read_floats(const char *path, size_t *count) {
     FILE *file = fopen(path, "rb");

@@ -145,6 +145,7 @@ int main(int argc, char **argv) {
     CHECK(helora_params_free(params));
     free(out);
     free(x);
+    check_nothing_live();
     printf("every error path checked\n");
     return 0;
 }

@@ -81,6 +81,7 @@ int main(int argc, char **argv) {
     CHECK(helora_params_free(params));
     free(out);
     free(x);
+    check_nothing_live();
     printf("remote round trips done after %ld polls\n", polls);
     return 0;
 }

@@ -78,6 +78,7 @@ int main(int argc, char **argv) {
     CHECK(helora_params_free(params));
     free(out);
     free(x);
+    check_nothing_live();
     printf("round trip done: %zu deltas\n", 2 * out_len);
     return 0;
 }

@@ -9,7 +9,7 @@
 
 #include "helora.hpp"
 
-int main(int argc, char **argv) {
+static int round_trip(int argc, char **argv) {
     if (argc != 5) {
         std::cerr << "usage: roundtrip_cpp ADAPTER_DIR LAYER X.f32 OUT.f32\n";
         return 2;
@@ -51,4 +51,16 @@ int main(int argc, char **argv) {
         std::cerr << e.what() << "\n";
         return 1;
     }
+}
+
+int main(int argc, char **argv) {
+    int status = round_trip(argc, argv);
+    // Every wrapper freed what it held.
+    size_t handles = 1, buffers = 1;
+    helora::check(helora_live_count(&handles, &buffers));
+    if (status == 0 && (handles != 0 || buffers != 0)) {
+        std::cerr << handles << " handles and " << buffers << " buffers were never freed\n";
+        return 1;
+    }
+    return status;
 }
