@@ -11,9 +11,7 @@ use super::tokens;
 use super::wire;
 pub use super::wire::manifest_of;
 use super::{KEY_CHUNK, MAX_MESSAGE, WINDOW};
-use crate::secure::{
-    KeyUpload, Manifest, NetworkStats, Reply, Request, SecureClient, Serve,
-};
+use crate::secure::{KeyUpload, Manifest, NetworkStats, Reply, Request, SecureClient, Serve};
 use anyhow::{anyhow, bail, Context, Result};
 use helora::ckks::Params;
 use helora::pll::{ClientId, PllSettings};
@@ -112,8 +110,7 @@ fn retryable(status: &Status) -> bool {
 pub fn connect(options: &RemoteOptions, params: &Params) -> Result<Connected> {
     let mut server = RemoteServer::open(options, params)?;
     let key_file = key_file(options)?;
-    let stored =
-        StoredKeys::read(&key_file)?.filter(|k| k.fits(&server.manifest, &server.adapter));
+    let stored = StoredKeys::read(&key_file)?.filter(|k| k.fits(&server.manifest, &server.adapter));
     let manifest = server.manifest.clone();
     let (secure_client, uploaded) = match stored {
         Some(stored) => {
