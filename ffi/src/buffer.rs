@@ -158,6 +158,26 @@ pub(crate) unsafe fn slice_mut<'a, T>(data: *mut T, len: usize, what: &str) -> R
     Ok(unsafe { std::slice::from_raw_parts_mut(data, len) })
 }
 
+/// A client's key upload as the caller passes it (`helora_client_key_upload`'s buffers):
+/// its evaluation keys and its public key.
+///
+/// # Safety
+/// As [`slice`], for both.
+pub(crate) unsafe fn key_set<'a>(
+    eval_keys: *const u8,
+    eval_keys_len: usize,
+    public_key: *const u8,
+    public_key_len: usize,
+) -> Result<(&'a [u8], &'a [u8])> {
+    // SAFETY: per this function's contract.
+    unsafe {
+        Ok((
+            slice(eval_keys, eval_keys_len, "eval_keys")?,
+            slice(public_key, public_key_len, "public_key")?,
+        ))
+    }
+}
+
 /// Writes one value to a caller's out-pointer.
 ///
 /// # Safety

@@ -139,12 +139,8 @@ pub unsafe extern "C" fn helora_remote_register(
     guard(|| {
         let remote = handle::get::<RemoteHandle>(remote)?;
         // SAFETY: per the contract above.
-        let (eval_keys, public_key) = unsafe {
-            (
-                buffer::slice(eval_keys, eval_keys_len, "eval_keys")?,
-                buffer::slice(public_key, public_key_len, "public_key")?,
-            )
-        };
+        let (eval_keys, public_key) =
+            unsafe { buffer::key_set(eval_keys, eval_keys_len, public_key, public_key_len)? };
         let mut remote = remote
             .0
             .lock()

@@ -128,12 +128,8 @@ pub unsafe extern "C" fn helora_server_register(
     guard(|| {
         let server = handle::get::<ServerHandle>(server)?;
         // SAFETY: per the contract above.
-        let (eval_keys, public_key) = unsafe {
-            (
-                buffer::slice(eval_keys, eval_keys_len, "eval_keys")?,
-                buffer::slice(public_key, public_key_len, "public_key")?,
-            )
-        };
+        let (eval_keys, public_key) =
+            unsafe { buffer::key_set(eval_keys, eval_keys_len, public_key, public_key_len)? };
         let registered = server
             .lock()
             .register_client(ClientId(client_id), eval_keys, public_key);

@@ -54,46 +54,56 @@ fn compile_c(name: &str) -> PathBuf {
 
 fn compile_c_file(file: &Path, name: &str) -> PathBuf {
     let lib = library_dir();
-    let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ffi-{name}"));
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
-    run_checked(
-        Command::new(&cc)
-            .args([
-                "-std=c11",
-                "-Wall",
-                "-Wextra",
-                "-Werror",
-                "-pedantic",
-                "-g",
-                "-O1",
-            ])
-            .arg(format!(
-                "-I{}",
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("include")
-                    .display()
-            ))
-            .arg(file)
-            .arg(format!("-L{}", lib.display()))
+    compile(
+        ("CC", "cc", "-std=c11"),
+        file,
+        &format!("ffi-{name}"),
+        &[
+            format!("-L{}", lib.display()),
             // RPATH, not RUNPATH: cargo's LD_LIBRARY_PATH names target/<profile>, where
             // `cargo build` leaves a copy that may be older than this test's.
-            .arg(format!("-Wl,--disable-new-dtags,-rpath,{}", lib.display()))
-            .args(["-lhelora_ffi", "-lm", "-o"])
-            .arg(&exe),
-        &format!("{cc} {name}.c"),
-    );
-    exe
+            format!("-Wl,--disable-new-dtags,-rpath,{}", lib.display()),
+            "-lhelora_ffi".to_string(),
+            "-lm".to_string(),
+        ],
+    )
 }
 
 /// Compiles a C++ program against the static library.
 fn compile_cpp(name: &str) -> PathBuf {
-    let lib = library_dir();
-    let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ffi-{name}-cpp"));
-    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
+    let mut link = vec![library_dir().join("libhelora_ffi.a").display().to_string()];
+    // What the Rust standard library needs of the system (rustc --print native-static-libs).
+    link.extend(
+        [
+            "-lgcc_s",
+            "-lutil",
+            "-lrt",
+            "-lpthread",
+            "-lm",
+            "-ldl",
+            "-lc",
+        ]
+        .map(String::from),
+    );
+    compile(
+        ("CXX", "c++", "-std=c++17"),
+        &source(&format!("cpp/{name}.cpp")),
+        &format!("ffi-{name}-cpp"),
+        &link,
+    )
+}
+
+/// Compiles `file` with the compiler `(env var, default, standard)`, warnings as errors,
+/// against include/, then `link`; the executable's path.
+fn compile(compiler: (&str, &str, &str), file: &Path, exe: &str, link: &[String]) -> PathBuf {
+    let (var, default, standard) = compiler;
+    let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join(exe);
+    let program = std::env::var(var).unwrap_or_else(|_| default.to_string());
+    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("include");
     run_checked(
-        Command::new(&cxx)
+        Command::new(&program)
             .args([
-                "-std=c++17",
+                standard,
                 "-Wall",
                 "-Wextra",
                 "-Werror",
@@ -101,28 +111,12 @@ fn compile_cpp(name: &str) -> PathBuf {
                 "-g",
                 "-O1",
             ])
-            .arg(format!(
-                "-I{}",
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("include")
-                    .display()
-            ))
-            .arg(source(&format!("cpp/{name}.cpp")))
-            .arg(lib.join("libhelora_ffi.a"))
-            // What the Rust standard library needs of the system (rustc --print
-            // native-static-libs).
-            .args([
-                "-lgcc_s",
-                "-lutil",
-                "-lrt",
-                "-lpthread",
-                "-lm",
-                "-ldl",
-                "-lc",
-                "-o",
-            ])
+            .arg(format!("-I{}", include.display()))
+            .arg(file)
+            .args(link)
+            .arg("-o")
             .arg(&exe),
-        &format!("{cxx} {name}.cpp"),
+        &format!("{program} {}", file.display()),
     );
     exe
 }
