@@ -105,7 +105,10 @@ fn engine_modules_use_only_the_modules_above_them() {
             "secure",
             &["secure", "adapter", "device", "model", "progress"],
         ),
-        ("serve", &["serve", "secure", "adapter", "demo", "device"]),
+        (
+            "serve",
+            &["serve", "secure", "adapter", "demo", "device", "files"],
+        ),
         (
             "generate",
             &[

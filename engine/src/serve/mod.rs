@@ -21,6 +21,7 @@ pub mod scheduler;
 pub mod service;
 pub mod state;
 pub mod tokens;
+pub mod wire;
 
 use crate::device::DeviceChoice;
 use adapters::{Adapters, HeldAdapter};

@@ -10,10 +10,10 @@
 
 use super::proto::{self, private_lora_client::PrivateLoraClient};
 use super::tokens;
+use super::wire;
+pub use super::wire::manifest_of;
 use super::{KEY_CHUNK, MAX_MESSAGE, WINDOW};
-use crate::secure::{
-    KeyUpload, Manifest, NetworkStats, ProjectionShape, Reply, Request, SecureClient, Serve,
-};
+use crate::secure::{KeyUpload, Manifest, NetworkStats, Reply, Request, SecureClient, Serve};
 use anyhow::{anyhow, bail, Context, Result};
 use helora::ckks::Params;
 use helora::pll::{ClientId, PllSettings};
@@ -165,77 +165,35 @@ async fn first_answering(
 /// Connects to the server, fetches the adapter's manifest and makes sure the server holds
 /// this client's key set (uploading it only if not).
 pub fn connect(options: &RemoteOptions, params: &Params) -> Result<Connected> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let urls = urls(options)?;
-    let (mut client, current, reply) = runtime.block_on(first_answering(options, &urls))?;
-    let manifest = manifest_of(&reply)?;
-    if manifest.params_id != params.id() {
-        bail!("the server uses other CKKS parameters than this client");
-    }
-    let settings = PllSettings {
-        noise: reply.noise,
-        flooding: reply.flooding,
-        budget: reply.budget,
-        ..PllSettings::default()
-    };
-
+    let mut server = RemoteServer::open(options, params)?;
     let key_file = key_file(options)?;
-    let stored = StoredKeys::read(&key_file)?.filter(|k| k.fits(&manifest, &reply.adapter));
-    let (secure_client, fingerprint, uploaded) = match stored {
+    let stored = StoredKeys::read(&key_file)?.filter(|k| k.fits(&server.manifest, &server.adapter));
+    let manifest = server.manifest.clone();
+    let (secure_client, uploaded) = match stored {
         Some(stored) => {
             let seed = stored.seed()?;
-            let known = runtime
-                .block_on(client.has_keys(proto::HasKeysRequest {
-                    fingerprint: stored.fingerprint()?.to_vec(),
-                }))
-                .map_err(|s| call_error("asking the server for the key set", s))?
-                .into_inner()
-                .known;
-            if known {
-                let c = SecureClient::from_seed(params, manifest.clone(), &seed)?;
-                (c, stored.fingerprint()?, 0)
+            if server.knows_keys(&stored.fingerprint()?)? {
+                server.fingerprint = stored.fingerprint()?;
+                (SecureClient::from_seed(params, manifest, &seed)?, 0)
             } else {
                 // The server lost the key set (a new state): the same seed makes the same keys.
-                let (c, upload) = SecureClient::with_keys(params, manifest.clone(), &seed)?;
-                let fingerprint =
-                    runtime.block_on(register(&mut client, &reply.adapter, &upload))?;
-                (c, fingerprint, upload_bytes(&upload))
+                let (c, upload) = SecureClient::with_keys(params, manifest, &seed)?;
+                server.register_keys(&upload.eval_keys, &upload.public_key)?;
+                (c, upload_bytes(&upload))
             }
         }
         None => {
             let mut seed = zeroize::Zeroizing::new([0u8; 32]);
             getrandom::fill(seed.as_mut()).map_err(|e| anyhow!("no OS randomness: {e}"))?;
             let (c, upload) = SecureClient::with_keys(params, manifest.clone(), &seed)?;
-            let fingerprint = runtime.block_on(register(&mut client, &reply.adapter, &upload))?;
-            StoredKeys::new(&seed, &fingerprint, &manifest, &reply.adapter).write(&key_file)?;
-            (c, fingerprint, upload_bytes(&upload))
+            server.register_keys(&upload.eval_keys, &upload.public_key)?;
+            StoredKeys::new(&seed, &server.fingerprint, &manifest, &server.adapter)
+                .write(&key_file)?;
+            (c, upload_bytes(&upload))
         }
     };
-    let mut session = [0u8; 16];
-    getrandom::fill(&mut session).map_err(|e| anyhow!("no OS randomness: {e}"))?;
     Ok(Connected {
-        server: RemoteServer {
-            runtime,
-            client,
-            options: options.clone(),
-            urls,
-            current,
-            adapter: reply.adapter.clone(),
-            manifest,
-            settings,
-            fingerprint,
-            session,
-            seq: 0,
-            open: None,
-            retries: options.retries,
-            stats: NetworkStats::default(),
-            request_ms: Vec::new(),
-            wire_up: 0,
-            wire_down: 0,
-        },
+        server,
         client: secure_client,
         key_upload_bytes: uploaded,
     })
@@ -283,16 +241,21 @@ async fn channel(options: &RemoteOptions, url: &str) -> Result<Client> {
         .max_encoding_message_size(MAX_MESSAGE))
 }
 
-async fn register(client: &mut Client, adapter: &str, upload: &KeyUpload) -> Result<[u8; 32]> {
+async fn register(
+    client: &mut Client,
+    adapter: &str,
+    eval_keys: &[u8],
+    public_key: &[u8],
+) -> Result<[u8; 32]> {
     let mut hash = Sha256::new();
-    hash.update(&upload.eval_keys);
-    hash.update(&upload.public_key);
+    hash.update(eval_keys);
+    hash.update(public_key);
     let fingerprint: [u8; 32] = hash.finalize().into();
-    let mut bytes = upload.eval_keys.clone();
-    bytes.extend_from_slice(&upload.public_key);
+    let mut bytes = eval_keys.to_vec();
+    bytes.extend_from_slice(public_key);
     let header = proto::KeyHeader {
-        eval_keys_len: upload.eval_keys.len() as u64,
-        public_key_len: upload.public_key.len() as u64,
+        eval_keys_len: eval_keys.len() as u64,
+        public_key_len: public_key.len() as u64,
         fingerprint: fingerprint.to_vec(),
         adapter: adapter.to_string(),
     };
@@ -314,28 +277,71 @@ async fn register(client: &mut Client, adapter: &str, upload: &KeyUpload) -> Res
     }
 }
 
-pub fn manifest_of(reply: &proto::ManifestReply) -> Result<Manifest> {
-    let projections = reply
-        .projections
-        .iter()
-        .map(|p| ProjectionShape {
-            layer: p.layer as usize,
-            module: p.module.clone(),
-            d_in: p.d_in as usize,
-            d_out: p.d_out as usize,
-            rank_padded: p.rank_padded as usize,
-            level: p.level as usize,
-            bound_log2: p.bound_log2,
-        })
-        .collect();
-    Ok(Manifest {
-        params_id: reply.params_id,
-        rotation_steps: reply.rotation_steps.clone(),
-        projections,
-    })
-}
-
 impl RemoteServer {
+    /// Connects to the server and fetches the adapter's manifest; no key set yet: a client
+    /// registers one ([`register_keys`](Self::register_keys)) before its first request.
+    pub fn open(options: &RemoteOptions, params: &Params) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let urls = urls(options)?;
+        let (client, current, reply) = runtime.block_on(first_answering(options, &urls))?;
+        let manifest = manifest_of(&reply)?;
+        if manifest.params_id != params.id() {
+            bail!("the server uses other CKKS parameters than this client");
+        }
+        let mut session = [0u8; 16];
+        getrandom::fill(&mut session).map_err(|e| anyhow!("no OS randomness: {e}"))?;
+        Ok(Self {
+            runtime,
+            client,
+            options: options.clone(),
+            urls,
+            current,
+            adapter: reply.adapter.clone(),
+            settings: wire::settings_of(&reply),
+            manifest,
+            fingerprint: [0; 32],
+            session,
+            seq: 0,
+            open: None,
+            retries: options.retries,
+            stats: NetworkStats::default(),
+            request_ms: Vec::new(),
+            wire_up: 0,
+            wire_down: 0,
+        })
+    }
+
+    /// The adapter's name on the server.
+    pub fn adapter(&self) -> &str {
+        &self.adapter
+    }
+
+    /// Whether the server holds the key set of `fingerprint`.
+    fn knows_keys(&mut self, fingerprint: &[u8; 32]) -> Result<bool> {
+        let reply = self
+            .runtime
+            .block_on(self.client.has_keys(proto::HasKeysRequest {
+                fingerprint: fingerprint.to_vec(),
+            }))
+            .map_err(|s| call_error("asking the server for the key set", s))?;
+        Ok(reply.into_inner().known)
+    }
+
+    /// Uploads a key set (in chunks; one the server holds already is not refused) and
+    /// sends the following requests under it.
+    pub fn register_keys(&mut self, eval_keys: &[u8], public_key: &[u8]) -> Result<()> {
+        self.fingerprint = self.runtime.block_on(register(
+            &mut self.client,
+            &self.adapter,
+            eval_keys,
+            public_key,
+        ))?;
+        Ok(())
+    }
+
     /// Sends one site request on the session's stream, reopening it after a broken
     /// connection, and waits for its reply.
     fn round_trip(&mut self, message: proto::SiteRequest) -> Result<proto::SiteReply> {
@@ -442,8 +448,9 @@ impl Serve for RemoteServer {
         "remote"
     }
 
-    fn register_client(&mut self, _: ClientId, _: &[u8], _: &[u8]) -> Result<()> {
-        bail!("a remote client registers its keys when it connects")
+    /// The server names clients by their token: `id` is not sent.
+    fn register_client(&mut self, _: ClientId, eval_keys: &[u8], public_key: &[u8]) -> Result<()> {
+        self.register_keys(eval_keys, public_key)
     }
 
     fn apply_batch(&mut self, _: ClientId, requests: &[Request]) -> Result<Vec<Reply>> {
@@ -471,13 +478,7 @@ impl Serve for RemoteServer {
                 requests.len()
             );
         }
-        Ok(reply
-            .tokens
-            .into_iter()
-            .map(|t| Reply {
-                outputs: t.modules.into_iter().map(|m| m.outputs).collect(),
-            })
-            .collect())
+        Ok(wire::replies_of(reply))
     }
 
     fn network(&self) -> Option<NetworkStats> {
@@ -563,29 +564,14 @@ impl StoredKeys {
             .parent()
             .ok_or_else(|| anyhow!("{} has no directory", path.display()))?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let text = zeroize::Zeroizing::new(serde_json::to_string_pretty(self)?);
-        let part = path.with_extension(format!("part{}", std::process::id()));
         #[cfg(unix)]
         {
-            use std::io::Write;
-            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
                 .with_context(|| format!("restricting {}", dir.display()))?;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&part)
-                .with_context(|| format!("creating {}", part.display()))?;
-            file.write_all(text.as_bytes())
-                .and_then(|_| file.sync_all())
-                .with_context(|| format!("writing {}", part.display()))?;
         }
-        #[cfg(not(unix))]
-        std::fs::write(&part, text.as_bytes())
-            .with_context(|| format!("writing {}", part.display()))?;
-        std::fs::rename(&part, path).with_context(|| format!("writing {}", path.display()))?;
-        Ok(())
+        let text = zeroize::Zeroizing::new(serde_json::to_string_pretty(self)?);
+        crate::files::write_private(path, text.as_bytes())
     }
 }
 

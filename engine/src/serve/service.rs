@@ -9,6 +9,7 @@ use super::proto::{self, private_lora_server::PrivateLora};
 use super::scheduler::{Refused, Scheduler};
 use super::state::{self, ChargeOutcome, ClientRecord, KeysAdded, Store};
 use super::tokens;
+use super::wire;
 use crate::secure::{parse_inputs, InputScaling, Request};
 use helora::ckks::Params;
 use helora::pll::ClientId;
@@ -322,13 +323,7 @@ impl Service {
                 }
             })?;
             self.metrics.add_bytes("out", reply.bytes());
-            tokens.push(proto::TokenOutput {
-                modules: reply
-                    .outputs
-                    .into_iter()
-                    .map(|outputs| proto::ModuleOutput { outputs })
-                    .collect(),
-            });
+            tokens.push(wire::token_output(reply));
         }
         let elapsed = arrived.elapsed();
         self.metrics.request_seconds.observe(elapsed.as_secs_f64());
@@ -421,35 +416,16 @@ impl PrivateLora for Arc<Service> {
             .most_used(client.id, &adapter.name)
             .await
             .map_err(internal)?;
-        let manifest = &adapter.manifest;
-        let to_u32 =
-            |v: usize| u32::try_from(v).map_err(|_| Status::internal("shape out of range"));
-        let projections = manifest
-            .projections
-            .iter()
-            .map(|p| {
-                Ok(proto::Projection {
-                    layer: to_u32(p.layer)?,
-                    module: p.module.clone(),
-                    d_in: to_u32(p.d_in)?,
-                    d_out: to_u32(p.d_out)?,
-                    rank_padded: to_u32(p.rank_padded)?,
-                    level: to_u32(p.level)?,
-                    bound_log2: p.bound_log2,
-                })
-            })
-            .collect::<Result<Vec<_>, Status>>()?;
         self.metrics.count(&adapter.name, "manifest");
-        Ok(Response::new(proto::ManifestReply {
-            adapter: adapter.name.clone(),
-            params_id: manifest.params_id,
-            rotation_steps: manifest.rotation_steps.clone(),
-            projections,
-            noise: adapter.settings.noise,
-            flooding: adapter.settings.flooding,
+        let reply = wire::manifest_reply(
+            &adapter.name,
+            &adapter.manifest,
+            &adapter.settings,
             budget,
-            queries_left: budget.saturating_sub(used),
-        }))
+            budget.saturating_sub(used),
+        )
+        .map_err(internal)?;
+        Ok(Response::new(reply))
     }
 
     async fn register_keys(

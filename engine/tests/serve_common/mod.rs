@@ -43,10 +43,22 @@ impl Drop for TempDir {
     }
 }
 
+/// The `helora` binary: `HELORA_BIN`, else this package's (the engine's tests), else the
+/// one beside the test's own directory in the target dir (other crates' tests, as
+/// helora-ffi's, which include this file).
 pub fn binary() -> PathBuf {
-    std::env::var_os("HELORA_BIN")
-        .unwrap_or(env!("CARGO_BIN_EXE_helora").into())
-        .into()
+    if let Some(bin) = std::env::var_os("HELORA_BIN") {
+        return bin.into();
+    }
+    if let Some(bin) = option_env!("CARGO_BIN_EXE_helora") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("the test's path");
+    // target/<profile>/deps/<test> → target/<profile>/helora
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|profile| profile.join("helora"))
+        .expect("a target directory")
 }
 
 /// Layers, modules and shapes of [`write_adapter`]'s adapter.
