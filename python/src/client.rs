@@ -4,7 +4,7 @@
 //! for tests and demos). Its one operation: the decrypted LoRA deltas of one layer's adapted
 //! projections for a batch of activations.
 
-use crate::arrays::{matrix, rows_of};
+use crate::arrays::{matrix, matrix_arg, rows_of};
 use crate::error::{helora_error, to_py};
 use helora::pll::{ClientId, PllSettings};
 use helora_engine::adapter::LoraAdapter;
@@ -12,7 +12,7 @@ use helora_engine::secure::{
     self, HeStats, Manifest, SecureClient, SecureHook, SecureServer, Serve,
 };
 use helora_engine::serve::remote::{self, RemoteOptions, RemoteServer};
-use numpy::{PyArray2, PyReadonlyArray2};
+use numpy::PyArray2;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::PathBuf;
@@ -135,8 +135,7 @@ impl Client {
                 (py.detach(|| connect(&options)).map_err(to_py)?, true)
             }
             (None, Some(dir)) => {
-                if token.is_some() || adapter.is_some() || key_dir.is_some() || ca_cert.is_some()
-                {
+                if token.is_some() || adapter.is_some() || key_dir.is_some() || ca_cert.is_some() {
                     return Err(helora_error(
                         "token, adapter, key_dir and ca_cert are for a server= client, not \
                          in_process_adapter=",
@@ -172,8 +171,9 @@ impl Client {
         py: Python<'py>,
         layer: usize,
         modules: Vec<String>,
-        x: PyReadonlyArray2<'py, f32>,
+        x: &Bound<'py, PyAny>,
     ) -> PyResult<Vec<Bound<'py, PyArray2<f32>>>> {
+        let x = matrix_arg(x, "x")?;
         let first = modules
             .first()
             .ok_or_else(|| helora_error("deltas: no module named"))?;
@@ -187,7 +187,9 @@ impl Client {
                 self.manifest
                     .find(layer, m)
                     .map(|p| p.d_out)
-                    .ok_or_else(|| helora_error(format!("the server does not adapt layer {layer} {m}")))
+                    .ok_or_else(|| {
+                        helora_error(format!("the server does not adapt layer {layer} {m}"))
+                    })
             })
             .collect::<PyResult<Vec<_>>>()?;
         let tokens = rows.len();

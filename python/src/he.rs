@@ -3,12 +3,13 @@
 //! They are the engine's roles (`SecureClient`, `SecureServer`) on a one-projection adapter
 //! made from factor arrays, so what is timed is exactly what `generate` runs per projection.
 
+use crate::arrays::{matrix_arg, vector_arg};
 use crate::error::{helora_error, to_py};
 use candle_core::{Device, Tensor};
 use helora::pll::{ClientId, PllSettings};
 use helora_engine::adapter::{LoraAdapter, LoraFactors};
 use helora_engine::secure::{self, Manifest, SecureClient, SecureServer};
-use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::collections::BTreeMap;
@@ -25,7 +26,8 @@ const CLIENT: ClientId = ClientId(1);
 #[pyfunction]
 pub fn parameters(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let params = secure::parameters().map_err(to_py)?;
-    let bits = |primes: &[u64]| -> Vec<u32> { primes.iter().map(|q| 64 - q.leading_zeros()).collect() };
+    let bits =
+        |primes: &[u64]| -> Vec<u32> { primes.iter().map(|q| 64 - q.leading_zeros()).collect() };
     let d = PyDict::new(py);
     d.set_item("n", params.n())?;
     d.set_item("slots", params.slots())?;
@@ -105,11 +107,14 @@ impl Server {
     #[pyo3(signature = (a, b, *, pll = false))]
     fn new(
         py: Python<'_>,
-        a: PyReadonlyArray2<'_, f32>,
-        b: PyReadonlyArray2<'_, f32>,
+        a: &Bound<'_, PyAny>,
+        b: &Bound<'_, PyAny>,
         pll: bool,
     ) -> PyResult<Self> {
-        let (a, b) = (factor(&a, "a")?, factor(&b, "b")?);
+        let (a, b) = (
+            factor(&matrix_arg(a, "a")?, "a")?,
+            factor(&matrix_arg(b, "b")?, "b")?,
+        );
         let (rank, rows_b) = (a.dims()[1], b.dims()[0]);
         if rank != rows_b {
             return Err(helora_error(format!(
@@ -157,11 +162,7 @@ impl Server {
     /// The LoRA plan (with the PLL when on) on one encrypted input.
     fn apply(&self, py: Python<'_>, request: PyRef<'_, Request>) -> PyResult<Reply> {
         let request = &request.request;
-        let reply = py.detach(|| {
-            locked(&self.server)?
-                .apply(CLIENT, request)
-                .map_err(to_py)
-        })?;
+        let reply = py.detach(|| locked(&self.server)?.apply(CLIENT, request).map_err(to_py))?;
         Ok(Reply { reply })
     }
 }
@@ -186,8 +187,8 @@ pub fn keygen(py: Python<'_>, server: PyRef<'_, Server>) -> PyResult<(Client, Ke
 #[pymethods]
 impl Client {
     /// Encrypts one token's input `x` (`d_in` float32 values).
-    fn encrypt(&self, py: Python<'_>, x: PyReadonlyArray1<'_, f32>) -> PyResult<Request> {
-        let x = x.as_array().to_vec();
+    fn encrypt(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<Request> {
+        let x = vector_arg(x, "x")?.as_array().to_vec();
         if x.len() != self.d_in {
             return Err(helora_error(format!(
                 "x has {} values; the projection takes {}",
@@ -211,11 +212,8 @@ impl Client {
         reply: PyRef<'py, Reply>,
     ) -> PyResult<Bound<'py, PyArray1<f32>>> {
         let (request, reply) = (&request.request, &reply.reply);
-        let mut deltas = py.detach(|| {
-            locked(&self.client)?
-                .decrypt(request, reply)
-                .map_err(to_py)
-        })?;
+        let mut deltas =
+            py.detach(|| locked(&self.client)?.decrypt(request, reply).map_err(to_py))?;
         let delta = deltas
             .pop()
             .ok_or_else(|| helora_error("the reply holds no delta"))?;

@@ -21,8 +21,8 @@ NEW_TOKENS = 8
 def greedy(model: torch.nn.Module, prompts: List[List[int]]) -> torch.Tensor:
     """Greedy continuations of `prompts` (left-padded into one batch): [batch, NEW_TOKENS]."""
     width = max(len(p) for p in prompts)
-    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts], device=model.device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=model.device)
     with torch.no_grad():
         out = model.generate(
             input_ids=ids,
