@@ -11,32 +11,18 @@ use helora_engine::adapter::LoraAdapter;
 use helora_engine::secure::{
     self, HeStats, Manifest, SecureClient, SecureHook, SecureServer, Serve,
 };
-use helora_engine::serve::remote::{self, RemoteOptions, RemoteServer};
+use helora_engine::serve::remote::{self, RemoteOptions};
 use numpy::PyArray2;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-/// The two kinds of server, as concrete types: the client is shared with Python threads,
-/// so it must be `Send`, which the engine's `Box<dyn Serve>` is not.
-enum Server {
-    InProcess(SecureServer),
-    Remote(RemoteServer),
-}
-
-impl Server {
-    fn serve(&mut self) -> &mut dyn Serve {
-        match self {
-            Server::InProcess(s) => s,
-            Server::Remote(s) => s,
-        }
-    }
-}
-
 struct Roles {
     client: SecureClient,
-    server: Server,
+    /// In process or remote. `Send` (which the engine's `SecureSession` server is not): the
+    /// client is shared with Python's threads.
+    server: Box<dyn Serve + Send>,
     id: ClientId,
     stats: HeStats,
     key_upload_bytes: usize,
@@ -64,7 +50,7 @@ fn in_process(dir: PathBuf, pll: bool) -> anyhow::Result<Roles> {
     let (client, key_upload_bytes) = secure::register_new_client(&params, &mut server, id)?;
     Ok(Roles {
         client,
-        server: Server::InProcess(server),
+        server: Box::new(server),
         id,
         stats: HeStats::default(),
         key_upload_bytes,
@@ -75,7 +61,7 @@ fn connect(options: &RemoteOptions) -> anyhow::Result<Roles> {
     let connected = remote::connect(options, &secure::parameters()?)?;
     Ok(Roles {
         client: connected.client,
-        server: Server::Remote(connected.server),
+        server: Box::new(connected.server),
         // A remote server knows the client by its token, not by this id.
         id: ClientId(0),
         stats: HeStats::default(),
@@ -152,8 +138,8 @@ impl Client {
             }
         };
         let mut roles = roles;
-        let manifest = roles.server.serve().manifest().clone();
-        let settings = roles.server.serve().settings().clone();
+        let manifest = roles.server.as_mut().manifest().clone();
+        let settings = roles.server.as_mut().settings().clone();
         Ok(Self {
             roles: Mutex::new(roles),
             manifest,
@@ -200,7 +186,7 @@ impl Client {
                 let mut roles = self.lock()?;
                 let roles = &mut *roles;
                 let names: Vec<&str> = modules.iter().map(String::as_str).collect();
-                let mut hook = SecureHook::new(&mut roles.client, roles.server.serve(), roles.id);
+                let mut hook = SecureHook::new(&mut roles.client, roles.server.as_mut(), roles.id);
                 hook.stats = roles.stats;
                 let result = hook.encrypted_deltas(layer, &names, &rows);
                 roles.stats = hook.stats;
@@ -268,7 +254,7 @@ impl Client {
         d.set_item("requests", s.requests)?;
         d.set_item("applications", s.applications)?;
         d.set_item("key_upload_bytes", roles.key_upload_bytes)?;
-        if let Some(network) = roles.server.serve().network() {
+        if let Some(network) = roles.server.as_mut().network() {
             d.set_item("network_s", network.network().as_secs_f64())?;
             d.set_item("retries", network.retries)?;
         }
