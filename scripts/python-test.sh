@@ -7,8 +7,9 @@
 #   bash scripts/python-test.sh [PYTEST ARGS...]
 #
 # The extension is built in the dev profile into the workspace's target dir (CARGO_TARGET_DIR
-# if set), so that after `cargo test --workspace` it reuses the compiled dependencies; the
-# tests start the `helora` binary of the same build (HELORA_BIN overrides it).
+# if set), so that after `cargo test --workspace` it reuses the compiled dependencies
+# (python/Cargo.toml aligns their features with the tests'); the tests start the `helora`
+# binary of the same build (HELORA_BIN overrides it).
 # HELORA_REQUIRE_GPU=1 turns the CUDA test's skip (no GPU) into a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,9 +62,10 @@ start=$SECONDS
 "$python" -m pip install --quiet --no-deps --force-reinstall "$wheels"/helora-*.whl >&2
 say "built and installed the package in $((SECONDS - start)) s"
 
-# The server the remote tests start: the dev build's binary.
+# The server the remote tests start: the dev build's binary. Built beside the extension's
+# package, its dependencies resolve as the extension's (and the tests') do: nothing is rebuilt.
 if [[ -z "${HELORA_BIN:-}" ]]; then
-    cargo build --bin helora >&2
+    cargo build -p helora-engine -p helora-python --bin helora >&2
     target=${CARGO_TARGET_DIR:-target}
     export HELORA_BIN="$target/debug/helora"
 fi
