@@ -72,6 +72,57 @@ impl<'a> SecureHook<'a> {
     pub fn take_progress(&mut self) -> Option<Progress> {
         self.progress.take()
     }
+
+    /// The deltas of the projections `modules` of `layer` (adapted, sharing one input) for
+    /// the rows of `x` (one per token, d_in values each): one request per token, all sent
+    /// as one batch. Returns, per module, the tokens' deltas back to back (tokens × d_out).
+    pub fn encrypted_deltas(
+        &mut self,
+        layer: usize,
+        modules: &[&str],
+        x: &[Vec<f32>],
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut deltas: Vec<Vec<f32>> = vec![Vec::new(); modules.len()];
+        // All tokens of this call at once: a prompt's tokens are evaluated in parallel.
+        let start = Instant::now();
+        let requests = x
+            .iter()
+            .map(|row| self.client.encrypt(layer, modules, row))
+            .collect::<Result<Vec<_>>>()?;
+        let encrypted = Instant::now();
+        let replies = self.server.apply_batch(self.id, &requests)?;
+        if replies.len() != requests.len() {
+            bail!(
+                "the server answered {} of {} requests",
+                replies.len(),
+                requests.len()
+            );
+        }
+        let evaluated = Instant::now();
+        for (request, reply) in requests.iter().zip(&replies) {
+            let ys = self.client.decrypt(request, reply)?;
+            if ys.len() != modules.len() {
+                bail!("{} deltas for {} projections", ys.len(), modules.len());
+            }
+            for (acc, y) in deltas.iter_mut().zip(ys) {
+                acc.extend(y);
+            }
+            self.stats.upload_bytes += request.bytes() as u64;
+            self.stats.download_bytes += reply.bytes() as u64;
+        }
+        self.stats.encrypt += encrypted - start;
+        self.stats.eval += evaluated - encrypted;
+        self.stats.decrypt += evaluated.elapsed();
+        self.stats.requests += x.len() as u64;
+        self.stats.applications += (x.len() * modules.len()) as u64;
+        if let Some(progress) = &self.progress {
+            // The whole prompt moves through every site: tokens × share done per second.
+            let done = progress.fraction() + 1.0 / progress.total().max(1) as f64;
+            let rate = x.len() as f64 * done / progress.elapsed_secs().max(1e-9);
+            progress.advance_noting(1, &format!("layer {layer}, {rate:.2} tokens/s"));
+        }
+        Ok(deltas)
+    }
 }
 
 /// `x`'s rows on the host, as f32.
@@ -105,46 +156,7 @@ impl LoraHook for SecureHook<'_> {
             Some((staged, rows)) if staged == site => rows,
             _ => host_rows(x)?,
         };
-        // deltas[module][token]
-        let mut deltas: Vec<Vec<f32>> = vec![Vec::new(); adapted.len()];
-        // All tokens of this call at once: a prompt's tokens are evaluated in parallel.
-        let start = Instant::now();
-        let requests = rows
-            .iter()
-            .map(|row| self.client.encrypt(site.layer, &adapted, row))
-            .collect::<Result<Vec<_>>>()?;
-        let encrypted = Instant::now();
-        let replies = self.server.apply_batch(self.id, &requests)?;
-        if replies.len() != requests.len() {
-            bail!(
-                "the server answered {} of {} requests",
-                replies.len(),
-                requests.len()
-            );
-        }
-        let evaluated = Instant::now();
-        for (request, reply) in requests.iter().zip(&replies) {
-            let ys = self.client.decrypt(request, reply)?;
-            if ys.len() != adapted.len() {
-                bail!("{} deltas for {} projections", ys.len(), adapted.len());
-            }
-            for (acc, y) in deltas.iter_mut().zip(ys) {
-                acc.extend(y);
-            }
-            self.stats.upload_bytes += request.bytes() as u64;
-            self.stats.download_bytes += reply.bytes() as u64;
-        }
-        self.stats.encrypt += encrypted - start;
-        self.stats.eval += evaluated - encrypted;
-        self.stats.decrypt += evaluated.elapsed();
-        self.stats.requests += rows.len() as u64;
-        self.stats.applications += (rows.len() * adapted.len()) as u64;
-        if let Some(progress) = &self.progress {
-            // The whole prompt moves through every site: tokens × share done per second.
-            let done = progress.fraction() + 1.0 / progress.total().max(1) as f64;
-            let rate = rows.len() as f64 * done / progress.elapsed_secs().max(1e-9);
-            progress.advance_noting(1, &format!("layer {}, {rate:.2} tokens/s", site.layer));
-        }
+        let deltas = self.encrypted_deltas(site.layer, &adapted, &rows)?;
         for (module, delta) in adapted.iter().zip(deltas) {
             let d_out = delta.len() / rows.len().max(1);
             let k = site

@@ -67,14 +67,13 @@ impl SecureSession {
         };
         let start = std::time::Instant::now();
         let mut server = server_on(&params, adapter, settings, device)?;
-        let (client, keys) = SecureClient::new(&params, server.manifest().clone())?;
         let id = helora::pll::ClientId(1);
-        server.register_client(id, &keys.eval_keys, &keys.public_key)?;
+        let (client, key_upload_bytes) = register_new_client(&params, server.as_mut(), id)?;
         Ok(Self {
             client,
             server,
             id,
-            key_upload_bytes: keys.eval_keys.len() + keys.public_key.len(),
+            key_upload_bytes,
             setup: start.elapsed(),
         })
     }
@@ -83,6 +82,18 @@ impl SecureSession {
     pub fn hook(&mut self) -> SecureHook<'_> {
         SecureHook::new(&mut self.client, self.server.as_mut(), self.id)
     }
+}
+
+/// A client with a fresh secret key for `server`, registered with it as `id`, and the bytes
+/// of the evaluation and public keys it sent.
+pub fn register_new_client(
+    params: &Params,
+    server: &mut dyn Serve,
+    id: helora::pll::ClientId,
+) -> Result<(SecureClient, usize)> {
+    let (client, keys) = SecureClient::new(params, server.manifest().clone())?;
+    server.register_client(id, &keys.eval_keys, &keys.public_key)?;
+    Ok((client, keys.eval_keys.len() + keys.public_key.len()))
 }
 
 /// The server whose HE backend sits beside a base model on `device`.
