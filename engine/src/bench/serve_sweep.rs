@@ -150,13 +150,16 @@ const SIZE: (u32, u32) = (1024, 760);
 /// One point: x, tokens/s, p99 request ms.
 type Measured = (f64, f64, f64);
 
+/// A panel's y-axis label, colour and (x, y) points.
+type Panel = (&'static str, RGBColor, Vec<(f64, f64)>);
+
 fn draw(points: &[Measured], over: ServeSweepOver, path: &Path, title: &str) -> Result<()> {
     use_embedded_font()?;
     let fail = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
     let xs: Vec<f64> = points.iter().map(|p| p.0).collect();
     let (x_min, x_max) = bounds(&xs);
     let x_range = (x_min / 1.3)..(x_max * 1.3);
-    let panels: [(&str, RGBColor, Vec<(f64, f64)>); 2] = [
+    let panels: [Panel; 2] = [
         (
             "throughput, all clients (tokens/s)",
             RGBColor(0, 114, 178),

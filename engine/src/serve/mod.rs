@@ -106,7 +106,7 @@ fn load_adapters(options: &ServeOptions, settings: &PllSettings) -> Result<Adapt
             #[cfg(not(feature = "cuda"))]
             DeviceChoice::Cuda => anyhow::bail!(NO_CUDA),
         };
-        Ok(held?.with_resident_key_sets(options.resident_key_sets))
+        anyhow::Ok(held?.with_resident_key_sets(options.resident_key_sets))
     };
     let specs: Vec<(String, PathBuf)> = if options.adapters.is_empty() {
         vec![("demo".to_string(), crate::demo::adapter_dir()?)]
