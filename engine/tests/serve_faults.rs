@@ -12,30 +12,9 @@ use std::time::{Duration, Instant};
 const CLIENTS: usize = 4;
 const MAX_TOKENS: &str = "6";
 
-fn json(out: &std::process::Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "generate failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON report")
-}
-
 #[test]
 fn kill_9_mid_generation_loses_nothing_and_charges_once() {
-    let reference = json(
-        &Command::new(binary())
-            .args([
-                "generate",
-                "--pll",
-                "off",
-                "--json",
-                "--max-tokens",
-                MAX_TOKENS,
-            ])
-            .output()
-            .expect("helora runs"),
-    );
+    let reference = in_process_reference(MAX_TOKENS);
     let dir = TempDir::new("faults");
     let tokens: Vec<String> = (0..CLIENTS)
         .map(|k| add_client(&dir.state(), &format!("c{k}"), &[]))
@@ -103,7 +82,7 @@ fn kill_9_mid_generation_loses_nothing_and_charges_once() {
 
     let reports: Vec<serde_json::Value> = clients
         .into_iter()
-        .map(|c| json(&c.wait_with_output().expect("client ends")))
+        .map(|c| generate_report(&c.wait_with_output().expect("client ends")))
         .collect();
     let retries: u64 = reports
         .iter()

@@ -217,15 +217,6 @@ fn hammer(
     served
 }
 
-fn json(out: &std::process::Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "generate failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON report")
-}
-
 #[test]
 fn kill_9_one_replica_and_its_clients_finish_on_the_other() {
     const CLIENTS: usize = 4;
@@ -233,19 +224,7 @@ fn kill_9_one_replica_and_its_clients_finish_on_the_other() {
     let Some((rt, schema)) = shared_state("failover") else {
         return;
     };
-    let reference = json(
-        &Command::new(binary())
-            .args([
-                "generate",
-                "--pll",
-                "off",
-                "--json",
-                "--max-tokens",
-                MAX_TOKENS,
-            ])
-            .output()
-            .expect("helora runs"),
-    );
+    let reference = in_process_reference(MAX_TOKENS);
     let dir = TempDir::new("replicas-failover");
     let state = schema.url();
     let serve = args(&[
@@ -300,7 +279,7 @@ fn kill_9_one_replica_and_its_clients_finish_on_the_other() {
 
     let reports: Vec<serde_json::Value> = clients
         .into_iter()
-        .map(|c| json(&c.wait_with_output().expect("client ends")))
+        .map(|c| generate_report(&c.wait_with_output().expect("client ends")))
         .collect();
     let prompt = reference["prompt_token_ids"]
         .as_array()

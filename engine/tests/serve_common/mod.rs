@@ -507,3 +507,30 @@ pub fn health(rt: &tokio::runtime::Runtime, url: &str, service: &str) -> Result<
             .map_err(|s| s.code())
     })
 }
+
+/// The JSON report of a `helora generate --json` that must have succeeded.
+pub fn generate_report(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "generate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON report")
+}
+
+/// The in-process run (PLL off) that remote generations must equal, token for token.
+pub fn in_process_reference(max_tokens: &str) -> serde_json::Value {
+    generate_report(
+        &Command::new(binary())
+            .args([
+                "generate",
+                "--pll",
+                "off",
+                "--json",
+                "--max-tokens",
+                max_tokens,
+            ])
+            .output()
+            .expect("helora runs"),
+    )
+}
