@@ -22,15 +22,12 @@ trait SharedServer: Send + Sync {
     fn check(&self, requests: &[&Request]) -> Result<()>;
     fn has_client(&self, id: ClientId) -> bool;
     /// Decodes and checks a key set (the costly half of an admission, under the read
-    /// lock); `None` if `id` is held already.
-    fn prepare(
-        &self,
-        id: ClientId,
-        eval_keys: &[u8],
-        public_key: &[u8],
-    ) -> Result<Option<Prepared>>;
-    /// Under the write lock: drops `evict`'s key sets, then holds `prepared` as `id`.
-    fn hold(&self, id: ClientId, prepared: Option<Prepared>, evict: &[ClientId]) -> Result<()>;
+    /// lock); always, even if the key set is held now: it may be evicted before
+    /// [`hold`](SharedServer::hold).
+    fn prepare(&self, eval_keys: &[u8], public_key: &[u8]) -> Result<Prepared>;
+    /// Under the write lock: drops `evict`'s key sets, then holds `prepared` as `id` unless
+    /// `id` is held already.
+    fn hold(&self, id: ClientId, prepared: Prepared, evict: &[ClientId]) -> Result<()>;
 }
 
 /// A key set decoded and checked by [`SharedServer::prepare`], for its own backend.
@@ -65,36 +62,24 @@ where
         self.read().map(|s| s.has_client(id)).unwrap_or(false)
     }
 
-    fn prepare(
-        &self,
-        id: ClientId,
-        eval_keys: &[u8],
-        public_key: &[u8],
-    ) -> Result<Option<Prepared>> {
+    fn prepare(&self, eval_keys: &[u8], public_key: &[u8]) -> Result<Prepared> {
         let server = self.read().map_err(poisoned)?;
-        if server.has_client(id) {
-            return Ok(None);
-        }
-        Ok(Some(Box::new(
-            server.prepare_client(eval_keys, public_key)?,
-        )))
+        Ok(Box::new(server.prepare_client(eval_keys, public_key)?))
     }
 
-    fn hold(&self, id: ClientId, prepared: Option<Prepared>, evict: &[ClientId]) -> Result<()> {
+    fn hold(&self, id: ClientId, prepared: Prepared, evict: &[ClientId]) -> Result<()> {
         let mut server = self.write().map_err(poisoned)?;
         for old in evict {
             server.remove_client(*old);
         }
         // Another request may have admitted the same key set meanwhile.
-        match prepared {
-            Some(prepared) if !server.has_client(id) => {
-                let prepared = prepared
-                    .downcast::<PreparedClient<B>>()
-                    .map_err(|_| anyhow!("a key set prepared for another backend"))?;
-                server.insert_client(id, *prepared)
-            }
-            _ => Ok(()),
+        if server.has_client(id) {
+            return Ok(());
         }
+        let prepared = prepared
+            .downcast::<PreparedClient<B>>()
+            .map_err(|_| anyhow!("a key set prepared for another backend"))?;
+        server.insert_client(id, *prepared)
     }
 }
 
@@ -216,7 +201,7 @@ impl HeldAdapter {
     /// Decodes and checks a key set against this adapter, holds it under `id` and leases
     /// it, evicting the least recently used idle key sets beyond the cap.
     pub fn admit(&self, id: ClientId, eval_keys: &[u8], public_key: &[u8]) -> Result<Lease> {
-        let prepared = self.server.prepare(id, eval_keys, public_key)?;
+        let prepared = self.server.prepare(eval_keys, public_key)?;
         // Every change to the held set happens under the residency's lock, so a lease
         // always finds its key set held.
         let mut residency = self.residency.lock().map_err(poisoned)?;

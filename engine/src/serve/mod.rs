@@ -216,6 +216,10 @@ pub async fn start(
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let (health, health_service) = tonic_health::server::health_reporter();
+    // Ready from the first call on: the state answered (the secret was read from it).
+    health
+        .set_serving::<proto::private_lora_server::PrivateLoraServer<Arc<Service>>>()
+        .await;
     tokio::spawn(report_health(health, store.clone(), stop.clone()));
     if let Some(at) = options.health {
         let listener = tokio::net::TcpListener::bind(at)
@@ -341,17 +345,18 @@ async fn report_health(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     type Grpc = proto::private_lora_server::PrivateLoraServer<Arc<Service>>;
-    let mut serving = None;
+    // `start` made it SERVING.
+    let mut serving = true;
     loop {
         let up = !*stop.borrow() && store.ping().await.is_ok();
-        if serving != Some(up) {
+        if serving != up {
             if up {
                 health.set_serving::<Grpc>().await;
             } else {
                 tracing::warn!("not ready: the state does not answer, or the server is stopping");
                 health.set_not_serving::<Grpc>().await;
             }
-            serving = Some(up);
+            serving = up;
         }
         if *stop.borrow() {
             return;
