@@ -6,8 +6,6 @@
 mod serve_common;
 
 use serve_common::*;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 const CLIENTS: usize = 4;
 const MAX_TOKENS: &str = "6";
@@ -34,49 +32,10 @@ fn kill_9_mid_generation_loses_nothing_and_charges_once() {
     };
     let mut server = Server::start(&dir, &serve_args("127.0.0.1:0"));
     let port = server.port();
-    let clients: Vec<_> = tokens
-        .iter()
-        .enumerate()
-        .map(|(k, token)| {
-            Command::new(binary())
-                .args([
-                    "generate",
-                    "--json",
-                    "--max-tokens",
-                    MAX_TOKENS,
-                    "--retries",
-                    "10",
-                ])
-                .args(["--server", &server.url, "--token", token])
-                .arg("--key-dir")
-                .arg(dir.path().join(format!("keys{k}")))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("a client starts")
-        })
-        .collect();
-
+    let clients = spawn_generations(&dir, &server.url, &tokens, MAX_TOKENS);
     // Kill once the clients are well into their generations (past registration, in the
     // prefill or the decoding).
-    let metrics = server.metrics.clone().expect("metrics");
-    let started = Instant::now();
-    loop {
-        let ok = sample(
-            &scrape(&metrics),
-            "helora_requests_total",
-            &[("outcome", "ok")],
-        );
-        if ok.unwrap_or(0.0) >= 40.0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "no progress: {}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_answers(&server, 40.0);
     server.kill9();
     let server = Server::start(&dir, &serve_args(&format!("127.0.0.1:{port}")));
 

@@ -13,7 +13,6 @@ use helora_engine::serve::state::{scratch, ScratchSchema};
 use rand::SeedableRng;
 use serve_common::*;
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A fresh schema on the test database, or `None` (skipped).
@@ -242,39 +241,8 @@ fn kill_9_one_replica_and_its_clients_finish_on_the_other() {
         .collect();
     // Every client starts on the replica that dies, the other next in its list.
     let servers = format!("{},{}", doomed.url, survivor.url);
-    let clients: Vec<_> = tokens
-        .iter()
-        .enumerate()
-        .map(|(k, token)| {
-            Command::new(binary())
-                .args(["generate", "--json", "--max-tokens", MAX_TOKENS])
-                .args(["--retries", "10", "--server", &servers, "--token", token])
-                .arg("--key-dir")
-                .arg(dir.path().join(format!("keys{k}")))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("a client starts")
-        })
-        .collect();
-
-    let metrics = doomed.metrics.clone().expect("metrics");
-    let started = Instant::now();
-    while sample(
-        &scrape(&metrics),
-        "helora_requests_total",
-        &[("outcome", "ok")],
-    )
-    .unwrap_or(0.0)
-        < 40.0
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "no progress: {}",
-            doomed.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let clients = spawn_generations(&dir, &servers, &tokens, MAX_TOKENS);
+    wait_for_answers(&doomed, 40.0);
     doomed.kill9();
 
     let reports: Vec<serde_json::Value> = clients

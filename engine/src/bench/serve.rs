@@ -214,23 +214,19 @@ pub fn run(options: &ServeBenchOptions) -> Result<ServeBenchReport> {
     if let Some(schema) = schema {
         runtime.block_on(schema.drop_schema())?;
     }
-    let (measured, targets) = (measured?, targets);
-    Ok(ServeBenchReport {
-        preset: options.preset.clone(),
-        rank: options.rank,
-        targets,
-        state: if database.is_some() {
-            "postgres"
-        } else {
-            "sqlite"
-        }
-        .into(),
-        ..measured
-    })
+    let mut report = measured?;
+    report.targets = targets;
+    report.state = if database.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+    .into();
+    Ok(report)
 }
 
 /// Starts the servers (unless `--server`), runs the clients, and reports (all but the
-/// fields [`run`] fills in).
+/// adapter's targets and the state's kind, which [`run`] fills in).
 fn measure(
     options: &ServeBenchOptions,
     scratch: &Scratch,

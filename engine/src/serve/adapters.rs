@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex, RwLock};
 trait SharedServer: Send + Sync {
     fn evaluate(&self, jobs: &[Job<'_>]) -> Vec<Result<Reply>>;
     fn check(&self, requests: &[&Request]) -> Result<()>;
-    fn has_client(&self, id: ClientId) -> bool;
     /// Decodes and checks a key set (the costly half of an admission, under the read
     /// lock); always, even if the key set is held now: it may be evicted before
     /// [`hold`](SharedServer::hold).
@@ -56,10 +55,6 @@ where
     fn check(&self, requests: &[&Request]) -> Result<()> {
         self.read().map_err(poisoned)?.projections_for(requests)?;
         Ok(())
-    }
-
-    fn has_client(&self, id: ClientId) -> bool {
-        self.read().map(|s| s.has_client(id)).unwrap_or(false)
     }
 
     fn prepare(&self, eval_keys: &[u8], public_key: &[u8]) -> Result<Prepared> {
@@ -181,10 +176,6 @@ impl HeldAdapter {
     /// are named once, and every token carries one ciphertext per input chunk.
     pub fn check(&self, requests: &[&Request]) -> Result<()> {
         self.server.check(requests)
-    }
-
-    pub fn has_client(&self, id: ClientId) -> bool {
-        self.server.has_client(id)
     }
 
     /// Leases key set `id` if it is held; `None`: load it from the store and [`admit`] it.

@@ -27,10 +27,6 @@ impl Residency {
         }
     }
 
-    pub fn cap(&self) -> usize {
-        self.cap
-    }
-
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -534,3 +534,50 @@ pub fn in_process_reference(max_tokens: &str) -> serde_json::Value {
             .expect("helora runs"),
     )
 }
+
+/// A `helora generate --json --retries 10` against `servers`, one per token (its keys in
+/// `dir/keys{k}`), running in the background.
+pub fn spawn_generations(
+    dir: &TempDir,
+    servers: &str,
+    tokens: &[String],
+    max_tokens: &str,
+) -> Vec<std::process::Child> {
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(k, token)| {
+            Command::new(binary())
+                .args(["generate", "--json", "--max-tokens", max_tokens])
+                .args(["--retries", "10", "--server", servers, "--token", token])
+                .arg("--key-dir")
+                .arg(dir.path().join(format!("keys{k}")))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("a client starts")
+        })
+        .collect()
+}
+
+/// Waits until `server` has answered `requests` requests (its clients well into their
+/// generations); ten minutes without that fail with its log.
+pub fn wait_for_answers(server: &Server, requests: f64) {
+    let metrics = server.metrics.clone().expect("metrics");
+    let started = std::time::Instant::now();
+    while sample(
+        &scrape(&metrics),
+        "helora_requests_total",
+        &[("outcome", "ok")],
+    )
+    .unwrap_or(0.0)
+        < requests
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(600),
+            "no progress: {}",
+            server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
