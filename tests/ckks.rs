@@ -210,8 +210,10 @@ fn products_match_f64() {
         ev.rescale(&prod2),
         Err(CkksError::LevelTooLow { .. })
     ));
+    // A product not yet rescaled is at Δ², not Δ. (After the rescale its scale is
+    // Δ²/q_2, within the 10⁻⁹ tolerance of Δ for these 50-bit primes.)
     assert!(matches!(
-        ev.add(&ca, &prod),
+        ev.add(&ca, &ev.mul_plain(&ca, &pb).unwrap()),
         Err(CkksError::ScaleMismatch { .. })
     ));
 }

@@ -41,9 +41,13 @@ struct Client {
     decryptor: Decryptor,
 }
 
+/// The seed the tests' server hands every client for its keys' `a` halves.
+const KEY_SEED: KeySeed = KeySeed([0x5e; 16]);
+
 impl Client {
     fn new(params: &Params) -> Self {
-        let keygen = KeyGenerator::new(params).unwrap();
+        let mut keygen = KeyGenerator::new(params).unwrap();
+        keygen.set_key_seed(KEY_SEED);
         Self {
             params: params.clone(),
             encoder: Encoder::new(params.n()).unwrap(),
@@ -58,7 +62,7 @@ impl Client {
             .keygen
             .evaluation_keys(&server.rotation_steps(), false)
             .unwrap();
-        server.register_client(ClientId(id), &keys, self.keygen.public_key())
+        server.register_client(ClientId(id), &keys, self.keygen.public_key(), &KEY_SEED)
     }
 
     fn encrypt(&mut self, plan: &LoraPlan<CpuBackend>, x: &[f64]) -> Vec<Ciphertext> {
@@ -166,7 +170,7 @@ fn pll_off_is_the_plain_plan_bit_for_bit() {
         .evaluation_keys(&server.rotation_steps(), false)
         .unwrap();
     server
-        .register_client(ClientId(1), &keys, client.keygen.public_key())
+        .register_client(ClientId(1), &keys, client.keygen.public_key(), &KEY_SEED)
         .unwrap();
     let mut plain = Evaluator::cpu(&params);
     plain.set_keys(&keys).unwrap();
@@ -341,7 +345,7 @@ fn unknown_ids_bad_keys_and_limits_are_errors() {
         &params,
         PllSettings {
             max_clients: 1,
-            ..settings(SIGMA, false)
+            ..settings(SIGMA, true)
         },
     )
     .unwrap();
@@ -360,7 +364,7 @@ fn unknown_ids_bad_keys_and_limits_are_errors() {
     // Keys without the plan's rotations.
     let partial = client.keygen.evaluation_keys(&[1], false).unwrap();
     assert!(matches!(
-        server.register_client(ClientId(1), &partial, client.keygen.public_key()),
+        server.register_client(ClientId(1), &partial, client.keygen.public_key(), &KEY_SEED),
         Err(PllError::MissingRotationKey { .. })
     ));
     // A public key over the wrong basis.
@@ -371,8 +375,28 @@ fn unknown_ids_bad_keys_and_limits_are_errors() {
     let mut bad_pk = client.keygen.public_key();
     bad_pk.a.truncate_q(1);
     assert!(matches!(
-        server.register_client(ClientId(1), &keys, bad_pk),
+        server.register_client(ClientId(1), &keys, bad_pk, &KEY_SEED),
         Err(PllError::Malformed(_))
+    ));
+    // Keys whose `a` halves come from a seed of the client's choosing, or a = 0.
+    let mut own = KeyGenerator::new(&params).unwrap();
+    let own_keys = own
+        .evaluation_keys(&server.rotation_steps(), false)
+        .unwrap();
+    assert!(matches!(
+        server.register_client(ClientId(1), &own_keys, own.public_key(), &KEY_SEED),
+        Err(PllError::WrongKeySeed)
+    ));
+    assert!(matches!(
+        server.register_client(ClientId(1), &keys, own.public_key(), &KEY_SEED),
+        Err(PllError::WrongKeySeed)
+    ));
+    // a = 0 naming the server's seed: the server expands the seed itself.
+    let mut zero_a = client.keygen.public_key();
+    zero_a.a = helora::ring::RnsPoly::zero(zero_a.a.n(), zero_a.a.basis(), true);
+    assert!(matches!(
+        server.register_client(ClientId(1), &keys, zero_a, &KEY_SEED),
+        Err(PllError::WrongKeySeed)
     ));
     client.register(&mut server, 1).unwrap();
     assert!(matches!(
@@ -427,6 +451,8 @@ fn unknown_ids_bad_keys_and_limits_are_errors() {
     for bad in [
         settings(-1.0, false),
         settings(f64::NAN, true),
+        // Noise without flooding: the decryption error would carry B's diagonals.
+        settings(SIGMA, false),
         PllSettings {
             budget: 0,
             ..settings(SIGMA, true)

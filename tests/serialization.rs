@@ -223,11 +223,20 @@ fn keys_round_trip() {
         ..Default::default()
     };
     let bare_bytes = bare.to_bytes(&params).unwrap();
-    assert_eq!(bare_bytes.len(), HEADER + 1 + 4);
+    assert_eq!(bare_bytes.len(), HEADER + 16 + 1 + 4);
     assert_eq!(
         EvaluationKeys::from_bytes(&params, &bare_bytes).unwrap(),
         bare
     );
+
+    // A key whose a is not its seed's expansion does not encode (it would decode as
+    // another key).
+    let mut forged = keys.clone();
+    forged.galois.values_mut().next().unwrap().digits[0][1] = relin.digits[0][1].clone();
+    assert!(forged.to_bytes(&params).is_err());
+    let mut forged_pk = pk.clone();
+    forged_pk.a_seed = helora::ckks::KeySeed([1; 16]);
+    assert!(forged_pk.to_bytes(&params).is_err());
 
     // Decoded keys drive the evaluator like the originals.
     let mut ev = helora::ckks::Evaluator::cpu(&params);
@@ -254,10 +263,12 @@ fn sizes_at_n13() {
     };
     let pk = kg.public_key();
 
-    // 50 + 40 + 40 bits per coefficient over Q_L; + 50 for the special prime.
-    let q_poly = POLY_HEADER + n * 130 / 8;
-    let full_poly = POLY_HEADER + n * 180 / 8;
+    // 60 + 50 + 50 bits per coefficient over Q_L; + 58 for the special prime.
+    let q_poly = POLY_HEADER + n * 160 / 8;
+    let full_poly = POLY_HEADER + n * 218 / 8;
     let key = 2 + 3 * 2 * full_poly;
+    // In a key set only the b halves travel; every a comes from the 16-byte seed.
+    let seeded_key = 2 + 3 * full_poly;
     let sizes = [
         (
             "seeded ciphertext",
@@ -277,7 +288,7 @@ fn sizes_at_n13() {
         (
             "public key",
             pk.to_bytes(&params).unwrap().len(),
-            HEADER + 2 * q_poly,
+            HEADER + 16 + q_poly,
         ),
         (
             "Galois key",
@@ -287,12 +298,12 @@ fn sizes_at_n13() {
         (
             "eval keys: relin + 8 rotations",
             keys.to_bytes(&params).unwrap().len(),
-            HEADER + 1 + key + 4 + 8 * (8 + key),
+            HEADER + 16 + 1 + seeded_key + 4 + 8 * (8 + seeded_key),
         ),
         (
             "eval keys: 8 rotations",
             keys_no_relin.to_bytes(&params).unwrap().len(),
-            HEADER + 1 + 4 + 8 * (8 + key),
+            HEADER + 16 + 1 + 4 + 8 * (8 + seeded_key),
         ),
         ("parameter set", params.to_bytes().len(), HEADER + 8 + 4 * 9),
     ];
@@ -300,7 +311,7 @@ fn sizes_at_n13() {
         println!("N = 2^13 {what}: {measured} bytes");
         assert_eq!(measured, expected, "{what}");
     }
-    assert_eq!(sizes[0].1, 133_183);
+    assert_eq!(sizes[0].1, 163_903);
 }
 
 #[test]
@@ -383,7 +394,9 @@ fn header_and_basis_fields_are_checked() {
     assert!(with(0, b"HLRB").contains("magic"));
     // Version 1 expanded the seed with ChaCha20: refused, not misread.
     assert!(with(4, &1u16.to_le_bytes()).contains("unsupported format version 1"));
-    assert!(with(4, &3u16.to_le_bytes()).contains("unsupported format version 3"));
+    // Version 2 keys carried `a` halves of the client's choosing.
+    assert!(with(4, &2u16.to_le_bytes()).contains("unsupported format version 2"));
+    assert!(with(4, &4u16.to_le_bytes()).contains("unsupported format version 4"));
     assert!(with(6, &[3]).contains("found a ciphertext (kind 3)"));
     assert!(with(6, &[99]).contains("unknown kind 99"));
     assert!(with(HEADER, &9u16.to_le_bytes()).contains("level 9 exceeds"));
@@ -498,11 +511,15 @@ fn huge_declared_lengths_are_rejected() {
     let mut kg = KeyGenerator::new(&params).unwrap();
     let keys = kg.evaluation_keys(&[1], false).unwrap();
     let bytes = keys.to_bytes(&params).unwrap();
-    let key_len = SwitchingKey::to_bytes(keys.relin.as_ref().unwrap(), &params)
+    // A lone switching key holds both halves of every digit; a key set's, b only.
+    let full_len = SwitchingKey::to_bytes(keys.relin.as_ref().unwrap(), &params)
         .unwrap()
         .len()
         - HEADER;
-    let count_at = HEADER + 1 + key_len;
+    let key_len = 2 + (full_len - 2) / 2;
+    // Header, key seed, relinearisation flag.
+    let start = HEADER + 16 + 1;
+    let count_at = start + key_len;
 
     let mut bad = bytes.clone();
     bad[count_at..count_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
@@ -510,12 +527,12 @@ fn huge_declared_lengths_are_rejected() {
     assert!(e.contains("4294967295 Galois keys"), "{e}");
 
     let mut bad = bytes.clone();
-    bad[HEADER + 1..HEADER + 3].copy_from_slice(&u16::MAX.to_le_bytes());
+    bad[start..start + 2].copy_from_slice(&u16::MAX.to_le_bytes());
     let e = message(EvaluationKeys::from_bytes(&params, &bad).unwrap_err());
     assert!(e.contains("65535 digits, expected 2"), "{e}");
 
     let mut bad = bytes.clone();
-    bad[HEADER] = 2; // relinearisation flag
+    bad[start - 1] = 2; // relinearisation flag
     assert!(message(EvaluationKeys::from_bytes(&params, &bad).unwrap_err()).contains("flag 2"));
 
     // Galois elements must be valid and strictly increasing.
@@ -532,7 +549,7 @@ fn huge_declared_lengths_are_rejected() {
     };
     let mut bad = two.to_bytes(&params).unwrap();
     let entry = 8 + key_len;
-    let (first, second) = (HEADER + 1 + 4, HEADER + 1 + 4 + entry);
+    let (first, second) = (HEADER + 16 + 1 + 4, HEADER + 16 + 1 + 4 + entry);
     let g0: [u8; 8] = bad[first..first + 8].try_into().unwrap();
     bad[second..second + 8].copy_from_slice(&g0);
     assert!(

@@ -80,6 +80,19 @@ pub struct ServeArgs {
     /// given (its flooding is sized for it).
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
     pub budget: u64,
+    /// The PLL's noise σ: each answer's relative error (default 0.1).
+    #[arg(long, conflicts_with = "target_error")]
+    pub noise: Option<f64>,
+    /// Instead of one σ: the relative error (0 < ε ≤ 1) below which no client may extract
+    /// an adapter's A·B with its whole budget. Each projection gets σ = ε·√(budget/(κ·r)),
+    /// with its rank r and its factors' shape κ (docs/security.md §4.3).
+    #[arg(long, value_name = "ε")]
+    pub target_error: Option<f64>,
+    /// Queries each projection of an adapter may answer over all clients together: a wall
+    /// that pooled identities cannot climb over (default: none; counted either way, see
+    /// `helora clients usage`).
+    #[arg(long, value_name = "Q", value_parser = clap::value_parser!(u64).range(1..))]
+    pub adapter_budget: Option<u64>,
     /// TLS certificate chain (PEM); with --tls-key, the server speaks https only.
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<std::path::PathBuf>,
@@ -125,6 +138,9 @@ pub enum ClientsCommand {
     /// Issues a client a new API token (printed once, as the last line); the old one is
     /// refused from then on. Its identity, budget used and key sets stay.
     Rotate(ClientsRotateArgs),
+    /// What each client, and all clients together, have spent of each adapter: queries and
+    /// the share of each projection's d_in (about d_in queries identify its A·B).
+    Usage(ClientsListArgs),
 }
 
 #[derive(Debug, Args)]
@@ -482,6 +498,9 @@ fn serve(args: &ServeArgs) -> Result<()> {
         state: args.state.clone(),
         pll: args.pll == Switch::On,
         budget: args.budget,
+        noise: args.noise,
+        target_error: args.target_error,
+        adapter_budget: args.adapter_budget,
         tls: args.tls_cert.clone().zip(args.tls_key.clone()),
         metrics: args.metrics,
         health: args.health,
@@ -537,6 +556,10 @@ fn clients(command: ClientsCommand) -> Result<()> {
         ClientsCommand::List(args) => {
             let clients = serve::clients::list(args.state.as_deref())?;
             write_report(&clients, args.json, || serve::clients::table(&clients))
+        }
+        ClientsCommand::Usage(args) => {
+            let report = serve::clients::usage(args.state.as_deref())?;
+            write_report(&report, args.json, || serve::usage::table(&report))
         }
         ClientsCommand::Revoke(args) => {
             serve::clients::revoke(args.state.as_deref(), &args.name)?;

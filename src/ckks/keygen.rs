@@ -1,6 +1,7 @@
 //! Key generation (client side): secret, public, relinearisation and Galois keys.
 
 use super::galois::galois_elements;
+use super::key_seed::{KeyPart, KeySeed};
 use super::keys::{EvaluationKeys, PublicKey, SecretKey, SwitchingKey};
 use super::{CkksError, Params};
 use crate::math::sampling::{self, ChaCha20Rng};
@@ -55,6 +56,9 @@ pub struct KeyGenerator {
     params: Params,
     secret: SecretKey,
     rng: ChaCha20Rng,
+    /// Where every key's `a` comes from: the server's seed once given
+    /// ([`set_key_seed`](Self::set_key_seed)), one of this generator's own until then.
+    a_seed: KeySeed,
 }
 
 impl KeyGenerator {
@@ -80,10 +84,12 @@ impl KeyGenerator {
             ntt,
             params_id: params.id(),
         };
+        let a_seed = KeySeed::draw(&mut rng);
         Self {
             params: params.clone(),
             secret,
             rng,
+            a_seed,
         }
     }
 
@@ -91,10 +97,20 @@ impl KeyGenerator {
         &self.secret
     }
 
+    /// Makes every later key's `a` from `seed`: the seed a server hands out at
+    /// registration, without which it refuses the keys.
+    pub fn set_key_seed(&mut self, seed: KeySeed) {
+        self.a_seed = seed;
+    }
+
+    pub fn key_seed(&self) -> KeySeed {
+        self.a_seed
+    }
+
     pub fn public_key(&mut self) -> PublicKey {
         let ctx = self.params.ring().clone();
         let basis = Basis::level(self.params.max_level());
-        let a = uniform_ntt(&ctx, basis, &mut self.rng);
+        let a = self.a_seed.expand(&ctx, basis, KeyPart::Public);
         let mut b = gaussian_ntt(&ctx, basis, &mut self.rng);
         let s = self.secret.ntt.restricted(basis);
         let mut as_ = a.clone();
@@ -104,6 +120,7 @@ impl KeyGenerator {
             b,
             a,
             params_id: self.params.id(),
+            a_seed: self.a_seed,
         }
     }
 
@@ -112,7 +129,7 @@ impl KeyGenerator {
         let ctx = self.params.ring().clone();
         let mut s2 = self.secret.ntt.clone();
         arith::mul_assign(&ctx, &mut s2, &self.secret.ntt);
-        self.switching_key(&s2)
+        self.switching_key(&s2, |digit| KeyPart::Relinearization { digit })
     }
 
     /// Key for σ_g(s) → s.
@@ -122,7 +139,10 @@ impl KeyGenerator {
         }
         let perm = automorphism::automorphism_ntt_permutation(self.params.n(), galois);
         let s_g = automorphism::automorphism_ntt(&self.secret.ntt, &perm);
-        Ok(self.switching_key(&s_g))
+        Ok(self.switching_key(&s_g, |digit| KeyPart::Galois {
+            element: galois,
+            digit,
+        }))
     }
 
     /// Relinearisation key plus Galois keys for the given slot rotations (and
@@ -135,6 +155,7 @@ impl KeyGenerator {
         let n = self.params.n();
         let mut keys = EvaluationKeys {
             params_id: self.params.id(),
+            a_seed: self.a_seed,
             relin: Some(self.relinearization_key()),
             ..Default::default()
         };
@@ -145,14 +166,14 @@ impl KeyGenerator {
         Ok(keys)
     }
 
-    fn switching_key(&mut self, s_from: &RnsPoly) -> SwitchingKey {
+    fn switching_key(&mut self, s_from: &RnsPoly, part: impl Fn(usize) -> KeyPart) -> SwitchingKey {
         let ctx = self.params.ring().clone();
         let basis = ctx.full_basis();
         let alpha = self.params.alpha();
         let digit_count = basis.q.div_ceil(alpha);
         let digits = (0..digit_count)
             .map(|j| {
-                let a = uniform_ntt(&ctx, basis, &mut self.rng);
+                let a = self.a_seed.expand(&ctx, basis, part(j));
                 let mut b = gaussian_ntt(&ctx, basis, &mut self.rng);
                 let mut as_ = a.clone();
                 arith::mul_assign(&ctx, &mut as_, &self.secret.ntt);

@@ -1,7 +1,7 @@
 //! Key material. The secret key stays with the client; everything the server needs is in
 //! [`EvaluationKeys`] (relinearisation and Galois keys), tagged with the parameter id.
 
-use super::{CkksError, Params};
+use super::{CkksError, KeySeed, Params};
 use crate::ring::{Basis, RnsPoly};
 use std::collections::BTreeMap;
 use zeroize::Zeroize;
@@ -28,12 +28,14 @@ impl std::fmt::Debug for SecretKey {
     }
 }
 
-/// (b, a) = (−a·s + e, a) over Q_L, NTT form.
+/// (b, a) = (−a·s + e, a) over Q_L, NTT form; `a` is expanded from `a_seed`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PublicKey {
     pub b: RnsPoly,
     pub a: RnsPoly,
     pub params_id: u64,
+    /// The seed every `a` of this client's keys comes from (the server's challenge).
+    pub a_seed: KeySeed,
 }
 
 impl PublicKey {
@@ -71,6 +73,8 @@ pub struct SwitchingKey {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EvaluationKeys {
     pub params_id: u64,
+    /// The seed every switching key's `a` comes from (the server's challenge).
+    pub a_seed: KeySeed,
     /// Switches s² → s after a ciphertext product.
     pub relin: Option<SwitchingKey>,
     /// Switches σ_g(s) → s, by Galois element g.

@@ -7,9 +7,10 @@
 //! the given [`Params`] and checks sizes before allocating, so hostile input yields an
 //! error, never a panic. Byte layout: `docs/format.md`.
 
+use super::key_seed::KeyPart;
 use super::{
-    Ciphertext, CkksError, CompactCiphertext, EvaluationKeys, ParamSpec, Params, Plaintext,
-    PublicKey, SeededCiphertext, SwitchingKey,
+    Ciphertext, CkksError, CompactCiphertext, EvaluationKeys, KeySeed, ParamSpec, Params,
+    Plaintext, PublicKey, SeededCiphertext, SwitchingKey,
 };
 use crate::ring::{automorphism, Basis, RnsPoly};
 use std::collections::BTreeMap;
@@ -18,7 +19,7 @@ use std::fmt::Display;
 /// The first four bytes of every serialized object.
 pub const MAGIC: [u8; 4] = *b"HLRA";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// Magic (4) + version (2) + kind (1) + parameter id (8).
 const HEADER_LEN: usize = 15;
 /// log N (1) + q count (2) + p count (2) + NTT flag (1).
@@ -215,6 +216,34 @@ fn write_switching_key(
 
 fn switching_key_len(params: &Params, digits: usize) -> usize {
     2 + 2 * digits * poly_len(params, params.ring().full_basis())
+}
+
+/// A switching key of a key set: its `b` halves only, each `a` being `part`'s expansion of
+/// the set's seed. Refuses a key whose `a` is anything else, so that what decodes is what
+/// was encoded.
+fn write_seeded_switching_key(
+    out: &mut Vec<u8>,
+    params: &Params,
+    key: &SwitchingKey,
+    seed: &KeySeed,
+    part: impl Fn(usize) -> KeyPart,
+    what: &str,
+) -> Result<(), CkksError> {
+    let basis = params.ring().full_basis();
+    put_count(out, key.digits.len(), "digit count")?;
+    for (j, [b, a]) in key.digits.iter().enumerate() {
+        if *a != seed.expand(params.ring(), basis, part(j)) {
+            return Err(err(format!(
+                "cannot serialize: {what} digit {j} a is not expanded from the key set's seed"
+            )));
+        }
+        write_poly(out, params, b, basis, &format!("{what} digit {j} b"))?;
+    }
+    Ok(())
+}
+
+fn seeded_switching_key_len(params: &Params, digits: usize) -> usize {
+    2 + digits * poly_len(params, params.ring().full_basis())
 }
 
 /// Digits of a switching key under `params`: ⌈(L+1)/alpha⌉.
@@ -455,6 +484,30 @@ fn read_switching_key(
     Ok(SwitchingKey { digits })
 }
 
+/// Reads what [`write_seeded_switching_key`] wrote, expanding each `a` from `seed`.
+fn read_seeded_switching_key(
+    r: &mut Reader,
+    params: &Params,
+    seed: &KeySeed,
+    part: impl Fn(usize) -> KeyPart,
+    what: &str,
+) -> Result<SwitchingKey, CkksError> {
+    let count = r.u16(format_args!("{what} digit count"))? as usize;
+    let expected = expected_digits(params);
+    if count != expected {
+        return Err(err(format!(
+            "{what} has {count} digits, expected {expected}"
+        )));
+    }
+    let basis = params.ring().full_basis();
+    let mut digits = Vec::with_capacity(count);
+    for j in 0..count {
+        let b = read_poly(r, params, basis, &format!("{what} digit {j} b"))?;
+        digits.push([b, seed.expand(params.ring(), basis, part(j))]);
+    }
+    Ok(SwitchingKey { digits })
+}
+
 // ---------------------------------------------------------------------------------------
 // Objects
 
@@ -615,24 +668,30 @@ impl Serializable for PublicKey {
     fn to_bytes(&self, params: &Params) -> Result<Vec<u8>, CkksError> {
         params.ensure_id(self.params_id)?;
         let basis = Basis::level(params.max_level());
-        let mut out = header(Kind::PublicKey, params.id(), 2 * poly_len(params, basis));
+        if self.a != self.a_seed.expand(params.ring(), basis, KeyPart::Public) {
+            return Err(err(
+                "cannot serialize: public key a is not expanded from its seed",
+            ));
+        }
+        let mut out = header(Kind::PublicKey, params.id(), 16 + poly_len(params, basis));
+        out.extend_from_slice(&self.a_seed.0);
         write_poly(&mut out, params, &self.b, basis, "public key b")?;
-        write_poly(&mut out, params, &self.a, basis, "public key a")?;
         Ok(out)
     }
 
     fn from_bytes(params: &Params, bytes: &[u8]) -> Result<Self, CkksError> {
         let mut r = Reader::new(bytes);
         read_header_for(&mut r, Kind::PublicKey, params)?;
+        let a_seed = KeySeed(r.array("key seed")?);
         // Public keys live over Q_L only (no special primes).
         let basis = Basis::level(params.max_level());
         let b = read_poly(&mut r, params, basis, "public key b")?;
-        let a = read_poly(&mut r, params, basis, "public key a")?;
         r.finish(Kind::PublicKey)?;
         Ok(PublicKey {
             b,
-            a,
+            a: a_seed.expand(params.ring(), basis, KeyPart::Public),
             params_id: params.id(),
+            a_seed,
         })
     }
 }
@@ -674,15 +733,24 @@ impl Serializable for EvaluationKeys {
                 "cannot serialize: a switching key does not have {digits} digits"
             )));
         }
-        let key_len = switching_key_len(params, digits);
+        let key_len = seeded_switching_key_len(params, digits);
         let mut out = header(
             Kind::EvaluationKeys,
             params.id(),
-            5 + key_len + self.galois.len() * (8 + key_len),
+            21 + key_len + self.galois.len() * (8 + key_len),
         );
+        let seed = &self.a_seed;
+        out.extend_from_slice(&seed.0);
         out.push(self.relin.is_some() as u8);
         if let Some(relin) = &self.relin {
-            write_switching_key(&mut out, params, relin, "relinearisation key")?;
+            write_seeded_switching_key(
+                &mut out,
+                params,
+                relin,
+                seed,
+                |digit| KeyPart::Relinearization { digit },
+                "relinearisation key",
+            )?;
         }
         let count = u32::try_from(self.galois.len())
             .map_err(|_| err("cannot serialize: too many Galois keys"))?;
@@ -695,7 +763,14 @@ impl Serializable for EvaluationKeys {
                 )));
             }
             put_u64(&mut out, g);
-            write_switching_key(&mut out, params, key, &format!("Galois key {g}"))?;
+            write_seeded_switching_key(
+                &mut out,
+                params,
+                key,
+                seed,
+                |digit| KeyPart::Galois { element: g, digit },
+                &format!("Galois key {g}"),
+            )?;
         }
         Ok(out)
     }
@@ -703,15 +778,22 @@ impl Serializable for EvaluationKeys {
     fn from_bytes(params: &Params, bytes: &[u8]) -> Result<Self, CkksError> {
         let mut r = Reader::new(bytes);
         read_header_for(&mut r, Kind::EvaluationKeys, params)?;
+        let seed = KeySeed(r.array("key seed")?);
         let relin = match r.u8("relinearisation key flag")? {
             0 => None,
-            1 => Some(read_switching_key(&mut r, params, "relinearisation key")?),
+            1 => Some(read_seeded_switching_key(
+                &mut r,
+                params,
+                &seed,
+                |digit| KeyPart::Relinearization { digit },
+                "relinearisation key",
+            )?),
             f => return Err(err(format!("invalid relinearisation key flag {f}"))),
         };
         let count = r.u32("Galois key count")? as usize;
         // Each entry is an 8-byte element plus a key of known size: reject absurd counts
         // up front.
-        let entry = 8 + switching_key_len(params, expected_digits(params));
+        let entry = 8 + seeded_switching_key_len(params, expected_digits(params));
         if count.saturating_mul(entry) > r.remaining() {
             return Err(err(format!(
                 "truncated: {count} Galois keys of {entry} bytes each declared, found {} bytes",
@@ -735,14 +817,19 @@ impl Serializable for EvaluationKeys {
                 )));
             }
             previous = Some(g);
-            galois.insert(
-                g,
-                read_switching_key(&mut r, params, &format!("Galois key {g}"))?,
-            );
+            let key = read_seeded_switching_key(
+                &mut r,
+                params,
+                &seed,
+                |digit| KeyPart::Galois { element: g, digit },
+                &format!("Galois key {g}"),
+            )?;
+            galois.insert(g, key);
         }
         r.finish(Kind::EvaluationKeys)?;
         Ok(EvaluationKeys {
             params_id: params.id(),
+            a_seed: seed,
             relin,
             galois,
         })

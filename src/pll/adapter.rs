@@ -3,6 +3,7 @@
 
 use super::flooding::{calibrate, check_flood_fits, flood_std};
 use super::noise::{perturbation_std, Perturbation};
+use super::settings::MAX_NOISE;
 use super::{shape_factor, ExtractionBound, PllError, PllSettings};
 use crate::ckks::{Backend, Encoder, Evaluator};
 use crate::linear::{LoraPlan, Matrix};
@@ -35,13 +36,21 @@ impl<B: Backend> Adapter<B> {
         let params = evaluator.params();
         let (circuit_error, flood) = if settings.flooding {
             let rms = calibrate(calibration, encoder, &plan)?;
-            let std = flood_std(rms, settings.budget, params.n(), settings.flood_divergence);
+            let std = flood_std(rms, settings.budget, settings.flood_security);
             check_flood_fits(params, plan.output_level(), std)?;
             (rms, std)
         } else {
             (0.0, 0.0)
         };
-        let noise_std = perturbation_std(settings.noise, b);
+        let kappa = shape_factor(a, b);
+        let noise = settings.noise_for(a.cols(), kappa);
+        if !(noise.is_finite() && noise <= MAX_NOISE) {
+            return Err(PllError::Settings(format!(
+                "the target error needs σ = {noise:.3e} for this adapter (κ = {kappa:.3}), \
+                 beyond {MAX_NOISE}: raise the target or lower the budget"
+            )));
+        }
+        let noise_std = perturbation_std(noise, b);
         let perturbation = (noise_std > 0.0)
             .then(|| Perturbation::new(params, &plan, noise_std))
             .transpose()?;
@@ -51,11 +60,11 @@ impl<B: Backend> Adapter<B> {
             flood_std: flood,
             circuit_error,
             bound: ExtractionBound {
-                noise: settings.noise,
+                noise,
                 rank: a.cols(),
                 d_in: a.rows(),
                 d_out: b.cols(),
-                kappa: shape_factor(a, b),
+                kappa,
             },
             plan,
         })
@@ -63,6 +72,12 @@ impl<B: Backend> Adapter<B> {
 
     pub fn plan(&self) -> &LoraPlan<B> {
         &self.plan
+    }
+
+    /// σ: the relative noise this adapter runs with (the settings' own, or the one its κ
+    /// and rank need for the target error).
+    pub fn noise(&self) -> f64 {
+        self.bound.noise
     }
 
     /// σ_E: std of each entry of the per-query perturbation E of B.

@@ -4,10 +4,11 @@
 //!   circuit, so the ciphertext is simulatable from its decryption alone;
 //! - flooding: + round(N(0, σ_f²)) on every coefficient of c0. The client knows s and so
 //!   the exact decrypted error; the circuit's part of it (rescale roundings, key-switch
-//!   errors times the encoded A and B) is a function of A and B (Li–Micciancio). With
-//!   ‖e_c‖² = N·rms² per query, the order-2 Rényi divergence between the flooded outputs
-//!   with and without e_c is exp(Σ ‖e_c‖² / σ_f²) over a client's queries; σ_f is chosen to
-//!   keep its log below the settings' bound over the whole budget.
+//!   errors times the encoded A and B) is a function of A and B (Li–Micciancio). σ_f is
+//!   sized for s bits of statistical security over a client's whole budget Q the way
+//!   OpenFHE sizes its decryption flooding (Li–Micciancio–Schultz–Sorrell):
+//!   σ_f = 2^(s/2)·√(12·Q)·ρ, ρ the circuit error's bound. In Rényi terms the order-2
+//!   divergence over the budget is then exp(Q·N·ρ²/σ_f²) = exp(N / (12·2^s)).
 //!
 //! rms is measured per adapter when it is registered (a server-side self-test with a
 //! throwaway key and an all-zero input, whose decryption is exactly the circuit's error).
@@ -25,12 +26,13 @@ const CALIBRATION_RUNS: usize = 2;
 /// Margin over the measured rms (it concentrates tightly over N coefficients; the margin
 /// covers other inputs' rounding patterns).
 const CALIBRATION_MARGIN: f64 = 2.0;
-/// σ_f may use at most q_out / 2^16: 8σ_f tails stay 2^13 below q_out / 2 for the message.
-const FLOOD_HEADROOM_BITS: i32 = 16;
+/// σ_f may use at most q_out / 2^12: its 8σ_f tails (10⁻¹⁵ per coefficient) stay below
+/// q_out / 2^9, beside a message of at most Δ·2^8 = q_out / 4 at the default parameters.
+const FLOOD_HEADROOM_BITS: i32 = 12;
 
-/// σ_f = rms·√(budget·N / divergence): then budget·N·rms² / σ_f² = divergence.
-pub fn flood_std(circuit_error_rms: f64, budget: u64, n: usize, divergence: f64) -> f64 {
-    circuit_error_rms * (budget as f64 * n as f64 / divergence).sqrt()
+/// σ_f = 2^(s/2)·√(12·budget)·ρ for `security` = s bits over `budget` queries.
+pub fn flood_std(circuit_error: f64, budget: u64, security: u32) -> f64 {
+    circuit_error * (12.0 * budget as f64).sqrt() * 2f64.powf(f64::from(security) / 2.0)
 }
 
 /// Checks that σ_f leaves room for the message modulo the output's modulus.
@@ -42,7 +44,7 @@ pub(crate) fn check_flood_fits(params: &Params, level: usize, std: f64) -> Resul
     if !std.is_finite() || std.log2() > q_bits - FLOOD_HEADROOM_BITS as f64 {
         return Err(PllError::Settings(format!(
             "flooding this budget needs σ_f = 2^{:.1}, more than the {q_bits:.0}-bit output \
-             modulus holds: lower the budget or raise flood_divergence",
+             modulus holds: lower the budget or the flooding security",
             std.log2()
         )));
     }

@@ -35,7 +35,7 @@ pub use bound::{
 };
 pub use flooding::flood_std;
 pub use server::{AdapterId, ClientId, PllServer, PreparedClient};
-pub use settings::PllSettings;
+pub use settings::{PllSettings, MIN_FLOOD_SECURITY};
 
 use crate::ckks::{CkksError, EncodeError};
 use crate::linear::LinearError;
@@ -51,6 +51,11 @@ pub enum PllError {
     TooManyClients { max: usize },
     #[error("evaluation keys of {bytes} bytes exceed the limit of {max} bytes per client")]
     KeysTooLarge { bytes: usize, max: usize },
+    #[error(
+        "the client's keys were not made from the key seed this server handed out (their `a` \
+         halves must come from the server's seed, not the client's)"
+    )]
+    WrongKeySeed,
     #[error("the client's keys lack the rotation by {step} that adapter {adapter} needs")]
     MissingRotationKey { adapter: usize, step: i64 },
     #[error("unknown adapter id {0}")]

@@ -7,7 +7,7 @@ use super::evaluate::apply_protected;
 use super::{Adapter, PllError, PllSettings};
 use crate::ckks::{
     rotation_element, Backend, Ciphertext, CkksError, CpuBackend, Encoder, Encryptor,
-    EvaluationKeys, Evaluator, Params, PublicKey,
+    EvaluationKeys, Evaluator, KeySeed, Params, PublicKey,
 };
 use crate::linear::Matrix;
 use crate::math::sampling::{self, NoiseRng};
@@ -138,15 +138,17 @@ impl<B: Backend> PllServer<B> {
         self.clients.len()
     }
 
-    /// Admits a client with its evaluation keys and public key.
+    /// Admits a client with its evaluation keys and public key, made from `key_seed`: the
+    /// seed this server handed the client for the keys' `a` halves.
     pub fn register_client(
         &mut self,
         id: ClientId,
         keys: &EvaluationKeys,
         public_key: PublicKey,
+        key_seed: &KeySeed,
     ) -> Result<(), PllError> {
         self.check_admission(id)?;
-        let client = self.prepare_client(keys, public_key)?;
+        let client = self.prepare_client(keys, public_key, key_seed)?;
         self.insert_client(id, client)
     }
 
@@ -157,6 +159,7 @@ impl<B: Backend> PllServer<B> {
         &self,
         keys: &EvaluationKeys,
         public_key: PublicKey,
+        key_seed: &KeySeed,
     ) -> Result<PreparedClient<B>, PllError> {
         let bytes = key_bytes(keys);
         if bytes > self.settings.max_key_bytes {
@@ -183,6 +186,11 @@ impl<B: Backend> PllServer<B> {
                 CkksError::Malformed(why) => PllError::Malformed(why),
                 other => other.into(),
             })?;
+        // Keys whose `a` the client chose could undo re-randomisation or shape the
+        // key-switching errors it later decrypts (docs/security.md §4.2).
+        if !key_seed.made(&self.params, keys, &public_key) {
+            return Err(PllError::WrongKeySeed);
+        }
         let encryptor = Encryptor::new(&self.params, public_key)?;
         let mut evaluator = (self.new_evaluator)(&self.params)?;
         evaluator.set_keys(keys)?;
@@ -469,21 +477,16 @@ mod tests {
     use crate::linear::{random_lora_factors, LoraGroup};
     use rand::SeedableRng;
 
-    /// Noise on and flooding off still re-randomises every output: the answer is the
-    /// perturbed plan's output plus an encryption of zero with a fresh c1. The unmasked
-    /// output is recomputed by replaying the server's stream the way `apply_group_batch`
-    /// and `apply_protected` consume it (one fork per token, then one for the masks, then
-    /// E), so the test fails if the mask is skipped (c1 unchanged) or is anything but an
-    /// encryption of zero (the difference decrypts to more than fresh noise).
+    /// Every output is re-randomised and flooded: the answer is the perturbed plan's output
+    /// plus a fresh encryption of the flood. The unmasked output is recomputed by
+    /// replaying the server's stream the way `apply_group_batch` and `apply_protected`
+    /// consume it (one fork per token, then one for the masks, then E), so the test fails
+    /// if the mask is skipped (c1 unchanged) or is anything but an encryption of a flood of
+    /// std σ_f (the difference decrypts to another spread).
     #[test]
-    fn outputs_are_rerandomised_without_flooding() {
+    fn outputs_are_rerandomised_and_flooded() {
         let params = Params::new(ParamSpec::n13_depth2()).unwrap();
-        let settings = PllSettings {
-            noise: 0.1,
-            flooding: false,
-            ..PllSettings::default()
-        };
-        let mut server = PllServer::cpu(&params, settings).unwrap();
+        let mut server = PllServer::cpu(&params, PllSettings::default()).unwrap();
         let mut rng = sampling::os_rng().unwrap();
         let (a, b) = random_lora_factors(64, 64, 4, &mut rng).unwrap();
         let adapter = server.add_adapter(&a, &b, 2).unwrap();
@@ -492,7 +495,7 @@ mod tests {
             .evaluation_keys(&server.rotation_steps(), false)
             .unwrap();
         server
-            .register_client(ClientId(1), &keys, keygen.public_key())
+            .register_client(ClientId(1), &keys, keygen.public_key(), &keygen.key_seed())
             .unwrap();
         let encoder = Encoder::new(params.n()).unwrap();
         let pt = encoder
@@ -528,15 +531,16 @@ mod tests {
             .unwrap()
             .decrypt(&difference)
             .unwrap();
-        let largest = decrypted
-            .centered_coefficients(&params)
-            .unwrap()
-            .iter()
-            .fold(0.0f64, |m, c| m.max(c.abs()));
-        // Fresh public-key encryption noise: |e0 + e1·s + u·e| stays far below 2^20.
+        let coefficients = decrypted.centered_coefficients(&params).unwrap();
+        let rms =
+            (coefficients.iter().map(|c| c * c).sum::<f64>() / coefficients.len() as f64).sqrt();
+        // The flood's std over N = 8192 coefficients, plus fresh public-key encryption
+        // noise (|e0 + e1·s + u·e| ≲ 2^10, negligible beside σ_f).
+        let flood = held.flood_std();
+        assert!(flood > f64::from(1u32 << 14), "σ_f = {flood}");
         assert!(
-            largest < f64::from(1u32 << 20),
-            "mask decrypts to {largest}"
+            (0.95..1.05).contains(&(rms / flood)),
+            "mask decrypts to rms {rms}, σ_f = {flood}"
         );
     }
 }

@@ -8,12 +8,16 @@ pub struct PllSettings {
     /// σ: std of the per-query perturbation of B relative to B's rms entry. An output's
     /// relative error is then ≈ σ whatever the input's scale. 0 turns the noise off.
     pub noise: f64,
+    /// Instead of one σ for every adapter: the extraction error ε* to hold any client to
+    /// over its whole budget. Each adapter then gets σ = ε*·√(budget / (κ·r)) with its own
+    /// rank r and shape factor κ ([`super::shape_factor`]), and `noise` is not used.
+    pub noise_target: Option<f64>,
     /// Re-randomise every output and flood its error (circuit privacy).
     pub flooding: bool,
-    /// Bound on ln R₂, the order-2 Rényi divergence between what a client decrypts with
-    /// and without the circuit's own error, over its whole budget for one adapter. The
-    /// flooding std grows as √(budget / this).
-    pub flood_divergence: f64,
+    /// Statistical security s of the flooding, in bits, over a client's whole budget for
+    /// one adapter: σ_f = 2^(s/2)·√(12·budget)·ρ, as OpenFHE sizes its flooding for s bits
+    /// and that many decryptions (at least [`MIN_FLOOD_SECURITY`]).
+    pub flood_security: u32,
     /// Queries each client id may make to each adapter.
     pub budget: u64,
     /// Clients the server holds at once.
@@ -26,8 +30,9 @@ impl Default for PllSettings {
     fn default() -> Self {
         Self {
             noise: 0.1,
+            noise_target: None,
             flooding: true,
-            flood_divergence: 1.0,
+            flood_security: MIN_FLOOD_SECURITY,
             budget: 4096,
             max_clients: 1024,
             max_key_bytes: 512 << 20,
@@ -35,14 +40,20 @@ impl Default for PllSettings {
     }
 }
 
+/// The least statistical security the flooding is sized for: OpenFHE's default.
+pub const MIN_FLOOD_SECURITY: u32 = 30;
+/// Beyond this no parameter set here holds the flood.
+const MAX_FLOOD_SECURITY: u32 = 80;
+
 /// Largest accepted σ: beyond it the output is mostly noise.
-const MAX_NOISE: f64 = 1e3;
+pub(crate) const MAX_NOISE: f64 = 1e3;
 
 impl PllSettings {
     /// No protection: the plain plan's output, and no budget.
     pub fn off() -> Self {
         Self {
             noise: 0.0,
+            noise_target: None,
             flooding: false,
             budget: u64::MAX,
             ..Self::default()
@@ -51,7 +62,16 @@ impl PllSettings {
 
     /// Whether this is exactly the plain plan.
     pub fn is_off(&self) -> bool {
-        self.noise == 0.0 && !self.flooding
+        self.noise == 0.0 && self.noise_target.is_none() && !self.flooding
+    }
+
+    /// σ for an adapter of rank `rank` and shape factor `kappa`: the target's when one is
+    /// set, else `noise`.
+    pub fn noise_for(&self, rank: usize, kappa: f64) -> f64 {
+        match self.noise_target {
+            Some(target) => super::noise_for_target(target, self.budget, rank, kappa),
+            None => self.noise,
+        }
     }
 
     pub fn validate(&self) -> Result<(), PllError> {
@@ -60,10 +80,34 @@ impl PllSettings {
             // `{:?}` keeps 1e300 short where `{}` writes every digit.
             return bad(format!("noise {:?} is not in [0, {MAX_NOISE}]", self.noise));
         }
-        if !(self.flood_divergence.is_finite() && self.flood_divergence > 0.0) {
+        if !(MIN_FLOOD_SECURITY..=MAX_FLOOD_SECURITY).contains(&self.flood_security) {
             return bad(format!(
-                "flood divergence {:?} must be positive",
-                self.flood_divergence
+                "flooding security of {} bits is not in {MIN_FLOOD_SECURITY} … {MAX_FLOOD_SECURITY}",
+                self.flood_security
+            ));
+        }
+        if let Some(target) = self.noise_target {
+            if !(target.is_finite() && target > 0.0 && target <= 1.0) {
+                return bad(format!(
+                    "target extraction error {target:?} is not in (0, 1]"
+                ));
+            }
+            if !self.flooding {
+                return bad(
+                    "a target extraction error needs flooding: without it the decrypted \
+                     error exposes the adapter whatever the noise"
+                        .into(),
+                );
+            }
+        }
+        if self.noise > 0.0 && !self.flooding {
+            // The noise is added to B's encoded diagonals: without flooding, the error the
+            // client decrypts is a function of them (Li–Micciancio), so noise alone would
+            // leak what it is meant to blur.
+            return bad(format!(
+                "noise {:?} without flooding: the decrypted error would expose the adapter; \
+                 turn flooding on, or the noise off",
+                self.noise
             ));
         }
         if self.budget == 0 {

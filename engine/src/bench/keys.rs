@@ -46,6 +46,7 @@ pub fn generate(params: &Params, rotations: &[i64]) -> Result<BenchKeys> {
     progress.finish();
     let eval = EvaluationKeys {
         params_id: params.id(),
+        a_seed: keygen.key_seed(),
         relin: Some(relin),
         galois,
     };

@@ -56,6 +56,7 @@ impl SecureClient {
             elements.len() as u64 + 1,
         );
         let mut keygen = KeyGenerator::from_seed(params, *seed);
+        keygen.set_key_seed(manifest.key_seed);
         let public_key = keygen.public_key();
         progress.advance();
         // LoRA plans multiply by plaintexts only: no relinearisation key is needed.
@@ -67,6 +68,7 @@ impl SecureClient {
         progress.finish();
         let keys = EvaluationKeys {
             params_id: params.id(),
+            a_seed: manifest.key_seed,
             relin: None,
             galois,
         };

@@ -2,6 +2,7 @@
 //! inputs and read the replies, and the rotations its keys must cover. Shapes and ranks
 //! are public; the factors are not.
 
+use helora::ckks::KeySeed;
 use helora::linear::{InputLayout, OutputLayout};
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -26,6 +27,10 @@ pub struct Manifest {
     pub params_id: u64,
     pub projections: Vec<ProjectionShape>,
     pub rotation_steps: Vec<i64>,
+    /// The registration challenge: the seed the client's keys must take their `a` halves
+    /// from (the server refuses any other). Per client on a network server.
+    #[serde(skip)]
+    pub key_seed: KeySeed,
 }
 
 impl Manifest {

@@ -2,8 +2,9 @@
 //! power of two sized from a bound the server publishes per projection, and multiplies the
 //! decrypted delta back; a decrypted value beyond its bound is a wrap and is refused.
 //!
-//! With Δ = 2^40 and a 50-bit q_0 (≥ 2^49) the reply holds |y| < q_0/2Δ, at least 2^8 (a
-//! wrap adds q_0/Δ ≥ 2^9 to the slots); x·A must stay below 2^48 at level 2. Cauchy–Schwarz
+//! With Δ = 2^50 and a 60-bit q_0 (≥ 2^59) the reply holds |y| < q_0/2Δ, at least 2^8 (a
+//! wrap adds q_0/Δ ≥ 2^9 to the slots); x·A must stay below 2^58 at level 2 (the floor
+//! below keeps it under 2^48). Cauchy–Schwarz
 //! bounds every partial sum of the plan: |x·A| ≤ ‖x‖·‖A‖₂ and |x·A·(B + E)|_∞ ≤
 //! ‖x‖·‖A‖₂·max_c ‖(B + E)_c‖, with ‖A‖₂² ≤ max_j Σ_k |(AᵀA)_jk| (Gershgorin: about the
 //! largest column norm for LoRA's near-orthogonal columns, where ‖A‖_F is √r times more).

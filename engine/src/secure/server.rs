@@ -21,8 +21,8 @@ use crate::adapter::LoraAdapter;
 use crate::progress::Progress;
 use anyhow::{anyhow, Context, Result};
 use helora::ckks::{
-    expand_seeded, Backend, Ciphertext, CpuBackend, EvaluationKeys, Evaluator, Params, PublicKey,
-    SeededCiphertext, Serializable,
+    expand_seeded, Backend, Ciphertext, CpuBackend, EvaluationKeys, Evaluator, KeySeed, Params,
+    PublicKey, SeededCiphertext, Serializable,
 };
 use helora::linear::reply_widths;
 use helora::pll::{
@@ -153,6 +153,8 @@ pub struct SecureServer<B: Backend = CpuBackend> {
     /// Keyless: switches replies to their compact form.
     compactor: Evaluator,
     reply_bits: (u32, u32),
+    /// The largest σ of any projection (they differ when the settings aim at an error).
+    noise: f64,
 }
 
 impl SecureServer<CpuBackend> {
@@ -175,12 +177,14 @@ impl<B: Backend> SecureServer<B> {
         );
         let mut ids = HashMap::new();
         let mut projections = Vec::new();
+        let mut noise: f64 = 0.0;
         for ((layer, module), factors) in &adapter.layers {
             let (a, b) = factors.to_matrices()?;
             let id = pll
                 .add_adapter(&a, &b, level)
                 .with_context(|| format!("encoding layer {layer} {module}"))?;
             let registered = pll.adapter(id)?;
+            noise = noise.max(registered.noise());
             let plan = registered.plan();
             let bound_log2 =
                 projection_bound_log2(&a, &b, registered.noise_std(), plan.rank_padded())
@@ -198,10 +202,13 @@ impl<B: Backend> SecureServer<B> {
             progress.advance();
         }
         progress.finish();
+        // In process every client gets this server's one seed; a network server hands
+        // each identity its own (`serve`).
         let manifest = Manifest {
             params_id: params.id(),
             rotation_steps: pll.rotation_steps(),
             projections,
+            key_seed: KeySeed::random()?,
         };
         Ok(Self {
             params: params.clone(),
@@ -210,6 +217,7 @@ impl<B: Backend> SecureServer<B> {
             manifest,
             compactor: Evaluator::cpu(params),
             reply_bits: reply_widths(params),
+            noise,
         })
     }
 
@@ -221,10 +229,21 @@ impl<B: Backend> SecureServer<B> {
         self.pll.settings()
     }
 
-    /// Checks a client's serialized keys against every adapter and readies its evaluator,
+    /// The largest relative noise σ among the projections.
+    pub fn noise(&self) -> f64 {
+        self.noise
+    }
+
+    /// Checks a client's serialized keys against every adapter and against `key_seed`, the
+    /// seed handed to that client for the keys' `a` halves, and readies its evaluator,
     /// with `&self`: a server shared among threads admits it later, briefly, with
     /// [`insert_client`](Self::insert_client).
-    pub fn prepare_client(&self, eval_keys: &[u8], public_key: &[u8]) -> Result<PreparedClient<B>> {
+    pub fn prepare_client(
+        &self,
+        eval_keys: &[u8],
+        public_key: &[u8],
+        key_seed: &KeySeed,
+    ) -> Result<PreparedClient<B>> {
         // The checks that need no decoding first: decoding costs memory and time in
         // proportion to the bytes, which a client chooses. The wire form is never more
         // than twice the keys' size in memory, which is what the limit counts.
@@ -240,7 +259,7 @@ impl<B: Backend> SecureServer<B> {
             .map_err(|e| bad(format!("client evaluation keys: {e}")))?;
         let pk = PublicKey::from_bytes(&self.params, public_key)
             .map_err(|e| bad(format!("client public key: {e}")))?;
-        Ok(self.pll.prepare_client(&keys, pk)?)
+        Ok(self.pll.prepare_client(&keys, pk, key_seed)?)
     }
 
     pub fn insert_client(&mut self, id: ClientId, client: PreparedClient<B>) -> Result<()> {
@@ -256,7 +275,8 @@ impl<B: Backend> SecureServer<B> {
         self.pll.remove_client(id)
     }
 
-    /// Admits a client with its serialized evaluation and public keys.
+    /// Admits a client with its serialized evaluation and public keys, made from the key
+    /// seed of [`manifest`](Self::manifest).
     pub fn register_client(
         &mut self,
         id: ClientId,
@@ -264,7 +284,7 @@ impl<B: Backend> SecureServer<B> {
         public_key: &[u8],
     ) -> Result<()> {
         self.pll.check_admission(id)?;
-        let client = self.prepare_client(eval_keys, public_key)?;
+        let client = self.prepare_client(eval_keys, public_key, &self.manifest.key_seed)?;
         self.insert_client(id, client)
     }
 

@@ -11,6 +11,7 @@ use crate::adapter::LoraAdapter;
 use crate::secure::{self, Job, Manifest, Reply, Request, SecureServer};
 use anyhow::{anyhow, bail, Result};
 use helora::ckks::Backend;
+use helora::ckks::KeySeed;
 use helora::pll::{ClientId, PllError, PllSettings, PreparedClient};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,7 +24,7 @@ trait SharedServer: Send + Sync {
     /// Decodes and checks a key set (the costly half of an admission, under the read
     /// lock); always, even if the key set is held now: it may be evicted before
     /// [`hold`](SharedServer::hold).
-    fn prepare(&self, eval_keys: &[u8], public_key: &[u8]) -> Result<Prepared>;
+    fn prepare(&self, eval_keys: &[u8], public_key: &[u8], key_seed: &KeySeed) -> Result<Prepared>;
     /// Under the write lock: drops `evict`'s key sets, then holds `prepared` as `id` unless
     /// `id` is held already.
     fn hold(&self, id: ClientId, prepared: Prepared, evict: &[ClientId]) -> Result<()>;
@@ -57,9 +58,11 @@ where
         Ok(())
     }
 
-    fn prepare(&self, eval_keys: &[u8], public_key: &[u8]) -> Result<Prepared> {
+    fn prepare(&self, eval_keys: &[u8], public_key: &[u8], key_seed: &KeySeed) -> Result<Prepared> {
         let server = self.read().map_err(poisoned)?;
-        Ok(Box::new(server.prepare_client(eval_keys, public_key)?))
+        Ok(Box::new(
+            server.prepare_client(eval_keys, public_key, key_seed)?,
+        ))
     }
 
     fn hold(&self, id: ClientId, prepared: Prepared, evict: &[ClientId]) -> Result<()> {
@@ -146,7 +149,11 @@ impl HeldAdapter {
             name: name.to_string(),
             source: source.to_path_buf(),
             manifest: server.manifest().clone(),
-            settings: server.settings().clone(),
+            // What the manifest reports: the largest σ when each projection has its own.
+            settings: PllSettings {
+                noise: server.noise(),
+                ..server.settings().clone()
+            },
             backend: secure::Serve::backend(&server),
             server: Box::new(RwLock::new(server)),
             residency: Arc::new(Mutex::new(Residency::new(DEFAULT_RESIDENT_KEY_SETS))),
@@ -189,10 +196,17 @@ impl HeldAdapter {
         })
     }
 
-    /// Decodes and checks a key set against this adapter, holds it under `id` and leases
-    /// it, evicting the least recently used idle key sets beyond the cap.
-    pub fn admit(&self, id: ClientId, eval_keys: &[u8], public_key: &[u8]) -> Result<Lease> {
-        let prepared = self.server.prepare(eval_keys, public_key)?;
+    /// Decodes and checks a key set against this adapter and against `key_seed` (the seed
+    /// its owner was handed), holds it under `id` and leases it, evicting the least
+    /// recently used idle key sets beyond the cap.
+    pub fn admit(
+        &self,
+        id: ClientId,
+        eval_keys: &[u8],
+        public_key: &[u8],
+        key_seed: &KeySeed,
+    ) -> Result<Lease> {
+        let prepared = self.server.prepare(eval_keys, public_key, key_seed)?;
         // Every change to the held set happens under the residency's lock, so a lease
         // always finds its key set held.
         let mut residency = self.residency.lock().map_err(poisoned)?;

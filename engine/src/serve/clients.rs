@@ -1,4 +1,4 @@
-//! `helora clients add|list|revoke|rotate`: the operator's identities. A new client's API token
+//! `helora clients add|list|revoke|rotate|usage`: the operator's identities. A new client's API token
 //! is printed once, as the last line; the state keeps only its hash.
 
 use super::state::{self, ClientRecord};
@@ -48,6 +48,11 @@ pub fn add(
 
 pub fn list(state: Option<&str>) -> Result<Vec<ClientRecord>> {
     runtime()?.block_on(async { state::open(state).await?.clients().await })
+}
+
+/// What every identity, and all of them together, have spent of each adapter.
+pub fn usage(state: Option<&str>) -> Result<super::usage::UsageReport> {
+    runtime()?.block_on(async { super::usage::report(state::open(state).await?.as_ref()).await })
 }
 
 pub fn revoke(state: Option<&str>, name: &str) -> Result<()> {

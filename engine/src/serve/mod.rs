@@ -21,6 +21,7 @@ pub mod scheduler;
 pub mod service;
 pub mod state;
 pub mod tokens;
+pub mod usage;
 pub mod wire;
 
 use crate::device::DeviceChoice;
@@ -46,6 +47,14 @@ pub struct ServeOptions {
     pub pll: bool,
     /// The PLL's query budget per client and projection (its flooding is sized for it).
     pub budget: u64,
+    /// The PLL's relative noise σ; None: the default (0.1), or what `target_error` needs.
+    pub noise: Option<f64>,
+    /// Size each adapter's σ to hold extraction to this relative error over the budget,
+    /// with the adapter's own shape factor κ.
+    pub target_error: Option<f64>,
+    /// Queries each projection of an adapter may answer over all clients together (None:
+    /// unbounded; counted either way).
+    pub adapter_budget: Option<u64>,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub metrics: Option<SocketAddr>,
     /// A plaintext address answering only gRPC health checks (for probes).
@@ -89,6 +98,12 @@ fn pll_settings(options: &ServeOptions) -> Result<PllSettings> {
     };
     if options.pll {
         settings.budget = options.budget;
+        if let Some(noise) = options.noise {
+            settings.noise = noise;
+        }
+        settings.noise_target = options.target_error;
+    } else if options.noise.is_some() || options.target_error.is_some() {
+        anyhow::bail!("--noise and --target-error are the PLL's: with --pll off there is none");
     }
     settings.max_key_bytes = options.limits.max_key_upload;
     // How many key sets are held is the residency's to bound (`--resident-key-sets`).
@@ -175,6 +190,23 @@ pub async fn start(
 ) -> Result<Started> {
     let adapters = Arc::new(adapters);
     let secret = store.server_secret().await?;
+    // Each projection's d_in, so that usage reads in units of it (`clients usage`).
+    for adapter in adapters.iter() {
+        let projections: Vec<state::Projection> = adapter
+            .manifest
+            .projections
+            .iter()
+            .map(|p| state::Projection {
+                layer: p.layer,
+                module: p.module.clone(),
+                d_in: p.d_in,
+            })
+            .collect();
+        store
+            .record_projections(&adapter.name, &projections)
+            .await
+            .with_context(|| format!("recording adapter {:?}'s projections", adapter.name))?;
+    }
     let metrics = Metrics::new();
     let (scheduler, worker) =
         Scheduler::start(options.scheduler, adapters.clone(), metrics.clone())?;
@@ -189,6 +221,7 @@ pub async fn start(
         params: crate::secure::parameters()?,
         secret,
         limits: options.limits,
+        adapter_budget: options.adapter_budget.unwrap_or(u64::MAX),
         shutdown: stop.clone(),
         active: active.clone(),
     });

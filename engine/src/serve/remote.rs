@@ -511,6 +511,10 @@ struct StoredKeys {
     params_id: u64,
     rotation_steps: Vec<i64>,
     adapter: String,
+    /// The server's registration challenge the keys were made from (hex); files written
+    /// before it existed have none and no longer fit.
+    #[serde(default)]
+    key_seed: String,
 }
 
 impl StoredKeys {
@@ -521,6 +525,7 @@ impl StoredKeys {
             params_id: manifest.params_id,
             rotation_steps: manifest.rotation_steps.clone(),
             adapter: adapter.to_string(),
+            key_seed: tokens::hex(&manifest.key_seed.0),
         }
     }
 
@@ -537,10 +542,12 @@ impl StoredKeys {
         }
     }
 
-    /// Whether this key set serves `manifest` (same parameters, every rotation covered).
+    /// Whether this key set serves `manifest` (same parameters and key seed, every
+    /// rotation covered).
     fn fits(&self, manifest: &Manifest, adapter: &str) -> bool {
         self.params_id == manifest.params_id
             && self.adapter == adapter
+            && self.key_seed == tokens::hex(&manifest.key_seed.0)
             && manifest
                 .rotation_steps
                 .iter()

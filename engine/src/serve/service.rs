@@ -10,8 +10,8 @@ use super::scheduler::{Refused, Scheduler};
 use super::state::{self, ChargeOutcome, ClientRecord, KeysAdded, Store};
 use super::tokens;
 use super::wire;
-use crate::secure::{parse_inputs, InputScaling, Request};
-use helora::ckks::Params;
+use crate::secure::{parse_inputs, InputScaling, Manifest, Request};
+use helora::ckks::{KeySeed, Params};
 use helora::pll::ClientId;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -46,6 +46,9 @@ pub struct Service {
     pub params: Params,
     /// Keys the noise of every answer (see [`noise_seed`]).
     pub secret: [u8; 32],
+    /// Queries each projection of an adapter may answer over all clients (u64::MAX: no
+    /// bound).
+    pub adapter_budget: u64,
     pub limits: Limits,
     /// Turns true on SIGTERM: sessions end after their request in flight.
     pub shutdown: watch::Receiver<bool>,
@@ -151,7 +154,12 @@ impl Service {
     /// Key set `id` held by `adapter`'s evaluator for the request in progress: loaded from
     /// the store when this replica does not hold it (after a restart, an eviction, or a
     /// registration through another replica).
-    async fn resident(&self, adapter: &HeldAdapter, id: ClientId) -> Result<Lease, Status> {
+    async fn resident(
+        &self,
+        adapter: &HeldAdapter,
+        client: &ClientRecord,
+        id: ClientId,
+    ) -> Result<Lease, Status> {
         if let Some(lease) = adapter.lease(id) {
             return Ok(lease);
         }
@@ -163,18 +171,34 @@ impl Service {
             .map_err(internal)?
             .ok_or_else(|| Status::failed_precondition("the key set was removed"))?;
         self.metrics.key_loads.inc();
-        self.admit(adapter, id, keys.eval_keys, keys.public_key)
+        self.admit(adapter, client, id, keys.eval_keys, keys.public_key)
             .await
     }
 
-    /// Decodes and checks a key set for `adapter` off the async threads.
+    /// The registration challenge of `client`: the seed its keys' `a` halves must come
+    /// from, HMAC-SHA-256 under the server's secret of the identity. Stateless, so every
+    /// replica sharing the state hands out, and accepts, the same seed.
+    fn key_seed(&self, client: &ClientRecord) -> KeySeed {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).expect("HMAC accepts 32-byte keys");
+        mac.update(b"helora key seed v1");
+        mac.update(&client.id.to_le_bytes());
+        let tag: [u8; 32] = mac.finalize().into_bytes().into();
+        let mut seed = [0u8; 16];
+        seed.copy_from_slice(&tag[..16]);
+        KeySeed(seed)
+    }
+
+    /// Decodes and checks `client`'s key set for `adapter` off the async threads.
     async fn admit(
         &self,
         adapter: &HeldAdapter,
+        client: &ClientRecord,
         id: ClientId,
         eval_keys: Vec<u8>,
         public_key: Vec<u8>,
     ) -> Result<Lease, Status> {
+        let key_seed = self.key_seed(client);
         let adapters = self.adapters.clone();
         let name = adapter.name.clone();
         let held = adapters.clone();
@@ -182,7 +206,7 @@ impl Service {
             adapters
                 .get(&name)
                 .map_err(anyhow::Error::msg)
-                .and_then(|a| a.admit(id, &eval_keys, &public_key))
+                .and_then(|a| a.admit(id, &eval_keys, &public_key, &key_seed))
         })
         .await
         .map_err(|e| internal(e.into()))?;
@@ -261,7 +285,7 @@ impl Service {
             }
         };
         // Held until the reply is made: the key set is not evicted under the evaluation.
-        let _lease = self.resident(adapter, id).await?;
+        let _lease = self.resident(adapter, client, id).await?;
         let permit = self.scheduler.reserve(requests.len()).map_err(refused)?;
         let digest = digest(&requests);
         let projections: Vec<(usize, String)> =
@@ -274,6 +298,7 @@ impl Service {
                 projections,
                 count: requests.len() as u64,
                 server_budget: adapter.settings.budget,
+                adapter_budget: self.adapter_budget,
                 session: message.session.clone(),
                 seq: message.seq,
                 digest,
@@ -292,6 +317,12 @@ impl Service {
                 return Err(Status::resource_exhausted(format!(
                     "query budget exhausted: client {:?} has used all {budget} queries to layer {layer} {module} of adapter {:?}",
                     client.name, adapter.name
+                )))
+            }
+            ChargeOutcome::AdapterExhausted { layer, module, budget } => {
+                return Err(Status::resource_exhausted(format!(
+                    "adapter {:?} has answered all {budget} queries its operator allows to layer {layer} {module}, over all clients",
+                    adapter.name
                 )))
             }
             ChargeOutcome::Conflict(why) => return Err(Status::failed_precondition(why)),
@@ -417,9 +448,13 @@ impl PrivateLora for Arc<Service> {
             .await
             .map_err(internal)?;
         self.metrics.count(&adapter.name, "manifest");
+        let manifest = Manifest {
+            key_seed: self.key_seed(&client),
+            ..adapter.manifest.clone()
+        };
         let reply = wire::manifest_reply(
             &adapter.name,
-            &adapter.manifest,
+            &manifest,
             &adapter.settings,
             budget,
             budget.saturating_sub(used),
@@ -529,7 +564,7 @@ impl PrivateLora for Arc<Service> {
         };
         let pll_id = ClientId(u64::try_from(id).map_err(|_| Status::internal("bad key set id"))?);
         if let Err(status) = self
-            .admit(adapter, pll_id, eval_keys, public_key)
+            .admit(adapter, &client, pll_id, eval_keys, public_key)
             .await
             .map(drop)
         {

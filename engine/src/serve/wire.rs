@@ -5,6 +5,7 @@
 use super::proto;
 use crate::secure::{Manifest, ProjectionShape, Reply};
 use anyhow::{anyhow, Result};
+use helora::ckks::KeySeed;
 use helora::pll::PllSettings;
 
 /// What the server tells a client about `adapter`: its manifest, the PLL's settings and
@@ -41,6 +42,7 @@ pub fn manifest_reply(
         flooding: settings.flooding,
         budget,
         queries_left,
+        key_seed: manifest.key_seed.0.to_vec(),
     })
 }
 
@@ -59,10 +61,18 @@ pub fn manifest_of(reply: &proto::ManifestReply) -> Result<Manifest> {
             bound_log2: p.bound_log2,
         })
         .collect();
+    let key_seed = reply.key_seed.as_slice().try_into().map_err(|_| {
+        anyhow!(
+            "the server's key seed has {} bytes, not 16 (a server older than the \
+             registration challenge?)",
+            reply.key_seed.len()
+        )
+    })?;
     Ok(Manifest {
         params_id: reply.params_id,
         rotation_steps: reply.rotation_steps.clone(),
         projections,
+        key_seed: KeySeed(key_seed),
     })
 }
 

@@ -8,7 +8,9 @@
 pub(crate) mod linalg;
 
 use super::{bound, ClientId, PllError, PllServer, PllSettings};
-use crate::ckks::{Decryptor, Encoder, KeyGenerator, ParamSpec, Params, SymmetricEncryptor};
+use crate::ckks::{
+    Decryptor, Encoder, KeyGenerator, KeySeed, ParamSpec, Params, SymmetricEncryptor,
+};
 use crate::linear::{random_lora_factors, MAX_RANK};
 use crate::math::sampling::{self, standard_normal, ChaCha20Rng};
 use linalg::{cholesky, cholesky_solve, low_rank_approximation, Mat};
@@ -152,9 +154,12 @@ pub fn run_with_progress(
 
     // Client.
     let mut keygen = KeyGenerator::new(&params)?;
+    // The server's registration challenge: the seed of the keys' `a` halves.
+    let key_seed = KeySeed::random()?;
+    keygen.set_key_seed(key_seed);
     let keys = keygen.evaluation_keys(&server.rotation_steps(), false)?;
     let client = ClientId(1);
-    server.register_client(client, &keys, keygen.public_key())?;
+    server.register_client(client, &keys, keygen.public_key(), &key_seed)?;
     let encoder = Encoder::new(params.n())?;
     let mut encryptor = SymmetricEncryptor::new(&params, keygen.secret_key())?;
     let decryptor = Decryptor::new(&params, keygen.secret_key())?;

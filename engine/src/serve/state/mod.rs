@@ -50,6 +50,9 @@ pub struct Charge<'a> {
     /// The server's own bound (the PLL's flooding is calibrated for it): the client's
     /// budget never exceeds it.
     pub server_budget: u64,
+    /// Queries each projection of `adapter` may answer over all identities together
+    /// (`serve --adapter-budget`; u64::MAX: unbounded). Counted whatever the bound.
+    pub adapter_budget: u64,
     pub session: &'a [u8],
     pub seq: u64,
     pub digest: &'a [u8; 32],
@@ -68,9 +71,23 @@ pub enum ChargeOutcome {
         module: String,
         budget: u64,
     },
+    /// The adapter's budget over all identities is spent on this projection.
+    AdapterExhausted {
+        layer: usize,
+        module: String,
+        budget: u64,
+    },
     /// The same (session, seq) came before with other inputs, or a seq below the
     /// session's last: refused (a replayed key must not buy a second answer).
     Conflict(String),
+}
+
+/// A projection of an adapter and its input width.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Projection {
+    pub layer: usize,
+    pub module: String,
+    pub d_in: usize,
 }
 
 /// Where a registration attempt ended.
@@ -123,6 +140,13 @@ pub trait Store: Send + Sync {
     async fn most_used(&self, client: i64, adapter: &str) -> Result<u64>;
     /// Queries used per (client name, adapter, layer, module): the metrics' view.
     async fn usage(&self) -> Result<Vec<(String, String, usize, String, u64)>>;
+    /// Queries used per (adapter, layer, module) over all identities.
+    async fn adapter_usage(&self) -> Result<Vec<(String, usize, String, u64)>>;
+    /// Records the input width of each projection of `adapter` (a server does at start),
+    /// for reports in units of d_in.
+    async fn record_projections(&self, adapter: &str, projections: &[Projection]) -> Result<()>;
+    /// Every projection recorded.
+    async fn projections(&self) -> Result<Vec<(String, Projection)>>;
     /// Atomically per charge: checks the identity, the idempotency key and every budget,
     /// then charges all of it or nothing; the whole group durably, in one commit, before
     /// the caller sends any reply.

@@ -6,8 +6,8 @@
 //! can neither exceed its budget nor lose a charge.
 
 use super::{
-    from_sql, now, to_sql, Charge, ChargeOutcome, ClientRecord, KeySet, KeysAdded, Store,
-    SESSION_RETENTION_SECS,
+    from_sql, now, to_sql, Charge, ChargeOutcome, ClientRecord, KeySet, KeysAdded, Projection,
+    Store, SESSION_RETENTION_SECS,
 };
 use anyhow::{Context, Result};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
@@ -321,6 +321,59 @@ impl Store for PostgresStore {
         .collect()
     }
 
+    async fn adapter_usage(&self) -> Result<Vec<(String, usize, String, u64)>> {
+        sqlx::query("SELECT adapter, layer, module, used FROM adapter_usage")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("adapter")?,
+                    from_sql(row.try_get("layer")?) as usize,
+                    row.try_get("module")?,
+                    from_sql(row.try_get("used")?),
+                ))
+            })
+            .collect()
+    }
+
+    async fn record_projections(&self, adapter: &str, projections: &[Projection]) -> Result<()> {
+        let layers: Vec<i64> = projections.iter().map(|p| p.layer as i64).collect();
+        let modules: Vec<&str> = projections.iter().map(|p| p.module.as_str()).collect();
+        let widths: Vec<i64> = projections.iter().map(|p| p.d_in as i64).collect();
+        sqlx::query(
+            "INSERT INTO projections (adapter, layer, module, d_in) \
+             SELECT $1, p.layer, p.module, p.d_in \
+             FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::BIGINT[]) AS p(layer, module, d_in) \
+             ON CONFLICT (adapter, layer, module) DO UPDATE SET d_in = EXCLUDED.d_in",
+        )
+        .bind(adapter)
+        .bind(&layers)
+        .bind(&modules)
+        .bind(&widths)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn projections(&self) -> Result<Vec<(String, Projection)>> {
+        sqlx::query("SELECT adapter, layer, module, d_in FROM projections")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("adapter")?,
+                    Projection {
+                        layer: from_sql(row.try_get("layer")?) as usize,
+                        module: row.try_get("module")?,
+                        d_in: from_sql(row.try_get("d_in")?) as usize,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     async fn charge_many(&self, charges: &[Charge<'_>]) -> Result<Vec<ChargeOutcome>> {
         let mut attempt = 1;
         loop {
@@ -403,22 +456,55 @@ async fn charge_one(
     .bind(to_sql(budget))
     .fetch_all(&mut *tx)
     .await?;
-    if charged.len() == projections.len() {
-        return Ok(ChargeOutcome::Charged);
+    if charged.len() != projections.len() {
+        // Some projection is over its budget: the caller rolls all of it back.
+        let (layer, module) = first_missing(&projections, &charged)?;
+        return Ok(ChargeOutcome::Exhausted {
+            layer,
+            module,
+            budget,
+        });
     }
-    // Some projection is over its budget: the caller rolls all of it back.
+    // The same over all identities: the adapter's rows, locked after the client's own
+    // (one order, so replicas' groups cannot lock each other's rows crosswise).
+    let charged = sqlx::query(
+        "INSERT INTO adapter_usage AS u (adapter, layer, module, used) \
+         SELECT $1, p.layer, p.module, $2 FROM UNNEST($3::BIGINT[], $4::TEXT[]) AS p(layer, module) \
+         WHERE $2 <= $5 \
+         ON CONFLICT (adapter, layer, module) DO UPDATE SET used = u.used + EXCLUDED.used \
+         WHERE u.used + EXCLUDED.used <= $5 \
+         RETURNING u.layer, u.module",
+    )
+    .bind(charge.adapter)
+    .bind(to_sql(charge.count))
+    .bind(&layers)
+    .bind(&modules)
+    .bind(to_sql(charge.adapter_budget))
+    .fetch_all(&mut *tx)
+    .await?;
+    if charged.len() != projections.len() {
+        let (layer, module) = first_missing(&projections, &charged)?;
+        return Ok(ChargeOutcome::AdapterExhausted {
+            layer,
+            module,
+            budget: charge.adapter_budget,
+        });
+    }
+    Ok(ChargeOutcome::Charged)
+}
+
+/// The first of `projections` that no row of `charged` (layer, module) names.
+fn first_missing(
+    projections: &[&(usize, String)],
+    charged: &[PgRow],
+) -> Result<(usize, String), sqlx::Error> {
     let charged: Vec<(i64, String)> = charged
         .iter()
         .map(|row| Ok((row.try_get("layer")?, row.try_get("module")?)))
         .collect::<Result<_, sqlx::Error>>()?;
-    let over = projections
+    Ok(projections
         .iter()
         .find(|p| !charged.iter().any(|(l, m)| *l == p.0 as i64 && *m == p.1))
         .map(|p| (p.0, p.1.clone()))
-        .unwrap_or_default();
-    Ok(ChargeOutcome::Exhausted {
-        layer: over.0,
-        module: over.1,
-        budget,
-    })
+        .unwrap_or_default())
 }

@@ -6,7 +6,7 @@
 
 use super::{
     from_sql, now, replay_outcome, to_sql, Charge, ChargeOutcome, ClientRecord, KeySet, KeysAdded,
-    Store, SESSION_RETENTION_SECS,
+    Projection, Store, SESSION_RETENTION_SECS,
 };
 use anyhow::{Context, Result};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -272,6 +272,58 @@ impl Store for SqliteStore {
         .collect()
     }
 
+    async fn adapter_usage(&self) -> Result<Vec<(String, usize, String, u64)>> {
+        sqlx::query("SELECT adapter, layer, module, used FROM adapter_usage")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("adapter")?,
+                    from_sql(row.try_get("layer")?) as usize,
+                    row.try_get("module")?,
+                    from_sql(row.try_get("used")?),
+                ))
+            })
+            .collect()
+    }
+
+    async fn record_projections(&self, adapter: &str, projections: &[Projection]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for p in projections {
+            sqlx::query(
+                "INSERT INTO projections (adapter, layer, module, d_in) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (adapter, layer, module) DO UPDATE SET d_in = excluded.d_in",
+            )
+            .bind(adapter)
+            .bind(p.layer as i64)
+            .bind(&p.module)
+            .bind(p.d_in as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn projections(&self) -> Result<Vec<(String, Projection)>> {
+        sqlx::query("SELECT adapter, layer, module, d_in FROM projections")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("adapter")?,
+                    Projection {
+                        layer: from_sql(row.try_get("layer")?) as usize,
+                        module: row.try_get("module")?,
+                        d_in: from_sql(row.try_get("d_in")?) as usize,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     async fn charge_many(&self, charges: &[Charge<'_>]) -> Result<Vec<ChargeOutcome>> {
         // One transaction, one synced commit for the whole group (a group commit): each
         // charge is checked and applied in turn, so a refused one changes nothing.
@@ -333,6 +385,35 @@ async fn charge_one(tx: &mut sqlx::SqliteConnection, charge: &Charge<'_>) -> Res
         }
     }
     for (layer, module) in charge.projections {
+        let used: Option<i64> = sqlx::query(
+            "SELECT used FROM adapter_usage WHERE adapter = ? AND layer = ? AND module = ?",
+        )
+        .bind(charge.adapter)
+        .bind(*layer as i64)
+        .bind(module)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| row.try_get("used"))
+        .transpose()?;
+        if used.map(from_sql).unwrap_or(0).saturating_add(charge.count) > charge.adapter_budget {
+            return Ok(ChargeOutcome::AdapterExhausted {
+                layer: *layer,
+                module: module.clone(),
+                budget: charge.adapter_budget,
+            });
+        }
+    }
+    for (layer, module) in charge.projections {
+        sqlx::query(
+            "INSERT INTO adapter_usage (adapter, layer, module, used) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (adapter, layer, module) DO UPDATE SET used = used + excluded.used",
+        )
+        .bind(charge.adapter)
+        .bind(*layer as i64)
+        .bind(module)
+        .bind(to_sql(charge.count))
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO usage (client_id, adapter, layer, module, used) VALUES (?, ?, ?, ?, ?) \
              ON CONFLICT (client_id, adapter, layer, module) DO UPDATE SET used = used + excluded.used",

@@ -66,10 +66,96 @@ fn charge<'a>(
         projections,
         count,
         server_budget: 100,
+        adapter_budget: u64::MAX,
         session,
         seq,
         digest,
     }
+}
+
+/// The adapter's budget bounds every identity together, refuses whole (the identity's own
+/// count is not charged either), survives a restart, and is reported in units of d_in;
+/// registering another key set does not reset an identity's count.
+#[test]
+fn adapter_budgets_bound_all_identities_together() {
+    on_both_stores("adapter-budget", |backing| async move {
+        let store = backing.open().await;
+        let projections = vec![(0, "q_proj".to_string())];
+        let mut clients = Vec::new();
+        for (name, hash) in [("a", [1; 32]), ("b", [2; 32]), ("c", [3; 32])] {
+            clients.push(store.add_client(name, &hash, 100, None).await.unwrap());
+        }
+        let pooled = |store: Arc<dyn Store>, client: i64, seq: u64, count: u64| {
+            let projections = projections.clone();
+            async move {
+                let (digest, session) = ([seq as u8; 32], [client as u8; 16]);
+                let charge = Charge {
+                    adapter_budget: 5,
+                    ..charge(client, &projections, count, &session, seq, &digest)
+                };
+                store.charge(&charge).await.unwrap()
+            }
+        };
+        let (a, b, c) = (clients[0].id, clients[1].id, clients[2].id);
+        assert_eq!(pooled(store.clone(), a, 0, 3).await, ChargeOutcome::Charged);
+        assert_eq!(
+            pooled(store.clone(), b, 0, 3).await,
+            ChargeOutcome::AdapterExhausted {
+                layer: 0,
+                module: "q_proj".into(),
+                budget: 5
+            }
+        );
+        assert_eq!(store.most_used(b, "x").await.unwrap(), 0, "refused whole");
+        assert_eq!(pooled(store.clone(), b, 1, 2).await, ChargeOutcome::Charged);
+        store
+            .add_keys(a, &[4; 32], b"keys", b"pk", 4)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.most_used(a, "x").await.unwrap(),
+            3,
+            "kept across registration"
+        );
+
+        let restarted = backing.open().await;
+        assert_eq!(
+            restarted.adapter_usage().await.unwrap(),
+            vec![("x".to_string(), 0, "q_proj".to_string(), 5)]
+        );
+        assert!(matches!(
+            pooled(restarted.clone(), c, 0, 1).await,
+            ChargeOutcome::AdapterExhausted { budget: 5, .. }
+        ));
+        restarted
+            .record_projections(
+                "x",
+                &[Projection {
+                    layer: 0,
+                    module: "q_proj".into(),
+                    d_in: 10,
+                }],
+            )
+            .await
+            .unwrap();
+        let report = crate::serve::usage::report(restarted.as_ref())
+            .await
+            .unwrap();
+        let shares: Vec<(Option<String>, Option<f64>)> = report
+            .identities
+            .iter()
+            .chain(&report.adapters)
+            .map(|u| (u.client.clone(), u.d_in_fraction))
+            .collect();
+        assert_eq!(
+            shares,
+            vec![
+                (Some("a".into()), Some(0.3)),
+                (Some("b".into()), Some(0.2)),
+                (None, Some(0.5)),
+            ]
+        );
+    });
 }
 
 /// Every outcome of a charge, that nothing is charged unless it says `Charged`, and that
