@@ -582,3 +582,63 @@ fn batches_run_on_threads_count_every_token_and_respect_the_budget() {
     assert!(matches!(err, PllError::BudgetExhausted { .. }), "{err}");
     assert_eq!(s.server.queries_left(ClientId(1), s.adapter).unwrap(), 2);
 }
+
+/// With a target extraction error, each adapter gets the σ that its own rank and shape
+/// factor κ need: its bound at the full budget is the target, whatever κ is. An adapter
+/// whose A has one dominant direction has κ well below 1 and so needs a larger σ than a
+/// balanced one (a σ sized with κ = 1 would leave its floor at √κ of the target).
+#[test]
+fn a_target_error_sizes_each_adapters_noise_with_its_own_shape() {
+    let params = Params::new(ParamSpec::n13_depth2()).unwrap();
+    let target = 0.01;
+    let settings = PllSettings {
+        noise_target: Some(target),
+        ..PllSettings::default()
+    };
+    let mut server = PllServer::cpu(&params, settings.clone()).unwrap();
+    let (a, b) = lora_factors(64, 64, 4);
+    // The same factors with A's first column 30 times longer.
+    let skewed = Matrix::new(
+        64,
+        4,
+        (0..64 * 4)
+            .map(|i| a.get(i / 4, i % 4) * if i % 4 == 0 { 30.0 } else { 1.0 })
+            .collect(),
+    )
+    .unwrap();
+    let mut sigmas = Vec::new();
+    for a in [&a, &skewed] {
+        let id = server.add_adapter(a, &b, 2).unwrap();
+        let held = server.adapter(id).unwrap();
+        let kappa = helora::pll::shape_factor(a, &b);
+        let want = helora::pll::noise_for_target(target, settings.budget, 4, kappa);
+        println!("κ = {kappa:.3}: σ = {:.4}", held.noise());
+        assert!((held.noise() - want).abs() < 1e-12 * want);
+        let floor = held.extraction_bound().relative_error(settings.budget);
+        assert!((floor - target).abs() < 1e-9, "floor {floor}");
+        sigmas.push((kappa, held.noise()));
+    }
+    assert!(sigmas[1].0 < 0.7 * sigmas[0].0, "κ {:?}", sigmas);
+    assert!(sigmas[1].1 > sigmas[0].1, "a smaller κ needs a larger σ: {sigmas:?}");
+
+    for bad in [
+        PllSettings {
+            noise_target: Some(0.0),
+            ..settings.clone()
+        },
+        PllSettings {
+            noise_target: Some(f64::NAN),
+            ..settings.clone()
+        },
+        PllSettings {
+            flooding: false,
+            noise: 0.0,
+            ..settings.clone()
+        },
+    ] {
+        assert!(matches!(
+            PllServer::cpu(&params, bad),
+            Err(PllError::Settings(_))
+        ));
+    }
+}

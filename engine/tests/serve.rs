@@ -905,3 +905,74 @@ fn a_rotated_token_keeps_the_identity() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no client named"));
 }
+
+/// The registration challenge over the network: each identity gets its own key seed (the
+/// same on every call), keys made from another seed are refused and not kept; and the
+/// adapter's budget bounds all identities together, while `clients usage` reports the
+/// spend in units of d_in.
+#[test]
+fn key_seeds_are_per_identity_and_adapter_budgets_bound_everyone() {
+    let dir = TempDir::new("challenge");
+    let (_, base) = adapter_args(&dir, 4);
+    let alice = add_client(&dir.state(), "alice", &[]);
+    let carol = add_client(&dir.state(), "carol", &[]);
+    let server = Server::start(
+        &dir,
+        &args(
+            &base,
+            &["--adapter-budget", "3", "--listen", "127.0.0.1:0"],
+        ),
+    );
+    let rt = runtime();
+    let mut raw = raw(&rt, &server.url);
+    let alices = manifest(&rt, &mut raw, &alice);
+    assert_eq!(manifest(&rt, &mut raw, &alice).key_seed, alices.key_seed);
+    let carols = manifest(&rt, &mut raw, &carol);
+    assert_ne!(alices.key_seed, carols.key_seed, "one seed per identity");
+
+    // Carol's keys made from Alice's seed: refused, nothing kept.
+    let params = secure::parameters().unwrap();
+    let (_, borrowed) = secure::SecureClient::new(&params, alices).unwrap();
+    let refused = register(&rt, &mut raw, &carol, key_chunks(&borrowed)).unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("key seed"), "{refused:?}");
+    let known = rt
+        .block_on(raw.has_keys(authed(
+            proto::HasKeysRequest {
+                fingerprint: fingerprint(&borrowed).to_vec(),
+            },
+            &carol,
+        )))
+        .unwrap()
+        .into_inner()
+        .known;
+    assert!(!known, "a refused key set is not kept");
+
+    // Two identities, one adapter budget of 3 per projection.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+    let mut ask = |token: &str, seq: u64| {
+        let (mut client, fp) = raw_client(&rt, &mut raw, token);
+        let request = client.encrypt(0, &MODULES, &random_input(&mut rng)).unwrap();
+        let messages = (0..seq)
+            .map(|k| site_request(&request, [seq as u8; 16], k, &fp))
+            .collect();
+        session(&rt, &mut raw, token, messages)
+    };
+    assert_eq!(ask(&alice, 2).expect("alice's two").len(), 2);
+    let over = ask(&carol, 2).expect_err("carol's second is the fourth");
+    assert_eq!(over.code(), Code::ResourceExhausted, "{over:?}");
+    assert!(over.message().contains("over all clients"), "{over:?}");
+
+    let usage = helora_json(&["clients", "usage", "--json", "--state", &dir.state()]);
+    let total = &usage["adapters"][0];
+    assert_eq!((total["adapter"].as_str(), total["queries"].as_u64()), (Some("tiny"), Some(3)));
+    let d_in = D as f64;
+    assert!((total["d_in_fraction"].as_f64().unwrap() - 3.0 / d_in).abs() < 1e-12);
+    let clients: Vec<(String, u64)> = usage["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["client"].as_str().unwrap().to_string(), u["queries"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(clients, vec![("alice".into(), 2), ("carol".into(), 1)]);
+}

@@ -508,6 +508,17 @@ pub fn health(rt: &tokio::runtime::Runtime, url: &str, service: &str) -> Result<
     })
 }
 
+/// The JSON report of `helora ARGS` (with `--json`), which must succeed.
+pub fn helora_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(binary()).args(args).output().expect("helora runs");
+    assert!(
+        out.status.success(),
+        "helora {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON report")
+}
+
 /// The JSON report of a `helora generate --json` that must have succeeded.
 pub fn generate_report(out: &std::process::Output) -> serde_json::Value {
     assert!(
