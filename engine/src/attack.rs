@@ -1,6 +1,17 @@
 //! `helora attack extract`: the extraction attack of `helora::pll::attack` against a
 //! server with random LoRA factors, through the real encrypted protocol, with the PLL on
 //! or off. Reports the attacker's relative error on A·B and the bound it cannot beat.
+//! `helora attack behaviour` ([`behaviour`]): the attack on a real adapter, judged by what
+//! the stolen copy answers.
+
+pub mod agreement;
+pub mod behaviour;
+pub mod collect;
+pub mod copy;
+pub mod fit;
+pub mod plot;
+pub mod prompts;
+pub mod sites;
 
 use crate::progress::Progress;
 use crate::switch::Switch;
@@ -15,6 +26,13 @@ pub enum AttackCommand {
     /// Recovers A·B by least squares from Q chosen inputs (and its best rank-r
     /// approximation), against a server holding random A (d×r) and B (r×d).
     Extract(ExtractArgs),
+    /// Steals a real adapter through the real protocol and measures what the copy does:
+    /// K client ids send chosen (`--design basis`) or ordinary (`--design text`) queries
+    /// to a server with the PLL, a copy of every attacked projection is fitted (least
+    /// squares, ridge), and its greedy answers on held-out domain prompts are compared with
+    /// the true adapter's, beside the base model's, at each point of `--queries`. E.g.
+    /// `helora attack behaviour --queries 64,192,576` (the demo adapter, PLL on, σ = 0.1).
+    Behaviour(behaviour::BehaviourArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
