@@ -10,6 +10,10 @@ use std::path::Path;
 
 const SIZE: (u32, u32) = (1024, 640);
 
+/// A series' label, colour and (queries, agreement) points, and whether it is the copy's
+/// (a marked curve) or the base's (a flat line).
+type Series = (&'static str, RGBColor, Vec<(f64, f64)>, bool);
+
 pub fn draw(report: &BehaviourReport, path: &Path) -> Result<()> {
     use_embedded_font()?;
     let fail = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
@@ -64,7 +68,7 @@ pub fn draw(report: &BehaviourReport, path: &Path) -> Result<()> {
         .map(|p| (p.queries as f64, p.copy.answer_agreement))
         .collect();
     let flat = |y: f64| vec![(x_min / 1.3, y), (x_max * 1.3, y)];
-    let series: [(&str, RGBColor, Vec<(f64, f64)>, bool); 4] = [
+    let series: [Series; 4] = [
         (
             "copy: token agreement",
             RGBColor(213, 94, 0),
