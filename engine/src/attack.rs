@@ -26,12 +26,18 @@ pub enum AttackCommand {
     /// Recovers A·B by least squares from Q chosen inputs (and its best rank-r
     /// approximation), against a server holding random A (d×r) and B (r×d).
     Extract(ExtractArgs),
-    /// Steals a real adapter through the real protocol and measures what the copy does:
-    /// K client ids send chosen (`--design basis`) or ordinary (`--design text`) queries
-    /// to a server with the PLL, a copy of every attacked projection is fitted (least
-    /// squares, ridge), and its greedy answers on held-out domain prompts are compared with
-    /// the true adapter's, beside the base model's, at each point of `--queries`. E.g.
-    /// `helora attack behaviour --queries 64,192,576` (the demo adapter, PLL on, σ = 0.1).
+    /// Steals a real adapter through the real protocol and measures what the copy answers.
+    ///
+    /// K client ids (`--clients`) send chosen (`--design basis`) or ordinary (`--design
+    /// text`) queries to an in-process server with the PLL as it would serve; a copy of
+    /// every attacked projection's ΔW is fitted (least squares, ridge); its greedy answers
+    /// on 11 held-out domain prompts are compared with the true adapter's, beside the base
+    /// model's: token agreement (teacher-forced on the true adapter's answer) and answer
+    /// agreement (the whole greedy answer equal), at each point of `--queries`.
+    ///
+    /// E.g. `helora attack behaviour --queries 48,192,576 --plot basis.png` (the demo
+    /// adapter, PLL on, σ = 0.1), `helora attack behaviour --design text --prompts customer
+    /// --queries 128,512 --json`. Figures: docs/security.md §6, "Behaviour extraction".
     Behaviour(behaviour::BehaviourArgs),
 }
 
