@@ -144,8 +144,8 @@ pub struct BehaviourReport {
     pub attacked_sites: usize,
     pub attacked_projections: usize,
     pub adapter_rank: usize,
-    /// Basis design: each input's norm.
-    pub input_norm: Option<f64>,
+    /// Basis design: inputs are this × √d_in times a basis vector.
+    pub input_scale: Option<f64>,
     pub ridge: Option<f64>,
     pub truncate_rank: bool,
     pub max_new_tokens: usize,
@@ -287,9 +287,9 @@ pub fn run(args: &BehaviourArgs) -> Result<BehaviourReport> {
 
     let mut attacker = Attacker::start(&adapter, settings.clone(), args.clients as usize)?;
     let setup = started.elapsed().saturating_sub(eval);
-    let magnitude = args.scale.unwrap_or(1.0) * (sites[0].d_in as f64).sqrt();
+    let scale = args.scale.unwrap_or(1.0);
     let observed = match &text_queries {
-        None => attacker.basis(&sites, most, magnitude)?,
+        None => attacker.basis(&sites, most, scale)?,
         Some(prompts) => attacker.text(&model, &sites, prompts)?,
     };
 
@@ -358,7 +358,7 @@ pub fn run(args: &BehaviourArgs) -> Result<BehaviourReport> {
         attacked_sites: sites.len(),
         attacked_projections: attacked.len(),
         adapter_rank: adapter.rank,
-        input_norm: text_queries.is_none().then_some(magnitude),
+        input_scale: text_queries.is_none().then_some(scale),
         ridge: text_queries.is_some().then_some(options.ridge),
         truncate_rank: args.truncate_rank,
         max_new_tokens: max_new,
@@ -471,12 +471,12 @@ impl BehaviourReport {
         } else {
             "off".into()
         };
-        let design = match (&self.prompts, self.input_norm) {
+        let design = match (&self.prompts, self.input_scale) {
             (Some(prompts), _) => format!(
                 "text ({prompts} prompts, ridge {:e})",
                 self.ridge.unwrap_or_default()
             ),
-            (None, Some(norm)) => format!("basis (inputs of norm {norm:.1})"),
+            (None, Some(scale)) => format!("basis (inputs {scale}·√d_in·e_i)"),
             (None, None) => "basis".into(),
         };
         let rows = [

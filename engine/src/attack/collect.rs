@@ -94,13 +94,14 @@ impl Attacker {
         SecureHook::new(secure_client, &mut self.server, *id)
     }
 
-    /// `queries` basis vectors of norm `magnitude` sent to every site, cycling through
-    /// e_0 … e_(d_in − 1); the queries are split in K equal runs, one per client.
+    /// `queries` basis vectors of norm scale·√d_in (a hidden state's at 1) sent to every
+    /// site, cycling through e_0 … e_(d_in − 1); the queries are split in K equal runs,
+    /// one per client.
     pub fn basis(
         &mut self,
         sites: &[Site],
         queries: usize,
-        magnitude: f64,
+        scale: f64,
     ) -> Result<Vec<Observations>> {
         let start = Instant::now();
         let progress = Progress::start_long(
@@ -111,6 +112,7 @@ impl Attacker {
         let k = self.clients.len();
         let mut all = Vec::with_capacity(sites.len());
         for site in sites {
+            let magnitude = scale * (site.d_in as f64).sqrt();
             let mut observed = Observations::new(site, Inputs::Basis { magnitude });
             for client in 0..k {
                 let run = queries * client / k..queries * (client + 1) / k;
