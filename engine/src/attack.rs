@@ -1,6 +1,17 @@
 //! `helora attack extract`: the extraction attack of `helora::pll::attack` against a
 //! server with random LoRA factors, through the real encrypted protocol, with the PLL on
 //! or off. Reports the attacker's relative error on A·B and the bound it cannot beat.
+//! `helora attack behaviour` ([`behaviour`]): the attack on a real adapter, judged by what
+//! the stolen copy answers.
+
+pub mod agreement;
+pub mod behaviour;
+pub mod collect;
+pub mod copy;
+pub mod fit;
+pub mod plot;
+pub mod prompts;
+pub mod sites;
 
 use crate::progress::Progress;
 use crate::switch::Switch;
@@ -15,6 +26,19 @@ pub enum AttackCommand {
     /// Recovers A·B by least squares from Q chosen inputs (and its best rank-r
     /// approximation), against a server holding random A (d×r) and B (r×d).
     Extract(ExtractArgs),
+    /// Steals a real adapter through the real protocol and measures what the copy answers.
+    ///
+    /// K client ids (`--clients`) send chosen (`--design basis`) or ordinary (`--design
+    /// text`) queries to an in-process server with the PLL as it would serve; a copy of
+    /// every attacked projection's ΔW is fitted (least squares, ridge); its greedy answers
+    /// on 11 held-out domain prompts are compared with the true adapter's, beside the base
+    /// model's: token agreement (teacher-forced on the true adapter's answer) and answer
+    /// agreement (the whole greedy answer equal), at each point of `--queries`.
+    ///
+    /// E.g. `helora attack behaviour --queries 48,192,576 --plot basis.png` (the demo
+    /// adapter, PLL on, σ = 0.1), `helora attack behaviour --design text --prompts customer
+    /// --queries 128,512 --json`. Figures: docs/security.md §6, "Behaviour extraction".
+    Behaviour(behaviour::BehaviourArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

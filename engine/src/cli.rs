@@ -483,6 +483,10 @@ pub fn run(cli: Cli) -> Result<()> {
             let report = attack::extract(&args)?;
             write_report(&report, args.json, || report.table())
         }
+        Command::Attack(AttackCommand::Behaviour(args)) => {
+            let report = attack::behaviour::run(&args)?;
+            write_report(&report, args.json, || report.table())
+        }
         Command::Serve(args) => serve(&args),
         Command::Clients(command) => clients(command),
         Command::RenderChatTemplate => crate::model::chat_process::serve(),

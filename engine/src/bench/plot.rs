@@ -156,13 +156,13 @@ pub fn draw(sweep: &Sweep, path: &Path, title: &str) -> Result<()> {
 }
 
 /// Registers DejaVu Sans as the charts' "sans-serif".
-pub(super) fn use_embedded_font() -> Result<()> {
+pub(crate) fn use_embedded_font() -> Result<()> {
     register_font("sans-serif", FontStyle::Normal, FONT)
         .map_err(|_| anyhow!("the embedded font is not a usable TrueType font"))
 }
 
 /// Writes RGB `pixels` of `size` as a PNG (an I/O error in words).
-pub(super) fn save_png(path: &Path, pixels: &[u8], size: (u32, u32)) -> Result<()> {
+pub(crate) fn save_png(path: &Path, pixels: &[u8], size: (u32, u32)) -> Result<()> {
     image::save_buffer_with_format(
         path,
         pixels,
@@ -184,7 +184,7 @@ fn ms_label(y: f64) -> String {
 }
 
 /// Smallest and largest of `values` (positive), (1, 1) for none.
-pub(super) fn bounds(values: &[f64]) -> (f64, f64) {
+pub(crate) fn bounds(values: &[f64]) -> (f64, f64) {
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
     let max = values.iter().copied().fold(0.0, f64::max);
     if min.is_finite() && max > 0.0 {

@@ -14,7 +14,7 @@ use std::path::Path;
 
 /// Refuses a --plot target that cannot be written before anything runs: a missing
 /// directory, a directory, a name that is not .png, or a place that cannot be created.
-pub(super) fn check_plot_path(path: &Path) -> Result<()> {
+pub(crate) fn check_plot_path(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {
             bail!("{}: no such directory for --plot", dir.display());

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 /// A dense row-major matrix.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Mat {
+pub struct Mat {
     pub rows: usize,
     pub cols: usize,
     pub data: Vec<f64>,
@@ -176,7 +176,7 @@ const NB: usize = 64;
 
 /// In place: the lower triangle of the symmetric positive definite `g` becomes L with
 /// g = L·Lᵀ (the upper triangle is left as scratch). Err(j): pivot j is not positive.
-pub(crate) fn cholesky(g: &mut Mat) -> Result<(), usize> {
+pub fn cholesky(g: &mut Mat) -> Result<(), usize> {
     let n = g.rows;
     for k0 in (0..n).step_by(NB) {
         let k1 = (k0 + NB).min(n);
@@ -229,7 +229,7 @@ pub(crate) fn cholesky(g: &mut Mat) -> Result<(), usize> {
 }
 
 /// Solves L·Lᵀ·X = R in place of `rhs` (n × m), L from [`cholesky`].
-pub(crate) fn cholesky_solve(l: &Mat, rhs: &mut Mat) {
+pub fn cholesky_solve(l: &Mat, rhs: &mut Mat) {
     let n = l.rows;
     let m = rhs.cols;
     // Forward: L·Z = R.
@@ -359,7 +359,7 @@ fn orthonormalize(vectors: &mut [Vec<f64>]) {
 
 /// The best rank-`rank` approximation of `w` (projection on its top left singular
 /// vectors), by subspace iteration from the deterministic start `seed_vectors`.
-pub(crate) fn low_rank_approximation(w: &Mat, rank: usize, iterations: usize) -> Mat {
+pub fn low_rank_approximation(w: &Mat, rank: usize, iterations: usize) -> Mat {
     let rank = rank.min(w.rows).min(w.cols).max(1);
     // Start: rank vectors of length cols, a fixed pseudo-random pattern.
     let mut v: Vec<Vec<f64>> = (0..rank)

@@ -5,7 +5,8 @@
 //! it knows W has rank r, by the best rank-r approximation of that estimate. It reports
 //! ‖Ŵ − W‖_F / ‖W‖_F for both, and the lower bound of docs/security.md.
 
-pub(crate) mod linalg;
+// Public: `helora attack behaviour` (the engine) fits its copies of real adapters with it.
+pub mod linalg;
 
 use super::{bound, ClientId, PllError, PllServer, PllSettings};
 use crate::ckks::{
