@@ -619,7 +619,10 @@ fn a_target_error_sizes_each_adapters_noise_with_its_own_shape() {
         sigmas.push((kappa, held.noise()));
     }
     assert!(sigmas[1].0 < 0.7 * sigmas[0].0, "κ {:?}", sigmas);
-    assert!(sigmas[1].1 > sigmas[0].1, "a smaller κ needs a larger σ: {sigmas:?}");
+    assert!(
+        sigmas[1].1 > sigmas[0].1,
+        "a smaller κ needs a larger σ: {sigmas:?}"
+    );
 
     for bad in [
         PllSettings {

@@ -2,8 +2,8 @@
 //! the `helora` HE crate.
 //!
 //! Modules, each using only those listed before it (and `helora`'s public API):
-//! - [`files`], [`stats`], [`progress`], [`switch`]: input-path checks, summary statistics,
-//!   progress bars, an on/off flag;
+//! - [`files`], [`stats`], [`progress`], [`switch`], [`chart`]: input-path checks, summary
+//!   statistics, progress bars, an on/off flag, what every chart shares;
 //! - [`device`]: where the base model runs (`--device`);
 //! - [`model`]: configs, weights (GGUF, Hugging Face), tokenizer, forward passes with a
 //!   LoRA hook at every input site;
@@ -19,6 +19,7 @@
 pub mod adapter;
 pub mod attack;
 pub mod bench;
+pub mod chart;
 pub mod cli;
 pub mod demo;
 pub mod device;

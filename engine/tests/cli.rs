@@ -141,7 +141,8 @@ fn bench_lora_json_reports_counts_accuracy_and_bytes() {
         "{}",
         v["relative_error"]
     );
-    assert!(v["upload_bytes"].as_u64().is_some_and(|b| b <= 140_000));
+    // One seeded ciphertext over the 160 bits of Q_L (163 903 bytes, docs/format.md).
+    assert!(v["upload_bytes"].as_u64().is_some_and(|b| b <= 170_000));
     assert!(v["download_bytes"].as_u64().is_some_and(|b| b <= 80_000));
 }
 

@@ -918,10 +918,7 @@ fn key_seeds_are_per_identity_and_adapter_budgets_bound_everyone() {
     let carol = add_client(&dir.state(), "carol", &[]);
     let server = Server::start(
         &dir,
-        &args(
-            &base,
-            &["--adapter-budget", "3", "--listen", "127.0.0.1:0"],
-        ),
+        &args(&base, &["--adapter-budget", "3", "--listen", "127.0.0.1:0"]),
     );
     let rt = runtime();
     let mut raw = raw(&rt, &server.url);
@@ -952,7 +949,9 @@ fn key_seeds_are_per_identity_and_adapter_budgets_bound_everyone() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
     let mut ask = |token: &str, seq: u64| {
         let (mut client, fp) = raw_client(&rt, &mut raw, token);
-        let request = client.encrypt(0, &MODULES, &random_input(&mut rng)).unwrap();
+        let request = client
+            .encrypt(0, &MODULES, &random_input(&mut rng))
+            .unwrap();
         let messages = (0..seq)
             .map(|k| site_request(&request, [seq as u8; 16], k, &fp))
             .collect();
@@ -965,14 +964,22 @@ fn key_seeds_are_per_identity_and_adapter_budgets_bound_everyone() {
 
     let usage = helora_json(&["clients", "usage", "--json", "--state", &dir.state()]);
     let total = &usage["adapters"][0];
-    assert_eq!((total["adapter"].as_str(), total["queries"].as_u64()), (Some("tiny"), Some(3)));
+    assert_eq!(
+        (total["adapter"].as_str(), total["queries"].as_u64()),
+        (Some("tiny"), Some(3))
+    );
     let d_in = D as f64;
     assert!((total["d_in_fraction"].as_f64().unwrap() - 3.0 / d_in).abs() < 1e-12);
     let clients: Vec<(String, u64)> = usage["identities"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|u| (u["client"].as_str().unwrap().to_string(), u["queries"].as_u64().unwrap()))
+        .map(|u| {
+            (
+                u["client"].as_str().unwrap().to_string(),
+                u["queries"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(clients, vec![("alice".into(), 2), ("carol".into(), 1)]);
 }

@@ -203,13 +203,23 @@ fn write_switching_key(
     out: &mut Vec<u8>,
     params: &Params,
     key: &SwitchingKey,
+    seeded: Seeded,
     what: &str,
 ) -> Result<(), CkksError> {
     let basis = params.ring().full_basis();
     put_count(out, key.digits.len(), "digit count")?;
     for (j, [b, a]) in key.digits.iter().enumerate() {
         write_poly(out, params, b, basis, &format!("{what} digit {j} b"))?;
-        write_poly(out, params, a, basis, &format!("{what} digit {j} a"))?;
+        match seeded {
+            // Refused unless `a` is the seed's: what decodes must be what was encoded.
+            Some((seed, part)) if *a != seed.expand(params.ring(), basis, part(j)) => {
+                return Err(err(format!(
+                    "cannot serialize: {what} digit {j} a is not expanded from the key set's seed"
+                )))
+            }
+            Some(_) => {}
+            None => write_poly(out, params, a, basis, &format!("{what} digit {j} a"))?,
+        }
     }
     Ok(())
 }
@@ -218,30 +228,7 @@ fn switching_key_len(params: &Params, digits: usize) -> usize {
     2 + 2 * digits * poly_len(params, params.ring().full_basis())
 }
 
-/// A switching key of a key set: its `b` halves only, each `a` being `part`'s expansion of
-/// the set's seed. Refuses a key whose `a` is anything else, so that what decodes is what
-/// was encoded.
-fn write_seeded_switching_key(
-    out: &mut Vec<u8>,
-    params: &Params,
-    key: &SwitchingKey,
-    seed: &KeySeed,
-    part: impl Fn(usize) -> KeyPart,
-    what: &str,
-) -> Result<(), CkksError> {
-    let basis = params.ring().full_basis();
-    put_count(out, key.digits.len(), "digit count")?;
-    for (j, [b, a]) in key.digits.iter().enumerate() {
-        if *a != seed.expand(params.ring(), basis, part(j)) {
-            return Err(err(format!(
-                "cannot serialize: {what} digit {j} a is not expanded from the key set's seed"
-            )));
-        }
-        write_poly(out, params, b, basis, &format!("{what} digit {j} b"))?;
-    }
-    Ok(())
-}
-
+/// A key set's switching key: the b halves only.
 fn seeded_switching_key_len(params: &Params, digits: usize) -> usize {
     2 + digits * poly_len(params, params.ring().full_basis())
 }
@@ -462,9 +449,14 @@ fn read_poly(
         .ok_or_else(|| err(format!("{what}: limb data has the wrong length")))
 }
 
+/// Where a switching key's `a` halves come from: the bytes (a lone key), or the key set's
+/// seed, expanded for each digit's part (the bytes then hold the `b` halves only).
+type Seeded<'a> = Option<(&'a KeySeed, &'a dyn Fn(usize) -> KeyPart)>;
+
 fn read_switching_key(
     r: &mut Reader,
     params: &Params,
+    seeded: Seeded,
     what: &str,
 ) -> Result<SwitchingKey, CkksError> {
     let count = r.u16(format_args!("{what} digit count"))? as usize;
@@ -478,32 +470,11 @@ fn read_switching_key(
     let mut digits = Vec::with_capacity(count);
     for j in 0..count {
         let b = read_poly(r, params, basis, &format!("{what} digit {j} b"))?;
-        let a = read_poly(r, params, basis, &format!("{what} digit {j} a"))?;
+        let a = match seeded {
+            Some((seed, part)) => seed.expand(params.ring(), basis, part(j)),
+            None => read_poly(r, params, basis, &format!("{what} digit {j} a"))?,
+        };
         digits.push([b, a]);
-    }
-    Ok(SwitchingKey { digits })
-}
-
-/// Reads what [`write_seeded_switching_key`] wrote, expanding each `a` from `seed`.
-fn read_seeded_switching_key(
-    r: &mut Reader,
-    params: &Params,
-    seed: &KeySeed,
-    part: impl Fn(usize) -> KeyPart,
-    what: &str,
-) -> Result<SwitchingKey, CkksError> {
-    let count = r.u16(format_args!("{what} digit count"))? as usize;
-    let expected = expected_digits(params);
-    if count != expected {
-        return Err(err(format!(
-            "{what} has {count} digits, expected {expected}"
-        )));
-    }
-    let basis = params.ring().full_basis();
-    let mut digits = Vec::with_capacity(count);
-    for j in 0..count {
-        let b = read_poly(r, params, basis, &format!("{what} digit {j} b"))?;
-        digits.push([b, seed.expand(params.ring(), basis, part(j))]);
     }
     Ok(SwitchingKey { digits })
 }
@@ -710,14 +681,14 @@ impl Serializable for SwitchingKey {
             params.id(),
             switching_key_len(params, self.digits.len()),
         );
-        write_switching_key(&mut out, params, self, "switching key")?;
+        write_switching_key(&mut out, params, self, None, "switching key")?;
         Ok(out)
     }
 
     fn from_bytes(params: &Params, bytes: &[u8]) -> Result<Self, CkksError> {
         let mut r = Reader::new(bytes);
         read_header_for(&mut r, Kind::SwitchingKey, params)?;
-        let key = read_switching_key(&mut r, params, "switching key")?;
+        let key = read_switching_key(&mut r, params, None, "switching key")?;
         r.finish(Kind::SwitchingKey)?;
         Ok(key)
     }
@@ -743,12 +714,12 @@ impl Serializable for EvaluationKeys {
         out.extend_from_slice(&seed.0);
         out.push(self.relin.is_some() as u8);
         if let Some(relin) = &self.relin {
-            write_seeded_switching_key(
+            let part = |digit| KeyPart::Relinearization { digit };
+            write_switching_key(
                 &mut out,
                 params,
                 relin,
-                seed,
-                |digit| KeyPart::Relinearization { digit },
+                Some((seed, &part)),
                 "relinearisation key",
             )?;
         }
@@ -763,12 +734,12 @@ impl Serializable for EvaluationKeys {
                 )));
             }
             put_u64(&mut out, g);
-            write_seeded_switching_key(
+            let part = |digit| KeyPart::Galois { element: g, digit };
+            write_switching_key(
                 &mut out,
                 params,
                 key,
-                seed,
-                |digit| KeyPart::Galois { element: g, digit },
+                Some((seed, &part)),
                 &format!("Galois key {g}"),
             )?;
         }
@@ -781,13 +752,15 @@ impl Serializable for EvaluationKeys {
         let seed = KeySeed(r.array("key seed")?);
         let relin = match r.u8("relinearisation key flag")? {
             0 => None,
-            1 => Some(read_seeded_switching_key(
-                &mut r,
-                params,
-                &seed,
-                |digit| KeyPart::Relinearization { digit },
-                "relinearisation key",
-            )?),
+            1 => {
+                let part = |digit| KeyPart::Relinearization { digit };
+                Some(read_switching_key(
+                    &mut r,
+                    params,
+                    Some((&seed, &part)),
+                    "relinearisation key",
+                )?)
+            }
             f => return Err(err(format!("invalid relinearisation key flag {f}"))),
         };
         let count = r.u32("Galois key count")? as usize;
@@ -817,11 +790,11 @@ impl Serializable for EvaluationKeys {
                 )));
             }
             previous = Some(g);
-            let key = read_seeded_switching_key(
+            let part = |digit| KeyPart::Galois { element: g, digit };
+            let key = read_switching_key(
                 &mut r,
                 params,
-                &seed,
-                |digit| KeyPart::Galois { element: g, digit },
+                Some((&seed, &part)),
                 &format!("Galois key {g}"),
             )?;
             galois.insert(g, key);

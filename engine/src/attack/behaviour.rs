@@ -222,7 +222,7 @@ pub fn run(args: &BehaviourArgs) -> Result<BehaviourReport> {
     let started = Instant::now();
     let settings = settings(args)?;
     if let Some(path) = &args.plot {
-        crate::bench::sweep::check_plot_path(path)?;
+        crate::chart::check_plot_path(path)?;
     }
     let prompts = match args.design {
         QueryDesign::Text => Some(args.prompts.clone().unwrap_or(PromptSource::Generic)),

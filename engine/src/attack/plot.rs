@@ -3,7 +3,7 @@
 //! makes no queries). Queries on a logarithmic axis; the style of `bench token --plot`.
 
 use super::behaviour::{BehaviourReport, QueryDesign};
-use crate::bench::plot::{bounds, save_png, use_embedded_font};
+use crate::chart::{bounds, save_png, use_embedded_font};
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 use std::path::Path;

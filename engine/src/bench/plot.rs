@@ -5,13 +5,10 @@
 
 use super::published::PAPER_MS_PER_TOKEN;
 use super::series::{Sweep, SweepOver};
+use crate::chart::{bounds, save_png, use_embedded_font};
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
-use plotters::style::{register_font, FontStyle};
 use std::path::Path;
-
-/// DejaVu Sans (Bitstream Vera licence: assets/fonts/LICENSE-DejaVu.txt).
-static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
 const SIZE: (u32, u32) = (1024, 640);
 
@@ -155,42 +152,12 @@ pub fn draw(sweep: &Sweep, path: &Path, title: &str) -> Result<()> {
     save_png(path, &pixels, SIZE)
 }
 
-/// Registers DejaVu Sans as the charts' "sans-serif".
-pub(crate) fn use_embedded_font() -> Result<()> {
-    register_font("sans-serif", FontStyle::Normal, FONT)
-        .map_err(|_| anyhow!("the embedded font is not a usable TrueType font"))
-}
-
-/// Writes RGB `pixels` of `size` as a PNG (an I/O error in words).
-pub(crate) fn save_png(path: &Path, pixels: &[u8], size: (u32, u32)) -> Result<()> {
-    image::save_buffer_with_format(
-        path,
-        pixels,
-        size.0,
-        size.1,
-        image::ColorType::Rgb8,
-        image::ImageFormat::Png,
-    )
-    .map_err(|e| anyhow!("writing the plot {}: {e}", path.display()))
-}
-
 /// A tick value with as many decimals as its size needs.
 fn ms_label(y: f64) -> String {
     match y {
         y if y >= 10.0 => format!("{y:.0}"),
         y if y >= 1.0 => format!("{y:.1}"),
         y => format!("{y:.3}"),
-    }
-}
-
-/// Smallest and largest of `values` (positive), (1, 1) for none.
-pub(crate) fn bounds(values: &[f64]) -> (f64, f64) {
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(0.0, f64::max);
-    if min.is_finite() && max > 0.0 {
-        (min, max)
-    } else {
-        (1.0, 1.0)
     }
 }
 

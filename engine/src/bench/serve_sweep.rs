@@ -2,9 +2,9 @@
 //! distinct key sets or replicas, and a chart of the throughput (all clients) and the p99
 //! request latency against it, the two panels over one x axis.
 
-use super::plot::{bounds, save_png, use_embedded_font};
+use super::machine;
 use super::serve::{self, ServeBenchOptions, ServeBenchReport};
-use super::{machine, sweep::check_plot_path};
+use crate::chart::{bounds, check_plot_path, save_png, use_embedded_font};
 use anyhow::{anyhow, bail, Context, Result};
 use plotters::prelude::*;
 use serde::Serialize;

@@ -7,51 +7,11 @@
 use super::series::{Sweep, SweepOver, SweepPoint, MAX_BATCH, POINT_TOKENS};
 use super::token::{self, TokenOptions, TokenReport};
 use super::{machine, plot};
+use crate::chart::check_plot_path;
 use crate::generate::Mode;
 use crate::model::Model;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
-
-/// Refuses a --plot target that cannot be written before anything runs: a missing
-/// directory, a directory, a name that is not .png, or a place that cannot be created.
-pub(crate) fn check_plot_path(path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.is_dir() {
-            bail!("{}: no such directory for --plot", dir.display());
-        }
-    }
-    if path.is_dir() {
-        bail!("--plot {} is a directory; name a .png file", path.display());
-    }
-    let png = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
-    if !png {
-        bail!(
-            "--plot {}: the plot is written as PNG; name a .png file",
-            path.display()
-        );
-    }
-    // Opening a FIFO to write would block until someone reads it.
-    if path.exists() && !path.is_file() {
-        bail!(
-            "--plot {} is not a regular file (a FIFO, socket or device)",
-            path.display()
-        );
-    }
-    // Probe that the file can be created; a probe that made it removes it again.
-    let existed = path.exists();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .with_context(|| format!("--plot {} cannot be written", path.display()))?;
-    if !existed {
-        let _ = std::fs::remove_file(path);
-    }
-    Ok(())
-}
 
 /// `bench token --plot`: the main run of `options`, then the sweep over `xs` (on the same
 /// model: the full model is built once), drawn into `path`. Everything that can be

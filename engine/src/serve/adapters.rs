@@ -307,6 +307,7 @@ pub fn is_client_error(e: &anyhow::Error) -> bool {
             Some(
                 PllError::KeysTooLarge { .. }
                     | PllError::MissingRotationKey { .. }
+                    | PllError::WrongKeySeed
                     | PllError::Malformed(_)
                     | PllError::Ckks(_)
             )

@@ -510,7 +510,10 @@ pub fn health(rt: &tokio::runtime::Runtime, url: &str, service: &str) -> Result<
 
 /// The JSON report of `helora ARGS` (with `--json`), which must succeed.
 pub fn helora_json(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(binary()).args(args).output().expect("helora runs");
+    let out = Command::new(binary())
+        .args(args)
+        .output()
+        .expect("helora runs");
     assert!(
         out.status.success(),
         "helora {args:?}: {}",
