@@ -57,6 +57,7 @@ fn fixture(spec: ParamSpec) -> Fixture {
     }
     let keys = EvaluationKeys {
         params_id: params.id(),
+        a_seed: keygen.key_seed(),
         relin: Some(keygen.relinearization_key()),
         galois,
     };

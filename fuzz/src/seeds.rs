@@ -45,10 +45,12 @@ pub fn seeds(target: &str) -> Vec<(&'static str, Vec<u8>)> {
             let encode = |keys: &EvaluationKeys| keys.to_bytes(p).expect("encode keys");
             let empty = EvaluationKeys {
                 params_id: p.id(),
+                a_seed: keygen.key_seed(),
                 ..Default::default()
             };
             let relin = EvaluationKeys {
                 params_id: p.id(),
+                a_seed: keygen.key_seed(),
                 relin: Some(keygen.relinearization_key()),
                 ..Default::default()
             };
