@@ -25,7 +25,7 @@ impl ParamSpec {
     /// N = 2^13, three ciphertext primes (60, 50, 50 bits: two rescales of 2^50), one
     /// 58-bit special prime, three digits: 218 bits, the whole of the 128-bit table's
     /// allowance. Every scale is 2^50 because the PLL's flood is sized from the circuit's
-    /// error: 30 bits of statistical security over 4096 queries put σ_f at 2^28.8 × the
+    /// error: 30 bits of statistical security over 4096 queries put σ_f at 2^22.8 × the
     /// circuit's error, whose size relative to the signal the scales fix. At 2^40 the flood
     /// was several times the result; at 2^50 it is about 0.5 % (docs/security.md §4.2).
     /// q_0's 10 bits above Δ keep |y| < 2^9 in the output.
