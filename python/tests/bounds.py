@@ -8,7 +8,7 @@ Per output entry of one token's delta, in the model's units:
 - σ_slot: std of one decoded slot's error. The compact reply rounds c1 to `c1` bits and c0
   to `c0` bits of q0 (< 2^q0_bits); with a ternary secret (density 2/3) the rounding adds
   per coefficient a variance (q0/2^c1)²·(2N/3)/12 + (q0/2^c0)²/12, the circuit's own error
-  at most ρ² (ρ ≤ 260 for d ≤ 4096, security.md §5), and decoding scales a coefficient std
+  at most ρ² (ρ ≤ 900 for d ≤ 4096, security.md §5: ≈ 850 measured), and decoding scales a coefficient std
   by √(N/2)/Δ per slot (§4.2);
 - 2^shift: the client's input normalisation (security.md §2), multiplied back on output;
 - T = 15: the tail. The rounding of c1 reaches slot i as (q0/2^c1)·r(ζ_i)·s(ζ_i)/Δ, the
@@ -31,7 +31,7 @@ import torch
 from helora import he
 
 TAIL = 15.0
-RHO_MAX = 260.0
+RHO_MAX = 900.0
 F32_UNIT = 2.0**-24
 TARGET_LOG2 = 7  # the client scales inputs so that ‖x‖·2^bound_log2 ≤ 2^7
 

@@ -14,7 +14,7 @@ from helora import he
 def test_parameters_are_the_engines() -> None:
     p = he.parameters()
     assert p["n"] == 8192 and p["slots"] == 4096 and p["max_level"] == 2
-    assert p["log_scale"] == 40 and p["q_bits"] == [50, 40, 40] and p["p_bits"] == [50]
+    assert p["log_scale"] == 50 and p["q_bits"] == [60, 50, 50] and p["p_bits"] == [58]
     assert p["reply_bits"] == (36, 40)
 
 
