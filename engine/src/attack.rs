@@ -128,21 +128,25 @@ impl ExtractReport {
     }
 }
 
+/// The attacked server's PLL, as both attacks take it from `--pll` and `--noise`: the
+/// defaults with σ = `noise` if given, or none at all (where `--noise` is an error).
+fn pll_settings(pll: Switch, noise: Option<f64>) -> Result<PllSettings> {
+    if pll == Switch::Off {
+        if noise.is_some() {
+            bail!("--noise is the PLL's: with --pll off there is no noise to set");
+        }
+        return Ok(PllSettings::off());
+    }
+    let defaults = PllSettings::default();
+    Ok(PllSettings {
+        noise: noise.unwrap_or(defaults.noise),
+        ..defaults
+    })
+}
+
 /// Runs `helora attack extract` and returns its report.
 pub fn extract(args: &ExtractArgs) -> Result<ExtractReport> {
-    let pll = args.pll == Switch::On;
-    if !pll && args.noise.is_some() {
-        bail!("--noise is the PLL's: with --pll off there is no noise to set");
-    }
-    let settings = if pll {
-        let defaults = PllSettings::default();
-        PllSettings {
-            noise: args.noise.unwrap_or(defaults.noise),
-            ..defaults
-        }
-    } else {
-        PllSettings::off()
-    };
+    let settings = pll_settings(args.pll, args.noise)?;
     let config = AttackConfig {
         d: args.d as usize,
         r: args.r as usize,

@@ -35,7 +35,7 @@ pub use bound::{
 };
 pub use flooding::flood_std;
 pub use server::{AdapterId, ClientId, PllServer, PreparedClient};
-pub use settings::{PllSettings, MIN_FLOOD_SECURITY};
+pub use settings::PllSettings;
 
 use crate::ckks::{CkksError, EncodeError};
 use crate::linear::LinearError;

@@ -165,10 +165,7 @@ fn settings(args: &BehaviourArgs) -> Result<PllSettings> {
     if !args.queries.windows(2).all(|w| w[0] < w[1]) {
         bail!("--queries must be ascending without repeats, e.g. 64,192,576");
     }
-    let pll = args.pll == Switch::On;
-    if !pll && args.noise.is_some() {
-        bail!("--noise is the PLL's: with --pll off there is no noise to set");
-    }
+    let settings = super::pll_settings(args.pll, args.noise)?;
     match args.design {
         QueryDesign::Basis if args.prompts.is_some() || args.ridge.is_some() => {
             bail!("--prompts and --ridge are the text design's: add --design text")
@@ -194,19 +191,13 @@ fn settings(args: &BehaviourArgs) -> Result<PllSettings> {
     if args.model.is_some() && args.adapter.is_none() {
         bail!("the demo adapter is for the default model: give --adapter DIR with --model");
     }
-    let settings = if pll {
-        let defaults = PllSettings::default();
-        PllSettings {
-            noise: args.noise.unwrap_or(defaults.noise),
-            ..defaults
-        }
-    } else {
-        PllSettings::off()
-    };
     settings.validate().context("--noise")?;
     let k = u64::from(args.clients);
     let most = args.queries.last().copied().unwrap_or(0);
-    if pll && args.design == QueryDesign::Basis && most.div_ceil(k) > settings.budget {
+    if args.pll == Switch::On
+        && args.design == QueryDesign::Basis
+        && most.div_ceil(k) > settings.budget
+    {
         bail!(
             "{most} queries per site from {k} client id(s) exceed the budget of {} per id and \
              projection: use --clients {} or more",

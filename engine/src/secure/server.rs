@@ -153,8 +153,6 @@ pub struct SecureServer<B: Backend = CpuBackend> {
     /// Keyless: switches replies to their compact form.
     compactor: Evaluator,
     reply_bits: (u32, u32),
-    /// The largest σ of any projection (they differ when the settings aim at an error).
-    noise: f64,
 }
 
 impl SecureServer<CpuBackend> {
@@ -177,14 +175,12 @@ impl<B: Backend> SecureServer<B> {
         );
         let mut ids = HashMap::new();
         let mut projections = Vec::new();
-        let mut noise: f64 = 0.0;
         for ((layer, module), factors) in &adapter.layers {
             let (a, b) = factors.to_matrices()?;
             let id = pll
                 .add_adapter(&a, &b, level)
                 .with_context(|| format!("encoding layer {layer} {module}"))?;
             let registered = pll.adapter(id)?;
-            noise = noise.max(registered.noise());
             let plan = registered.plan();
             let bound_log2 =
                 projection_bound_log2(&a, &b, registered.noise_std(), plan.rank_padded())
@@ -217,7 +213,6 @@ impl<B: Backend> SecureServer<B> {
             manifest,
             compactor: Evaluator::cpu(params),
             reply_bits: reply_widths(params),
-            noise,
         })
     }
 
@@ -229,9 +224,14 @@ impl<B: Backend> SecureServer<B> {
         self.pll.settings()
     }
 
-    /// The largest relative noise σ among the projections.
+    /// The largest relative noise σ among the projections (they differ when the settings
+    /// aim at an extraction error).
     pub fn noise(&self) -> f64 {
-        self.noise
+        self.ids
+            .values()
+            .filter_map(|&id| self.pll.adapter(id).ok())
+            .map(|adapter| adapter.noise())
+            .fold(0.0, f64::max)
     }
 
     /// Checks a client's serialized keys against every adapter and against `key_seed`, the
