@@ -51,6 +51,21 @@ impl Matrix {
         }
     }
 
+    /// ‖M‖_F.
+    pub fn frobenius_norm(&self) -> f64 {
+        self.data.iter().map(|v| v * v).sum::<f64>().sqrt()
+    }
+
+    /// 2^exponent·M: exact in floating point (barring overflow to infinity, refused).
+    pub fn scaled_by_power_of_two(&self, exponent: i32) -> Result<Matrix, LinearError> {
+        let factor = 2f64.powi(exponent);
+        Matrix::new(
+            self.rows,
+            self.cols,
+            self.data.iter().map(|v| v * factor).collect(),
+        )
+    }
+
     /// x·M for a row vector x.
     pub fn left_multiply(&self, x: &[f64]) -> Vec<f64> {
         let mut out = vec![0.0; self.cols];

@@ -27,6 +27,19 @@ const FLOOR_LOG2: i32 = -41;
 /// value of at most 2^7 by at least 2^9, beyond 2·2^7 + 1.
 const CHECK_FACTOR: f64 = 2.0;
 
+/// The same product A·B with comparable factors: A·2^k and B·2^−k, 2^k ≈ √(‖B‖_F/‖A‖_F).
+/// The plan's roundings of x·A are multiplied by B, and so is the circuit's error that the
+/// PLL's flood must cover: an adapter whose α/r makes B large (α up to 10⁶) would pay for it
+/// in precision. A power of two keeps the product exact, and g below is unchanged.
+pub fn balanced(a: &Matrix, b: &Matrix) -> Result<(Matrix, Matrix)> {
+    let (na, nb) = (a.frobenius_norm(), b.frobenius_norm());
+    if na == 0.0 || nb == 0.0 {
+        return Ok((a.clone(), b.clone()));
+    }
+    let k = (0.5 * (nb / na).log2()).round() as i32;
+    Ok((a.scaled_by_power_of_two(k)?, b.scaled_by_power_of_two(-k)?))
+}
+
 /// ⌈log2 g⌉ for a projection with factors `a` (d_in × r), `b` (r × d_out, α/r included)
 /// whose B is perturbed per query by complex Gaussian entries of std `noise_std` per real
 /// component over `rank_padded` rows.

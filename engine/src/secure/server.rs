@@ -16,7 +16,7 @@
 //! then back here: every output switched to its compact form and serialized.
 
 use super::manifest::{Manifest, ProjectionShape};
-use super::scaling::{projection_bound_log2, InputScaling};
+use super::scaling::{balanced, projection_bound_log2, InputScaling};
 use crate::adapter::LoraAdapter;
 use crate::progress::Progress;
 use anyhow::{anyhow, Context, Result};
@@ -177,6 +177,7 @@ impl<B: Backend> SecureServer<B> {
         let mut projections = Vec::new();
         for ((layer, module), factors) in &adapter.layers {
             let (a, b) = factors.to_matrices()?;
+            let (a, b) = balanced(&a, &b)?;
             let id = pll
                 .add_adapter(&a, &b, level)
                 .with_context(|| format!("encoding layer {layer} {module}"))?;
