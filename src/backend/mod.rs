@@ -5,10 +5,12 @@
 mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod workers;
 
 pub use cpu::CpuBackend;
 #[cfg(feature = "cuda")]
 pub use cuda::{CudaBackend, CudaPoly, StreamTimer};
+pub use workers::keep_workers_awake;
 
 use crate::ring::{Basis, RingContext, RnsPoly};
 use std::sync::Arc;

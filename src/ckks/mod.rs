@@ -16,7 +16,7 @@ mod security;
 mod serialization;
 
 /// The hardware an [`Evaluator`] runs on: layers above name it only as a type parameter.
-pub use crate::backend::{Backend, CpuBackend};
+pub use crate::backend::{keep_workers_awake, Backend, CpuBackend};
 pub use ciphertext::{Ciphertext, ExtendedPlaintext, Plaintext, SeededCiphertext};
 pub use compact::{CompactCiphertext, MIN_COMPACT_BITS};
 pub use complex::Complex;

@@ -15,7 +15,7 @@ use super::random_model::{self, gib};
 use super::thread_pool;
 use super::timing::{measure, Iterations, Timing};
 use anyhow::{bail, Context, Result};
-use helora::backend::{Backend, CpuBackend};
+use helora::backend::{keep_workers_awake, Backend, CpuBackend};
 use helora::ckks::{
     Ciphertext, CompactCiphertext, Decryptor, Encoder, Evaluator, Params, SeededCiphertext,
     Serializable, SymmetricEncryptor,
@@ -105,7 +105,12 @@ pub fn run(options: &LoraOptions) -> Result<LoraReport> {
     // its key switches over it, a batch its tokens.
     let threads = options.threads.min(rayon::current_num_threads()).max(1);
     let pool = thread_pool(threads)?;
-    let single = pool.install(|| measure(iters, || plan.apply(server, &inputs[0])))?;
+    // A token's apply keeps the pool's idle workers awake, as the server does.
+    let single = pool.install(|| {
+        measure(iters, || {
+            keep_workers_awake(|| plan.apply(server, &inputs[0]))
+        })
+    })?;
     let group = LoraGroup::new(vec![plan])?;
     // One untimed batch first: fresh worker threads fault in their heaps on first use.
     pool.install(|| group.apply_batch(server, &inputs))?;

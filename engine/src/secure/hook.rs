@@ -8,6 +8,7 @@ use crate::model::{input_sites, Architecture, InputSite, LoraHook};
 use crate::progress::Progress;
 use anyhow::{bail, Result};
 use candle_core::Tensor;
+use helora::ckks::keep_workers_awake;
 use helora::pll::ClientId;
 use std::time::{Duration, Instant};
 
@@ -85,10 +86,14 @@ impl<'a> SecureHook<'a> {
         let mut deltas: Vec<Vec<f32>> = vec![Vec::new(); modules.len()];
         // All tokens of this call at once: a prompt's tokens are evaluated in parallel.
         let start = Instant::now();
-        let requests = x
-            .iter()
-            .map(|row| self.client.encrypt(layer, modules, row))
-            .collect::<Result<Vec<_>>>()?;
+        let client = &mut self.client;
+        // Encryption and decryption are chains of short parallel steps: the pool's idle
+        // workers wait for them awake (the server's evaluation does the same on its side).
+        let requests = keep_workers_awake(|| {
+            x.iter()
+                .map(|row| client.encrypt(layer, modules, row))
+                .collect::<Result<Vec<_>>>()
+        })?;
         let encrypted = Instant::now();
         let replies = self.server.apply_batch(self.id, &requests)?;
         if replies.len() != requests.len() {
@@ -99,8 +104,15 @@ impl<'a> SecureHook<'a> {
             );
         }
         let evaluated = Instant::now();
-        for (request, reply) in requests.iter().zip(&replies) {
-            let ys = self.client.decrypt(request, reply)?;
+        let client = &self.client;
+        let decrypted = keep_workers_awake(|| {
+            requests
+                .iter()
+                .zip(&replies)
+                .map(|(request, reply)| client.decrypt(request, reply))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        for ((request, reply), ys) in requests.iter().zip(&replies).zip(decrypted) {
             if ys.len() != modules.len() {
                 bail!("{} deltas for {} projections", ys.len(), modules.len());
             }

@@ -21,8 +21,8 @@ use crate::adapter::LoraAdapter;
 use crate::progress::Progress;
 use anyhow::{anyhow, Context, Result};
 use helora::ckks::{
-    expand_seeded, Backend, Ciphertext, CpuBackend, EvaluationKeys, Evaluator, KeySeed, Params,
-    PublicKey, SeededCiphertext, Serializable,
+    expand_seeded, keep_workers_awake, Backend, Ciphertext, CpuBackend, EvaluationKeys, Evaluator,
+    KeySeed, Params, PublicKey, SeededCiphertext, Serializable,
 };
 use helora::linear::reply_widths;
 use helora::pll::{
@@ -385,17 +385,19 @@ impl<B: Backend> SecureServer<B> {
         // be registered and within its budget for every projection.
         self.pll
             .check_queries(client, &ids, requests.len() as u64)?;
-        // Decoding uploads and compacting replies are independent per ciphertext: both run
-        // on every core (the evaluation itself is parallel inside the PLL server).
-        let tokens = requests
-            .par_iter()
-            .map(|request| self.decode_inputs(request))
-            .collect::<Result<Vec<_>>>()?;
-        let outputs = self.pll.apply_group_batch(client, &ids, &tokens)?;
-        outputs
-            .par_iter()
-            .map(|token| self.encode_reply(token))
-            .collect()
+        on_host_workers(self.pll.backend().host_parallel(), || {
+            // Decoding uploads and compacting replies are independent per ciphertext: both
+            // run on every core (the evaluation itself is parallel inside the PLL server).
+            let tokens = requests
+                .par_iter()
+                .map(|request| self.decode_inputs(request))
+                .collect::<Result<Vec<_>>>()?;
+            let outputs = self.pll.apply_group_batch(client, &ids, &tokens)?;
+            outputs
+                .par_iter()
+                .map(|token| self.encode_reply(token))
+                .collect()
+        })
     }
 
     /// A batch of tokens that may come from several clients and ask for different
@@ -404,6 +406,12 @@ impl<B: Backend> SecureServer<B> {
     /// in its durable ledger before the reply leaves. One job's bad input fails that job
     /// only.
     pub fn evaluate_jobs(&self, jobs: &[Job<'_>]) -> Vec<Result<Reply>> {
+        on_host_workers(self.pll.backend().host_parallel(), || {
+            self.evaluate_each(jobs)
+        })
+    }
+
+    fn evaluate_each(&self, jobs: &[Job<'_>]) -> Vec<Result<Reply>> {
         jobs.par_iter()
             .map(|job| {
                 let (ids, chunks) = self.projection_ids(job.layer, job.modules)?;
@@ -422,6 +430,16 @@ impl<B: Backend> SecureServer<B> {
                 self.encode_reply(&outputs)
             })
             .collect()
+    }
+}
+
+/// `f` with the pool's idle workers kept awake where the backend computes on the host (a
+/// token's apply is a chain of short parallel steps there); just `f` on a device.
+fn on_host_workers<R: Send>(host_parallel: bool, f: impl FnOnce() -> R + Send) -> R {
+    if host_parallel {
+        keep_workers_awake(f)
+    } else {
+        f()
     }
 }
 

@@ -5,8 +5,10 @@
 //! - products by constants (Shoup) and plain additions, generic over the [`Arith`] flavour:
 //!   [`Ifma`] for moduli below 2^50, [`Wide`] (AVX-512F/DQ) up to 2^62;
 //! - products of two variables (pointwise products, the key-switch inner product, the sums of a
-//!   base conversion), IFMA only: `vpmadd52{lo,hi}uq` give the 104-bit product of two values
-//!   below 2^52 as two 52-bit halves, which [`Reducer`] brings back below q.
+//!   base conversion) with IFMA: `vpmadd52{lo,hi}uq` give the 104-bit product of two values
+//!   below 2^52 as two 52-bit halves, which [`Reducer`] brings back below q. Wider moduli (and
+//!   CPUs without IFMA) have the pointwise products and the inner product in
+//!   [`avx512_wide`](super::avx512_wide).
 //!
 //! Every `unsafe fn` here needs only the CPU features in its `target_feature` attribute; slice
 //! lengths are checked inside.
@@ -16,7 +18,7 @@ use core::arch::x86_64::*;
 use super::lanes::{Arith, Ifma, Wide};
 
 /// u64 lanes per vector.
-const LANES: usize = 8;
+pub(super) const LANES: usize = 8;
 
 /// Most products one [`Reducer::reduce_sum`] accepts (its high accumulator stays below 2^52).
 pub(super) const MAX_TERMS: usize = 15;
@@ -24,7 +26,7 @@ pub(super) const MAX_TERMS: usize = 15;
 /// # Safety
 /// AVX-512F; `p` valid for reading 8 u64.
 #[inline(always)]
-unsafe fn load(p: *const u64) -> __m512i {
+pub(super) unsafe fn load(p: *const u64) -> __m512i {
     // SAFETY: by the caller's guarantee.
     unsafe { _mm512_loadu_si512(p.cast()) }
 }
@@ -32,7 +34,7 @@ unsafe fn load(p: *const u64) -> __m512i {
 /// # Safety
 /// AVX-512F; `p` valid for writing 8 u64.
 #[inline(always)]
-unsafe fn store(p: *mut u64, x: __m512i) {
+pub(super) unsafe fn store(p: *mut u64, x: __m512i) {
     // SAFETY: by the caller's guarantee.
     unsafe { _mm512_storeu_si512(p.cast(), x) }
 }
@@ -80,7 +82,7 @@ unsafe fn permute_lanes(idx: __m512i, x: __m512i) -> __m512i {
 }
 
 /// Checks what every kernel relies on: all slices of length `n`, a whole number of vectors.
-fn check_lengths(n: usize, others: &[usize]) {
+pub(super) fn check_lengths(n: usize, others: &[usize]) {
     assert!(n.is_multiple_of(LANES), "vector kernels take whole vectors");
     assert!(others.iter().all(|&l| l == n), "slice lengths differ");
 }
@@ -406,6 +408,46 @@ pub(super) unsafe fn inner_product(
     keys: [&[&[u64]]; 2],
     out: [&mut [u64]; 2],
 ) {
+    // SAFETY: AVX-512F and IFMA enabled here; q < 2^50 by the dispatcher.
+    let red = unsafe { Reducer::new(q) };
+    let ar = red.ar;
+    let zero = ar.splat(0);
+    let k = x.len();
+    // SAFETY: AVX-512F enabled here.
+    let run = |block| unsafe { inner_product_blocks(x, perm, keys, out, block) };
+    run(
+        |digit: &dyn Fn(usize) -> __m512i, key: &dyn Fn(usize, usize) -> __m512i| {
+            // Both halves' accumulators over the digits.
+            let (mut l0, mut h0, mut l1, mut h1) = (zero, zero, zero, zero);
+            for j in 0..k {
+                let (d, a, b) = (digit(j), key(0, j), key(1, j));
+                // Each product below q² < 2^100 splits into 52-bit halves; at most 15 of them
+                // keep the sums below 2^56 (low) and 2^52 (high).
+                l0 = ar.madd_lo(l0, d, a);
+                h0 = ar.madd_hi(h0, d, a);
+                l1 = ar.madd_lo(l1, d, b);
+                h1 = ar.madd_hi(h1, d, b);
+            }
+            (red.reduce_sum(l0, h0), red.reduce_sum(l1, h1))
+        },
+    )
+}
+
+/// What both key-switch inner products (IFMA here, [`wide`](super::avx512_wide)) share: the
+/// slices' checks, and the loop over blocks of 8 outputs, with digit j's lanes (through the
+/// permutation) from `digit(j)` and key half h's digit j from `key(h, j)`; `block` returns
+/// the block's two outputs. At most [`MAX_TERMS`] digits.
+///
+/// # Safety
+/// AVX-512F (the callers enable it).
+#[inline(always)]
+pub(super) unsafe fn inner_product_blocks(
+    x: &[&[u64]],
+    perm: Option<&[u32]>,
+    keys: [&[&[u64]]; 2],
+    out: [&mut [u64]; 2],
+    block: impl Fn(&dyn Fn(usize) -> __m512i, &dyn Fn(usize, usize) -> __m512i) -> (__m512i, __m512i),
+) {
     let [o0, o1] = out;
     let n = o0.len();
     let k = x.len();
@@ -428,43 +470,25 @@ pub(super) unsafe fn inner_product(
         p.iter_mut().zip(s).for_each(|(p, s)| *p = s.as_ptr());
         p
     };
-    let (xp, k0, k1) = (ptrs(x), ptrs(keys[0]), ptrs(keys[1]));
-    // SAFETY: AVX-512F and IFMA enabled here; q < 2^50 by the dispatcher.
-    let red = unsafe { Reducer::new(q) };
-    let ar = red.ar;
-    let zero = ar.splat(0);
+    let (xp, kp) = (ptrs(x), [ptrs(keys[0]), ptrs(keys[1])]);
     let (o0, o1) = (o0.as_mut_ptr(), o1.as_mut_ptr());
-    // Both halves' accumulators over the digits, with digit j's lanes from `digit(j)`.
-    let accumulate = |i: usize, digit: &dyn Fn(usize) -> __m512i| {
-        let (mut l0, mut h0, mut l1, mut h1) = (zero, zero, zero, zero);
-        for j in 0..k {
-            let d = digit(j);
-            // SAFETY: i + 8 ≤ n = the length of every key slice (checked above).
-            let (a, b) = unsafe { (load(k0[j].add(i)), load(k1[j].add(i))) };
-            // Each product below q² < 2^100 splits into 52-bit halves; at most 15 of them
-            // keep the sums below 2^56 (low) and 2^52 (high).
-            l0 = ar.madd_lo(l0, d, a);
-            h0 = ar.madd_hi(h0, d, a);
-            l1 = ar.madd_lo(l1, d, b);
-            h1 = ar.madd_hi(h1, d, b);
-        }
-        (red.reduce_sum(l0, h0), red.reduce_sum(l1, h1))
-    };
     let src_len = x.iter().map(|s| s.len()).min().unwrap_or(0);
     for i in (0..n).step_by(LANES) {
+        // SAFETY: i + 8 ≤ n = the length of every key slice (checked above).
+        let key = |h: usize, j: usize| unsafe { load(kp[h][j].add(i)) };
         // SAFETY: i + 8 ≤ n = the length of every digit without a permutation, and of the
         // permutation, whose entries index every digit (checked above); `block_source` only
         // returns blocks inside every digit.
         let (r0, r1) = unsafe {
             match perm {
-                None => accumulate(i, &|j| load(xp[j].add(i))),
+                None => block(&|j| load(xp[j].add(i)), &key),
                 Some(p) => {
                     let p = p.as_ptr().add(i);
                     match block_source(p, src_len) {
                         Some((start, idx)) => {
-                            accumulate(i, &|j| permute_lanes(idx, load(xp[j].add(start))))
+                            block(&|j| permute_lanes(idx, load(xp[j].add(start))), &key)
                         }
-                        None => accumulate(i, &|j| gather(xp[j], p)),
+                        None => block(&|j| gather(xp[j], p), &key),
                     }
                 }
             }

@@ -1,6 +1,7 @@
 //! The CPU's vector kernels, chosen once per process: the slice kernels behind the pointwise
 //! arithmetic, basis conversion, ModDown, rescale and the key-switch inner product (the
-//! portable reference in [`scalar`], AVX-512 versions in [`avx512`]) and the NTT kernels
+//! portable reference in [`scalar`], AVX-512 versions in [`avx512`] and, for products of two
+//! variables modulo wide primes, [`avx512_wide`]) and the NTT kernels
 //! ([`ntt_avx512`], [`ntt_avx2`]), on the lane arithmetic of [`lanes`]. Every kernel returns
 //! canonical residues in `[0, q)`, so all tiers agree bit for bit.
 //!
@@ -12,6 +13,8 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avx512_wide;
 #[cfg(target_arch = "x86_64")]
 mod lanes;
 #[cfg(target_arch = "x86_64")]
@@ -183,6 +186,9 @@ pub(crate) fn mul(path: SimdTier, m: &Modulus, a: &mut [u64], b: &[u64]) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: see above.
         Isa::Ifma => unsafe { avx512::mul(m.value(), a, b) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: see above.
+        Isa::Avx512 => unsafe { avx512_wide::mul(m.value(), a, b) },
         _ => scalar::mul(m, a, b),
     }
 }
@@ -194,6 +200,9 @@ pub(crate) fn mul_add(path: SimdTier, m: &Modulus, acc: &mut [u64], a: &[u64], b
         #[cfg(target_arch = "x86_64")]
         // SAFETY: see above.
         Isa::Ifma => unsafe { avx512::mul_add(m.value(), acc, a, b) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: see above.
+        Isa::Avx512 => unsafe { avx512_wide::mul_add(m.value(), acc, a, b) },
         _ => scalar::mul_add(m, acc, a, b),
     }
 }
@@ -303,6 +312,11 @@ pub(crate) fn inner_product(
         Isa::Ifma if x.len() <= avx512::MAX_TERMS => {
             // SAFETY: see above.
             unsafe { avx512::inner_product(m.value(), x, perm, keys, out) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if avx512_wide::inner_product_fits(m.value(), x.len()) => {
+            // SAFETY: see above.
+            unsafe { avx512_wide::inner_product(m.value(), x, perm, keys, out) }
         }
         _ => scalar::inner_product(m, x, perm, keys, out),
     }
