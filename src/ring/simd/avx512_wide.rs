@@ -69,7 +69,7 @@ impl Barrett {
     /// Whether sums of `terms` products of values below q fit the reduction (see [`Barrett`]).
     fn fits(q: u64, terms: usize) -> bool {
         let b = 64 - q.leading_zeros();
-        terms >= 1 && terms <= MAX_TERMS && b + Self::slack(terms) <= 63
+        (1..=MAX_TERMS).contains(&terms) && b + Self::slack(terms) <= 63
     }
 
     /// s: sums of `terms` products below q² stay below 2^(2b+s).
