@@ -453,6 +453,9 @@ fn check_evaluator<B: Backend>(params: &Params, b: B) {
     let got = device.rotate_hoisted(&dx, &STEPS).unwrap();
     let got: Vec<Ciphertext> = got.iter().map(down).collect();
     assert_eq!(got, want, "rotate_hoisted");
+    let want = reference.add_rotations_hoisted(&x, &STEPS).unwrap();
+    let got = device.add_rotations_hoisted(&dx, &STEPS).unwrap();
+    assert_eq!(down(&got), want, "add_rotations_hoisted");
 }
 
 /// A LoRA plan (random factors from a fixed seed) applied on `b` and on the CPU.

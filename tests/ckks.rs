@@ -303,6 +303,55 @@ fn single_hoisted_and_textbook_rotations_agree() {
 }
 
 #[test]
+fn hoisted_sum_of_rotations_matches_its_terms() {
+    let steps = [8i64, 16, 24, 32, 40, 48, 56, -3];
+    let mut s = setup(ParamSpec::n13_depth2(), &steps);
+    let v = random_values(s.params.slots());
+    let ct = s.encrypt(&v);
+    let ev = &s.evaluator;
+    // One ModDown for all eight steps, at the top level and after a rescale.
+    let low = ev.rescale(&ev.mul_relin(&ct, &ct).unwrap()).unwrap();
+    let sq: Vec<f64> = v.iter().map(|x| x * x).collect();
+    for (what, x, values, bound) in [
+        ("top level", &ct, &v, LINEAR),
+        ("rescaled", &low, &sq, PRODUCT),
+    ] {
+        let mut want = values.clone();
+        for &step in &steps {
+            want.iter_mut()
+                .zip(rotated(values, step))
+                .for_each(|(w, r)| *w += r);
+        }
+        let sum = ev.add_rotations_hoisted(x, &steps).unwrap();
+        assert_eq!((sum.level, sum.scale), (x.level, x.scale));
+        // Nine terms: the bound of one rotation times the number of rotated terms.
+        check(
+            &format!("sum of 8 rotations, {what}"),
+            &s.decrypt(&sum),
+            &want,
+            bound * steps.len() as f64,
+        );
+    }
+    // One step: the same ModDown of the same inner product as a rotation, added after.
+    let single = ev.add_rotations_hoisted(&ct, &[-3]).unwrap();
+    assert_eq!(single, ev.add(&ct, &ev.rotate(&ct, -3).unwrap()).unwrap());
+    assert_eq!(ev.add_rotations_hoisted(&ct, &[]).unwrap(), ct);
+    for bad in [&[8i64, 8][..], &[8, 0], &[8, s.params.slots() as i64 + 8]] {
+        assert!(
+            matches!(
+                ev.add_rotations_hoisted(&ct, bad),
+                Err(CkksError::Malformed(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(
+        ev.add_rotations_hoisted(&ct, &[8, 6]),
+        Err(CkksError::MissingGaloisKey { step: Some(6), .. })
+    ));
+}
+
+#[test]
 fn conjugation_conjugates_complex_slots() {
     let mut s = setup(ParamSpec::n13_depth2(), &[]);
     let re = random_values(s.params.slots());

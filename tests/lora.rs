@@ -150,10 +150,14 @@ fn run(d_in: usize, d_out: usize, r: usize) -> (f64, LoraPlan<helora::backend::C
 fn reference_shape_is_accurate_and_within_the_operation_budget() {
     let (_, plan) = run(4096, 4096, 8);
     let counts = plan.op_counts();
+    // Steps 1 and 3: 7 hoisted rotations each; the fold over D/r' = 512 blocks: 9
+    // rotations, each with its own decomposition.
     assert!(counts.keyswitches <= 23, "{counts:?}");
+    assert_eq!(counts.keyswitches, 7 + 9 + 7);
+    assert_eq!(counts.hoisted_keyswitches, 14);
+    assert_eq!(counts.decompositions, 1 + 9 + 1);
     assert_eq!(counts.depth, 2);
     assert_eq!(counts.pt_muls, 16);
-    assert_eq!(counts.hoisted_keyswitches, 14);
     assert_eq!(plan.rotation_steps().len(), 7 + 9);
 }
 

@@ -122,6 +122,7 @@ fn bench_lora_json_reports_counts_accuracy_and_bytes() {
     // r' − 1 = 7 hoisted rotations per diagonal product, log2(1024/8) = 7 fold rotations.
     assert_eq!(v["keyswitches"], 7 + 7 + 7);
     assert_eq!(v["hoisted_keyswitches"], 14);
+    assert_eq!(v["decompositions"], 1 + 7 + 1);
     assert_eq!(v["pt_muls"], 16);
     for key in [
         "ms_per_apply",

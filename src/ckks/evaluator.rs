@@ -519,6 +519,56 @@ impl<B: Backend> Evaluator<B> {
             .collect()
     }
 
+    /// a + Σ_s rot(a, s) over distinct non-identity `steps`, with one decomposition of `a`
+    /// and one ModDown per half for the whole sum: the key-switch outputs are added over
+    /// Q_l ∪ P, so each step costs an inner product and an addition, and the sum carries
+    /// one rounding error instead of one per step. The steps' inner products run in
+    /// batches, as in [`rotate_hoisted`](Self::rotate_hoisted), and are added in the
+    /// steps' order, whatever runs where.
+    pub fn add_rotations_hoisted(
+        &self,
+        a: &Ciphertext<B::Poly>,
+        steps: &[i64],
+    ) -> Result<Ciphertext<B::Poly>, CkksError> {
+        self.check(a)?;
+        let elements = self.rotation_elements(steps.iter().copied())?;
+        if elements.len() != steps.len() {
+            return Err(CkksError::Malformed(format!(
+                "a sum of rotations needs distinct non-identity steps, got {steps:?}"
+            )));
+        }
+        let mut out = a.clone();
+        if elements.is_empty() {
+            return Ok(out);
+        }
+        let digits = self.backend.decompose(&a.c1);
+        let ext_basis = Basis::new(a.level + 1, self.params.ring().p().len());
+        let mut e0 = self.backend.zero(ext_basis, true);
+        let mut e1 = self.backend.zero(ext_basis, true);
+        for chunk in elements.chunks(self.hoisting_batch(a.level)) {
+            let switched = self.inner_products(&digits, chunk)?;
+            let c0_rotated = self.backend.automorphisms(&a.c0, chunk);
+            let c0 = &mut out.c0;
+            self.join(
+                || {
+                    for ([x0, _], c0_g) in switched.iter().zip(&c0_rotated) {
+                        self.backend.add_assign(&mut e0, x0);
+                        self.backend.add_assign(c0, c0_g);
+                    }
+                },
+                || {
+                    for [_, x1] in &switched {
+                        self.backend.add_assign(&mut e1, x1);
+                    }
+                },
+            );
+        }
+        let (d0, d1) = self.join(|| self.backend.mod_down(&e0), || self.backend.mod_down(&e1));
+        self.backend.add_assign(&mut out.c0, &d0);
+        self.backend.add_assign(&mut out.c1, &d1);
+        Ok(out)
+    }
+
     /// The distinct Galois elements of the rotations by `steps` other than the identity, in
     /// first-seen order, each checked to have a key (before any work is done).
     fn rotation_elements(
