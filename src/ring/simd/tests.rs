@@ -58,8 +58,13 @@ fn for_vector_paths(mut check: impl FnMut(SimdTier)) {
             Ok("1"),
             "HELORA_REQUIRE_SIMD=1 but {reason}"
         );
-        // Straight to the stderr handle: libtest captures `eprintln!` of passing tests.
-        let _ = writeln!(std::io::stderr(), "skipped: {reason}");
+        // Once per test (each runs on its own thread; scripts/test-summary.sh counts one
+        // skipped test per line), straight to the stderr handle: libtest captures
+        // `eprintln!` of passing tests.
+        thread_local!(static REPORTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+        if !REPORTED.replace(true) {
+            let _ = writeln!(std::io::stderr(), "skipped: {reason}");
+        }
     }
     paths.into_iter().for_each(&mut check);
 }
