@@ -542,27 +542,38 @@ impl<B: Backend> Evaluator<B> {
             return Ok(out);
         }
         let digits = self.backend.decompose(&a.c1);
-        let ext_basis = Basis::new(a.level + 1, self.params.ring().p().len());
-        let mut e0 = self.backend.zero(ext_basis, true);
-        let mut e1 = self.backend.zero(ext_basis, true);
+        // The first step's key-switch outputs start the sums over Q_l ∪ P (no zeroed
+        // buffers: at radix 2 every fold level is a single step).
+        let mut sums: Option<[B::Poly; 2]> = None;
         for chunk in elements.chunks(self.hoisting_batch(a.level)) {
-            let switched = self.inner_products(&digits, chunk)?;
+            let mut switched = self.inner_products(&digits, chunk)?.into_iter();
             let c0_rotated = self.backend.automorphisms(&a.c0, chunk);
+            let [mut e0, mut e1] =
+                sums.take()
+                    .or_else(|| switched.next())
+                    .ok_or(CkksError::Malformed(
+                        "a hoisted sum computed no key switch".into(),
+                    ))?;
+            let rest: Vec<_> = switched.collect();
             let c0 = &mut out.c0;
             self.join(
                 || {
-                    for ([x0, _], c0_g) in switched.iter().zip(&c0_rotated) {
-                        self.backend.add_assign(&mut e0, x0);
-                        self.backend.add_assign(c0, c0_g);
-                    }
+                    rest.iter()
+                        .for_each(|[x0, _]| self.backend.add_assign(&mut e0, x0));
+                    c0_rotated
+                        .iter()
+                        .for_each(|c0_g| self.backend.add_assign(c0, c0_g));
                 },
                 || {
-                    for [_, x1] in &switched {
-                        self.backend.add_assign(&mut e1, x1);
-                    }
+                    rest.iter()
+                        .for_each(|[_, x1]| self.backend.add_assign(&mut e1, x1));
                 },
             );
+            sums = Some([e0, e1]);
         }
+        let [e0, e1] = sums.ok_or(CkksError::Malformed(
+            "a hoisted sum computed no key switch".into(),
+        ))?;
         let (d0, d1) = self.join(|| self.backend.mod_down(&e0), || self.backend.mod_down(&e1));
         self.backend.add_assign(&mut out.c0, &d0);
         self.backend.add_assign(&mut out.c1, &d1);

@@ -358,7 +358,7 @@ impl<'a, B: Backend> LoraGroup<'a, B> {
             let r1 = p.rank_padded - 1;
             let levels = p.fold_levels();
             let fold_hoisted: usize = levels.iter().map(Vec::len).filter(|&m| m > 1).sum();
-            counts.keyswitches += p.fold_steps().len() + r1;
+            counts.keyswitches += levels.iter().map(Vec::len).sum::<usize>() + r1;
             counts.hoisted_keyswitches += r1 + fold_hoisted;
             counts.decompositions += levels.len() + 1;
             counts.pt_muls += chunks * p.rank_padded + p.output.chunks * p.rank_padded;
